@@ -1,0 +1,85 @@
+"""Forward mode: trace the program once, then push tangents through it in evaluation order.
+
+For y = f(x) and a tangent ẋ, ẏ = J ẋ. The program is recorded as usual (primals marked as
+requiring grad); its nodes between the primals and the outputs are then visited by increasing
+``seq`` (creation order is an evaluation order), and each node's ``jvp`` maps its inputs'
+tangents to its output's. Tangents of inputs outside the traced region are zero (``None``).
+
+Because the recorded program may itself contain backward nodes (a gradient computed with
+``create_graph=True``), pushing tangents through ``grad(f)`` gives forward-over-reverse
+Hessian-vector products.
+"""
+
+from __future__ import annotations
+
+from . import function as F
+from . import mode
+
+
+def _collect(outputs):
+    """All nodes reachable from the outputs, in creation (evaluation) order."""
+    seen = {}
+    stack = [y._node for y in outputs if y._node is not None]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        if node.inputs is None:
+            raise RuntimeError(f"jvp: the graph at {node.fn.name} was already freed by backward")
+        for x in node.inputs:
+            if isinstance(x, F._Tensor) and x._node is not None and id(x._node) not in seen:
+                stack.append(x._node)
+    return sorted(seen.values(), key=lambda n: n.seq)
+
+
+def push_tangents(primals, tangents, outputs, create_graph=False):
+    """Given traced ``outputs`` of ``primals``, return the output tangents J·tangents."""
+    T = F._Tensor
+    tan: dict = {}  # id(tensor) -> tangent, for primals; (node id, index) -> tangent otherwise
+    for p, t in zip(primals, tangents, strict=True):
+        tan[id(p)] = t
+    node_tan: dict = {}
+
+    def tangent_of(x):
+        if not isinstance(x, T):
+            return None
+        if x._node is None:
+            return tan.get(id(x))
+        v = node_tan.get(id(x._node))
+        if v is None:
+            return None
+        return v[x._index] if type(x._node.out) is tuple else v
+
+    with mode.set_grad_enabled(create_graph):
+        for node in _collect(outputs):
+            dxs = tuple(tangent_of(x) for x in node.inputs)
+            if all(d is None for d in dxs):
+                continue
+            if create_graph:
+                ins = node.inputs
+                from .engine import _output_tensors
+
+                y = _output_tensors(node)
+            else:
+                ins = tuple(x.data if isinstance(x, T) else x for x in node.inputs)
+                dxs = tuple(d.data if isinstance(d, T) else d for d in dxs)
+                y = node.out
+            dy = node.fn.jvp(dxs, y, *ins, **node.kw)
+            node_tan[id(node)] = _fit_tangent(node, dy)
+    return [tangent_of(y) for y in outputs]
+
+
+def _fit_tangent(node, dy):
+    """Broadcast a tangent up to its output's shape (an op whose inputs broadcast)."""
+    if type(node.out) is tuple or dy is None:
+        return dy
+    if tuple(dy.shape) != tuple(node.out.shape):
+        from ..ops.shape import broadcast_to
+
+        dy = broadcast_to(dy, node.out.shape)
+    if dy.dtype != node.out.dtype:
+        from ..ops.arithmetic import cast
+
+        dy = cast(dy, node.out.dtype)
+    return dy

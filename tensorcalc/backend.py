@@ -1,0 +1,159 @@
+"""Array backend: the array module ``xp`` (NumPy on CPU, CuPy on a GPU), default dtype, rng.
+
+Everything above this module receives ``xp`` instead of importing numpy directly, so the same
+forward and derivative code runs on NumPy and on CuPy.
+
+Machine tuning, done once at import (see ``benchmarks/RESULTS.md`` for the measurements):
+
+* ``OPENBLAS_CORETYPE``: NumPy's bundled OpenBLAS picks AVX2 kernels on AMD Zen 4/5 even where
+  AVX-512 exists; its SkylakeX kernels are about twice as fast for float32 GEMM there. The variable
+  only works if set before NumPy loads, and on a CPU *without* AVX-512 those kernels die with
+  "Illegal instruction". So :func:`tune_blas_env` sets it only when ``/proc/cpuinfo`` lists
+  ``avx512f``, NumPy is not yet imported, and the user has not set it. Opt out with
+  ``TENSORCALC_NO_BLAS_TUNING=1``.
+* glibc ``malloc``: arrays above the (dynamic) mmap threshold are served by fresh ``mmap`` pages
+  that page-fault on first touch every step; raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD``
+  keeps large temporaries in the heap and reuses them. Opt out with ``TENSORCALC_NO_MALLOPT=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _cpu_has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return " avx512f" in line and " avx512bw" in line
+    except OSError:
+        pass
+    return False
+
+
+def tune_blas_env() -> str | None:
+    """Select OpenBLAS's AVX-512 kernels when the CPU has them; return what was set (or None)."""
+    if os.environ.get("TENSORCALC_NO_BLAS_TUNING") or "OPENBLAS_CORETYPE" in os.environ:
+        return None
+    if "numpy" in sys.modules or not sys.platform.startswith("linux"):
+        return None
+    if _cpu_has_avx512():
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+        return "SkylakeX"
+    return None
+
+
+def tune_malloc() -> bool:
+    """Keep large temporaries in glibc's heap instead of fresh mmap pages (see module doc)."""
+    if os.environ.get("TENSORCALC_NO_MALLOPT") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
+BLAS_TUNING = tune_blas_env()
+MALLOC_TUNED = tune_malloc()
+
+import numpy as np  # noqa: E402  (after the environment is tuned)
+
+try:  # CuPy is optional; only imported if installed.
+    import cupy as _cupy  # type: ignore
+except Exception:  # pragma: no cover - no GPU in CI
+    _cupy = None
+
+_state = {"dtype": np.dtype(np.float32)}
+
+
+def get_default_dtype() -> np.dtype:
+    """The float dtype new tensors get (float32 unless changed)."""
+    return _state["dtype"]
+
+
+def set_default_dtype(dtype) -> None:
+    """Set the default float dtype (float32 or float64)."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64, np.float16):
+        raise TypeError(f"set_default_dtype: expected a float dtype, got {dtype}")
+    _state["dtype"] = dtype
+
+
+def cupy_available() -> bool:
+    """True when CuPy is importable and sees a GPU."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # pragma: no cover
+        return False
+
+
+def array_module(x):
+    """The array module (numpy or cupy) that owns array ``x``."""
+    if _cupy is not None and isinstance(x, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def xp_of(args):
+    """The array module for a sequence of arrays / scalars: cupy if any is a cupy array."""
+    if _cupy is not None:
+        for a in args:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+def get_xp(device: str = "cpu"):
+    """Array module for a device name: 'cpu' -> numpy, 'gpu'/'cuda' -> cupy."""
+    if device == "cpu":
+        return np
+    if device in ("gpu", "cuda"):
+        if not cupy_available():
+            raise RuntimeError("device 'gpu' requested but CuPy with a visible GPU is not available")
+        return _cupy
+    raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'gpu'")
+
+
+def device_of(x) -> str:
+    return "gpu" if array_module(x) is not np else "cpu"
+
+
+def to_numpy(x):
+    """A NumPy array from a numpy or cupy array (copying off the GPU if needed)."""
+    if _cupy is not None and isinstance(x, _cupy.ndarray):
+        return _cupy.asnumpy(x)
+    return np.asarray(x)
+
+
+def as_rng(rng=None) -> np.random.Generator:
+    """An explicit ``numpy.random.Generator`` from a Generator, an int seed, or None (fresh)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"expected a numpy Generator or an int seed, got {type(rng).__name__}")
+
+
+def special(xp):
+    """scipy.special for numpy, cupyx.scipy.special for cupy."""
+    if xp is np:
+        import scipy.special as sp
+
+        return sp
+    import cupyx.scipy.special as csp  # pragma: no cover - GPU only
+
+    return csp
+
+
+def as_dtype(dtype) -> np.dtype:
+    """``numpy.dtype(dtype)`` — lets code that must not import numpy normalise a dtype."""
+    return np.dtype(dtype)

@@ -1,0 +1,46 @@
+"""Small non-differentiable helpers shared by the rules (masks, axis normalisation)."""
+
+from __future__ import annotations
+
+from ..autodiff import function as F
+
+
+def cast_like(mask, like):
+    """A boolean mask as 0/1 values of ``like``'s dtype; never part of the graph."""
+    T = F._Tensor
+    m = mask.data if isinstance(mask, T) else mask
+    dtype = like.dtype
+    out = m.astype(dtype)
+    if isinstance(like, T) or isinstance(mask, T):
+        return T._wrap(out, None, 0)
+    return out
+
+
+def data_of(x):
+    """The raw array behind a Tensor (or ``x`` itself) — for non-differentiable bookkeeping only."""
+    T = F._Tensor
+    return x.data if isinstance(x, T) else x
+
+
+def norm_axis(axis, ndim, who):
+    """Axis argument -> sorted tuple of non-negative axes (None -> all axes)."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{who}: axis {a} is out of range for a tensor with {ndim} dims")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{who}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def shape_of(x):
+    return tuple(getattr(x, "shape", ()))
+
+
+def ndim_of(x):
+    return len(getattr(x, "shape", ()))

@@ -1,0 +1,100 @@
+"""Indexing: getitem ↔ scatter_add (transposes of each other), and take (gather)."""
+
+from __future__ import annotations
+
+from ..autodiff.function import Linear, primitive
+from ._util import data_of, ndim_of, shape_of
+
+
+def _advanced(index):
+    """True when the index holds an integer/bool array (elements may repeat: use add.at)."""
+    return any(hasattr(i, "dtype") or isinstance(i, list) for i in index)
+
+
+@primitive
+class GetItem(Linear):
+    """Basic and advanced indexing (slices, ints, None, ..., integer arrays, boolean masks).
+
+    Forward:  y = x[index]
+    VJP:      x̄ = scatter_add(ȳ, index, x.shape)   (repeated indices accumulate)
+    JVP:      ẏ = ẋ[index]
+    """
+
+    @staticmethod
+    def forward(xp, x, *, index):
+        return x[index]
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, index):
+        return (ScatterAdd.apply(g, index=index, shape=shape_of(x)),)
+
+
+@primitive
+class ScatterAdd(Linear):
+    """Add ``x`` into zeros of ``shape`` at ``index``; the transpose of getitem.
+
+    Forward:  y = zeros(shape);  y[index] += x   (repeated indices accumulate)
+    VJP:      x̄ = ȳ[index]
+    JVP:      ẏ = scatter_add(ẋ, index, shape)
+    """
+
+    @staticmethod
+    def forward(xp, x, *, index, shape):
+        y = xp.zeros(shape, dtype=x.dtype)
+        if _advanced(index):
+            xp.add.at(y, index, x)
+        else:
+            y[index] = x
+        return y
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, index, shape):
+        return (GetItem.apply(g, index=index),)
+
+
+@primitive
+class Take(Linear):
+    """Gather rows along ``axis`` by integer ``indices`` (embedding lookup).
+
+    Forward:  y = take(x, indices, axis)
+    VJP:      x̄ = scatter_add(ȳ, (:, ..., indices), x.shape)
+    JVP:      ẏ = take(ẋ, indices, axis)
+    """
+
+    @staticmethod
+    def forward(xp, x, *, indices, axis):
+        return xp.take(x, indices, axis=axis)
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, indices, axis):
+        index = (slice(None),) * axis + (indices,)
+        return (ScatterAdd.apply(g, index=index, shape=shape_of(x)),)
+
+
+def getitem(x, index):
+    """x[index] — differentiable; integer-array and boolean-mask indices included."""
+    index = index if isinstance(index, tuple) else (index,)
+    index = tuple(data_of(i) for i in index)
+    return GetItem.apply(x, index=index)
+
+
+def scatter_add(x, index, shape):
+    """zeros(shape) with ``x`` added at ``index`` (the adjoint of getitem)."""
+    index = index if isinstance(index, tuple) else (index,)
+    return ScatterAdd.apply(x, index=tuple(data_of(i) for i in index), shape=tuple(shape))
+
+
+def take(x, indices, axis=0):
+    """Gather along ``axis`` by integer ``indices`` (any shape): embedding lookup."""
+    idx = data_of(indices)
+    n = ndim_of(x)
+    axis = axis % n
+    size = shape_of(x)[axis]
+    if getattr(idx, "dtype", None) is not None and idx.dtype.kind not in "iu":
+        raise TypeError(f"take: indices must be integers, got {idx.dtype}")
+    if getattr(idx, "size", 1) and (idx.min() < -size or idx.max() >= size):
+        raise IndexError(
+            f"take: index {int(idx.max()) if idx.max() >= size else int(idx.min())} is out of "
+            f"range for axis {axis} of size {size}"
+        )
+    return Take.apply(x, indices=idx, axis=axis)

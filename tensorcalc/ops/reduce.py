@@ -1,0 +1,146 @@
+"""Reductions: sum (Linear), max/min (ties share the gradient equally), logsumexp (stable)."""
+
+from __future__ import annotations
+
+from ..autodiff.function import Function, Linear, primitive
+from ._util import cast_like, ndim_of, norm_axis, shape_of
+
+
+def _keep(g, x_shape, axis, keepdims):
+    """Re-insert reduced axes as size 1 so ``g`` broadcasts against x."""
+    from .shape import reshape
+
+    if keepdims:
+        return g
+    shape = tuple(1 if i in axis else n for i, n in enumerate(x_shape))
+    return reshape(g, shape)
+
+
+@primitive
+class Sum(Linear):
+    """Sum over axes.
+
+    Forward:  y = Σ_axis x
+    VJP:      x̄ = broadcast_to(ȳ with axis kept, x.shape)
+    JVP:      ẏ = Σ_axis ẋ
+    """
+
+    @staticmethod
+    def forward(xp, x, *, axis, keepdims=False):
+        return xp.sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, axis, keepdims=False):
+        from .shape import broadcast_to
+
+        return (broadcast_to(_keep(g, x.shape, axis, keepdims), x.shape),)
+
+
+class _Extremum(Function):
+    """max/min over axes: the gradient flows to the arg-extremum; k tied entries get 1/k each."""
+
+    @classmethod
+    def _weights(cls, y, x, axis, keepdims):
+        yk = _keep(y, x.shape, axis, keepdims)
+        m = cast_like(x == yk, x)
+        return m / Sum.apply(m, axis=axis, keepdims=True)
+
+    @classmethod
+    def vjp(cls, g, y, x, *, needs, axis, keepdims=False):
+        return (_keep(g, x.shape, axis, keepdims) * cls._weights(y, x, axis, keepdims),)
+
+    @classmethod
+    def jvp(cls, dxs, y, x, *, axis, keepdims=False):
+        return Sum.apply(dxs[0] * cls._weights(y, x, axis, keepdims), axis=axis,
+                         keepdims=keepdims)
+
+
+@primitive
+class Max(_Extremum):
+    """Maximum over axes; k tied maxima share the gradient equally (1/k each).
+
+    Forward:  y = max_axis x
+    VJP:      x̄ = ȳ ⊙ [x = y] / #[x = y]
+    JVP:      ẏ = Σ_axis ẋ ⊙ [x = y] / #[x = y]
+    """
+
+    @staticmethod
+    def forward(xp, x, *, axis, keepdims=False):
+        return xp.max(x, axis=axis, keepdims=keepdims)
+
+
+@primitive
+class Min(_Extremum):
+    """Minimum over axes; k tied minima share the gradient equally (1/k each).
+
+    Forward:  y = min_axis x
+    VJP:      x̄ = ȳ ⊙ [x = y] / #[x = y]
+    JVP:      ẏ = Σ_axis ẋ ⊙ [x = y] / #[x = y]
+    """
+
+    @staticmethod
+    def forward(xp, x, *, axis, keepdims=False):
+        return xp.min(x, axis=axis, keepdims=keepdims)
+
+
+@primitive
+class Logsumexp(Function):
+    """log Σ exp over axes, computed with the max shifted out (finite for large inputs).
+
+    Forward:  y = m + log Σ_axis exp(x − m),  m = max_axis x
+    VJP:      x̄ = ȳ ⊙ exp(x − y)            (= ȳ ⊙ softmax(x))
+    JVP:      ẏ = Σ_axis ẋ ⊙ exp(x − y)
+    """
+
+    @staticmethod
+    def forward(xp, x, *, axis, keepdims=False):
+        m = xp.max(x, axis=axis, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        s = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
+        y = xp.log(s) + m
+        return y if keepdims else xp.squeeze(y, axis)
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, axis, keepdims=False):
+        from .elementwise import exp
+
+        return (_keep(g, x.shape, axis, keepdims) * exp(x - _keep(y, x.shape, axis, keepdims)),)
+
+    @staticmethod
+    def jvp(dxs, y, x, *, axis, keepdims=False):
+        from .elementwise import exp
+
+        p = exp(x - _keep(y, x.shape, axis, keepdims))
+        return Sum.apply(dxs[0] * p, axis=axis, keepdims=keepdims)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 - the math name
+    """Σ over ``axis`` (None: all)."""
+    return Sum.apply(x, axis=norm_axis(axis, ndim_of(x), "sum"), keepdims=keepdims)
+
+
+def _nonempty(x, axis, who):
+    s = shape_of(x)
+    if any(s[a] == 0 for a in axis):
+        raise ValueError(f"{who}: reduction over an empty axis (shape {s})")
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """Maximum over ``axis``; ties share the gradient."""
+    ax = norm_axis(axis, ndim_of(x), "max")
+    _nonempty(x, ax, "max")
+    return Max.apply(x, axis=ax, keepdims=keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    """Minimum over ``axis``; ties share the gradient."""
+    ax = norm_axis(axis, ndim_of(x), "min")
+    _nonempty(x, ax, "min")
+    return Min.apply(x, axis=ax, keepdims=keepdims)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log Σ exp(x) over ``axis``, stable for large |x|."""
+    ax = norm_axis(axis, ndim_of(x), "logsumexp")
+    _nonempty(x, ax, "logsumexp")
+    return Logsumexp.apply(x, axis=ax, keepdims=keepdims)
