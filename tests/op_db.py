@@ -161,6 +161,9 @@ OPS: list[OpSpec] = [
       kwargs=[{}, {"axis": 0}]),
     S("log_softmax", tc.log_softmax, lambda x, axis=-1: sps.log_softmax(x, axis),
       [((3, 4),)], kwargs=[{}, {"axis": 0}]),
+    # ==== windows: unfold/fold, conv, pool (CNN work) — add specs below this line ====
+    # ==== linalg (eigh, solve, inv, slogdet, cholesky, norm) — add specs below this line ====
+    # ==== nn functional: activations, losses, norms, dropout — add specs below this line ====
 ]
 
 
