@@ -213,6 +213,7 @@ class Tensor:
                 "(optimisers do) or use the out-of-place op"
             )
         self._version += 1
+        _mode.state.inplace_epoch += 1
 
     def __setitem__(self, index, value):
         self._inplace("__setitem__")

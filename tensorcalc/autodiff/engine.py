@@ -50,9 +50,7 @@ def _fit(node, i, gx, x):
     xshape = x.shape
     if gx.shape != xshape:
         if fn.broadcasts:
-            from ..ops.shape import sum_to
-
-            gx = sum_to(gx, xshape)
+            gx = _sum_to()(gx, xshape)
         if gx.shape != xshape:
             raise RuntimeError(
                 f"{fn.name}: vjp returned a cotangent of shape {tuple(gx.shape)} for input {i} "
@@ -67,6 +65,18 @@ def _fit(node, i, gx, x):
                 f"{fn.name}: vjp returned a {gx.dtype} cotangent for {x.dtype} input {i}"
             )
     return gx
+
+
+_SUM_TO = []
+
+
+def _sum_to():
+    """ops.shape.sum_to, looked up once (ops sit above the engine, so no module-level import)."""
+    if not _SUM_TO:
+        from ..ops.shape import sum_to
+
+        _SUM_TO.append(sum_to)
+    return _SUM_TO[0]
 
 
 def _check_versions(node):
@@ -109,11 +119,13 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
     """Core reverse sweep. Returns {id(t): grad} for the tensors in ``wrt`` (or, with
     ``accumulate``, adds into ``.grad`` of every leaf reached)."""
     T = F._Tensor
+    state = mode.state
     if retain_graph is None:
         retain_graph = create_graph
     grads: dict = {}  # node -> cotangent (or list of them for a multi-output node)
     leaf: dict = {}  # id(leaf tensor) -> [tensor, cotangent]
     heap: list = []
+    heappush, heappop = heapq.heappush, heapq.heappop
     want_nodes: dict = {}  # node -> list of (index, tensor) for intermediate wrt tensors
     if wrt is not None:
         for t in wrt:
@@ -122,29 +134,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
     captured: dict = {}
 
     def push(t, g):
-        node = t._node
-        if node is None:
-            if t._rg:
-                e = leaf.get(id(t))
-                if e is None:
-                    leaf[id(t)] = [t, g]
-                else:
-                    e[1] = e[1] + g
-            return
-        if type(node.out) is tuple:
-            lst = grads.get(node)
-            if lst is None:
-                lst = grads[node] = [None] * len(node.out)
-                heapq.heappush(heap, (-node.seq, id(node), node))
-            lst[t._index] = _accumulate(lst[t._index], g)
-        else:
-            prev = grads.get(node, None)
-            if prev is None:
-                if node not in grads:
-                    heapq.heappush(heap, (-node.seq, id(node), node))
-                grads[node] = g
-            else:
-                grads[node] = prev + g
+        _push(t, g, grads, leaf, heap)
 
     for y, g in zip(outputs, grad_outputs, strict=True):
         if create_graph and not isinstance(g, T):
@@ -153,44 +143,70 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
             g = g.data
         push(y, g)
 
-    anomaly = mode.state.anomaly
-    with mode.set_grad_enabled(create_graph):
+    anomaly = state.anomaly
+    epoch = state.inplace_epoch
+    prev_mode = state.grad
+    state.grad = create_graph
+    try:
         while heap:
-            _, _, node = heapq.heappop(heap)
+            node = heappop(heap)[1]
             g = grads.pop(node)
-            if node.inputs is None:
+            inputs = node.inputs
+            if inputs is None:
                 raise RuntimeError(
                     f"backward through the graph a second time ({node.fn.name}): its saved "
                     "arrays were freed; pass retain_graph=True to the first backward"
                 )
-            _check_versions(node)
-            if node in want_nodes:
+            if node.epoch != epoch:
+                _check_versions(node)
+            if want_nodes and node in want_nodes:
                 for idx, t in want_nodes[node]:
                     captured[id(t)] = g[idx] if type(g) is list else g
             fn = node.fn
             if type(g) is list:  # multi-output: missing cotangents are zero
-                outs = node.out
-                g = tuple(_ones_like(o) * 0 if gi is None else gi for gi, o in zip(g, outs))
+                g = tuple(_ones_like(o) * 0 if gi is None else gi for gi, o in zip(g, node.out))
                 if create_graph:
                     g = tuple(gi if isinstance(gi, T) else T._wrap(gi, None, 0) for gi in g)
             if create_graph:
-                ins = node.inputs
-                y = _output_tensors(node)
+                gxs = fn.vjp(g, _output_tensors(node), *inputs, needs=node.needs, **node.kw)
             else:
-                ins = tuple(a.data if isinstance(a, T) else a for a in node.inputs)
-                y = node.out
-            gxs = fn.vjp(g, y, *ins, needs=node.needs, **node.kw)
+                ins = [a.data if isinstance(a, T) else a for a in inputs]
+                gxs = fn.vjp(g, node.out, *ins, needs=node.needs, **node.kw)
             if anomaly:
                 F._check_finite(fn, "backward", tuple(gxs))
-            for i, (x, gx, need) in enumerate(zip(node.inputs, gxs, node.needs, strict=True)):
-                if not need or gx is None:
+            for i, need in enumerate(node.needs):
+                if not need:
                     continue
-                gx = _fit(node, i, gx, x)
-                push(x, gx)
+                gx = gxs[i]
+                if gx is None:
+                    continue
+                x = inputs[i]
+                xd = x.data
+                if gx.shape != xd.shape or gx.dtype != xd.dtype:
+                    gx = _fit(node, i, gx, x)
+                # inline push
+                xn = x._node
+                if xn is None:
+                    e = leaf.get(id(x))
+                    if e is None:
+                        leaf[id(x)] = [x, gx]
+                    else:
+                        e[1] = e[1] + gx
+                elif type(xn.out) is tuple:
+                    push(x, gx)
+                else:
+                    prev = grads.get(xn, _MISSING)
+                    if prev is _MISSING:
+                        heappush(heap, (-xn.seq, xn))
+                        grads[xn] = gx
+                    else:
+                        grads[xn] = prev + gx
             if not retain_graph:
                 node.inputs = None
                 node.out = None
                 node.kw = None
+    finally:
+        state.grad = prev_mode
 
     if accumulate:
         for t, g in leaf.values():
@@ -206,6 +222,35 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
         else:
             result[id(t)] = captured.get(id(t))
     return result
+
+
+_MISSING = object()
+
+
+def _push(t, g, grads, leaf, heap):
+    """Add cotangent ``g`` to tensor ``t``'s slot (a leaf, or an output of a node)."""
+    node = t._node
+    if node is None:
+        if t._rg:
+            e = leaf.get(id(t))
+            if e is None:
+                leaf[id(t)] = [t, g]
+            else:
+                e[1] = e[1] + g
+        return
+    if type(node.out) is tuple:
+        lst = grads.get(node)
+        if lst is None:
+            lst = grads[node] = [None] * len(node.out)
+            heapq.heappush(heap, (-node.seq, node))
+        lst[t._index] = _accumulate(lst[t._index], g)
+    else:
+        prev = grads.get(node, _MISSING)
+        if prev is _MISSING:
+            heapq.heappush(heap, (-node.seq, node))
+            grads[node] = g
+        else:
+            grads[node] = prev + g
 
 
 def _default_grad_outputs(outputs, grad_outputs, who):
@@ -279,7 +324,11 @@ def gradients(outputs, wrt, grad_outputs=None, create_graph=False, retain_graph=
 def backward(tensor, grad_output=None, retain_graph=None, create_graph=False):
     """Accumulate d(tensor)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
     outs = [tensor]
-    _check_outputs(outs, "backward")
-    gos = _default_grad_outputs(outs, None if grad_output is None else [grad_output], "backward")
+    if grad_output is None and tensor._node is not None and tensor.data.size == 1:
+        gos = [_ones_like(tensor.data)]  # the common case: a scalar loss
+    else:
+        _check_outputs(outs, "backward")
+        gos = _default_grad_outputs(outs, None if grad_output is None else [grad_output],
+                                    "backward")
     run_backward(outs, gos, create_graph=create_graph, retain_graph=retain_graph,
                  accumulate=True)

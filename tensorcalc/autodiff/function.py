@@ -36,6 +36,7 @@ REGISTRY: dict[str, type] = {}
 
 _Tensor = None  # set by tensorcalc.tensor (it sits above this module)
 _seq = itertools.count()
+_weakref = weakref.ref
 _mode = mode.state
 
 
@@ -60,20 +61,12 @@ class Node:
     ``inputs`` holds the positional operands (Tensors or constants), ``out`` the output array(s),
     ``outref`` a weak reference to the output Tensor(s) (a strong one would make a cycle), ``seq``
     a creation counter: a node's inputs always have smaller ``seq``, so visiting nodes by
-    decreasing ``seq`` is a reverse topological order.
+    decreasing ``seq`` is a reverse topological order. ``versions`` are the inputs' version
+    counters when recorded and ``epoch`` the global in-place epoch (see ``mode``).
     """
 
-    __slots__ = ("fn", "inputs", "kw", "out", "outref", "needs", "seq", "versions", "__weakref__")
-
-    def __init__(self, fn, inputs, kw, out, needs, versions):
-        self.fn = fn
-        self.inputs = inputs
-        self.kw = kw
-        self.out = out
-        self.needs = needs
-        self.versions = versions
-        self.seq = next(_seq)
-        self.outref = None
+    __slots__ = ("fn", "inputs", "kw", "out", "outref", "needs", "seq", "versions", "epoch",
+                 "__weakref__")
 
     @property
     def multi(self) -> bool:
@@ -81,6 +74,23 @@ class Node:
 
     def __repr__(self):
         return f"<Node {self.fn.name} #{self.seq}>"
+
+
+def _new_node(fn, inputs, kw, out, needs, versions):
+    node = _object_new(Node)
+    node.fn = fn
+    node.inputs = inputs
+    node.kw = kw
+    node.out = out
+    node.needs = needs
+    node.versions = versions
+    node.seq = next(_seq)
+    node.epoch = _mode.inplace_epoch
+    node.outref = None
+    return node
+
+
+_object_new = object.__new__
 
 
 def _shape(a):
@@ -95,20 +105,23 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kw):
+        """Run ``forward`` on the arrays; record a Node when grad mode is on and an input
+        requires grad. With no Tensor among the inputs this is a plain array call."""
         T = _Tensor
         datas = []
         needs = []
         versions = []
-        any_tensor = False
-        record = False
+        any_tensor = record = False
         for a in args:
             if isinstance(a, T):
                 any_tensor = True
                 datas.append(a.data)
-                r = a._rg
-                needs.append(r)
+                if a._rg:
+                    record = True
+                    needs.append(True)
+                else:
+                    needs.append(False)
                 versions.append(a._version)
-                record = record or r
             else:
                 datas.append(a)
                 needs.append(False)
@@ -121,17 +134,18 @@ class Function:
             raise ValueError(cls._explain(e, datas)) from None
         if _mode.anomaly:
             _check_finite(cls, "forward", out)
+        wrap = T._wrap
         if not (record and _mode.grad):
             if type(out) is tuple:
-                return tuple(T._wrap(o, None, 0) for o in out)
-            return T._wrap(out, None, 0)
-        node = Node(cls, args, kw, out, tuple(needs), tuple(versions))
+                return tuple(wrap(o, None, 0) for o in out)
+            return wrap(out, None, 0)
+        node = _new_node(cls, args, kw, out, needs, versions)
         if type(out) is tuple:
-            ys = tuple(T._wrap(o, node, i) for i, o in enumerate(out))
-            node.outref = tuple(weakref.ref(y) for y in ys)
+            ys = tuple(wrap(o, node, i) for i, o in enumerate(out))
+            node.outref = tuple(_weakref(y) for y in ys)
             return ys
-        y = T._wrap(out, node, 0)
-        node.outref = weakref.ref(y)
+        y = wrap(out, node, 0)
+        node.outref = _weakref(y)
         return y
 
     @classmethod

@@ -6,11 +6,14 @@ import contextlib
 
 
 class _Mode:
-    __slots__ = ("grad", "anomaly")
+    __slots__ = ("grad", "anomaly", "inplace_epoch")
 
     def __init__(self):
         self.grad = True
         self.anomaly = False
+        # Bumped by every in-place change of a Tensor. A node records the epoch it was made in;
+        # backward checks the version counters of its inputs only if the epoch has moved since.
+        self.inplace_epoch = 0
 
 
 state = _Mode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Bilinear, Elementwise, Linear, primitive
 from ._util import cast_like
+from .elementwise import log
 
 
 @primitive
@@ -165,8 +166,6 @@ class Pow(Elementwise):
 
     @staticmethod
     def derivative(z, x, y):
-        from .elementwise import log
-
         return y * x ** (y - 1), z * log(x)
 
 

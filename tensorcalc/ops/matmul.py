@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ..autodiff.function import Bilinear, primitive
 from ._util import shape_of
+from .shape import Transpose, expand_dims, squeeze
 
 
 def _mT(a):
-    from .shape import swapaxes
-
-    return swapaxes(a, -1, -2)
+    n = len(a.shape)
+    axes = tuple(range(n - 2)) + (n - 1, n - 2)
+    return Transpose.apply(a, axes=axes)
 
 
 @primitive
@@ -37,8 +38,6 @@ class Matmul(Bilinear):
 def matmul(x, y):
     """x @ y. 1-D operands are promoted (a vector on the left is a row, on the right a column)
     and the added axis removed again, as in numpy."""
-    from .shape import expand_dims, squeeze
-
     sx, sy = shape_of(x), shape_of(y)
     if not sx or not sy:
         raise ValueError(f"matmul: operands must have at least 1 dim, got {sx} @ {sy}")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
 from ._util import cast_like, ndim_of, norm_axis, shape_of
+from .elementwise import exp
+from .shape import BroadcastTo, Reshape
 
 
 def _keep(g, x_shape, axis, keepdims):
     """Re-insert reduced axes as size 1 so ``g`` broadcasts against x."""
-    from .shape import reshape
-
-    if keepdims:
+    if keepdims or len(axis) == len(x_shape):  # a full reduction broadcasts from ()
         return g
     shape = tuple(1 if i in axis else n for i, n in enumerate(x_shape))
-    return reshape(g, shape)
+    return Reshape.apply(g, shape=shape)
 
 
 @primitive
@@ -27,13 +27,11 @@ class Sum(Linear):
 
     @staticmethod
     def forward(xp, x, *, axis, keepdims=False):
-        return xp.sum(x, axis=axis, keepdims=keepdims)
+        return x.sum(axis=axis, keepdims=keepdims)
 
     @staticmethod
     def vjp(g, y, x, *, needs, axis, keepdims=False):
-        from .shape import broadcast_to
-
-        return (broadcast_to(_keep(g, x.shape, axis, keepdims), x.shape),)
+        return (BroadcastTo.apply(_keep(g, x.shape, axis, keepdims), shape=x.shape),)
 
 
 class _Extremum(Function):
@@ -66,7 +64,7 @@ class Max(_Extremum):
 
     @staticmethod
     def forward(xp, x, *, axis, keepdims=False):
-        return xp.max(x, axis=axis, keepdims=keepdims)
+        return x.max(axis=axis, keepdims=keepdims)
 
 
 @primitive
@@ -80,7 +78,7 @@ class Min(_Extremum):
 
     @staticmethod
     def forward(xp, x, *, axis, keepdims=False):
-        return xp.min(x, axis=axis, keepdims=keepdims)
+        return x.min(axis=axis, keepdims=keepdims)
 
 
 @primitive
@@ -102,14 +100,10 @@ class Logsumexp(Function):
 
     @staticmethod
     def vjp(g, y, x, *, needs, axis, keepdims=False):
-        from .elementwise import exp
-
         return (_keep(g, x.shape, axis, keepdims) * exp(x - _keep(y, x.shape, axis, keepdims)),)
 
     @staticmethod
     def jvp(dxs, y, x, *, axis, keepdims=False):
-        from .elementwise import exp
-
         p = exp(x - _keep(y, x.shape, axis, keepdims))
         return Sum.apply(dxs[0] * p, axis=axis, keepdims=keepdims)
 

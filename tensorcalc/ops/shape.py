@@ -6,6 +6,7 @@ import math
 
 from ..autodiff.function import Linear, primitive
 from ._util import ndim_of, norm_axis, shape_of
+from .indexing import getitem
 
 
 @primitive
@@ -56,7 +57,12 @@ class BroadcastTo(Linear):
 
     @staticmethod
     def forward(xp, x, *, shape):
-        return xp.broadcast_to(x, shape)
+        # A materialised copy, not a stride-0 view: it is cheaper to make here than
+        # numpy.broadcast_to's view, and the consumers (GEMMs, in-place updates) want
+        # contiguous writable arrays.
+        out = xp.empty(shape, dtype=x.dtype)
+        out[...] = x
+        return out
 
     @staticmethod
     def vjp(g, y, x, *, needs, shape):
@@ -140,8 +146,6 @@ class Concat(Linear):
 
     @staticmethod
     def vjp(g, y, *xs, needs, axis):
-        from .indexing import getitem
-
         out, off = [], 0
         lead = (slice(None),) * axis
         for x, need in zip(xs, needs, strict=True):
@@ -166,8 +170,6 @@ class Stack(Linear):
 
     @staticmethod
     def vjp(g, y, *xs, needs, axis):
-        from .indexing import getitem
-
         lead = (slice(None),) * axis
         return tuple(getitem(g, lead + (i,)) if need else None for i, need in enumerate(needs))
 
@@ -187,8 +189,6 @@ class Pad(Linear):
 
     @staticmethod
     def vjp(g, y, x, *, needs, pad, value=0.0):
-        from .indexing import getitem
-
         idx = tuple(slice(b, b + n) for (b, _), n in zip(pad, shape_of(x), strict=True))
         return (getitem(g, idx),)
 
