@@ -24,6 +24,7 @@ from .ops import (  # noqa: F401
     reshape, scatter_add, sigmoid, sin, softplus, split, sqrt, squeeze, stack, sub, sum, sum_to,
     swapaxes, take, tanh, transpose, where,
 )
+from .ops import linalg  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 
 __version__ = "0.1.0"

@@ -163,6 +163,37 @@ OPS: list[OpSpec] = [
       [((3, 4),)], kwargs=[{}, {"axis": 0}]),
     # ==== windows: unfold/fold, conv, pool (CNN work) — add specs below this line ====
     # ==== linalg (eigh, solve, inv, slogdet, cholesky, norm) — add specs below this line ====
+    S("eigh", lambda a: _eigh_invariant(*tc.linalg.eigh(a)),
+      lambda a: _eigh_invariant(*np.linalg.eigh(a)), [((3, 3),), ((2, 4, 4),)],
+      gen=lambda rng, shapes, kw: [_sym_separated(rng, s) for s in shapes], covers=("eigh",)),
+    S("eigvalsh", tc.linalg.eigvalsh, np.linalg.eigvalsh, [((3, 3),), ((2, 3, 3),)],
+      gen=lambda rng, shapes, kw: [_sym_separated(rng, s) for s in shapes], covers=("eigh",)),
+    S("solve", tc.linalg.solve, np.linalg.solve,
+      [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 2)), ((2, 3, 3), (3,)),
+       ((2, 3, 3), (3, 1)), ((3, 3), (2, 3, 2))],
+      gen=lambda rng, shapes, kw: [_well_cond(rng, shapes[0]),
+                                   rng.uniform(-2, 2, shapes[1])], covers=("solve",)),
+    S("inv", tc.linalg.inv, np.linalg.inv, [((3, 3),), ((2, 3, 3),)],
+      gen=lambda rng, shapes, kw: [_well_cond(rng, shapes[0])], covers=("inv",)),
+    S("slogdet", tc.linalg.slogdet, lambda a: tuple(np.linalg.slogdet(a)),
+      [((3, 3),), ((2, 3, 3),), ((2, 2),)],
+      gen=lambda rng, shapes, kw: [_well_cond(rng, shapes[0], flip=True)],
+      covers=("slogdet", "inv")),
+    S("det", tc.linalg.det, np.linalg.det, [((3, 3),), ((2, 3, 3),)],
+      gen=lambda rng, shapes, kw: [_well_cond(rng, shapes[0], flip=True)],
+      covers=("slogdet", "inv")),
+    S("cholesky", tc.linalg.cholesky, np.linalg.cholesky, [((3, 3),), ((2, 3, 3),)],
+      gen=lambda rng, shapes, kw: [_spd(rng, shapes[0])], covers=("cholesky", "inv")),
+    S("norm_vec", tc.linalg.norm, np.linalg.norm, [((5,),)],
+      kwargs=[{}, {"ord": 2}, {"ord": 1}, {"ord": np.inf}, {"keepdims": True}],
+      kinks=(0.0,), margin=0.05),
+    S("norm_axis", tc.linalg.norm, np.linalg.norm, [((3, 4),), ((2, 3, 4),)],
+      kwargs=[{}, {"axis": 1}, {"axis": 0, "keepdims": True}, {"axis": -1, "ord": 1},
+              {"axis": (-2, -1)}], kinks=(0.0,), margin=0.05),
+    S("norm_mat", tc.linalg.norm, np.linalg.norm, [((3, 4),), ((4, 3),)],
+      kwargs=[{"ord": "fro"}, {"ord": 1}, {"ord": np.inf}, {"ord": 2},
+              {"ord": 2, "keepdims": True, "axis": (1, 0)}], kinks=(0.0,), margin=0.05,
+      covers=("eigh",)),
     # ==== nn functional: activations, losses, norms, dropout — add specs below this line ====
 ]
 
@@ -171,3 +202,39 @@ def _np_scatter(x, index, shape):
     y = np.zeros(shape, dtype=x.dtype)
     np.add.at(y, index, x)
     return y
+
+
+# ---------------------------------------------------------------- linalg input generators
+
+
+def _sym_separated(rng, shape):
+    """Symmetric (…, n, n) with eigenvalues at least ~0.7 apart: Q diag(λ) Qᵀ."""
+    n = shape[-1]
+    q, _ = np.linalg.qr(rng.standard_normal(shape))
+    lam = np.arange(n) - (n - 1) / 2 + rng.uniform(-0.15, 0.15, shape[:-1])
+    a = (q * lam[..., None, :]) @ np.swapaxes(q, -1, -2)
+    return (a + np.swapaxes(a, -1, -2)) / 2
+
+
+def _eigh_invariant(w, v):
+    """Sign-invariant functions of the eigenvectors: v_ij², v_0j v_ij (columns are defined only
+    up to sign, so the raw V is not a stable reference)."""
+    return w, v * v, v[..., :1, :] * v
+
+
+def _well_cond(rng, shape, flip=False):
+    """Strictly diagonally dominant (…, n, n): uniform(−1, 1) off the diagonal plus n·I. With
+    ``flip`` the first row of the first matrix is negated (a negative determinant)."""
+    n = shape[-1]
+    a = rng.uniform(-1, 1, shape) + n * np.eye(n)
+    if flip:
+        a.reshape(-1, n, n)[0, 0] *= -1
+    return a
+
+
+def _spd(rng, shape):
+    """Symmetric positive definite (…, n, n): R Rᵀ + n·I."""
+    n = shape[-1]
+    r = rng.uniform(-1, 1, shape)
+    a = r @ np.swapaxes(r, -1, -2) + n * np.eye(n)
+    return (a + np.swapaxes(a, -1, -2)) / 2

@@ -3,6 +3,7 @@
 Importing this package registers every primitive in ``tensorcalc.autodiff.function.REGISTRY``.
 """
 
+from . import linalg  # noqa: F401
 from .arithmetic import (  # noqa: F401
     add, cast, div, maximum, minimum, mul, neg, pow, sub, where,
 )
