@@ -301,14 +301,20 @@ def _compare(ufunc_name):
     return op
 
 
-Tensor.__add__ = _binary(_ops.add)
-Tensor.__radd__ = _binary(_ops.add, True)
-Tensor.__sub__ = _binary(_ops.sub)
-Tensor.__rsub__ = _binary(_ops.sub, True)
-Tensor.__mul__ = _binary(_ops.mul)
-Tensor.__rmul__ = _binary(_ops.mul, True)
-Tensor.__truediv__ = _binary(_ops.div)
-Tensor.__rtruediv__ = _binary(_ops.div, True)
+from .ops.arithmetic import Add as _Add  # noqa: E402
+from .ops.arithmetic import Div as _Div  # noqa: E402
+from .ops.arithmetic import Mul as _Mul  # noqa: E402
+from .ops.arithmetic import Sub as _Sub  # noqa: E402
+
+# Operators call the primitive directly (one Python frame less on the hottest path).
+Tensor.__add__ = lambda self, other: _Add.apply(self, other)
+Tensor.__radd__ = lambda self, other: _Add.apply(other, self)
+Tensor.__sub__ = lambda self, other: _Sub.apply(self, other)
+Tensor.__rsub__ = lambda self, other: _Sub.apply(other, self)
+Tensor.__mul__ = lambda self, other: _Mul.apply(self, other)
+Tensor.__rmul__ = lambda self, other: _Mul.apply(other, self)
+Tensor.__truediv__ = lambda self, other: _Div.apply(self, other)
+Tensor.__rtruediv__ = lambda self, other: _Div.apply(other, self)
 Tensor.__pow__ = _binary(_ops.pow)
 Tensor.__rpow__ = _binary(_ops.pow, True)
 Tensor.__matmul__ = _binary(_ops.matmul)

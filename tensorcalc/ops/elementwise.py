@@ -204,7 +204,7 @@ class Relu(Elementwise):
 
     @staticmethod
     def derivative(y, x):
-        return cast_like(x > 0, y)
+        return x > 0  # a boolean mask: ȳ ⊙ mask keeps ȳ's dtype and carries no graph
 
 
 @primitive
