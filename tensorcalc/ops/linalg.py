@@ -8,9 +8,9 @@ rule ⟨Ā, Ȧ⟩ = ⟨Ȳ, Ẏ⟩ is read off by moving everything around Ȧ to 
 Symmetric-matrix functions (eigh, cholesky) read their input as ½(A + Aᵀ): they are defined
 on symmetric matrices, and on any other input act on its symmetric part. Their gradients are
 therefore symmetric (the gradient projected onto symmetric matrices), and a non-symmetric
-perturbation is symmetrised before it is pushed forward. Derivations: docs/math (Giles 2008,
-"An extended collection of matrix derivative results"; Murray 2016, "Differentiation of the
-Cholesky decomposition").
+perturbation is symmetrised before it is pushed forward. References for the rules: Giles 2008,
+"An extended collection of matrix derivative results for forward and reverse mode AD";
+Murray 2016, "Differentiation of the Cholesky decomposition".
 """
 
 from __future__ import annotations
