@@ -162,6 +162,70 @@ OPS: list[OpSpec] = [
     S("log_softmax", tc.log_softmax, lambda x, axis=-1: sps.log_softmax(x, axis),
       [((3, 4),)], kwargs=[{}, {"axis": 0}]),
     # ==== windows: unfold/fold, conv, pool (CNN work) — add specs below this line ====
+    # references: the direct loops of tests/cnn/refs.py (same signatures as the functions)
+    S("unfold", tc.ops.unfold, __import__("cnn.refs").refs.unfold, [((2, 3, 5, 4),)],
+      kwargs=[{"kernel": 2}, {"kernel": (2, 3), "stride": 2}, {"kernel": 2, "padding": 1},
+              {"kernel": (3, 2), "stride": (1, 2), "padding": ((1, 0), (0, 1)),
+               "dilation": (2, 1)}, {"kernel": 1}, {"kernel": 2, "stride": 2}],
+      covers=("unfold", "fold"), order=1),
+    S("fold", tc.ops.fold, __import__("cnn.refs").refs.fold, [((2, 12, 12),)],
+      kwargs=[{"output_size": (4, 5), "kernel": 2},
+              {"output_size": (5, 6), "kernel": (2, 2), "stride": 2, "padding": 1}],
+      covers=("fold", "unfold"), order=1),
+    S("fold_dilated", tc.ops.fold, __import__("cnn.refs").refs.fold, [((2, 15, 12),)],
+      kwargs=[{"output_size": (6, 4), "kernel": (3, 2), "stride": (2, 1), "dilation": (1, 2),
+               "padding": ((1, 0), (1, 2))}], covers=("fold",), order=1),
+    S("fold_nonoverlap", tc.ops.fold, __import__("cnn.refs").refs.fold, [((2, 6, 8),)],
+      kwargs=[{"output_size": (4, 7), "kernel": 2, "stride": 2}], covers=("fold",), order=1),
+    S("conv2d", tc.functional.conv2d, __import__("cnn.refs").refs.conv2d,
+      [((2, 3, 5, 4), (4, 3, 2, 3)), ((2, 3, 5, 4), (4, 3, 2, 3), (4,))],
+      kwargs=[{}, {"stride": 2, "padding": 1}, {"padding": "same"},
+              {"dilation": (2, 1), "padding": (1, 0), "stride": (1, 2)}],
+      covers=("unfold", "matmul", "reshape", "transpose")),
+    S("conv2d_groups", tc.functional.conv2d, __import__("cnn.refs").refs.conv2d,
+      [((2, 4, 5, 4), (6, 2, 3, 2), (6,))],
+      kwargs=[{"groups": 2}, {"groups": 2, "stride": 2, "padding": 1, "dilation": (1, 2)}]),
+    S("conv2d_depthwise", tc.functional.conv2d, __import__("cnn.refs").refs.conv2d,
+      [((2, 3, 4, 4), (6, 1, 3, 3))], kwargs=[{"groups": 3, "padding": 1}]),
+    S("conv1d", tc.functional.conv1d, __import__("cnn.refs").refs.conv1d,
+      [((2, 3, 7), (4, 3, 3), (4,))],
+      kwargs=[{}, {"stride": 2, "padding": 1}, {"dilation": 2, "padding": "same"}]),
+    S("conv_transpose2d", tc.functional.conv_transpose2d,
+      __import__("cnn.refs").refs.conv_transpose2d,
+      [((2, 3, 3, 4), (3, 2, 3, 2)), ((2, 3, 3, 4), (3, 2, 3, 2), (2,))],
+      kwargs=[{}, {"stride": 2, "padding": 1, "output_padding": 1},
+              {"stride": (2, 1), "dilation": (1, 2), "padding": (0, 1)}], covers=("fold",)),
+    S("conv_transpose2d_groups", tc.functional.conv_transpose2d,
+      __import__("cnn.refs").refs.conv_transpose2d, [((2, 4, 3, 3), (4, 2, 2, 3))],
+      kwargs=[{"groups": 2, "stride": 2}]),
+    S("conv2d_fft", tc.functional.conv2d_fft, __import__("cnn.refs").refs.conv2d,
+      [((2, 3, 5, 6), (4, 3, 3, 2)), ((1, 2, 4, 4), (3, 2, 4, 4), (3,))],
+      kwargs=[{}, {"padding": 1}, {"padding": "same"}], covers=("rfft2", "irfft2")),
+    S("max_pool2d", tc.functional.max_pool2d, __import__("cnn.refs").refs.max_pool2d,
+      [((2, 3, 6, 5),)],
+      kwargs=[{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+              {"kernel_size": 2, "stride": 1, "dilation": 2}, {"kernel_size": (2, 3)}],
+      covers=("max", "pad", "unfold")),
+    S("max_pool2d_channels_last",
+      lambda x, **k: tc.functional.max_pool2d(tc.transpose(x, (0, 3, 1, 2)), **k),
+      lambda x, **k: __import__("cnn.refs").refs.max_pool2d(x.transpose(0, 3, 1, 2), **k),
+      [((2, 4, 6, 3),)], kwargs=[{"kernel_size": 2}]),
+    S("avg_pool2d", tc.functional.avg_pool2d, __import__("cnn.refs").refs.avg_pool2d,
+      [((2, 3, 6, 5),)],
+      kwargs=[{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+              {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}]),
+    S("adaptive_avg_pool2d", tc.functional.adaptive_avg_pool2d,
+      __import__("cnn.refs").refs.adaptive_avg_pool2d, [((2, 3, 6, 5),)],
+      kwargs=[{"output_size": (2, 3)}, {"output_size": 1}, {"output_size": (3, 5)},
+              {"output_size": (4, 2)}]),
+    S("global_avg_pool2d", tc.functional.global_avg_pool2d,
+      __import__("cnn.refs").refs.global_avg_pool2d, [((2, 3, 4, 5),)],
+      kwargs=[{}, {"keepdims": True}]),
+    S("rfft2", tc.ops.rfft2, __import__("cnn.refs").refs.dft2, [((2, 4, 5),), ((3, 4),)],
+      kwargs=[{"s": (4, 5)}, {"s": (5, 8)}, {"s": (6, 7)}], covers=("rfft2", "irfft2")),
+    S("irfft2", tc.ops.irfft2, __import__("cnn.refs").refs.idft2,
+      [((2, 2, 4, 4),), ((3, 2, 4, 4),)],
+      kwargs=[{"s": (4, 6)}, {"s": (4, 7)}], covers=("irfft2", "rfft2")),
     # ==== linalg (eigh, solve, inv, slogdet, cholesky, norm) — add specs below this line ====
     S("eigh", lambda a: _eigh_invariant(*tc.linalg.eigh(a)),
       lambda a: _eigh_invariant(*np.linalg.eigh(a)), [((3, 3),), ((2, 4, 4),)],
@@ -195,6 +259,165 @@ OPS: list[OpSpec] = [
               {"ord": 2, "keepdims": True, "axis": (1, 0)}], kinks=(0.0,), margin=0.05,
       covers=("eigh",)),
     # ==== nn functional: activations, losses, norms, dropout — add specs below this line ====
+    S("F.sigmoid", tc.functional.sigmoid, sps.expit, UN_SHAPES, domain=(-6, 6)),
+    S("F.tanh", tc.functional.tanh, np.tanh, UN_SHAPES),
+    S("F.relu", tc.functional.relu, lambda x: np.maximum(x, 0), UN_SHAPES, kinks=(0.0,)),
+    S("leaky_relu", tc.functional.leaky_relu,
+      lambda x, negative_slope=0.01: np.where(x > 0, x, negative_slope * x), UN_SHAPES,
+      kwargs=[{}, {"negative_slope": 0.2}], kinks=(0.0,)),
+    S("prelu", tc.functional.prelu, lambda x, w: _nn_prelu(x, w),
+      [((2, 3, 4), (3,)), ((3, 4), (1,)), ((3, 4), (4,)), ((), ())], kinks=(0.0,)),
+    S("elu", tc.functional.elu,
+      lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))), UN_SHAPES,
+      kwargs=[{}, {"alpha": 0.5}], kinks=(0.0,), covers=("expm1", "where")),
+    S("selu", tc.functional.selu,
+      lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(
+          np.minimum(x, 0))), UN_SHAPES, kinks=(0.0,)),
+    S("celu", tc.functional.celu,
+      lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0) / alpha)),
+      UN_SHAPES, kwargs=[{}, {"alpha": 2.0}], kinks=(0.0,)),
+    S("gelu", tc.functional.gelu, lambda x, approximate="none": _nn_gelu(x, approximate),
+      UN_SHAPES, domain=(-3, 3), kwargs=[{}, {"approximate": "tanh"}]),
+    S("silu", tc.functional.silu, lambda x: x * sps.expit(x), UN_SHAPES, domain=(-4, 4)),
+    S("mish", tc.functional.mish, lambda x: x * np.tanh(np.logaddexp(0, x)), UN_SHAPES,
+      domain=(-4, 4)),
+    S("F.softplus", tc.functional.softplus,
+      lambda x, beta=1.0: np.logaddexp(0, beta * x) / beta, UN_SHAPES, domain=(-4, 4),
+      kwargs=[{}, {"beta": 2.0}]),
+    S("log_sigmoid", tc.functional.log_sigmoid, lambda x: -np.logaddexp(0, -x), UN_SHAPES,
+      domain=(-5, 5)),
+    S("softsign", tc.functional.softsign, lambda x: x / (1 + np.abs(x)), UN_SHAPES, kinks=(0.0,)),
+    S("hard_tanh", tc.functional.hard_tanh,
+      lambda x, min_val=-1.0, max_val=1.0: np.clip(x, min_val, max_val), UN_SHAPES,
+      kwargs=[{}, {"min_val": -0.5, "max_val": 1.5}], kinks=(-1.0, 1.0, -0.5, 1.5)),
+    S("relu6", tc.functional.relu6, lambda x: np.clip(x, 0, 6), UN_SHAPES, domain=(-2, 8),
+      kinks=(0.0, 6.0)),
+    S("hard_sigmoid", tc.functional.hard_sigmoid, lambda x: np.clip(x / 6 + 0.5, 0, 1),
+      UN_SHAPES, domain=(-5, 5), kinks=(-3.0, 3.0)),
+    S("hard_swish", tc.functional.hard_swish, lambda x: x * np.clip(x / 6 + 0.5, 0, 1),
+      UN_SHAPES, domain=(-5, 5), kinks=(-3.0, 3.0)),
+    S("F.softmax", tc.functional.softmax, lambda x, axis=-1: sps.softmax(x, axis),
+      [((2, 3, 4),)], kwargs=[{"axis": 1}]),
+    S("F.log_softmax", tc.functional.log_softmax, lambda x, axis=-1: sps.log_softmax(x, axis),
+      [((2, 3, 4),)], kwargs=[{"axis": 1}]),
+    # -- linear, embedding
+    S("linear", tc.functional.linear, lambda x, w, b: x @ w.T + b,
+      [((3, 4), (5, 4), (5,)), ((2, 3, 4), (5, 4), (5,)), ((4,), (5, 4), (5,))]),
+    S("linear_nobias", lambda x, w: tc.functional.linear(x, w), lambda x, w: x @ w.T,
+      [((3, 4), (2, 4))]),
+    S("bilinear", tc.functional.bilinear,
+      lambda x1, x2, w, b: np.einsum("ni,oij,nj->no", x1, w, x2) + b,
+      [((3, 2), (3, 4), (5, 2, 4), (5,))]),
+    S("embedding", lambda w, indices, padding_idx=None: tc.functional.embedding(
+        indices, w, padding_idx), lambda w, indices, padding_idx=None: _nn_embedding(
+        w, indices, padding_idx), [((5, 3),)],
+      kwargs=[{"indices": np.array([[0, 4], [4, 1]])},
+              {"indices": np.array([2, 0, 2]), "padding_idx": 0}]),
+    # -- losses
+    S("mse_loss", tc.functional.mse_loss,
+      lambda x, t, reduction="mean": _nn_reduce((x - t) ** 2, reduction),
+      [((3, 4), (3, 4)), ((5,), (5,))],
+      kwargs=[{}, {"reduction": "sum"}, {"reduction": "none"}]),
+    S("l1_loss", tc.functional.l1_loss,
+      lambda x, t, reduction="mean": _nn_reduce(np.abs(x - t), reduction), [((3, 4), (3, 4))],
+      kwargs=[{}, {"reduction": "none"}]),
+    S("huber_loss", tc.functional.huber_loss,
+      lambda x, t, reduction="mean", delta=1.0: _nn_reduce(_nn_huber(x - t, delta), reduction),
+      [((3, 4), (3, 4))], kwargs=[{}, {"delta": 0.5, "reduction": "sum"}]),
+    S("smooth_l1_loss", tc.functional.smooth_l1_loss,
+      lambda x, t, reduction="mean", beta=1.0: _nn_reduce(
+          _nn_huber(x - t, beta) / beta if beta else np.abs(x - t), reduction),
+      [((3, 4), (3, 4))], kwargs=[{}, {"beta": 0.5}, {"beta": 0.0}]),
+    S("gaussian_nll_loss", tc.functional.gaussian_nll_loss,
+      lambda x, t, v, full=False: np.mean(0.5 * (np.log(v) + (x - t) ** 2 / v))
+      + (0.5 * np.log(2 * np.pi) if full else 0.0), [((3, 4), (3, 4), (3, 4)),
+                                                      ((3, 4), (3, 4), (3, 1))],
+      kwargs=[{}, {"full": True}],
+      gen=lambda rng, shapes, kw: [rng.uniform(-2, 2, shapes[0]), rng.uniform(-2, 2, shapes[1]),
+                                   rng.uniform(0.3, 2, shapes[2])]),
+    S("poisson_nll_loss", tc.functional.poisson_nll_loss, lambda x, t, **kw: _nn_poisson(x, t, **kw),
+      [((3, 4), (3, 4))], kwargs=[{}, {"log_input": False}, {"full": True}],
+      gen=lambda rng, shapes, kw: [rng.uniform(0.2, 2, shapes[0]), rng.uniform(0, 4, shapes[1])]),
+    S("binary_cross_entropy", tc.functional.binary_cross_entropy,
+      lambda p, t, weight=None, reduction="mean": _nn_reduce(
+          -(t * np.log(p) + (1 - t) * np.log1p(-p)) * (1 if weight is None else weight),
+          reduction), [((3, 4), (3, 4))],
+      kwargs=[{}, {"reduction": "none"}, {"weight": np.array([0.5, 1.0, 2.0, 1.5])}],
+      gen=lambda rng, shapes, kw: [rng.uniform(0.05, 0.95, shapes[0]),
+                                   rng.uniform(0, 1, shapes[1])]),
+    S("bce_with_logits", tc.functional.binary_cross_entropy_with_logits,
+      lambda z, t, weight=None, pos_weight=None, reduction="mean": _nn_reduce(
+          -((1 if pos_weight is None else pos_weight) * t * np.log(sps.expit(z))
+            + (1 - t) * np.log(sps.expit(-z))) * (1 if weight is None else weight), reduction),
+      [((3, 4), (3, 4))],
+      kwargs=[{}, {"pos_weight": np.array([1.0, 2.0, 0.5, 3.0])}, {"reduction": "sum"},
+              {"weight": np.array([[0.5], [1.0], [2.0]]), "reduction": "none"}],
+      gen=lambda rng, shapes, kw: [rng.uniform(-4, 4, shapes[0]), rng.uniform(0, 1, shapes[1])]),
+    S("cross_entropy", tc.functional.cross_entropy, lambda z, **kw: _nn_cross_entropy(z, **kw),
+      [((4, 5),)],
+      kwargs=[{"target": np.array([0, 3, 4, 3])},
+              {"target": np.array([0, 3, 4, 3]), "weight": np.array([1.0, 2.0, 0.5, 1.5, 3.0])},
+              {"target": np.array([0, 3, 4, 3]), "label_smoothing": 0.1},
+              {"target": np.array([2, 1, 4, 0]), "weight": np.array([1.0, 2.0, 0.5, 1.5, 3.0]),
+               "label_smoothing": 0.2, "reduction": "sum"},
+              {"target": np.array([2, 1, 4, 0]), "reduction": "none"},
+              {"target": np.array([2, 1, 4, 1]), "ignore_index": 1,
+               "weight": np.array([1.0, 2.0, 0.5, 1.5, 3.0])}]),
+    S("cross_entropy_nd", tc.functional.cross_entropy, lambda z, **kw: _nn_cross_entropy(z, **kw),
+      [((2, 3, 4),)], kwargs=[{"target": np.array([[0, 2, 1, 2], [1, 1, 0, 2]])},
+                              {"target": np.array([[0, 2, 1, 2], [1, 1, 0, 2]]),
+                               "reduction": "none", "label_smoothing": 0.3}]),
+    S("cross_entropy_probs", tc.functional.cross_entropy,
+      lambda z, q, **kw: _nn_cross_entropy(z, q, **kw), [((4, 5), (4, 5)), ((2, 3, 4), (2, 3, 4))],
+      kwargs=[{}, {"label_smoothing": 0.1, "reduction": "sum"}],
+      gen=lambda rng, shapes, kw: [rng.uniform(-2, 2, shapes[0]),
+                                   sps.softmax(rng.uniform(-2, 2, shapes[1]), axis=1)]),
+    S("nll_loss", tc.functional.nll_loss, lambda z, **kw: _nn_nll(z, **kw), [((4, 5),)],
+      kwargs=[{"target": np.array([0, 3, 4, 3])},
+              {"target": np.array([0, 3, 4, 3]), "weight": np.array([1.0, 2.0, 0.5, 1.5, 3.0])},
+              {"target": np.array([0, 3, 4, 3]), "reduction": "none"}]),
+    S("kl_div", tc.functional.kl_div, lambda x, t, **kw: _nn_kl(x, t, **kw), [((3, 4), (3, 4))],
+      kwargs=[{}, {"reduction": "batchmean"}, {"log_target": True}, {"reduction": "none"}],
+      gen=lambda rng, shapes, kw: [rng.uniform(-3, 0, shapes[0]),
+                                   (np.log if kw.get("log_target") else (lambda a: a))(
+                                       rng.uniform(0.05, 1, shapes[1]))]),
+    S("hinge_embedding_loss", tc.functional.hinge_embedding_loss,
+      lambda x, target, margin=1.0, reduction="mean": _nn_reduce(
+          np.where(target == 1, x, np.maximum(0, margin - x)), reduction), [((3, 4),)],
+      kwargs=[{"target": np.array([[1, -1, -1, 1]] * 3)},
+              {"target": np.array([[1, -1, -1, 1]] * 3), "margin": 0.5, "reduction": "sum"}],
+      kinks=(1.0, 0.5)),
+    S("multi_margin_loss", tc.functional.multi_margin_loss, lambda x, **kw: _nn_multi_margin(
+        x, **kw), [((4, 5),)],
+      kwargs=[{"target": np.array([0, 3, 4, 3])}, {"target": np.array([0, 3, 4, 3]), "p": 2},
+              {"target": np.array([1, 3, 2, 3]), "weight": np.array([1.0, 2.0, 0.5, 1.5, 3.0]),
+               "margin": 0.5, "reduction": "none"}]),
+    S("cosine_embedding_loss", tc.functional.cosine_embedding_loss,
+      lambda x1, x2, target, margin=0.0: _nn_cosine_emb(x1, x2, target, margin),
+      [((4, 3), (4, 3))], kwargs=[{"target": np.array([1, -1, -1, 1])},
+                                  {"target": np.array([1, -1, -1, 1]), "margin": 0.1}]),
+    # -- normalisation, dropout, penalties
+    S("batch_norm", lambda x, w, b: tc.functional.batch_norm(x, None, None, w, b, training=True),
+      lambda x, w, b: _nn_batch_norm(x, w, b), [((4, 3), (3,), (3,)), ((2, 3, 4), (3,), (3,))]),
+    S("batch_norm_eval", lambda x, w, b, rm, rv: tc.functional.batch_norm(
+        x, rm, rv, w, b, training=False), lambda x, w, b, rm, rv: _nn_batch_norm(
+        x, w, b, rm, rv), [((4, 3), (3,), (3,))],
+      kwargs=[{"rm": np.array([0.1, -0.2, 0.3]), "rv": np.array([0.5, 1.5, 2.0])}]),
+    S("layer_norm", lambda x, w, b: tc.functional.layer_norm(x, w.shape, w, b),
+      lambda x, w, b: _nn_layer_norm(x, w, b), [((2, 3, 4), (4,), (4,)),
+                                                 ((2, 3, 4), (3, 4), (3, 4))]),
+    S("group_norm", lambda x, w, b: tc.functional.group_norm(x, 2, w, b),
+      lambda x, w, b: _nn_group_norm(x, 2, w, b), [((2, 4, 3), (4,), (4,))]),
+    S("dropout", lambda x, p, rng: tc.functional.dropout(x, p, True, rng),
+      lambda x, p, rng: x * (np.random.default_rng(rng).random(x.shape) < 1 - p) / (1 - p),
+      [((3, 4),), ((2, 1, 3),)], kwargs=[{"p": 0.3, "rng": 0}, {"p": 0.0, "rng": 1}]),
+    S("dropout2d", lambda x, p, rng: tc.functional.dropout2d(x, p, True, rng),
+      lambda x, p, rng: x * (np.random.default_rng(rng).random(x.shape[:2] + (1,)) < 1 - p)
+      / (1 - p), [((3, 4, 2),)], kwargs=[{"p": 0.5, "rng": 3}]),
+    S("l1_penalty", lambda *ps: tc.functional.l1_penalty(ps),
+      lambda *ps: sum(np.abs(p).sum() for p in ps), [((3, 4), (4,))], kinks=(0.0,)),
+    S("l2_penalty", lambda *ps: tc.functional.l2_penalty(ps),
+      lambda *ps: sum((p ** 2).sum() for p in ps), [((3, 4), (4,))]),
 ]
 
 
@@ -238,3 +461,129 @@ def _spd(rng, shape):
     r = rng.uniform(-1, 1, shape)
     a = r @ np.swapaxes(r, -1, -2) + n * np.eye(n)
     return (a + np.swapaxes(a, -1, -2)) / 2
+
+
+# ---------------------------------------------------------------- nn functional references (NumPy)
+
+
+def _nn_reduce(loss, reduction):
+    return {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction](loss)
+
+
+def _nn_prelu(x, w):
+    if w.size > 1:
+        w = w.reshape((w.size,) + (1,) * (x.ndim - 2))
+    elif x.ndim == 0:
+        w = w.reshape(())
+    return np.where(x > 0, x, w * x)
+
+
+def _nn_gelu(x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + sps.erf(x / np.sqrt(2)))
+
+
+def _nn_embedding(w, indices, padding_idx):
+    y = w[indices]
+    if padding_idx is not None:
+        y = y * (indices != padding_idx)[..., None]
+    return y
+
+
+def _nn_huber(d, delta):
+    a = np.abs(d)
+    return np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+
+
+def _nn_poisson(x, t, log_input=True, full=False):
+    loss = np.exp(x) - t * x if log_input else x - t * np.log(x + 1e-8)
+    if full:
+        s = np.where(t > 1, t, 1.0)
+        loss = loss + np.where(t > 1, s * np.log(s) - s + 0.5 * np.log(2 * np.pi * s), 0)
+    return loss.mean()
+
+
+def _nn_cross_entropy(z, target, weight=None, label_smoothing=0.0, reduction="mean",
+                      ignore_index=None):
+    """PyTorch's definition, written out with explicit loops over samples."""
+    logp = sps.log_softmax(z, axis=1 if z.ndim > 1 else 0)
+    zc = np.moveaxis(logp, 1, -1).reshape(-1, z.shape[1])  # (samples, C)
+    C = z.shape[1]
+    w = np.ones(C) if weight is None else weight
+    if target.dtype.kind == "f":
+        q = np.moveaxis(target, 1, -1).reshape(-1, C)
+        q = q * (1 - label_smoothing) + label_smoothing / C
+        losses = -(q * w * zc).sum(axis=1)
+        out = losses.reshape(np.moveaxis(z, 1, -1).shape[:-1])
+        return _nn_reduce(out, reduction)
+    t = target.reshape(-1)
+    losses, denom = [], 0.0
+    for i, c in enumerate(t):
+        if ignore_index is not None and c == ignore_index:
+            losses.append(0.0)
+            continue
+        nll = -w[c] * zc[i, c]
+        smooth = -(w * zc[i]).sum() / C
+        losses.append((1 - label_smoothing) * nll + label_smoothing * smooth)
+        denom += w[c]
+    losses = np.array(losses).reshape(target.shape)
+    if reduction == "mean":
+        return losses.sum() / denom
+    return _nn_reduce(losses, reduction)
+
+
+def _nn_nll(x, target, weight=None, reduction="mean"):
+    w = np.ones(x.shape[1]) if weight is None else weight
+    losses = np.array([-w[c] * x[i, c] for i, c in enumerate(target)])
+    if reduction == "mean":
+        return losses.sum() / w[target].sum()
+    return _nn_reduce(losses, reduction)
+
+
+def _nn_kl(x, t, reduction="mean", log_target=False):
+    loss = np.exp(t) * (t - x) if log_target else t * (np.log(t) - x)
+    if reduction == "batchmean":
+        return loss.sum() / x.shape[0]
+    return _nn_reduce(loss, reduction)
+
+
+def _nn_multi_margin(x, target, p=1, margin=1.0, weight=None, reduction="mean"):
+    n, C = x.shape
+    w = np.ones(C) if weight is None else weight
+    out = np.zeros(n)
+    for i in range(n):
+        y = target[i]
+        for j in range(C):
+            if j != y:
+                out[i] += w[y] * max(0.0, margin - x[i, y] + x[i, j]) ** p / C
+    return _nn_reduce(out, reduction)
+
+
+def _nn_cosine_emb(x1, x2, target, margin):
+    cos = (x1 * x2).sum(-1) / np.sqrt(((x1**2).sum(-1) + 1e-12) * ((x2**2).sum(-1) + 1e-12))
+    return np.mean(np.where(target == 1, 1 - cos, np.maximum(0, cos - margin)))
+
+
+def _nn_batch_norm(x, w, b, rm=None, rv=None, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    if rm is None:
+        mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    else:
+        mu, var = rm.reshape(shape), rv.reshape(shape)
+    return (x - mu) / np.sqrt(var + eps) * w.reshape(shape) + b.reshape(shape)
+
+
+def _nn_layer_norm(x, w, b, eps=1e-5):
+    axes = tuple(range(x.ndim - w.ndim, x.ndim))
+    mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def _nn_group_norm(x, g, w, b, eps=1e-5):
+    n, c = x.shape[:2]
+    xg = x.reshape(n, g, -1)
+    y = (xg - xg.mean(-1, keepdims=True)) / np.sqrt(xg.var(-1, keepdims=True) + eps)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return y.reshape(x.shape) * w.reshape(shape) + b.reshape(shape)

@@ -17,3 +17,4 @@ from .shape import (  # noqa: F401
     broadcast_to, concat, expand_dims, flip, pad, reshape, split, squeeze, stack, sum_to,
     swapaxes, transpose,
 )
+from .windows import fold, irfft2, rfft2, unfold  # noqa: F401

@@ -1,0 +1,242 @@
+"""Sliding windows: unfold (im2col) and fold (col2im), a transpose pair of Linear primitives.
+
+Layout (chosen so that a convolution is ONE contiguous GEMM, and documented once here):
+
+    unfold: x (N, C, H, W)  ->  cols (N, L, kh·kw·C),   L = H_out·W_out
+
+Row l = h·W_out + w of ``cols[n]`` is the receptive field of output pixel (h, w), flattened in
+the order (i, j, c) — kernel row, kernel column, channel — i.e. *channels fastest*. With the
+weight rearranged to W (kh·kw·C, O) the convolution is ``cols.reshape(N·L, K) @ W`` — one GEMM
+whose result (N·L, O) is already the output in channels-last (NHWC) memory; the NCHW tensor is a
+free transposed view of it. Channels-fastest patches also make the im2col copy fast: in NHWC
+memory the kw·C entries of one kernel row of a patch are contiguous.
+
+Output size per spatial axis (floor mode):  H_out = ⌊(H + p₀ + p₁ − d(k − 1) − 1)/s⌋ + 1.
+
+The forward builds a strided view (no Python loop over pixels) and copies it once; fold adds
+the kh·kw strided slices of the columns into a zero image (a loop over kernel offsets, never over
+pixels). Padding is a pair (before, after) per axis, so 'same' works for even kernels too.
+"""
+
+from __future__ import annotations
+
+from ..autodiff.function import Linear, primitive
+from ._util import shape_of
+from .fft import Irfft2, Rfft2, irfft2, rfft2  # noqa: F401  (registered with the window ops)
+
+
+def _as_strided(xp, a, shape, strides):
+    return xp.lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
+
+
+def _nhwc_padded(xp, x, padding):
+    """x (N, C, H, W) as a channels-last (N, Hp, Wp, C) array with zero padding.
+    Returns (array, fresh): ``fresh`` is False when the array is a view of x's memory."""
+    (p0, p1), (q0, q1) = padding
+    xh = x.transpose(0, 2, 3, 1)
+    if p0 or p1 or q0 or q1:
+        n, h, w, c = xh.shape
+        buf = xp.zeros((n, h + p0 + p1, w + q0 + q1, c), dtype=x.dtype)
+        buf[:, p0:p0 + h, q0:q0 + w, :] = xh
+        return buf, True
+    if xh.flags.c_contiguous:
+        return xh, False
+    return xp.ascontiguousarray(xh), True
+
+
+def out_size(n, k, s, p, d):
+    """H_out = ⌊(H + p₀ + p₁ − d(k − 1) − 1)/s⌋ + 1 for one axis (p a (before, after) pair)."""
+    return (n + p[0] + p[1] - d * (k - 1) - 1) // s + 1
+
+
+@primitive
+class Unfold(Linear):
+    """im2col: every (kh × kw) window of x, flattened channels-fastest; the transpose of fold.
+
+    Forward:  y[n, h·W_out + w, (i·kw + j)·C + c] = x_pad[n, c, h·s₁ + i·d₁, w·s₂ + j·d₂]
+    VJP:      x̄ = fold(ȳ)   (each window's cotangent added back where it was read)
+    JVP:      ẏ = unfold(ẋ)
+    """
+
+    @staticmethod
+    def forward(xp, x, *, kernel, stride, padding, dilation):
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        buf, fresh = _nhwc_padded(xp, x, padding)
+        n, hp, wp, c = buf.shape
+        ho = (hp - dh * (kh - 1) - 1) // sh + 1
+        wo = (wp - dw * (kw - 1) - 1) // sw + 1
+        bn, bh, bw, bc = buf.strides
+        v = _as_strided(xp, buf, (n, ho, wo, kh, kw, c),
+                        (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
+        out = xp.ascontiguousarray(v)
+        if not fresh and xp.shares_memory(out, x):  # 1×1 kernel, stride 1: never alias x
+            out = out.copy()
+        return out.reshape(n, ho * wo, kh * kw * c)
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, kernel, stride, padding, dilation):
+        size = tuple(shape_of(x)[2:])
+        return (Fold.apply(g, size=size, kernel=kernel, stride=stride, padding=padding,
+                           dilation=dilation),)
+
+
+@primitive
+class Fold(Linear):
+    """col2im: scatter-add every window row of cols back into an (N, C, H, W) image (overlaps
+    sum, padding is cropped); the transpose of unfold.
+
+    Forward:  y[n, c, h, w] = Σ_{(l, i, j) that read pixel (h, w)} cols[n, l, (i·kw + j)·C + c]
+    VJP:      cols̄ = unfold(ȳ)
+    JVP:      ẏ = fold(ċols)
+    """
+
+    @staticmethod
+    def forward(xp, cols, *, size, kernel, stride, padding, dilation):
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        (p0, p1), (q0, q1) = padding
+        h, w = size
+        n, _, k = cols.shape
+        c = k // (kh * kw)
+        hp, wp = h + p0 + p1, w + q0 + q1
+        ho = (hp - dh * (kh - 1) - 1) // sh + 1
+        wo = (wp - dw * (kw - 1) - 1) // sw + 1
+        c6 = cols.reshape(n, ho, wo, kh, kw, c)
+        buf = xp.zeros((n, hp, wp, c), dtype=cols.dtype)
+        if (sh, sw) == (kh, kw) and (dh, dw) == (1, 1):
+            # non-overlapping windows: fold is a pure rearrangement, one strided assignment
+            buf[:, :ho * kh, :wo * kw, :].reshape(n, ho, kh, wo, kw, c)[...] = \
+                c6.transpose(0, 1, 3, 2, 4, 5)
+        else:
+            # kernel offsets first (one copy), so each of the kh·kw strided adds below runs over
+            # long contiguous (W_out·C) rows instead of C-element snippets: ~1.5x faster
+            ct = xp.ascontiguousarray(c6.transpose(3, 4, 0, 1, 2, 5))
+            for i in range(kh):
+                hs = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+                for j in range(kw):
+                    buf[:, hs, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += ct[i, j]
+        return buf[:, p0:p0 + h, q0:q0 + w, :].transpose(0, 3, 1, 2)
+
+    @staticmethod
+    def vjp(g, y, cols, *, needs, size, kernel, stride, padding, dilation):
+        return (Unfold.apply(g, kernel=kernel, stride=stride, padding=padding,
+                             dilation=dilation),)
+
+
+# ---------------------------------------------------------------- argument normalisation
+
+
+def _pair(v, name, who, minimum):
+    if isinstance(v, bool):
+        raise ValueError(f"{who}: {name} must be an int or a pair of ints, got {v!r}")
+    if isinstance(v, int):
+        v = (v, v)
+    try:
+        v = tuple(v)
+    except TypeError:
+        raise ValueError(f"{who}: {name} must be an int or a pair of ints, got {v!r}") from None
+    if len(v) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in v):
+        raise ValueError(f"{who}: {name} must be an int or a pair of ints, got {v!r}")
+    if min(v) < minimum:
+        raise ValueError(f"{who}: {name} must be ≥ {minimum}, got {v!r}")
+    return v
+
+
+_PAD_MSG = "{who}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}"
+
+
+def norm_padding(padding, who, kernel=None, dilation=(1, 1)):
+    """int | (ph, pw) | ((top, bottom), (left, right)) | 'same' | 'valid' -> ((p0, p1), (q0, q1)).
+
+    'same' (stride 1) pads d(k − 1) in total per axis, the odd unit after: H_out = H.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0), (0, 0))
+        if padding == "same":
+            out = []
+            for k, d in zip(kernel, dilation, strict=True):
+                tot = d * (k - 1)
+                out.append((tot // 2, tot - tot // 2))
+            return tuple(out)
+        raise ValueError(_PAD_MSG.format(who=who, padding=padding))
+    if isinstance(padding, int) and not isinstance(padding, bool):
+        if padding < 0:
+            raise ValueError(f"{who}: padding must be ≥ 0, got {padding}")
+        return ((padding, padding), (padding, padding))
+    try:
+        pads = tuple(padding)
+    except TypeError:
+        raise ValueError(_PAD_MSG.format(who=who, padding=padding)) from None
+    if len(pads) != 2:
+        raise ValueError(f"{who}: padding needs one entry per spatial axis (2), got {padding!r}")
+    out = []
+    for p in pads:
+        if isinstance(p, int) and not isinstance(p, bool):
+            p = (p, p)
+        p = tuple(p)
+        if len(p) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in p) \
+                or min(p) < 0:
+            raise ValueError(f"{who}: padding entries must be non-negative ints or (before, after) "
+                             f"pairs, got {padding!r}")
+        out.append(p)
+    return tuple(out)
+
+
+def window_geometry(who, x_shape, kernel, stride=1, padding=0, dilation=1):
+    """Normalise window arguments and check that x (N, C, H, W) is large enough.
+
+    Returns (kernel, stride, padding, dilation, (H_out, W_out)), each a pair (padding a pair of
+    pairs). Raises ValueError naming ``who``, the output-size formula and the shapes.
+    """
+    kernel = _pair(kernel, "kernel size", who, 1)
+    stride = _pair(stride, "stride", who, 1)
+    dilation = _pair(dilation, "dilation", who, 1)
+    padding = norm_padding(padding, who, kernel, dilation)
+    if len(x_shape) != 4:
+        raise ValueError(f"{who}: expected input of shape (N, C, H, W), got {tuple(x_shape)}")
+    outs = []
+    for ax, n, k, s, p, d in zip("HW", x_shape[2:], kernel, stride, padding, dilation,
+                                 strict=True):
+        o = out_size(n, k, s, p, d)
+        if o < 1:
+            raise ValueError(
+                f"{who}: input {tuple(x_shape)} is too small for kernel {kernel} with stride "
+                f"{stride}, padding {padding}, dilation {dilation}: "
+                f"{ax}_out = ⌊({ax} + 2p − d(k − 1) − 1)/s⌋ + 1 = "
+                f"⌊({n} + {p[0] + p[1]} − {d}·{k - 1} − 1)/{s}⌋ + 1 = {o} < 1"
+            )
+        outs.append(o)
+    return kernel, stride, padding, dilation, tuple(outs)
+
+
+# ---------------------------------------------------------------- wrappers
+
+
+def unfold(x, kernel, stride=1, padding=0, dilation=1):
+    """im2col: x (N, C, H, W) -> cols (N, H_out·W_out, kh·kw·C), patches flattened (i, j, c).
+
+    ``padding``: int, (ph, pw), ((top, bottom), (left, right)), 'same' or 'valid' (zeros).
+    """
+    k, s, p, d, _ = window_geometry("unfold", shape_of(x), kernel, stride, padding, dilation)
+    return Unfold.apply(x, kernel=k, stride=s, padding=p, dilation=d)
+
+
+def fold(cols, output_size, kernel, stride=1, padding=0, dilation=1):
+    """col2im, the adjoint of :func:`unfold`: cols (N, L, kh·kw·C) -> (N, C, H, W), summing
+    overlapping windows. ``output_size`` is (H, W) of the unpadded image."""
+    cs = shape_of(cols)
+    if len(cs) != 3:
+        raise ValueError(f"fold: expected cols of shape (N, L, kh·kw·C), got {cs}")
+    h, w = _pair(output_size, "output_size", "fold", 1)
+    k = _pair(kernel, "kernel size", "fold", 1)
+    if cs[2] % (k[0] * k[1]):
+        raise ValueError(f"fold: the last axis of cols {cs} must be kh·kw·C with kernel {k}")
+    c = cs[2] // (k[0] * k[1])
+    k, s, p, d, (ho, wo) = window_geometry("fold", (cs[0], c, h, w), k, stride, padding,
+                                           dilation)
+    if cs[1] != ho * wo:
+        raise ValueError(
+            f"fold: cols {cs} has L = {cs[1]} windows, but an output of {(h, w)} with kernel {k}, "
+            f"stride {s}, padding {p}, dilation {d} has H_out·W_out = {ho}·{wo} = {ho * wo}"
+        )
+    return Fold.apply(cols, size=(h, w), kernel=k, stride=s, padding=p, dilation=d)
