@@ -1,0 +1,399 @@
+"""The ``tensorcalc`` command line.
+
+    tensorcalc list                                   the recipes, one line each
+    tensorcalc train RECIPE [--epochs N --lr X ...]   train; `tensorcalc train RECIPE --help`
+                                                      lists that recipe's hyperparameters
+    tensorcalc train RECIPE --out DIR --resume        continue a run from its last checkpoint
+    tensorcalc evaluate RUN_DIR_OR_CHECKPOINT         score a saved model on the test split
+    tensorcalc predict RUN_DIR --input x.npy          predictions for your own inputs
+    tensorcalc predict RUN_DIR --index 0,1,2          ... or for test examples
+    tensorcalc tune RECIPE --param lr=0.01,0.1 --param hidden=64,256 --folds 5
+                                                      k-fold cross-validation + best on test
+    tensorcalc demo                                   the MLP on MNIST-10k (what `make demo` runs)
+
+Errors (unknown recipe, a bad flag value, bad data, a corrupt checkpoint) print one message
+and exit with status 2; a diverged run exits 1; Ctrl-C saves a checkpoint and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+
+__all__ = ["main"]
+
+EXIT_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class CLIError(Exception):
+    """A user error with a message to print."""
+
+
+def _recipes():
+    from . import recipes
+
+    return recipes
+
+
+# ------------------------------------------------------------------------------ helpers
+def _type_for(example):
+    from .train.tune import convert
+
+    def conv(text):
+        try:
+            return convert(text, example)
+        except ValueError:
+            kind = {bool: "true/false", int: "an integer", float: "a number",
+                    tuple: "integers like 256,128"}.get(type(example), "a value")
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+
+    conv.__name__ = type(example).__name__
+    return conv
+
+
+def _show(v):
+    if isinstance(v, tuple):
+        return ",".join(map(str, v))
+    return repr(v) if v == "" else str(v)
+
+
+def _add_hyperparameters(p, recipe, defaults_none: bool = True):
+    """One --flag per hyperparameter of ``recipe``, typed like its default."""
+    from .recipes import COMMON_HELP
+    from .recipes.runner import flag
+
+    cfg = recipe.config()
+    g = p.add_argument_group(f"hyperparameters of {recipe.name} (default in brackets)")
+    for k, v in cfg.items():
+        if k == "recipe":
+            continue
+        helptext = recipe.help.get(k) or COMMON_HELP.get(k, "")
+        h = f"{helptext} [{_show(v)}]"
+        if isinstance(v, bool):
+            g.add_argument(flag(k), dest=k, action=argparse.BooleanOptionalAction,
+                           default=None, help=h)
+        else:
+            from .recipes import OPTIMIZERS, SCHEDULES
+
+            choices = recipe.choices.get(k) or {"optimizer": OPTIMIZERS,
+                                                "schedule": SCHEDULES}.get(k)
+            if choices:
+                metavar = "{" + ",".join(map(str, choices)) + "}"
+            else:
+                metavar = {int: "N", float: "X", tuple: "N,N"}.get(type(v), "TEXT")
+            g.add_argument(flag(k), dest=k, type=_type_for(v), default=None, help=h,
+                           metavar=metavar)
+
+
+def _given(ns, recipe) -> dict:
+    cfg = recipe.config()
+    return {k: getattr(ns, k) for k in cfg if k != "recipe" and getattr(ns, k, None) is not None}
+
+
+def _fmt_pct(v):
+    return f"{100 * v:.2f} %"
+
+
+def _print_result(res, recipe_name: str):
+    t = res.test
+    if "acc" in t:
+        line = (f"test accuracy {_fmt_pct(t['acc'])}  (loss {t['loss']:.4f}"
+                + (f", macro F1 {t['f1']:.4f}" if "f1" in t else "") + ")")
+    elif "r2" in t:
+        line = f"test R² {t['r2']:.4f}  (MSE {t.get('mse', t.get('loss')):.4g})"
+    else:
+        line = "test " + ", ".join(f"{k} {v:.4g}" for k, v in t.items()
+                                   if isinstance(v, float))
+    print(line)
+    if res.history:
+        print(f"training time {res.train_seconds:.1f} s for {len(res.history)} epochs")
+    if res.report:
+        print(f"report: {res.report}")
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_list(argv):
+    p = argparse.ArgumentParser(prog="tensorcalc list", description="Show the recipes.")
+    p.parse_args(argv)
+    rs = _recipes().list_recipes()
+    width = max(len(r.name) for r in rs)
+    print("recipes (tensorcalc train NAME; tensorcalc train NAME --help for its settings):")
+    for r in rs:
+        print(f"  {r.name.ljust(width)}  {r.description}")
+    return 0
+
+
+def _recipe_arg(argv, command):
+    if not argv or argv[0].startswith("-"):
+        if any(a in ("-h", "--help") for a in argv):
+            names = ", ".join(r.name for r in _recipes().list_recipes())
+            print(f"usage: tensorcalc {command} RECIPE [options]\n\nrecipes: {names}\n"
+                  f"`tensorcalc {command} RECIPE --help` lists a recipe's options.")
+            raise SystemExit(0)
+        names = ", ".join(r.name for r in _recipes().list_recipes())
+        raise CLIError(f"{command}: which recipe? Available recipes: {names}")
+    return _recipes().get_recipe(argv[0]), argv[1:]
+
+
+def cmd_train(argv):
+    recipe, rest = _recipe_arg(argv, "train")
+    p = argparse.ArgumentParser(
+        prog=f"tensorcalc train {recipe.name}",
+        description=f"Train {recipe.name}: {recipe.description}.")
+    p.add_argument("--out", help=f"run directory [runs/{recipe.name}]")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (give --epochs to "
+                        "train longer)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, only the result")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
+    _add_hyperparameters(p, recipe)
+    ns = p.parse_args(rest)
+    res = _recipes().train_recipe(recipe.name, _given(ns, recipe), ns.out, resume=ns.resume,
+                                  quiet=ns.quiet, report=not ns.no_report)
+    _print_result(res, recipe.name)
+    return 0
+
+
+def cmd_demo(argv):
+    p = argparse.ArgumentParser(
+        prog="tensorcalc demo",
+        description="Train the mlp recipe (784-256-128-10) on the MNIST-10k digits shipped "
+                    "with tensorcalc, print the test accuracy and the report's path.")
+    p.add_argument("--out", default=os.path.join("runs", "demo"), help="run directory")
+    p.add_argument("--quiet", action="store_true")
+    ns = p.parse_args(argv)
+    print("tensorcalc demo: a multilayer perceptron learns handwritten digits, from scratch, "
+          "on NumPy.")
+    res = _recipes().train_recipe("mlp", {}, ns.out, quiet=ns.quiet)
+    _print_result(res, "mlp")
+    acc = res.test["acc"]
+    verdict = "met" if acc >= 0.95 else "NOT met"
+    print(f"target: >= 95 % test accuracy on the 2,000 held-out images — {verdict}")
+    print(f"open the report: {os.path.abspath(res.report)}" if res.report else "")
+    return 0 if acc >= 0.95 else EXIT_DIVERGED
+
+
+def cmd_evaluate(argv):
+    p = argparse.ArgumentParser(
+        prog="tensorcalc evaluate",
+        description="Score a saved model on its recipe's test split.")
+    p.add_argument("path", help="a run directory (runs/NAME) or a checkpoint directory")
+    p.add_argument("--best", action="store_true",
+                   help="use checkpoints/best (best validation epoch) instead of last")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ns = p.parse_args(argv)
+    from .recipes.runner import evaluate_run
+
+    res = evaluate_run(ns.path, "best" if ns.best else "last")
+    if ns.json:
+        out = {"checkpoint": str(res["checkpoint"]), "recipe": res["recipe"],
+               "n": res["n"], "test": res["test"]}
+        if "confusion" in res:
+            out["confusion"] = res["confusion"].tolist()
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"{res['recipe']} from {res['checkpoint']}: {res['data']} test split, "
+          f"{res['n']:,} examples")
+    for k, v in res["test"].items():
+        print(f"  {k:<10} {v:.4f}" + (f"   ({_fmt_pct(v)})" if k == "acc" else ""))
+    if "per_class" in res:
+        names = res["run"].data.class_names or list(range(len(res["confusion"])))
+        pc = res["per_class"]
+        w = max(5, max(len(str(n)) for n in names))
+        print(f"\n  {'class'.ljust(w)}  precision  recall     F1  support")
+        for i, n in enumerate(names):
+            print(f"  {str(n).ljust(w)}  {pc['precision'][i]:9.4f}  {pc['recall'][i]:6.4f}  "
+                  f"{pc['f1'][i]:.4f}  {pc['support'][i]:7d}")
+        m = res["confusion"]
+        print("\n  confusion matrix (rows: true, columns: predicted)")
+        cw = max(3, len(str(int(m.max()))))
+        print("  " + " " * (w + 1) + " ".join(str(j).rjust(cw) for j in range(len(m))))
+        for i, row in enumerate(m):
+            print(f"  {str(i).rjust(w)} " + " ".join(str(int(c)).rjust(cw) for c in row))
+    return 0
+
+
+def cmd_predict(argv):
+    import numpy as np
+
+    p = argparse.ArgumentParser(
+        prog="tensorcalc predict",
+        description="Predictions of a trained model, for inputs in a .npy file or for test "
+                    "examples by index.")
+    p.add_argument("run", help="a run directory (runs/NAME) or a checkpoint directory")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", help=".npy file of raw inputs (e.g. (N, 28, 28) images, "
+                                     "bytes or floats in [0, 1])")
+    src.add_argument("--index", help="comma-separated indices into the test split [0]")
+    p.add_argument("--top", type=int, default=3, help="classes to show per example [3]")
+    p.add_argument("--output", help="also save the raw model outputs to this .npy file")
+    ns = p.parse_args(argv)
+    from .recipes.runner import predict_run
+
+    inputs, index = None, None
+    if ns.input:
+        if not os.path.isfile(ns.input):
+            raise CLIError(f"--input: no such file {ns.input}")
+        try:
+            inputs = np.load(ns.input, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise CLIError(f"--input: cannot read {ns.input} as a .npy array ({e})") from None
+    else:
+        try:
+            index = [int(s) for s in (ns.index or "0").split(",") if s.strip()]
+        except ValueError:
+            raise CLIError(f"--index: expected integers like 0,5,9, got {ns.index!r}") from None
+    if ns.top < 1:
+        raise CLIError(f"--top must be >= 1, got {ns.top}")
+    res = predict_run(ns.run, inputs=inputs, index=index)
+    names = res["class_names"]
+    rows = len(res["outputs"])
+    for i in range(rows):
+        who = f"test[{index[i]}]" if index is not None else f"input[{i}]"
+        if "labels" in res:
+            pr = res["probs"][i]
+            order = np.argsort(-pr)[:ns.top]
+            best = ", ".join(f"{names[c] if names else c} {100 * pr[c]:.1f} %" for c in order)
+            truth = ""
+            if res["truth"] is not None:
+                t = int(res["truth"][i])
+                ok = "✓" if t == int(res["labels"][i]) else "✗"
+                truth = f"   (true {names[t] if names else t} {ok})"
+            lab = int(res["labels"][i])
+            print(f"{who}: {names[lab] if names else lab}   [{best}]{truth}")
+        else:
+            vals = ", ".join(f"{v:.4g}" for v in res["values"][i])
+            truth = "" if res["truth"] is None else f"   (true {float(res['truth'][i]):.4g})"
+            print(f"{who}: {vals}{truth}")
+    if ns.output:
+        np.save(ns.output, res["outputs"])
+        print(f"outputs saved to {ns.output}")
+    return 0
+
+
+def cmd_tune(argv):
+    recipe, rest = _recipe_arg(argv, "tune")
+    p = argparse.ArgumentParser(
+        prog=f"tensorcalc tune {recipe.name}",
+        description="k-fold cross-validation over hyperparameter settings; the best setting is "
+                    "retrained on all training data and scored once on the test split.",
+        epilog="Example: tensorcalc tune mlp --param lr=0.001,0.003 --param hidden=64,256 "
+               "--folds 3 --epochs 3. Values of a tuple hyperparameter use x inside one value: "
+               "--param hidden=256x128,512x256.")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="a hyperparameter and the values to try (repeat for more)")
+    p.add_argument("--folds", type=int, default=5, help="k of k-fold cross-validation [5]")
+    p.add_argument("--search", choices=("grid", "random"), default="grid",
+                   help="all combinations, or --trials random ones [grid]")
+    p.add_argument("--trials", type=int, help="settings to try with --search random")
+    p.add_argument("--out", help=f"output directory [runs/tune-{recipe.name}]")
+    p.add_argument("--quiet", action="store_true")
+    _add_hyperparameters(p, recipe)
+    ns = p.parse_args(rest)
+    from .recipes.runner import flag, tune_recipe
+    from .train.tune import format_setting, parse_values
+
+    cfg = recipe.config()
+    grid = {}
+    for spec in ns.param:
+        if "=" not in spec:
+            raise CLIError(f"--param expects NAME=V1,V2,..., got {spec!r}")
+        name, values = spec.split("=", 1)
+        key = name.strip().lstrip("-").replace("-", "_")
+        if key not in cfg or key == "recipe":
+            raise CLIError(f"--param {name}: {recipe.name} has no hyperparameter {key!r}; it "
+                           f"has {', '.join(k for k in cfg if k != 'recipe')}")
+        try:
+            grid[key] = parse_values(values, cfg[key])
+        except ValueError as e:
+            raise CLIError(f"--param {name}: {e}") from None
+    if not grid:
+        raise CLIError("tune: give at least one --param NAME=V1,V2,...")
+    base = _given(ns, recipe)
+    for k in grid:
+        if k in base:
+            raise CLIError(f"{flag(k)} and --param {k}=... both given; drop one")
+    out = ns.out or os.path.join("runs", f"tune-{recipe.name}")
+    n_set = 1
+    for v in grid.values():
+        n_set *= len(v)
+    if not ns.quiet:
+        n_try = min(ns.trials or n_set, n_set) if ns.search == "random" else n_set
+        print(f"tune {recipe.name}: {n_try} settings × {ns.folds} folds = {n_try * ns.folds} "
+              f"training runs, then the best retrained on all training data", flush=True)
+    res = tune_recipe(recipe.name, grid, base, folds=ns.folds, search=ns.search,
+                      trials=ns.trials, out_dir=out, quiet=ns.quiet)
+    print()
+    print(res.table())
+    print(f"\nbest: {format_setting(res.best)}  (cv {res.score_key} "
+          f"{res.rows[res.best_index]['mean']:.4f})")
+    final = res.final
+    if final is not None:
+        t = final.test
+        if "acc" in t:
+            print(f"best setting retrained on all training data: test accuracy "
+                  f"{_fmt_pct(t['acc'])} (loss {t['loss']:.4f})")
+        else:
+            print(f"best setting retrained on all training data: test loss {t['loss']:.4g}"
+                  + (f", R² {t['r2']:.4f}" if "r2" in t else ""))
+    print(f"results: {res.files.get('csv')}  plot: {res.files.get('png')}"
+          + (f"  report: {final.report}" if final is not None and final.report else ""))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate,
+            "predict": cmd_predict, "tune": cmd_tune, "demo": cmd_demo}
+
+
+def _usage() -> str:
+    return textwrap.dedent(__doc__.split("\n\n")[1]).rstrip()
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tensorcalc`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: tensorcalc COMMAND ...\n\n" + _usage())
+        return 0 if argv else EXIT_ERROR
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"tensorcalc {__version__}")
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        print(f"tensorcalc: error: unknown command {argv[0]!r}; commands: "
+              f"{', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_ERROR
+    from .recipes import RecipeError
+    from .serialization import CheckpointError
+    from .train.trainer import TrainingDiverged, TrainingInterrupted
+
+    try:
+        return cmd(argv[1:])
+    except TrainingInterrupted as e:
+        print(f"\ntensorcalc: {e}", file=sys.stderr)
+        run_dir = os.path.dirname(os.path.dirname(e.checkpoint)) if e.checkpoint else None
+        if argv[0] in ("train", "demo") and run_dir:
+            recipe = argv[1] if argv[0] == "train" and len(argv) > 1 else "mlp"
+            print(f"resume with: tensorcalc train {recipe} --out {run_dir} --resume",
+                  file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("\ntensorcalc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as e:
+        print(f"tensorcalc: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (CLIError, RecipeError, CheckpointError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("TENSORCALC_DEBUG"):
+            raise
+        print(f"tensorcalc: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

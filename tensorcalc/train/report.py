@@ -1,0 +1,381 @@
+"""Run reports: PNG figures (matplotlib, Agg, no display needed) and one self-contained HTML page.
+
+Figures (each ``plot_*`` writes a PNG and returns its path):
+
+* :func:`plot_history` — loss and metric curves, training vs validation, per epoch;
+* :func:`plot_confusion` — the confusion matrix M[true, predicted] as a heat map with counts;
+* :func:`plot_image_grid` — a grid of input images titled with prediction (and truth), green
+  when right, red when wrong: used for sample predictions and for misclassified examples;
+* :func:`plot_bars` — a bar chart with error bars (cross-validation scores).
+
+:class:`HTMLReport` assembles a page from cards (headline figures), tables, figures and
+preformatted text; :meth:`HTMLReport.save` embeds every PNG as base64 (``<img
+src="data:image/png;base64,...">``), so ``report.html`` can be mailed or archived alone.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects directly (no ``pyplot``), so nothing
+here touches global state or needs a display.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+import os
+
+import numpy as np
+
+__all__ = ["HTMLReport", "plot_history", "plot_confusion", "plot_image_grid", "plot_bars",
+           "new_figure", "save_figure", "style_axes", "to_display_image", "PALETTE"]
+
+#: colours used across all figures (train, validation, test, accents)
+PALETTE = {"train": "#2563eb", "val": "#ea580c", "test": "#16a34a", "bad": "#dc2626",
+           "good": "#15803d", "grey": "#6b7280", "accent": "#7c3aed"}
+
+
+def new_figure(width: float = 6.4, height: float = 4.0):
+    """A matplotlib Figure attached to an Agg canvas (no pyplot, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def style_axes(ax):
+    """The house style: no top/right spines, a light grid."""
+    ax.spines["top"].set_visible(False)
+    ax.spines["right"].set_visible(False)
+    ax.grid(True, alpha=0.25, linewidth=0.8)
+    ax.tick_params(labelsize=9)
+
+
+def save_figure(fig, path: str) -> str:
+    """Tight layout, write a PNG, return the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, facecolor="white")
+    return path
+
+
+_PRETTY = {"loss": "loss", "acc": "accuracy", "mse": "mean squared error", "r2": "R²",
+           "f1": "macro F1", "precision": "macro precision", "recall": "macro recall"}
+
+
+def _series(history, key):
+    pts = [(r["epoch"], r[key]) for r in history
+           if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return tuple(zip(*pts, strict=True)) if pts else ((), ())
+
+
+def plot_history(history: list[dict], path: str, title: str = "") -> str:
+    """Loss (left) and the other metrics (right) per epoch, training vs validation."""
+    names = []
+    for r in history:
+        for k in r:
+            if k.startswith(("train_", "val_")) and k.split("_", 1)[1] not in names:
+                names.append(k.split("_", 1)[1])
+    others = [n for n in names if n != "loss"]
+    fig = new_figure(11 if others else 6, 3.8)
+    axes = np.atleast_1d(fig.subplots(1, 2 if others else 1))
+    splits = (("train", "training", PALETTE["train"]), ("val", "validation", PALETTE["val"]))
+    for key, label, colour in splits:
+        x, y = _series(history, f"{key}_loss")
+        if x:
+            axes[0].plot(x, y, marker="o", markersize=3.5, color=colour, linewidth=1.8,
+                         label=label)
+    losses = [v for r in history for k, v in r.items()
+              if k.endswith("_loss") and isinstance(v, float) and math.isfinite(v)]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 30:
+        axes[0].set_yscale("log")
+    axes[0].set_title("loss", fontsize=11)
+    if others:
+        styles = ("-", "--", ":", "-.")
+        for i, name in enumerate(others):
+            for key, label, colour in splits:
+                x, y = _series(history, f"{key}_{name}")
+                if x:
+                    axes[1].plot(x, y, marker="o", markersize=3, color=colour,
+                                 linestyle=styles[i % len(styles)], linewidth=1.6,
+                                 label=f"{label} {_PRETTY.get(name, name)}")
+        axes[1].set_title(", ".join(_PRETTY.get(n, n) for n in others), fontsize=11)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        style_axes(ax)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(frameon=False, fontsize=8.5)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return save_figure(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, path: str, class_names=None,
+                   title: str = "confusion matrix (test)") -> str:
+    """Heat map of M[true, predicted] with the counts written in; the diagonal is the hits."""
+    m = np.asarray(matrix)
+    k = len(m)
+    names = [str(c) for c in (class_names if class_names is not None else range(k))]
+    size = max(4.2, 0.42 * k + 2.2)
+    fig = new_figure(size + 0.8, size)
+    ax = fig.add_subplot(1, 1, 1)
+    row = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, row, out=np.zeros(m.shape, dtype=float), where=row > 0)
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label("fraction of the true class", fontsize=9)
+    cb.ax.tick_params(labelsize=8)
+    if k <= 30:
+        fs = 9 if k <= 12 else 7
+        for i in range(k):
+            for j in range(k):
+                if m[i, j]:
+                    ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=fs,
+                            color="white" if frac[i, j] > 0.55 else
+                            (PALETTE["bad"] if i != j else "#1f2937"))
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(names, fontsize=9, rotation=0 if max(map(len, names)) <= 3 else 45,
+                       ha="center" if max(map(len, names)) <= 3 else "right")
+    ax.set_yticklabels(names, fontsize=9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+def to_display_image(x: np.ndarray, image_shape=None) -> np.ndarray:
+    """One example as an image for ``imshow``: (H, W) grey or (H, W, 3) colour, in [0, 1].
+
+    Accepts flat vectors (reshaped to ``image_shape``), (H, W), (1, H, W), (C, H, W) and
+    (H, W, C); values are min-max scaled per image (inputs may be normalised)."""
+    a = np.asarray(x, dtype=np.float64)
+    if image_shape is not None:
+        a = a.reshape(image_shape)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def plot_image_grid(images, path: str, predicted=None, true=None, class_names=None,
+                    confidence=None, title: str = "", image_shape=None, cols: int = 8) -> str:
+    """A grid of images, each titled ``"pred 7"`` (``"7 (true 9)"`` when wrong, with the
+    model's confidence if given): green when the prediction is right, red when wrong."""
+    n = len(images)
+    if n == 0:
+        fig = new_figure(4, 1.2)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=12, color=PALETTE["grey"])
+        return save_figure(fig, path)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig = new_figure(1.25 * cols, 1.45 * rows + (0.35 if title else 0))
+    names = (lambda c: str(class_names[int(c)])) if class_names is not None else str
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        img = to_display_image(images[i], image_shape)
+        ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        if predicted is not None:
+            p = names(predicted[i])
+            ok = true is None or int(predicted[i]) == int(true[i])
+            label = p if ok else f"{p} (true {names(true[i])})"
+            if confidence is not None:
+                label += f"\n{100 * float(confidence[i]):.0f} %"
+            ax.set_title(label, fontsize=8.5, color=PALETTE["good"] if ok else PALETTE["bad"],
+                         pad=2)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+def plot_bars(labels, means, stds, path: str, ylabel: str, title: str = "",
+              highlight: int | None = None) -> str:
+    """Horizontal bars of mean ± std (e.g. cross-validated score per setting); ``highlight``
+    marks the best."""
+    n = len(labels)
+    fig = new_figure(7.5, max(2.2, 0.42 * n + 1.2))
+    ax = fig.add_subplot(1, 1, 1)
+    colours = [PALETTE["accent"] if i == highlight else PALETTE["train"] for i in range(n)]
+    y = np.arange(n)[::-1]
+    ax.barh(y, means, xerr=stds, color=colours, alpha=0.85, capsize=3, height=0.6,
+            error_kw={"elinewidth": 1, "ecolor": "#374151"})
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8.5)
+    ax.set_xlabel(ylabel)
+    finite = [m for m in means if math.isfinite(m)]
+    if finite:
+        lo = min(m - (s if math.isfinite(s) else 0) for m, s in zip(means, stds, strict=True)
+                 if math.isfinite(m))
+        hi = max(m + (s if math.isfinite(s) else 0) for m, s in zip(means, stds, strict=True)
+                 if math.isfinite(m))
+        pad = 0.15 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
+        ax.set_xlim(lo - pad, hi + pad)
+        for yi, m in zip(y, means, strict=True):
+            if math.isfinite(m):
+                ax.text(m, yi + 0.33, f"{m:.4g}", fontsize=7.5, ha="center", va="bottom")
+    style_axes(ax)
+    ax.grid(axis="y", alpha=0)
+    if title:
+        ax.set_title(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------ HTML
+_CSS = """
+:root { --fg:#1f2937; --muted:#6b7280; --line:#e5e7eb; --bg:#f8fafc; --accent:#2563eb; }
+* { box-sizing: border-box; }
+body { margin:0; font:15px/1.55 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,
+       Arial,sans-serif; color:var(--fg); background:var(--bg); }
+header { background:linear-gradient(120deg,#1e3a8a,#2563eb 60%,#7c3aed); color:white;
+         padding:28px 40px 24px; }
+header h1 { margin:0 0 4px; font-size:26px; font-weight:650; letter-spacing:-0.01em; }
+header .sub { opacity:0.85; font-size:14px; }
+main { max-width:1120px; margin:0 auto; padding:24px 40px 48px; }
+section { background:white; border:1px solid var(--line); border-radius:10px;
+          padding:18px 22px; margin:18px 0; box-shadow:0 1px 2px rgba(0,0,0,0.03); }
+h2 { font-size:17px; margin:0 0 12px; font-weight:620; }
+.cards { display:flex; flex-wrap:wrap; gap:12px; margin:4px 0 6px; }
+.card { flex:1 1 150px; background:white; border:1px solid var(--line); border-radius:10px;
+        padding:12px 16px; }
+.card .v { font-size:24px; font-weight:650; font-variant-numeric:tabular-nums; }
+.card .k { color:var(--muted); font-size:12.5px; text-transform:uppercase;
+           letter-spacing:0.04em; }
+.card.hl { border-color:#93c5fd; background:#eff6ff; }
+table { border-collapse:collapse; font-size:13.5px; font-variant-numeric:tabular-nums; }
+th, td { padding:5px 12px; border-bottom:1px solid var(--line); text-align:left; }
+th { color:var(--muted); font-weight:600; font-size:12.5px; }
+td.num, th.num { text-align:right; }
+tr:hover td { background:#f9fafb; }
+figure { margin:8px 0 16px; }
+figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:6px; }
+figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
+pre { background:#0f172a; color:#e2e8f0; padding:14px 16px; border-radius:8px;
+      overflow-x:auto; font-size:12.5px; line-height:1.45; }
+p.note { color:var(--muted); font-size:13.5px; margin:6px 0; }
+.grid2 { display:grid; grid-template-columns:1fr 1fr; gap:18px; }
+@media (max-width: 900px) { .grid2 { grid-template-columns:1fr; } main { padding:16px; } }
+footer { color:var(--muted); font-size:12px; text-align:center; padding:10px 0 30px; }
+"""
+
+
+def _fmt_cell(v) -> tuple[str, bool]:
+    if isinstance(v, bool):
+        return str(v), False
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}", True
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if not math.isfinite(v):
+            return str(v), True
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+            return f"{v:.3e}", True
+        return f"{v:.4f}", True
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v), False
+    return str(v), False
+
+
+class HTMLReport:
+    """A report page: a header, then blocks (cards, tables, figures, text) in order."""
+
+    def __init__(self, title: str, subtitle: str = ""):
+        self.title = title
+        self.subtitle = subtitle
+        self.blocks: list[str] = []
+        self._section: list[str] | None = None
+
+    # sections group blocks in a white panel
+    def section(self, heading: str) -> HTMLReport:
+        self._close()
+        self._section = [f"<h2>{html.escape(heading)}</h2>"]
+        return self
+
+    def _close(self):
+        if self._section is not None:
+            self.blocks.append("<section>" + "\n".join(self._section) + "</section>")
+            self._section = None
+
+    def _add(self, s: str):
+        (self._section if self._section is not None else self.blocks).append(s)
+
+    def cards(self, items, highlight: int | None = 0) -> HTMLReport:
+        """Headline figures: ``[(label, value_text), ...]``."""
+        out = ['<div class="cards">']
+        for i, (k, v) in enumerate(items):
+            cls = "card hl" if i == highlight else "card"
+            out.append(f'<div class="{cls}"><div class="v">{html.escape(str(v))}</div>'
+                       f'<div class="k">{html.escape(str(k))}</div></div>')
+        out.append("</div>")
+        self._add("\n".join(out))
+        return self
+
+    def table(self, rows, header=None, caption: str = "") -> HTMLReport:
+        """A table from rows (lists of cells); numbers right-aligned and formatted."""
+        out = ["<table>"]
+        if header:
+            out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+                       + "</tr>")
+        for r in rows:
+            cells = []
+            for v in r:
+                text, num = _fmt_cell(v)
+                cells.append(f'<td{" class=num" if num else ""}>{html.escape(text)}</td>')
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</table>")
+        if caption:
+            out.append(f'<p class="note">{html.escape(caption)}</p>')
+        self._add("\n".join(out))
+        return self
+
+    def figure(self, png_path: str, caption: str = "") -> HTMLReport:
+        """A PNG, read now and embedded as base64."""
+        self._add(self._img(png_path, caption))
+        return self
+
+    def text(self, text: str) -> HTMLReport:
+        self._add(f'<p class="note">{html.escape(text)}</p>')
+        return self
+
+    def pre(self, text: str) -> HTMLReport:
+        self._add(f"<pre>{html.escape(text)}</pre>")
+        return self
+
+    @staticmethod
+    def _img(png_path: str, caption: str) -> str:
+        with open(png_path, "rb") as f:
+            b64 = base64.b64encode(f.read()).decode("ascii")
+        alt = html.escape(caption or os.path.basename(png_path))
+        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+        return (f'<figure><img alt="{alt}" src="data:image/png;base64,{b64}">{cap}</figure>')
+
+    def render(self) -> str:
+        self._close()
+        html_body = "\n".join(self.blocks)
+        now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+        return (
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
+            f"<header><h1>{html.escape(self.title)}</h1>"
+            f"<div class=\"sub\">{html.escape(self.subtitle)}</div></header>"
+            f"<main>{html_body}</main>"
+            f"<footer>tensorcalc report · generated {now}</footer></body></html>\n")
+
+    def save(self, path: str) -> str:
+        """Write the self-contained page (atomically) and return its path."""
+        text = self.render()
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        return path
