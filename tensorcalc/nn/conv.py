@@ -19,6 +19,7 @@ from ..functional.pool import avg_pool2d as _avg_pool2d
 from ..functional.pool import global_avg_pool2d as _global_avg_pool2d
 from ..functional.pool import max_pool2d as _max_pool2d
 from ..ops._util import shape_of
+from ..ops.windows import _pair, norm_padding
 from . import init
 from .module import Module, Parameter
 
@@ -48,6 +49,11 @@ class _ConvNd(Module):
         if len(k) != self._nd or min(k) < 1:
             raise ValueError(f"{name}: kernel_size must be {self._nd} positive ints, got "
                              f"{kernel_size!r}")
+        if self._nd == 2:  # validate stride / padding / dilation now, not at the first call
+            _pair(stride, "stride", name, 1)
+            dil = _pair(dilation, "dilation", name, 1)
+            if not (self._transposed and isinstance(padding, str)):
+                norm_padding(padding, name, k, dil)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         rng = backend.as_rng(rng)

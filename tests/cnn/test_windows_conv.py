@@ -1,0 +1,225 @@
+"""Window primitives, convolutions and pooling against the direct loops of refs.py, over all
+option combinations; adjointness; layouts; float32; bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from cnn import refs
+
+import tensorcalc as tc
+import tensorcalc.functional as F
+from tensorcalc.ops import fold, unfold
+
+RNG = np.random.default_rng(0)
+STRIDES = [1, 2, (2, 1)]
+PADS = [0, 1, (0, 2), ((1, 0), (0, 1))]
+DILS = [1, 2, (1, 2)]
+
+
+def _t(a):
+    return tc.tensor(a)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation",
+                         list(itertools.product([1, 2, (3, 2)], STRIDES, PADS, DILS)))
+def test_unfold_fold_match_loops_and_are_adjoint(kernel, stride, padding, dilation):
+    x = RNG.standard_normal((2, 3, 7, 6))
+    kw = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+    cols = unfold(_t(x), **kw).numpy()
+    np.testing.assert_allclose(cols, refs.unfold(x, **kw), rtol=0, atol=0)
+    c = RNG.standard_normal(cols.shape)
+    back = fold(_t(c), (7, 6), **kw).numpy()
+    np.testing.assert_allclose(back, refs.fold(c, (7, 6), **kw), rtol=1e-12, atol=1e-12)
+    # ⟨unfold x, c⟩ = ⟨x, fold c⟩: fold is the transpose of unfold
+    assert abs((cols * c).sum() - (x * back).sum()) < 1e-10 * max(1.0, abs((cols * c).sum()))
+
+
+def test_unfold_never_aliases_its_input():
+    x = tc.tensor(RNG.standard_normal((2, 3, 4, 4)).transpose(0, 2, 3, 1).copy()
+                  .transpose(0, 3, 1, 2))  # channels-last memory: the 1×1 window is a view
+    cols = unfold(x, 1)
+    assert not np.shares_memory(cols.numpy(), x.numpy())
+
+
+CONV_CASES = [
+    # (x shape, w shape, kwargs)
+    ((2, 3, 7, 6), (4, 3, 3, 3), {}),
+    ((2, 3, 7, 6), (4, 3, 3, 2), {"stride": 2, "padding": 1}),
+    ((2, 3, 7, 6), (4, 3, 2, 2), {"padding": "same"}),
+    ((2, 3, 7, 6), (4, 3, 3, 3), {"padding": "same", "dilation": 2}),
+    ((2, 3, 7, 6), (4, 3, 2, 3), {"dilation": (2, 1), "padding": ((1, 0), (2, 1))}),
+    ((2, 3, 7, 6), (4, 3, 3, 3), {"stride": (1, 2), "dilation": 2, "padding": 2}),
+    ((2, 4, 6, 6), (6, 2, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 4, 6, 6), (4, 1, 3, 3), {"groups": 4, "stride": 2}),  # depthwise
+    ((2, 4, 6, 6), (8, 1, 3, 3), {"groups": 4, "padding": 1, "dilation": 2}),  # multiplier 2
+    ((2, 1, 5, 5), (2, 1, 5, 5), {}),  # kernel = image
+    ((1, 3, 5, 5), (2, 3, 1, 1), {"stride": 2}),  # 1×1 downsampling conv
+]
+
+
+@pytest.mark.parametrize("xs,ws,kw", CONV_CASES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv2d_matches_loops(xs, ws, kw, bias):
+    x, w = RNG.standard_normal(xs), RNG.standard_normal(ws)
+    b = RNG.standard_normal(ws[0]) if bias else None
+    got = F.conv2d(_t(x), _t(w), None if b is None else _t(b), **kw).numpy()
+    np.testing.assert_allclose(got, refs.conv2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("xs,ws,kw", CONV_CASES[1:9:2])
+def test_conv2d_gradcheck(xs, ws, kw):
+    x, w, b = RNG.standard_normal(xs), RNG.standard_normal(ws), RNG.standard_normal(ws[0])
+    tc.gradcheck(lambda a, c, d: F.conv2d(a, c, d, **kw), x, w, b)
+
+
+def test_same_padding_keeps_size_for_even_kernels():
+    y = F.conv2d(tc.randn(1, 2, 7, 8, rng=0), tc.randn(3, 2, 4, 2, rng=1), padding="same")
+    assert y.shape == (1, 3, 7, 8)
+
+
+@pytest.mark.parametrize("kw", [{}, {"stride": 2, "padding": 2}, {"dilation": 3},
+                                {"padding": "same", "dilation": 2}, {"groups": 2}])
+def test_conv1d_matches_loops(kw):
+    x = RNG.standard_normal((2, 4, 11))
+    w = RNG.standard_normal((6, 4 // kw.get("groups", 1), 3))
+    b = RNG.standard_normal(6)
+    got = F.conv1d(_t(x), _t(w), _t(b), **kw).numpy()
+    np.testing.assert_allclose(got, refs.conv1d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+
+
+TCASES = [
+    ((2, 3, 3, 4), (3, 2, 3, 3), {}),
+    ((2, 3, 3, 4), (3, 2, 3, 2), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((2, 3, 3, 4), (3, 2, 2, 2), {"stride": 2}),
+    ((2, 3, 4, 3), (3, 2, 3, 3), {"stride": (2, 1), "dilation": 2, "padding": (1, 0)}),
+    ((2, 4, 3, 3), (4, 3, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+]
+
+
+@pytest.mark.parametrize("xs,ws,kw", TCASES)
+def test_conv_transpose2d_matches_loops_and_is_the_adjoint_of_conv2d(xs, ws, kw):
+    x, w = RNG.standard_normal(xs), RNG.standard_normal(ws)
+    b = RNG.standard_normal(ws[1] * kw.get("groups", 1))
+    y = F.conv_transpose2d(_t(x), _t(w), _t(b), **kw).numpy()
+    np.testing.assert_allclose(y, refs.conv_transpose2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+    # ⟨convT(x), z⟩ = ⟨x, conv2d(z)⟩ with the same weight (bias aside)
+    y0 = F.conv_transpose2d(_t(x), _t(w), **kw).numpy()
+    z = RNG.standard_normal(y0.shape)
+    ckw = {k: v for k, v in kw.items() if k != "output_padding"}
+    cz = F.conv2d(_t(z), _t(w), **ckw).numpy()
+    assert cz.shape == x.shape
+    np.testing.assert_allclose((y0 * z).sum(), (x * cz).sum(), rtol=1e-11)
+
+
+POOL_KW = [
+    {"kernel_size": 2}, {"kernel_size": 3}, {"kernel_size": (2, 3)},
+    {"kernel_size": 3, "stride": 2, "padding": 1}, {"kernel_size": 2, "stride": 1},
+    {"kernel_size": (3, 2), "stride": (1, 2), "padding": (1, 0)},
+]
+
+
+@pytest.mark.parametrize("kw", POOL_KW + [{"kernel_size": 2, "stride": 1, "dilation": 2},
+                                          {"kernel_size": 3, "dilation": (1, 2), "padding": 1}])
+def test_max_pool2d_matches_loops(kw):
+    x = RNG.standard_normal((2, 3, 7, 6))
+    np.testing.assert_array_equal(F.max_pool2d(_t(x), **kw).numpy(), refs.max_pool2d(x, **kw))
+
+
+@pytest.mark.parametrize("kw", POOL_KW)
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_pool2d_matches_loops(kw, cip):
+    x = RNG.standard_normal((2, 3, 7, 6))
+    np.testing.assert_allclose(F.avg_pool2d(_t(x), count_include_pad=cip, **kw).numpy(),
+                               refs.avg_pool2d(x, count_include_pad=cip, **kw), rtol=1e-12)
+
+
+@pytest.mark.parametrize("out", [1, 2, (3, 2), (7, 6), (4, 5), (5, 4)])
+def test_adaptive_avg_pool2d_matches_loops(out):
+    x = RNG.standard_normal((2, 3, 7, 6))
+    np.testing.assert_allclose(F.adaptive_avg_pool2d(_t(x), out).numpy(),
+                               refs.adaptive_avg_pool2d(x, out), rtol=1e-12)
+
+
+def test_global_avg_pool2d():
+    x = RNG.standard_normal((2, 3, 4, 5))
+    assert F.global_avg_pool2d(_t(x)).shape == (2, 3)
+    np.testing.assert_allclose(F.global_avg_pool2d(_t(x), keepdims=True).numpy(),
+                               x.mean(axis=(2, 3), keepdims=True))
+
+
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 2, "stride": 1}])
+def test_max_pool_ties_share_the_gradient_equally(kw):
+    x = tc.tensor(np.zeros((1, 1, 4, 4)), requires_grad=True)  # every window is a 4-way tie
+    F.max_pool2d(x, **kw).sum().backward()
+    if kw.get("stride", 2) == 2:
+        np.testing.assert_allclose(x.grad.numpy(), 0.25)
+    else:  # overlapping windows: pixel (h, w) is in (#windows covering it) windows, ¼ from each
+        cover = np.zeros((4, 4))
+        for i in range(3):
+            for j in range(3):
+                cover[i:i + 2, j:j + 2] += 0.25
+        np.testing.assert_allclose(x.grad.numpy()[0, 0], cover)
+
+
+def test_layout_of_the_input_does_not_change_results():
+    x = RNG.standard_normal((2, 5, 6, 6))
+    cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # channels-last
+    w = RNG.standard_normal((3, 5, 3, 3))
+    for f in (lambda a: F.max_pool2d(a, 2), lambda a: F.avg_pool2d(a, 2),
+              lambda a: F.conv2d(a, tc.tensor(w), padding=1)):
+        np.testing.assert_allclose(f(_t(x)).numpy(), f(_t(cl)).numpy(), rtol=1e-13)
+        tc.gradcheck(f, cl)
+
+
+def test_float32_stays_float32_through_conv_and_pool():
+    x = tc.randn(2, 3, 8, 8, rng=0)
+    w = tc.tensor(RNG.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.max_pool2d(F.conv2d(x, w, padding=1), 2)
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert w.grad.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_wrong_channel_count_names_layer_and_shapes():
+    msg = r"conv2d: input \(2, 4, 8, 8\) has C = 4 channels.*\(6, 3, 3, 3\)"
+    with pytest.raises(ValueError, match=msg):
+        F.conv2d(tc.randn(2, 4, 8, 8), tc.randn(6, 3, 3, 3))
+
+
+def test_too_small_input_states_the_formula():
+    with pytest.raises(ValueError, match=r"conv2d: input \(1, 1, 4, 4\) is too small.*"
+                                         r"H_out = ⌊\(H \+ 2p − d\(k − 1\) − 1\)/s⌋ \+ 1"):
+        F.conv2d(tc.randn(1, 1, 4, 4), tc.randn(1, 1, 5, 5))
+    with pytest.raises(ValueError, match="max_pool2d: input"):
+        F.max_pool2d(tc.randn(1, 1, 1, 4), 2)
+
+
+@pytest.mark.parametrize("kw", [{"stride": 0}, {"stride": -1}, {"stride": 1.5},
+                                {"padding": -1}, {"padding": "full"}, {"padding": (1, 2, 3)},
+                                {"dilation": 0}, {"padding": "same", "stride": 2},
+                                {"groups": 2}, {"groups": 0}])
+def test_invalid_options_raise_value_error(kw):
+    with pytest.raises(ValueError, match="conv2d"):
+        F.conv2d(tc.randn(1, 3, 8, 8), tc.randn(4, 3, 3, 3), **kw)
+
+
+def test_other_bad_inputs():
+    with pytest.raises(ValueError, match="expected input of shape"):
+        F.conv2d(tc.randn(3, 8, 8), tc.randn(4, 3, 3, 3))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        F.conv2d(tc.randn(1, 3, 8, 8), tc.randn(4, 3, 3, 3), tc.randn(3))
+    with pytest.raises(ValueError, match="at most half the kernel"):
+        F.max_pool2d(tc.randn(1, 1, 8, 8), 2, padding=2)
+    with pytest.raises(ValueError, match="output_padding"):
+        F.conv_transpose2d(tc.randn(1, 3, 4, 4), tc.randn(3, 2, 3, 3), stride=2,
+                           output_padding=2)
+    with pytest.raises(ValueError, match="fold: cols"):
+        fold(tc.randn(1, 5, 4), (3, 3), 2)
+    with pytest.raises(ValueError, match="conv1d"):
+        F.conv1d(tc.randn(1, 3, 2), tc.randn(2, 3, 5))
