@@ -36,7 +36,9 @@ from .basic import (  # noqa: F401
     std,
     var,
 )
+from .conv import conv1d, conv2d, conv_transpose2d  # noqa: F401  (CNN work)
 from .dropout import dropout, dropout2d  # noqa: F401
+from .fftconv import conv2d_fft  # noqa: F401
 from .linear import bilinear, embedding, linear  # noqa: F401
 from .losses import (  # noqa: F401
     binary_cross_entropy,
@@ -55,9 +57,10 @@ from .losses import (  # noqa: F401
     smooth_l1_loss,
 )
 from .normalization import batch_norm, group_norm, layer_norm  # noqa: F401
-from .regularization import l1_penalty, l2_penalty, max_norm_  # noqa: F401
-from .conv import conv1d, conv2d, conv_transpose2d  # noqa: F401  (CNN work)
-from .fftconv import conv2d_fft  # noqa: F401
 from .pool import (  # noqa: F401
-    adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d,
+    adaptive_avg_pool2d,
+    avg_pool2d,
+    global_avg_pool2d,
+    max_pool2d,
 )
+from .regularization import l1_penalty, l2_penalty, max_norm_  # noqa: F401

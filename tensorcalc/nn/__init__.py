@@ -29,6 +29,15 @@ from .activation import (  # noqa: F401
     Tanh,
 )
 from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
+from .conv import (  # noqa: F401  (CNN work)
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
+    GlobalAvgPool2d,
+    MaxPool2d,
+)
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .linear import Bilinear, Embedding, Flatten, Identity, Linear  # noqa: F401
 from .loss import (  # noqa: F401
@@ -55,6 +64,3 @@ from .module import (  # noqa: F401
     functional_call,
 )
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: F401
-from .conv import (  # noqa: F401  (CNN work)
-    AdaptiveAvgPool2d, AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, GlobalAvgPool2d, MaxPool2d,
-)
