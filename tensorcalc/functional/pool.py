@@ -46,10 +46,13 @@ def _stacked_windows(x, xs, k, out):
         x = x[:, :, :ho * kh, :wo * kw]
     st = data_of(x).strides
     channels_last = c > 1 and st[1] < st[3]
-    b = ops.reshape(x, (n, c, ho, kh, wo, kw))
     if channels_last:
-        b = ops.transpose(b, (3, 5, 0, 2, 4, 1))
+        # via the (N, H, W, C) view, so that the backward's final reshape copy comes out in
+        # channels-last memory again, matching x (mixed layouts make later ufuncs slow)
+        b = ops.reshape(ops.transpose(x, (0, 2, 3, 1)), (n, ho, kh, wo, kw, c))
+        b = ops.transpose(b, (2, 4, 0, 1, 3, 5))
         return ops.reshape(b, (kh * kw, n, ho, wo, c)), True
+    b = ops.reshape(x, (n, c, ho, kh, wo, kw))
     b = ops.transpose(b, (3, 5, 0, 1, 2, 4))
     return ops.reshape(b, (kh * kw, n, c, ho, wo)), False
 
