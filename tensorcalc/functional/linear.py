@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from .. import ops
 from ..ops._util import shape_of
+from ..ops.arithmetic import Add as _ADD
+from ..ops.matmul import Matmul as _MM
+from ..ops.shape import Transpose as _T
+
+_SWAP = (1, 0)
 
 
 def linear(x, weight, bias=None):
@@ -31,10 +36,10 @@ def linear(x, weight, bias=None):
         # BLAS C-contiguous like W (X Wᵀ would give W̄ as a transposed view, and every
         # optimiser update on it would walk memory with a stride).
         x2 = ops.reshape(x, (-1, n_in)) if len(sx) > 2 else x
-        y = ops.transpose(ops.matmul(weight, ops.transpose(x2)))
+        y = _T.apply(_MM.apply(weight, _T.apply(x2, axes=_SWAP)), axes=_SWAP)
         if len(sx) > 2:
             y = ops.reshape(y, sx[:-1] + (sw[0],))
-    return y if bias is None else y + bias
+    return y if bias is None else _ADD.apply(y, bias)
 
 
 def bilinear(x1, x2, weight, bias=None):

@@ -254,11 +254,15 @@ def _class_coefficients(target, sx, caxis, weight, ignore_index, smoothing, dtyp
                 f"{who}: target class {bad} is outside [0, C) for C = {C} classes "
                 f"(input shape {sx})"
             )
-    classes = xp.arange(C).reshape((C,) + (1,) * (len(sx) - caxis - 1))
-    onehot = xp.expand_dims(t, caxis) == classes
-    if valid is not None:
-        onehot &= xp.expand_dims(valid, caxis)
-    q = onehot.astype(dtype)
+    if len(sx) == 2 and valid is None:  # the common (N, C) case: set N entries
+        q = xp.zeros(sx, dtype=dtype)
+        q[xp.arange(sx[0]), t] = 1.0
+    else:
+        classes = xp.arange(C).reshape((C,) + (1,) * (len(sx) - caxis - 1))
+        onehot = xp.expand_dims(t, caxis) == classes
+        if valid is not None:
+            onehot &= xp.expand_dims(valid, caxis)
+        q = onehot.astype(dtype)
     wshape = (C,) + (1,) * (len(sx) - caxis - 1)
     w = None if weight is None else xp.asarray(data_of(weight)).astype(dtype).reshape(wshape)
     if w is not None:
@@ -282,13 +286,16 @@ def _class_coefficients(target, sx, caxis, weight, ignore_index, smoothing, dtyp
     return q, denom
 
 
-def _nll_from_coefficients(logp, q, denom, caxis, reduction):
+def _nll_from_coefficients(logp, q, denom, caxis, reduction, owned=False):
+    """−Σ q ⊙ logp, reduced; ``owned``: q is a fresh array that may be scaled in place."""
+    scale = -1.0 if reduction != "mean" else (-1.0 / denom if denom else math.nan)
+    if owned:
+        q *= scale
+    else:
+        q = q * scale
     if reduction == "none":
-        return ops.sum(logp * -q, axis=caxis)
-    if reduction == "sum":
-        return ops.sum(logp * -q)
-    scale = -1.0 / denom if denom else math.nan
-    return ops.sum(logp * (q * scale))
+        return ops.sum(logp * q, axis=caxis)
+    return ops.sum(logp * q)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean",
@@ -330,7 +337,7 @@ def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean
         return _nll_from_coefficients(logp, q, float(n), caxis, reduction)
     q, denom = _class_coefficients(target, sx, caxis, weight, ignore_index, label_smoothing,
                                    xd.dtype, xp, who)
-    return _nll_from_coefficients(logp, q, denom, caxis, reduction)
+    return _nll_from_coefficients(logp, q, denom, caxis, reduction, owned=True)
 
 
 def nll_loss(input, target, weight=None, ignore_index=None, reduction="mean"):
@@ -346,7 +353,7 @@ def nll_loss(input, target, weight=None, ignore_index=None, reduction="mean"):
     xd = data_of(input)
     q, denom = _class_coefficients(target, shape_of(input), caxis, weight, ignore_index, 0.0,
                                    xd.dtype, array_module(xd), who)
-    return _nll_from_coefficients(input, q, denom, caxis, reduction)
+    return _nll_from_coefficients(input, q, denom, caxis, reduction, owned=True)
 
 
 def kl_div(input, target, reduction="mean", log_target=False):

@@ -41,6 +41,8 @@ class Sequential(Module):
         return items[idx][1]
 
     def append(self, module: Module) -> Sequential:
+
+        """Add ``module`` at the end (named by its position)."""
         self.add_module(str(len(self._modules)), module)
         return self
 
@@ -85,15 +87,21 @@ class ModuleList(Module):
         self._renumber(mods)
 
     def append(self, module: Module) -> ModuleList:
+
+        """Add ``module`` at the end (named by its position)."""
         self.add_module(str(len(self._modules)), module)
         return self
 
     def extend(self, modules) -> ModuleList:
+
+        """Append every module of an iterable."""
         for m in modules:
             self.append(m)
         return self
 
     def insert(self, index: int, module: Module) -> None:
+
+        """Insert ``module`` before position ``index`` (entries are renumbered)."""
         mods = list(self._modules.values())
         mods.insert(index, module)
         self._renumber(mods)
@@ -127,20 +135,30 @@ class ModuleDict(Module):
         return iter(self._modules)
 
     def keys(self):
+
+        """The names, in insertion order."""
         return self._modules.keys()
 
     def values(self):
+
+        """The modules, in insertion order."""
         return self._modules.values()
 
     def items(self):
+
+        """(name, module) pairs, in insertion order."""
         return self._modules.items()
 
     def update(self, modules) -> None:
+
+        """Add (name, module) pairs from a dict or an iterable of pairs."""
         items = modules.items() if hasattr(modules, "items") else modules
         for k, m in items:
             self.add_module(k, m)
 
     def pop(self, key: str) -> Module:
+
+        """Remove and return the module under ``key``."""
         m = self._modules[key]
         del self[key]
         return m

@@ -193,11 +193,14 @@ class Module:
 
     # ------------------------------------------------------------------ traversal
     def named_children(self):
+        """(name, module) for each direct sub-module."""
         for name, m in self._modules.items():
             if m is not None:
                 yield name, m
 
     def children(self):
+
+        """Each direct sub-module."""
         for _, m in self.named_children():
             yield m
 
@@ -212,6 +215,8 @@ class Module:
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self):
+
+        """This module and every descendant, each once (depth first)."""
         for _, m in self.named_modules():
             yield m
 
@@ -232,6 +237,8 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True):
+
+        """(qualified name, buffer) pairs, each buffer once."""
         seen = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mname, m in mods:
@@ -242,6 +249,8 @@ class Module:
                 yield (f"{mname}.{name}" if mname else name), b
 
     def buffers(self, recurse: bool = True):
+
+        """Every buffer (running statistics and other non-learned state)."""
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
@@ -314,9 +323,13 @@ class Module:
         return self
 
     def float(self) -> Module:
+
+        """Cast float parameters and buffers to float32, in place."""
         return self.to(dtype=np.float32)
 
     def double(self) -> Module:
+
+        """Cast float parameters and buffers to float64, in place (for gradient checks)."""
         return self.to(dtype=np.float64)
 
     # ------------------------------------------------------------------ state
