@@ -16,7 +16,7 @@ Groups split C and O into G blocks and become a batched matmul over the G blocks
 from __future__ import annotations
 
 from .. import ops
-from ..ops._util import shape_of
+from ..ops._util import data_of, shape_of
 from ..ops.windows import Fold, Unfold, _pair, norm_padding, window_geometry
 
 
@@ -71,7 +71,10 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     nl, kk = n * ho * wo, k[0] * k[1]
     if groups == 1:
         wt = ops.reshape(ops.transpose(w, (2, 3, 1, 0)), (kk * c, o))  # rows (i, j, c)
-        y = ops.matmul(ops.reshape(cols, (nl, kk * c)), wt)  # (N·L, O): one GEMM
+        if data_of(cols).flags.c_contiguous:
+            y = ops.matmul(ops.reshape(cols, (nl, kk * c)), wt)  # (N·L, O): one GEMM
+        else:  # cols in (N, K, L) memory (few input channels): N GEMMs on transposed operands
+            y = ops.reshape(ops.matmul(cols, wt), (nl, o))
     else:
         g, cg, og = groups, c // groups, o // groups
         cg_cols = ops.transpose(ops.reshape(cols, (nl, kk, g, cg)), (2, 0, 1, 3))

@@ -13,7 +13,9 @@ memory the kw·C entries of one kernel row of a patch are contiguous.
 
 Output size per spatial axis (floor mode):  H_out = ⌊(H + p₀ + p₁ − d(k − 1) − 1)/s⌋ + 1.
 
-The forward builds a strided view (no Python loop over pixels) and copies it once; fold adds
+The forward builds a strided view (no Python loop over pixels) and copies it once (for inputs
+with few channels, c·kw < W_out, the copy is made in (N, K, L) memory order, whose contiguous runs
+are longer, and the (N, L, K) array returned is its transposed view); fold adds
 the kh·kw strided slices of the columns into a zero image (a loop over kernel offsets, never over
 pixels). Padding is a pair (before, after) per axis, so 'same' works for even kernels too.
 """
@@ -61,15 +63,31 @@ class Unfold(Linear):
     @staticmethod
     def forward(xp, x, *, kernel, stride, padding, dilation):
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        (p0, p1), (q0, q1) = padding
+        n, c, h, w = x.shape
+        ho = (h + p0 + p1 - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + q0 + q1 - dw * (kw - 1) - 1) // sw + 1
+        if c * kw < wo:
+            # few channels (the first layer): copy in (N, kh, kw, C, H_out, W_out) memory order,
+            # whose contiguous runs are W_out long (channels-last runs, kw·C, would be short),
+            # and return the (N, L, K) transposed view — same values, only the memory differs
+            xq = x
+            if p0 or p1 or q0 or q1:
+                xq = xp.zeros((n, c, h + p0 + p1, w + q0 + q1), dtype=x.dtype)
+                xq[:, :, p0:p0 + h, q0:q0 + w] = x
+            bn, bc, bh, bw = xq.strides
+            v = _as_strided(xp, xq, (n, kh, kw, c, ho, wo),
+                            (bn, dh * bh, dw * bw, bc, sh * bh, sw * bw))
+            out = xp.ascontiguousarray(v)
+            if xp.may_share_memory(out, x):
+                out = out.copy()
+            return out.reshape(n, kh * kw * c, ho * wo).transpose(0, 2, 1)
         buf, fresh = _nhwc_padded(xp, x, padding)
-        n, hp, wp, c = buf.shape
-        ho = (hp - dh * (kh - 1) - 1) // sh + 1
-        wo = (wp - dw * (kw - 1) - 1) // sw + 1
         bn, bh, bw, bc = buf.strides
         v = _as_strided(xp, buf, (n, ho, wo, kh, kw, c),
                         (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
         out = xp.ascontiguousarray(v)
-        if not fresh and xp.shares_memory(out, x):  # 1×1 kernel, stride 1: never alias x
+        if not fresh and xp.may_share_memory(out, x):  # 1×1 kernel, stride 1: never alias x
             out = out.copy()
         return out.reshape(n, ho * wo, kh * kw * c)
 

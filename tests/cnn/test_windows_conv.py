@@ -25,14 +25,16 @@ def _t(a):
 
 @pytest.mark.parametrize("kernel,stride,padding,dilation",
                          list(itertools.product([1, 2, (3, 2)], STRIDES, PADS, DILS)))
-def test_unfold_fold_match_loops_and_are_adjoint(kernel, stride, padding, dilation):
-    x = RNG.standard_normal((2, 3, 7, 6))
+@pytest.mark.parametrize("xshape", [(2, 3, 7, 6), (2, 1, 6, 13)])  # (2, 1, ...): K-major copy
+def test_unfold_fold_match_loops_and_are_adjoint(kernel, stride, padding, dilation, xshape):
+    x = RNG.standard_normal(xshape)
+    size = xshape[2:]
     kw = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
     cols = unfold(_t(x), **kw).numpy()
     np.testing.assert_allclose(cols, refs.unfold(x, **kw), rtol=0, atol=0)
     c = RNG.standard_normal(cols.shape)
-    back = fold(_t(c), (7, 6), **kw).numpy()
-    np.testing.assert_allclose(back, refs.fold(c, (7, 6), **kw), rtol=1e-12, atol=1e-12)
+    back = fold(_t(c), size, **kw).numpy()
+    np.testing.assert_allclose(back, refs.fold(c, size, **kw), rtol=1e-12, atol=1e-12)
     # ⟨unfold x, c⟩ = ⟨x, fold c⟩: fold is the transpose of unfold
     assert abs((cols * c).sum() - (x * back).sum()) < 1e-10 * max(1.0, abs((cols * c).sum()))
 
@@ -57,6 +59,8 @@ CONV_CASES = [
     ((2, 4, 6, 6), (8, 1, 3, 3), {"groups": 4, "padding": 1, "dilation": 2}),  # multiplier 2
     ((2, 1, 5, 5), (2, 1, 5, 5), {}),  # kernel = image
     ((1, 3, 5, 5), (2, 3, 1, 1), {"stride": 2}),  # 1×1 downsampling conv
+    ((2, 1, 6, 12), (3, 1, 3, 3), {"padding": 1, "stride": (1, 2)}),  # few channels: K-major
+    ((2, 2, 5, 14), (3, 2, 2, 3), {"dilation": (1, 2)}),
 ]
 
 
@@ -69,7 +73,7 @@ def test_conv2d_matches_loops(xs, ws, kw, bias):
     np.testing.assert_allclose(got, refs.conv2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("xs,ws,kw", CONV_CASES[1:9:2])
+@pytest.mark.parametrize("xs,ws,kw", CONV_CASES[1:9:2] + CONV_CASES[-2:])
 def test_conv2d_gradcheck(xs, ws, kw):
     x, w, b = RNG.standard_normal(xs), RNG.standard_normal(ws), RNG.standard_normal(ws[0])
     tc.gradcheck(lambda a, c, d: F.conv2d(a, c, d, **kw), x, w, b)
