@@ -39,8 +39,7 @@ class Adadelta(Optimizer):
         delta = self._scratch(state, p, "_delta")
         v *= rho
         xp.multiply(g, g, out=buf)
-        buf *= 1.0 - rho
-        v += buf
+        self._axpy(1.0 - rho, buf, v)
         xp.add(v, eps, out=buf)
         xp.sqrt(buf, out=buf)              # √(v_t + ε)
         xp.add(u, eps, out=delta)
@@ -49,7 +48,5 @@ class Adadelta(Optimizer):
         delta *= g                         # Δ_t
         u *= rho
         xp.multiply(delta, delta, out=buf)
-        buf *= 1.0 - rho
-        u += buf
-        delta *= -group["lr"]
-        p += delta
+        self._axpy(1.0 - rho, buf, u)
+        self._axpy(-group["lr"], delta, p)

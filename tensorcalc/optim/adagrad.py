@@ -46,11 +46,8 @@ class Adagrad(Optimizer):
         s = state["sum"]
         buf = self._scratch(state, p)
         xp.multiply(g, g, out=buf)
-        s += buf
+        self._axpy(1.0, buf, s)
         xp.sqrt(s, out=buf)
         buf += group["eps"]
         xp.divide(g, buf, out=buf)
-        buf *= -clr
-        p += buf
-
-
+        self._axpy(-clr, buf, p)

@@ -50,12 +50,10 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         buf = self._scratch(state, p)
         m *= b1
-        xp.multiply(g, 1.0 - b1, out=buf)
-        m += buf
+        self._axpy(1.0 - b1, g, m)
         v *= b2
         xp.multiply(g, g, out=buf)
-        buf *= 1.0 - b2
-        v += buf
+        self._axpy(1.0 - b2, buf, v)
         if group["amsgrad"]:
             vmax = state.get("max_exp_avg_sq")
             if vmax is None:
@@ -68,5 +66,4 @@ class Adam(Optimizer):
         buf *= 1.0 / math.sqrt(bc2)
         buf += group["eps"]
         xp.divide(m, buf, out=buf)
-        buf *= -lr / bc1
-        p += buf
+        self._axpy(-lr / bc1, buf, p)

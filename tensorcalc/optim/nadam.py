@@ -54,20 +54,14 @@ class NAdam(Optimizer):
         buf = self._scratch(state, p)
         d = self._scratch(state, p, "_d")
         m *= b1
-        xp.multiply(g, 1.0 - b1, out=buf)
-        m += buf
+        self._axpy(1.0 - b1, g, m)
         v *= b2
         xp.multiply(g, g, out=buf)
-        buf *= 1.0 - b2
-        v += buf
+        self._axpy(1.0 - b2, buf, v)
         xp.multiply(v, 1.0 / (1.0 - b2 ** t), out=d)
         xp.sqrt(d, out=d)
         d += group["eps"]
         xp.divide(g, d, out=buf)
-        buf *= -lr * (1.0 - mu) / (1.0 - mu_prod)
-        p += buf
+        self._axpy(-lr * (1.0 - mu) / (1.0 - mu_prod), buf, p)
         xp.divide(m, d, out=buf)
-        buf *= -lr * mu_next / (1.0 - mu_prod_next)
-        p += buf
-
-
+        self._axpy(-lr * mu_next / (1.0 - mu_prod_next), buf, p)

@@ -33,8 +33,6 @@ class RMSprop(Optimizer):
         if not state.get("step"):
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p)
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = xp.zeros_like(p)
         state["step"] += 1
         alpha, mu = group["alpha"], group["momentum"]
         g = self._coupled_decay(p, g, group["weight_decay"], state)
@@ -42,15 +40,13 @@ class RMSprop(Optimizer):
         buf = self._scratch(state, p)
         v *= alpha
         xp.multiply(g, g, out=buf)
-        buf *= 1.0 - alpha
-        v += buf
+        self._axpy(1.0 - alpha, buf, v)
         if group["centered"]:
             ga = state.get("grad_avg")
             if ga is None:
                 ga = state["grad_avg"] = xp.zeros_like(p)
             ga *= alpha
-            xp.multiply(g, 1.0 - alpha, out=buf)
-            ga += buf
+            self._axpy(1.0 - alpha, g, ga)
             xp.multiply(ga, ga, out=buf)
             xp.subtract(v, buf, out=buf)
             xp.sqrt(buf, out=buf)
@@ -63,8 +59,7 @@ class RMSprop(Optimizer):
             if b is None:
                 b = state["momentum_buffer"] = xp.zeros_like(p)
             b *= mu
-            b += buf
-            xp.multiply(b, -group["lr"], out=buf)
+            self._axpy(1.0, buf, b)
+            self._axpy(-group["lr"], b, p)
         else:
-            buf *= -group["lr"]
-        p += buf
+            self._axpy(-group["lr"], buf, p)

@@ -44,22 +44,10 @@ class SGD(Optimizer):
                 b = state["momentum_buffer"] = g.copy()
             else:
                 b *= mu
-                damp = 1.0 - group["dampening"]
-                if damp == 1.0:
-                    b += g
-                else:
-                    buf = self._scratch(state, p)
-                    b += self._xp(p).multiply(g, damp, out=buf)
-            if group["nesterov"]:
-                buf = self._scratch(state, p)
-                self._xp(p).multiply(b, mu, out=buf)
-                buf += g
-                g = buf
-            else:
-                g = b
-        buf = self._scratch(state, p)
-        if g is buf:
-            buf *= -lr
-        else:
-            self._xp(p).multiply(g, -lr, out=buf)
-        p += buf
+                self._axpy(1.0 - group["dampening"], g, b)
+            if group["nesterov"]:  # θ − γ(g + μb) as two fused passes
+                self._axpy(-lr, g, p)
+                self._axpy(-lr * mu, b, p)
+                return
+            g = b
+        self._axpy(-lr, g, p)
