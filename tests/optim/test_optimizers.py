@@ -488,3 +488,33 @@ def test_repr_lists_groups():
     p = tc.Tensor(np.ones((2, 3)), requires_grad=True)
     r = repr(optim.SGD([p], lr=0.1, momentum=0.9))
     assert "SGD" in r and "6 values" in r and "momentum=0.9" in r
+
+
+def test_axpy_fast_and_fallback_paths_agree():
+    from tensorcalc.optim.base import axpy
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    for y0 in (rng.normal(size=(4, 6)).astype(np.float32),              # BLAS path
+               rng.normal(size=(6, 4)).astype(np.float32).T,            # non-contiguous y
+               rng.normal(size=(4, 6)).astype(np.float16)):             # no BLAS for float16
+        y = y0.copy() if y0.flags.c_contiguous else y0
+        expect = y.astype(np.float64) + 0.3 * x.astype(np.float64)
+        axpy(0.3, x.astype(y.dtype), y)
+        assert y.dtype == y0.dtype
+        np.testing.assert_allclose(y, expect, rtol=2e-3 if y.dtype == np.float16 else 1e-6)
+    y = np.zeros(3)
+    axpy(2.0, np.broadcast_to(np.ones(1), (3,)), y)  # read-only broadcast x
+    np.testing.assert_array_equal(y, 2.0)
+
+
+@pytest.mark.parametrize("cls,ref,kw", CASES[1::4], ids=IDS[1::4])
+def test_non_contiguous_parameters_and_gradients(cls, ref, kw):
+    """A parameter stored transposed (and a transposed gradient) takes the same steps."""
+    p = tc.Tensor(np.ascontiguousarray(THETA0.T).T, requires_grad=True)  # F-ordered
+    assert not p.data.flags.c_contiguous
+    opt = cls([p], **kw)
+    for _ in range(2):
+        p.grad = tc.Tensor(np.ascontiguousarray(grad_fn(p.data).T).T)
+        opt.step()
+    np.testing.assert_allclose(p.data, ref(THETA0.copy(), 2, **kw), rtol=1e-12, atol=1e-14)
