@@ -420,8 +420,22 @@ class Trainer:
             "train_metrics": [m.state_dict() for m in self._train_metrics],
             "rngs": {k: g.bit_generator.state for k, g in self.generators().items()},
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
-            "callbacks": [c.state_dict() for c in self.callbacks],
+            "callbacks": self._callback_states(),
         })
+
+    def _keyed_callbacks(self) -> dict:
+        """Callbacks by class name (``EarlyStopping``, ``EarlyStopping#2`` for a second one),
+        so a resumed run matches states to callbacks whatever else it adds."""
+        out, seen = {}, {}
+        for c in self.callbacks:
+            name = type(c).__name__
+            seen[name] = seen.get(name, 0) + 1
+            out[name if seen[name] == 1 else f"{name}#{seen[name]}"] = c
+        return out
+
+    def _callback_states(self) -> dict:
+        states = {k: c.state_dict() for k, c in self._keyed_callbacks().items()}
+        return {k: v for k, v in states.items() if v}
 
     def save_checkpoint(self, path: str) -> str:
         """Atomically save everything needed to continue this run exactly (see module doc)."""
@@ -470,8 +484,10 @@ class Trainer:
         loader = train_loader if train_loader is not None else self._train_loader
         if st.get("loader") is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(st["loader"])
-        for c, s in zip(self.callbacks, st["callbacks"], strict=False):
-            c.load_state_dict(s)
+        saved = st.get("callbacks") or {}
+        for key, c in self._keyed_callbacks().items():
+            if key in saved:
+                c.load_state_dict(saved[key])
         self._last_good_checkpoint = path
         return ck
 
