@@ -19,7 +19,7 @@ from .functional import (  # noqa: F401
     argmax, argmin, clip, flatten, log_softmax, mean, softmax, std, var,
 )
 from .ops import (  # noqa: F401
-    abs, add, broadcast_to, cast, concat, cos, div, erf, exp, expand_dims, expm1, flip, getitem,
+    abs, add, affine, broadcast_to, cast, concat, cos, div, erf, exp, expand_dims, expm1, flip, getitem,
     log, log1p, logsumexp, matmul, max, maximum, min, minimum, mul, neg, pad, pow, relu,
     reshape, scatter_add, sigmoid, sin, softplus, split, sqrt, squeeze, stack, sub, sum, sum_to,
     swapaxes, take, tanh, transpose, where,

@@ -107,6 +107,10 @@ OPS: list[OpSpec] = [
     S("matmul", tc.matmul, np.matmul,
       [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((4,), (4, 3)),
        ((3, 4), (4,)), ((4,), (4,))], covers=("matmul", "transpose", "expand_dims", "squeeze")),
+    S("affine", tc.affine, lambda x, w, b=None: x @ w.T + (0 if b is None else b),
+      [((5, 3), (4, 3), (4,)), ((2, 5, 3), (4, 3), (4,)), ((3,), (4, 3), (4,))],
+      covers=("affine",)),
+    S("affine_nobias", tc.affine, lambda x, w: x @ w.T, [((5, 3), (4, 3))], covers=("affine",)),
     # ------------------------------------------------------------------ shape
     S("reshape", tc.reshape, np.reshape, [((3, 4),), ((2, 3, 2),)],
       kwargs=[{"shape": (4, 3)}, {"shape": (-1,)}, {"shape": (2, 6)}], covers=("reshape",)),

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from .. import ops
 from ..ops._util import shape_of
-from ..ops.arithmetic import Add as _ADD
-from ..ops.matmul import Matmul as _MM
-from ..ops.shape import Transpose as _T
-
-_SWAP = (1, 0)
 
 
 def linear(x, weight, bias=None):
@@ -16,7 +11,8 @@ def linear(x, weight, bias=None):
     + b[j], so W[j, k] is the weight from input k to output neuron j.
 
     ∂y/∂x = W, X̄ = Ȳ W;  W̄ = Ȳᵀ X (summed over the leading axes);  b̄ = Σ Ȳ over them.
-    Inputs with more than two axes are flattened to (−1, in) so one GEMM does the work.
+    Inputs with more than two axes are flattened to (−1, in) so one GEMM does the work. The
+    primitive ``ops.affine`` is the fused form (W̄ comes out of BLAS in W's own layout).
     """
     sx, sw = shape_of(x), shape_of(weight)
     if len(sw) != 2:
@@ -29,17 +25,7 @@ def linear(x, weight, bias=None):
         )
     if bias is not None and shape_of(bias) != (sw[0],):
         raise ValueError(f"linear: bias must have shape ({sw[0]},), got {shape_of(bias)}")
-    if len(sx) == 1:
-        y = ops.matmul(weight, x)
-    else:
-        # Computed as (W Xᵀ)ᵀ rather than X Wᵀ: the same GEMM, but W̄ = Ȳᵀ X then comes out of
-        # BLAS C-contiguous like W (X Wᵀ would give W̄ as a transposed view, and every
-        # optimiser update on it would walk memory with a stride).
-        x2 = ops.reshape(x, (-1, n_in)) if len(sx) > 2 else x
-        y = _T.apply(_MM.apply(weight, _T.apply(x2, axes=_SWAP)), axes=_SWAP)
-        if len(sx) > 2:
-            y = ops.reshape(y, sx[:-1] + (sw[0],))
-    return y if bias is None else _ADD.apply(y, bias)
+    return ops.affine(x, weight, bias)
 
 
 def bilinear(x1, x2, weight, bias=None):

@@ -4,6 +4,7 @@ Importing this package registers every primitive in ``tensorcalc.autodiff.functi
 """
 
 from . import linalg  # noqa: F401
+from .affine import affine  # noqa: F401
 from .arithmetic import (  # noqa: F401
     add, cast, div, maximum, minimum, mul, neg, pow, sub, where,
 )
