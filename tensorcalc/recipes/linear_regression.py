@@ -70,7 +70,7 @@ def _mse(x, y, w, b) -> float:
 
 
 def _run(cfg, run_dir, quiet=False, progress=None):
-    from .runner import fit_once, flag, prepare_data, seed_streams
+    from .runner import fit_once, hyperparameter_table, prepare_data, seed_streams
 
     recipe = get_recipe("linear-regression")
     data = prepare_data(recipe, dict(cfg, val_fraction=0.0), seed_streams(cfg["seed"])["split"])
@@ -148,7 +148,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     prow.append(["b", true_b] + [runs[m]["b"] for m in runs])
     rep.table(prow, ["parameter", "true"] + list(runs))
     rep.section("Hyperparameters")
-    rep.table([[flag(k), v] for k, v in cfg.items() if k != "recipe"], ["flag", "value"])
+    hyperparameter_table(rep, cfg)
     report = rep.save(os.path.join(run_dir, "report.html"))
     from .runner import _write_json
 

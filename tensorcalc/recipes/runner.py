@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import time
 
@@ -246,6 +247,11 @@ def _resume_config(recipe: Recipe, run_dir: str, given: dict) -> tuple[dict, str
         raise RecipeError(f"--resume: {run_dir} holds a run of recipe {cfg.get('recipe')!r}, "
                           f"not {recipe.name!r}")
     for k, v in given.items():
+        if k == "epochs" and v != cfg.get("epochs") and cfg.get("schedule") in ("cosine",
+                                                                              "onecycle"):
+            raise RecipeError(f"--resume: the run's {cfg['schedule']} schedule is laid out "
+                              f"for its {cfg['epochs']} epochs; resume it without --epochs, or "
+                              "start a new run to train longer")
         if k in ("epochs", "checkpoint_every"):
             cfg[k] = v
         elif k in cfg and cfg[k] != v and not (isinstance(v, tuple) and list(v) == cfg[k]):
@@ -435,7 +441,16 @@ def write_run_report(ctx: RunContext) -> str:
              + (f", schedule {type(trainer.scheduler).__name__}" if trainer.scheduler else ""))
     rep.pre(repr(ctx.model))
     rep.section("Hyperparameters")
-    rep.table([[flag(k), v] for k, v in cfg.items() if k != "recipe"], ["flag", "value"])
+    hyperparameter_table(rep, cfg)
+    rep.section("Run")
+    steps = trainer.global_step
+    rep.table([["optimisation steps", steps],
+               ["time per epoch", f"{trainer.train_seconds / max(trainer.epoch, 1):.2f} s"],
+               ["time per step (incl. validation)",
+                f"{1000 * trainer.train_seconds / max(steps, 1):.1f} ms"],
+               ["machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                           f"Python {platform.python_version()}, NumPy {np.__version__}"]],
+              ["", ""])
     rep.section("Files")
     rep.table([["history.csv", "per-epoch figures"],
                ["tb/", "TensorBoard events: tensorboard --logdir " + ctx.run_dir],
@@ -446,6 +461,23 @@ def write_run_report(ctx: RunContext) -> str:
               f"Continue training: tensorcalc train {recipe.name} --out {ctx.run_dir} --resume "
               f"--epochs N.   Re-score: tensorcalc evaluate {ctx.run_dir}.")
     return rep.save(ctx.path("report.html"))
+
+
+def _hp(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def hyperparameter_table(rep, cfg: dict):
+    """The hyperparameters as they would be typed on the command line."""
+    rep.table([[flag(k), _hp(v)] for k, v in cfg.items() if k != "recipe"],
+              ["flag", "value"],
+              "Repeat this run: tensorcalc train " + str(cfg.get("recipe", "RECIPE")) + " "
+              + " ".join(f"{flag(k)} {_hp(v)}" for k, v in cfg.items()
+                         if k != "recipe" and _hp(v) != ""))
 
 
 def _image_sections(rep, ctx):

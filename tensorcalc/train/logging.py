@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import sys
 
 __all__ = ["ProgressBar", "CSVLog", "TensorBoardLog", "format_metrics", "stderr_is_tty"]
@@ -43,6 +44,9 @@ def format_metrics(d: dict, keys=None) -> str:
     return "  ".join(f"{k} {_fmt(d[k])}" for k in keys if k in d)
 
 
+_BAR = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}"
+
+
 class ProgressBar:
     """A per-epoch tqdm bar with live postfix figures; a no-op when disabled."""
 
@@ -55,8 +59,9 @@ class ProgressBar:
             return
         from tqdm.auto import tqdm
 
+        cols = shutil.get_terminal_size((100, 20)).columns or 100
         self._bar = tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=True,
-                         dynamic_ncols=True, file=sys.stderr)
+                         ncols=min(cols, 130), file=sys.stderr, bar_format=_BAR)
 
     def update(self, n: int = 1, **figures):
         if self._bar is None:

@@ -293,7 +293,8 @@ class Trainer:
         for c in self.callbacks:
             c.on_epoch_start(self, epoch)
         self.model.train()
-        bar.start(self.steps_per_epoch, f"epoch {epoch}/{epochs}", initial=self.step_in_epoch)
+        bar.start(self.steps_per_epoch, f"epoch {epoch:>{len(str(epochs))}}/{epochs}",
+                  initial=self.step_in_epoch)
         try:
             for batch in train_loader:
                 loss = self._train_step(batch)
@@ -323,7 +324,8 @@ class Trainer:
         self.history.append(row)
         for c in self.callbacks:
             c.on_epoch_end(self, epoch, row)
-        bar.close(**{k: v for k, v in row.items() if k.startswith(("train_", "val_"))
+        bar.close(**{k.replace("train_", ""): v for k, v in row.items()
+                     if k.startswith(("train_", "val_"))
                      and k.split("_", 1)[1] in ("loss", "acc", "mse", "r2")})
         every = max(1, math.ceil(epochs / 15))  # at most ~15 lines in a log
         if not self.quiet and not bar.enabled and (epoch % every == 0 or epoch in (1, epochs)
