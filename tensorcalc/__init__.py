@@ -24,7 +24,7 @@ from .ops import (  # noqa: F401
     reshape, scatter_add, sigmoid, sin, softplus, split, sqrt, squeeze, stack, sub, sum, sum_to,
     swapaxes, take, tanh, transpose, where,
 )
-from .ops import linalg  # noqa: F401
+from .ops import fold, irfft2, linalg, rfft2, unfold  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 
 # Subpackages above the core (imported after Tensor so they can use it).
