@@ -28,7 +28,7 @@ from .ops import fold, irfft2, linalg, rfft2, unfold  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 
 # Subpackages above the core (imported after Tensor so they can use it).
-from . import data, functional, nn, optim, serialization  # noqa: E402, F401, I001
+from . import data, functional, models, nn, optim, serialization  # noqa: E402, F401, I001
 from .serialization import (  # noqa: E402, F401
     CheckpointError, load_checkpoint, load_weights, save_checkpoint, save_weights,
 )
