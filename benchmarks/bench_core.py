@@ -235,7 +235,7 @@ def run_gemm(quick):
 
 
 # ---------------------------------------------------------------------- subprocess experiments
-def _child(env_extra, only, quick=True, threads=None):
+def _child(env_extra, only, quick=True, threads=None, clock="wall"):
     env = dict(os.environ)
     for k, v in env_extra.items():
         if v is None:
@@ -246,6 +246,7 @@ def _child(env_extra, only, quick=True, threads=None):
         out = f.name
     cmd = [sys.executable, __file__, "--only", only, "--json", out]
     cmd += (["--quick"] if quick else []) + ([f"--threads={threads}"] if threads else [])
+    cmd += [f"--clock={clock}"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         return None, p.returncode, (p.stderr or p.stdout).strip().splitlines()[-1:]
@@ -254,12 +255,12 @@ def _child(env_extra, only, quick=True, threads=None):
     return data, 0, []
 
 
-def run_coretype(quick, threads=None):
+def run_coretype(quick, threads=None, clock="wall"):
     """GEMM and the MLP under OPENBLAS_CORETYPE variants (each in a fresh process)."""
     rows, notes = [], []
     for ct in (None, "Haswell", "Zen", "SkylakeX"):
         data, rc, err = _child({"OPENBLAS_CORETYPE": ct, "TENSORCALC_NO_BLAS_TUNING": None},
-                               "gemm,b", quick, threads)
+                               "gemm,b", quick, threads, clock)
         label = ct or "default"
         if data is None:
             msg = f"OPENBLAS_CORETYPE={label}: process died, rc {rc} " + (
@@ -281,12 +282,12 @@ def run_coretype(quick, threads=None):
     return rows, notes
 
 
-def run_malloc(quick, threads=None):
+def run_malloc(quick, threads=None, clock="wall"):
     """The MLP benchmarks with and without tensorcalc.backend's mallopt tuning."""
     rows, notes = [], []
     for label, env in (("mallopt on (default)", {"TENSORCALC_NO_MALLOPT": None}),
                        ("mallopt off (TENSORCALC_NO_MALLOPT=1)", {"TENSORCALC_NO_MALLOPT": "1"})):
-        data, rc, err = _child(env, "b,c,gemm1024", quick, threads)
+        data, rc, err = _child(env, "b,c,gemm1024", quick, threads, clock)
         if data is None:
             notes.append(f"{label}: child failed rc {rc}: {err}")
             continue
@@ -319,10 +320,10 @@ def main(argv=None):
     notes = []
     ct_rows, mal_rows = [], []
     if "coretype" in which:
-        ct_rows, n = run_coretype(args.quick, args.threads)
+        ct_rows, n = run_coretype(args.quick, args.threads, args.clock)
         notes += n
     if "malloc" in which:
-        mal_rows, n = run_malloc(args.quick, args.threads)
+        mal_rows, n = run_malloc(args.quick, args.threads, args.clock)
         notes += n
     all_rows = rows + ct_rows + mal_rows
     common.print_rows(all_rows)

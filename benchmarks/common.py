@@ -100,19 +100,37 @@ def set_clock(name: str) -> None:
 
 
 def compare(fns: dict, repeat: int = 30, warmup: int = 3, target_s: float = 0.02) -> dict:
-    """Time several zero-argument callables alternately; return {name: Stat} (seconds per call)."""
+    """Time several zero-argument callables alternately; return {name: Stat} (seconds per call).
+
+    A value may also be ``(fn, before, after)``: ``before()``/``after()`` run around each sample,
+    outside the timed region (used to switch monkeypatches on and off)."""
     names = list(fns)
-    inners = {k: _calibrate(fns[k], target_s) for k in names}
+    hooks = {}
+    for k in names:  # a value may be (fn, before, after): hooks run outside the timed region
+        if isinstance(fns[k], tuple):
+            fn, before, after = fns[k]
+            hooks[k] = (before, after)
+            fns = {**fns, k: fn}
+    noop = (lambda: None, lambda: None)
+    inners = {}
+    for k in names:
+        before, after = hooks.get(k, noop)
+        before()
+        inners[k] = _calibrate(fns[k], target_s)
+        after()
     samples = {k: [] for k in names}
     pc = _CLOCK[_state["clock"]]
     for r in range(warmup + repeat):
         order = names if r % 2 == 0 else names[::-1]
         for k in order:
             fn, inner = fns[k], inners[k]
+            before, after = hooks.get(k, noop)
+            before()
             t0 = pc()
             for _ in range(inner):
                 fn()
             dt = (pc() - t0) / inner
+            after()
             if r >= warmup:
                 samples[k].append(dt)
     return {k: _stat(samples[k], inners[k]) for k in names}
@@ -249,6 +267,7 @@ def cpu_family_model() -> str:
 def blas_info() -> list[dict]:
     """NumPy's BLAS as threadpoolctl sees it (library, version, kernel, threads)."""
     import numpy as np  # noqa: F401  (load it so its BLAS shows up)
+    import scipy.linalg  # noqa: F401  (and SciPy's own OpenBLAS)
 
     try:
         from threadpoolctl import threadpool_info
@@ -380,6 +399,7 @@ def set_threads(n) -> None:
         os.environ["OPENBLAS_NUM_THREADS"] = str(n)  # only effective before numpy loads
         return
     import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401  (SciPy bundles its own OpenBLAS; load it so it is limited too)
 
     _limits.append(threadpool_limits(limits=n))
 

@@ -49,18 +49,22 @@ def case_fns():
     return fns
 
 
+_timer = {"f": time.perf_counter}
+
+
 def per_step(fn, n):
+    clock = _timer["f"]
     for _ in range(5):
         fn()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t0) / n
+    return (clock() - t0) / n
 
 
 def profile(name, fn, n, top):
     plain = min(per_step(fn, n) for _ in range(3))
-    pr = cProfile.Profile()
+    pr = cProfile.Profile(_timer["f"])
     pr.enable()
     for _ in range(n):
         fn()
@@ -100,11 +104,12 @@ def micro():
 
     def best(f, n=20000):
         r = []
+        clock = _timer["f"]
         for _ in range(5):
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 f()
-            r.append((time.perf_counter() - t0) / n)
+            r.append((clock() - t0) / n)
         return min(r) * 1e6
 
     x = tc.tensor(np.ones(10, np.float32), requires_grad=True)
@@ -135,6 +140,32 @@ def micro():
 
     print(f"forward only x*2+1, sum (3 nodes):              {best(fwd, 5000):6.2f}")
     print(f"forward + backward + grad=None:                 {best(fb, 5000):6.2f}")
+    # pieces of the tiny-MLP backward, on raw arrays (what a plain backward runs)
+    from tensorcalc.ops.matmul import Matmul, _mT
+    from tensorcalc.ops.shape import sum_to
+
+    g = np.ones((32, 16), np.float32)
+    w = np.ones((16, 16), np.float32)
+    print(f"np.matmul (32,16)@(16,16):                      {best(lambda: g @ w):6.2f}")
+    print(f"Matmul.apply on raw arrays (same):              "
+          f"{best(lambda: Matmul.apply(g, w)):6.2f}")
+    print(f"_mT(w) raw (SwapAxes.apply) vs w.T:             {best(lambda: _mT(w)):6.2f} vs "
+          f"{best(lambda: w.T):6.2f}")
+    print(f"sum_to(g, (16,)) raw vs g.sum(0):               "
+          f"{best(lambda: sum_to(g, (16,))):6.2f} vs {best(lambda: g.sum(0)):6.2f}")
+    p = tc.tensor(np.ones((16, 16), np.float32), requires_grad=True)
+    pg = np.ones((16, 16), np.float32)
+
+    def add_():
+        with tc.no_grad():
+            p.add_(pg, alpha=-0.01)
+
+    def raw_():
+        p.data -= 0.01 * pg
+
+    print(f"no_grad + p.add_(g, alpha) vs p.data -= lr*g:   {best(add_):6.2f} vs {best(raw_):6.2f}")
+    print(f"entering tc.no_grad() alone:                    "
+          f"{best(lambda: tc.no_grad().__enter__()):6.2f}")
     try:
         import torch
 
@@ -156,7 +187,15 @@ def main():
     ap.add_argument("cases", nargs="*", default=["a", "b", "c"])
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--micro", action="store_true")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cpu", action="store_true", help="profile with process CPU time (robust "
+                    "to other jobs on the machine when single-threaded)")
     args = ap.parse_args()
+    import common
+
+    common.set_threads(args.threads)
+    if args.cpu:
+        _timer["f"] = time.process_time
     fns = case_fns()
     for c in args.cases:
         fn = fns[c]()

@@ -65,7 +65,10 @@ def main(argv=None):
     nn, nn_x = run_bench("bench_nn.py", [], q)
     nn1, _ = run_bench("bench_nn.py", ["--threads", "1"], q)
     nn1c, _ = run_bench("bench_nn.py", ["--threads", "1", "--clock", "cpu"], q)
-    tune, tune_x = run_bench("bench_core.py", ["--only", "coretype,malloc"], q)
+    # Environment experiments on 1 thread, CPU time (user + sys, so page faults count): with
+    # 2 threads on a busy 2-core machine the wall-clock figures measure the other jobs.
+    tune, tune_x = run_bench("bench_core.py", ["--only", "coretype,malloc", "--threads", "1",
+                                               "--clock", "cpu"], q)
 
     def headline(rows):
         return [r for r in rows if r.target is not None]
@@ -119,7 +122,8 @@ def main(argv=None):
         common.rows_table(nn + nn1 + nn1c) if nn else f"(not run: {nn_x.get('skipped')})",
     ]))
     common.write_section("tuning", "\n".join([
-        "## Machine tuning experiments (each configuration in a fresh process)", "",
+        "## Machine tuning experiments (each configuration in a fresh process; 1 thread each, "
+        "process CPU time = user + sys, so page-fault time counts)", "",
         "### OPENBLAS_CORETYPE (tensorcalc column = NumPy/OpenBLAS; PyTorch uses MKL and is "
         "unaffected)", "",
         common.rows_table(ct_rows) if ct_rows else "(no rows)", "",
