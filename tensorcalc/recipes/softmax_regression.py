@@ -3,7 +3,7 @@
 One affine map to 10 logits and a softmax, z = W x + b, p(y = c | x) = softmax(z)_c, fitted by
 maximum likelihood: minimise the mean cross-entropy −log p(yᵢ | xᵢ) (convex in W, b). Its
 gradient is ∂ℓ/∂z = softmax(z) − onehot(y), so each step moves W by the outer product of that
-error with x. A linear classifier: about 90 % on the held-out digits; each row of W is a
+error with x. A linear classifier: about 92 % on the held-out digits; each row of W is a
 "template" of its digit (shown in the report).
 """
 
@@ -18,13 +18,18 @@ from ._common import IMAGE_DATASETS, image_data
 
 
 def _model(cfg, data, rng):
-    return nn.Linear(784, data.num_classes, rng=rng)
+    """W = 0, b = 0: the problem is convex, so no symmetry needs breaking, and every pattern in
+    the learned templates comes from the data rather than from the initial noise."""
+    model = nn.Linear(784, data.num_classes, rng=rng)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    return model
 
 
 def _figures(ctx):
     """The weight rows W[c] as 28×28 images: what each class's score responds to."""
     w = np.asarray(ctx.model.weight.data)
-    fig = R.new_figure(10, 2.3)
+    fig = R.new_figure(12, 1.9)
     lim = float(np.abs(w).max()) or 1.0
     for c in range(len(w)):
         ax = fig.add_subplot(1, len(w), c + 1)

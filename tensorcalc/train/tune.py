@@ -123,7 +123,7 @@ class TuneResult:
         for i, r in enumerate(self.rows):
             vals = [format_setting({k: r["setting"][k]}).split("=", 1)[1] for k in keys]
             body.append(vals + [f"{r['mean']:.4f}", f"{r['std']:.4f}",
-                                str(len(r["scores"])), f"{r['seconds']:.1f}"]
+                                str(len(r["scores"])), f"{r['seconds']:.2f}"]
                         + (["*"] if i == self.best_index else [""]))
         widths = [max(len(h), *(len(b[j]) for b in body)) for j, h in enumerate(head)]
         lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
