@@ -28,7 +28,6 @@ import copy
 import math
 
 import numpy as np
-from scipy.linalg import blas as _blas
 
 from .. import backend
 from ..autodiff import mode as _mode
@@ -69,22 +68,15 @@ _NONNEG = ("lr", "eps", "weight_decay", "momentum", "lr_decay", "initial_accumul
 _UNIT_CLOSED = ("alpha", "rho")
 
 
-_AXPY = {np.dtype(np.float32): _blas.saxpy, np.dtype(np.float64): _blas.daxpy}
-
-
 def axpy(a: float, x, y) -> None:
-    """y ← y + a·x in place.
+    """y ← y + a·x in place (``a`` a Python float, so float32 stays float32).
 
-    One fused pass through BLAS ``?axpy`` for contiguous float32/float64 NumPy arrays (about
-    3x faster than ``y += a * x``, which makes a temporary and two passes); the plain expression
-    otherwise (CuPy, other dtypes, non-contiguous ``y``). ``a`` is a Python float.
+    Plain NumPy on purpose. SciPy's BLAS ``?axpy`` is one pass instead of two and about 2.7x
+    faster on a quiet machine, but it runs a second OpenBLAS thread pool beside NumPy's; on a
+    loaded 2-core machine (CI with two test workers) the two pools oversubscribe the cores and a
+    single call was measured at 16.8 ms instead of 16 µs (benchmarks/RESULTS.md).
     """
-    f = _AXPY.get(y.dtype) if type(y) is np.ndarray else None
-    if (f is not None and x.dtype == y.dtype and x.shape == y.shape and y.size
-            and y.flags.c_contiguous and y.flags.writeable):
-        f(x.reshape(-1), y.reshape(-1), a=a)
-    else:
-        y += a * x
+    y += a * x
 
 
 class Optimizer:
