@@ -183,6 +183,7 @@ class Trainer:
         self._train_metrics: list[Metric] = []
         self._interrupted = False
         self._last_good_checkpoint: str | None = None
+        self._epoch_clock: float | None = None  # perf_counter() when this epoch's timing began
 
     # ------------------------------------------------------------------ paths
     @property
@@ -283,9 +284,19 @@ class Trainer:
             print(self.stop_reason)
         return self.history
 
+    def _elapsed(self) -> float:
+        """Seconds spent training so far, including the running epoch (kept across resumes)."""
+        if self._epoch_clock is None:
+            return self.train_seconds
+        return self.train_seconds + (time.perf_counter() - self._epoch_clock)
+
+    def _stop_clock(self):
+        self.train_seconds = self._elapsed()
+        self._epoch_clock = None
+
     def _run_epoch(self, train_loader, val_loader, epochs, bar, tb, csv_log):
         epoch = self.epoch + 1
-        t0 = time.perf_counter()
+        self._epoch_clock = time.perf_counter()
         if self.step_in_epoch == 0:
             self._running = {"loss_sum": 0.0, "count": 0}
             for m in self._train_metrics:
@@ -307,17 +318,16 @@ class Trainer:
                     tb.scalars({"loss": loss, "lr": self.lr}, self.global_step, "step/")
                 bar.update(1, **self._bar_figures())
                 if self._interrupted:
-                    self.train_seconds += time.perf_counter() - t0
                     self._on_interrupt()
-        except TrainingDiverged:
-            self.train_seconds += time.perf_counter() - t0
+        except BaseException:
+            self._stop_clock()
             raise
         train_figs = self._running_figures()
         row = {"epoch": epoch, "step": self.global_step, "lr": self.lr}
         row.update({f"train_{k}": v for k, v in train_figs.items()})
         if val_loader is not None:
             row.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
-        self.train_seconds += time.perf_counter() - t0
+        self._stop_clock()
         row["seconds"] = round(self.train_seconds, 3)
         self.epoch = epoch
         self.step_in_epoch = 0
@@ -417,7 +427,7 @@ class Trainer:
         loader = self._train_loader
         return _jsonable({
             "epoch": self.epoch, "global_step": self.global_step,
-            "step_in_epoch": self.step_in_epoch, "train_seconds": self.train_seconds,
+            "step_in_epoch": self.step_in_epoch, "train_seconds": self._elapsed(),
             "history": self.history, "running": self._running,
             "train_metrics": [m.state_dict() for m in self._train_metrics],
             "rngs": {k: g.bit_generator.state for k, g in self.generators().items()},
