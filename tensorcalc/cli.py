@@ -385,6 +385,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ntensorcalc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `tensorcalc evaluate RUN | head`: the reader left, stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except TrainingDiverged as e:
         print(f"tensorcalc: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import data as D
 from .. import linalg, nn
+from ..serialization import save_checkpoint
 from ..tensor import Tensor
 from ..train import report as R
 from . import Data, Recipe, RunResult, get_recipe, register
@@ -92,6 +93,9 @@ def _run(cfg, run_dir, quiet=False, progress=None):
         # validating on the training set records the full-batch training MSE after every epoch
         trainer = fit_once(recipe, c, data, data.train, data.train, quiet=True, progress=False)
         w, b = _params(trainer.model)
+        if name == "SGD":  # the recipe's model: `tensorcalc evaluate/predict RUN` load it
+            save_checkpoint(os.path.join(run_dir, "checkpoints", "last"), trainer.model,
+                            step=trainer.global_step, config=cfg)
         runs[name] = {"w": w, "b": b, "seconds": time.perf_counter() - t0,
                       "history": trainer.history, "config": c}
     theta_cf = np.append(w_cf, b_cf)

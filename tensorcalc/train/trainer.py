@@ -316,7 +316,8 @@ class Trainer:
                     c.on_batch_end(self, logs)
                 if tb is not None and (self.global_step % 10 == 0 or self.step_in_epoch == 1):
                     tb.scalars({"loss": loss, "lr": self.lr}, self.global_step, "step/")
-                bar.update(1, **self._bar_figures())
+                if bar.enabled:
+                    bar.update(1, **self._bar_figures())
                 if self._interrupted:
                     self._on_interrupt()
         except BaseException:

@@ -116,3 +116,8 @@ def test_linear_regression_three_solutions_agree(tmp_path):
     hist = runs["SGD"]["history"]
     assert hist[-1]["val_loss"] < hist[0]["val_loss"]
     assert (tmp_path / "fits.png").exists() and (tmp_path / "report.html").exists()
+    from tensorcalc.recipes.runner import evaluate_run
+
+    # the SGD model is saved, so `tensorcalc evaluate` re-scores it
+    assert evaluate_run(str(tmp_path))["test"]["mse"] == pytest.approx(res.test["mse"],
+                                                                       rel=1e-5)
