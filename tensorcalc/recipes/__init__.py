@@ -29,6 +29,10 @@ starting with ``_`` is imported on first use of the registry) that calls :func:`
         # help={"hidden": "..."}; choices={"dataset": ("mnist10k", "fashion-mnist")}
     ))
 
+For image recipes, :func:`tensorcalc.recipes._common.image_data` gives MNIST-10k or
+Fashion-MNIST ready to use (``flat=False`` for (N, 1, 28, 28) convolution inputs) and
+:func:`~tensorcalc.recipes._common.random_shift` a shift augmentation for ``augment``.
+
 ``Data.task`` picks the defaults: "multiclass" (logits (N, C), cross-entropy, accuracy +
 confusion matrix), "binary" (one logit, BCE with logits, accuracy), "regression" (MSE, R²).
 Every recipe gets the common hyperparameters of :data:`COMMON_DEFAULTS` (its ``defaults``
