@@ -154,9 +154,9 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     rep.section("Hyperparameters")
     hyperparameter_table(rep, cfg)
     report = rep.save(os.path.join(run_dir, "report.html"))
-    from .runner import _write_json
+    from .runner import write_json
 
-    _write_json(os.path.join(run_dir, "metrics.json"), {
+    write_json(os.path.join(run_dir, "metrics.json"), {
         "test": test, "methods": {m: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                                       for k, v in r.items() if k not in ("history", "config")}
                                   for m, r in runs.items()}})

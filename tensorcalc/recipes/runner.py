@@ -293,13 +293,13 @@ def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None
             raise RecipeError(f"recipe {recipe.name!r} runs in seconds and has no --resume; "
                               "run it again")
         _fresh_run_dir(run_dir)
-        _write_json(os.path.join(run_dir, "config.json"), cfg)
+        write_json(os.path.join(run_dir, "config.json"), cfg)
         return recipe.run(cfg, run_dir, quiet=quiet, progress=progress)
     streams = seed_streams(cfg["seed"])
     data = prepare_data(recipe, cfg, streams["split"])
     if not resume:
         _fresh_run_dir(run_dir)
-        _write_json(os.path.join(run_dir, "config.json"), cfg)
+        write_json(os.path.join(run_dir, "config.json"), cfg)
     trainer, loader = build_trainer(recipe, cfg, data, data.train, run_dir, quiet=quiet,
                                     progress=progress, streams=streams)
     val = _loader(data.val, 1000) if data.val is not None else None
@@ -334,7 +334,7 @@ def finish_run(recipe, cfg, data, trainer, run_dir, report=True) -> RunResult:
     result = RunResult(run_dir=run_dir, test=test, history=list(trainer.history),
                        train_seconds=trainer.train_seconds, config=cfg)
     if run_dir:
-        _write_json(os.path.join(run_dir, "metrics.json"),
+        write_json(os.path.join(run_dir, "metrics.json"),
                     {"test": test, "per_class": per_class, "train_seconds": trainer.train_seconds,
                      "epochs": trainer.epoch, "parameters": trainer.model.num_parameters()})
         if report:
@@ -344,7 +344,7 @@ def finish_run(recipe, cfg, data, trainer, run_dir, report=True) -> RunResult:
     return result
 
 
-def _write_json(path, obj):
+def write_json(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, default=lambda v: list(v) if isinstance(v, tuple) else str(v))
