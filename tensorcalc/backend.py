@@ -105,10 +105,11 @@ def array_module(x):
 
 def xp_of(args):
     """The array module for a sequence of arrays / scalars: cupy if any is a cupy array."""
-    if _cupy is not None:
-        for a in args:
-            if isinstance(a, _cupy.ndarray):
-                return _cupy
+    if _cupy is None:
+        return np
+    for a in args:
+        if isinstance(a, _cupy.ndarray):
+            return _cupy
     return np
 
 

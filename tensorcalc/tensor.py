@@ -15,6 +15,11 @@ from .autodiff import function as _function
 from .autodiff import mode as _mode
 
 
+def data_of(x):
+    """The array behind a Tensor, or ``x`` itself."""
+    return x.data if isinstance(x, Tensor) else x
+
+
 def _is_float_dtype(dtype) -> bool:
     return np.dtype(dtype).kind in "fc"
 
@@ -217,8 +222,6 @@ class Tensor:
 
     def __setitem__(self, index, value):
         self._inplace("__setitem__")
-        from .ops._util import data_of
-
         if isinstance(index, tuple):
             index = tuple(data_of(i) for i in index)
         else:
@@ -226,8 +229,6 @@ class Tensor:
         self.data[index] = data_of(value)
 
     def add_(self, other, alpha=1.0) -> Tensor:
-        from .ops._util import data_of
-
         self._inplace("add_")
         o = data_of(other)
         if alpha == 1.0:
@@ -237,29 +238,21 @@ class Tensor:
         return self
 
     def sub_(self, other) -> Tensor:
-        from .ops._util import data_of
-
         self._inplace("sub_")
         self.data -= data_of(other)
         return self
 
     def mul_(self, other) -> Tensor:
-        from .ops._util import data_of
-
         self._inplace("mul_")
         self.data *= data_of(other)
         return self
 
     def div_(self, other) -> Tensor:
-        from .ops._util import data_of
-
         self._inplace("div_")
         self.data /= data_of(other)
         return self
 
     def copy_(self, other) -> Tensor:
-        from .ops._util import data_of
-
         self._inplace("copy_")
         self.data[...] = data_of(other)
         return self
@@ -293,8 +286,6 @@ def _binary(fn, reflected=False):
 
 def _compare(ufunc_name):
     def op(self, other):
-        from .ops._util import data_of
-
         xp = backend.array_module(self.data)
         return Tensor._wrap(getattr(xp, ufunc_name)(self.data, data_of(other)), None, 0)
 

@@ -103,6 +103,10 @@ OPS: list[OpSpec] = [
       kwargs=[{}, {"axis": 0}, {"axis": -1, "keepdims": True}], covers=("min",)),
     S("logsumexp", tc.logsumexp, sps.logsumexp, [((3, 4),), ((2, 3, 4),)],
       kwargs=[{}, {"axis": 1}, {"axis": -1, "keepdims": True}], covers=("logsumexp",)),
+    S("softmax_cross_entropy", tc.softmax_cross_entropy,
+      lambda z, q, axis=-1: -(q * sps.log_softmax(z, axis)).sum(axis),
+      [((4, 5), (4, 5)), ((2, 3, 4), (2, 3, 4))], kwargs=[{}, {"axis": 1}],
+      covers=("softmax_cross_entropy",)),
     # ------------------------------------------------------------------ matmul
     S("matmul", tc.matmul, np.matmul,
       [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((4,), (4, 3)),

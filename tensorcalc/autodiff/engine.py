@@ -50,7 +50,7 @@ def _fit(node, i, gx, x):
     xshape = x.shape
     if gx.shape != xshape:
         if fn.broadcasts:
-            gx = _sum_to()(gx, xshape)
+            gx = _sum_to().apply(gx, shape=xshape)
         if gx.shape != xshape:
             raise RuntimeError(
                 f"{fn.name}: vjp returned a cotangent of shape {tuple(gx.shape)} for input {i} "
@@ -71,11 +71,11 @@ _SUM_TO = []
 
 
 def _sum_to():
-    """ops.shape.sum_to, looked up once (ops sit above the engine, so no module-level import)."""
+    """ops.shape.SumTo, looked up once (ops sit above the engine, so no module-level import)."""
     if not _SUM_TO:
-        from ..ops.shape import sum_to
+        from ..ops.shape import SumTo
 
-        _SUM_TO.append(sum_to)
+        _SUM_TO.append(SumTo)
     return _SUM_TO[0]
 
 
@@ -170,8 +170,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
             if create_graph:
                 gxs = fn.vjp(g, _output_tensors(node), *inputs, needs=node.needs, **node.kw)
             else:
-                ins = [a.data if isinstance(a, T) else a for a in inputs]
-                gxs = fn.vjp(g, node.out, *ins, needs=node.needs, **node.kw)
+                gxs = fn.vjp(g, node.out, *node.datas, needs=node.needs, **node.kw)
             if anomaly:
                 F._check_finite(fn, "backward", tuple(gxs))
             for i, need in enumerate(node.needs):
@@ -182,7 +181,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
                     continue
                 x = inputs[i]
                 xd = x.data
-                if gx.shape != xd.shape or gx.dtype != xd.dtype:
+                if gx.shape != xd.shape or (gx.dtype is not xd.dtype and gx.dtype != xd.dtype):
                     gx = _fit(node, i, gx, x)
                 # inline push
                 xn = x._node
@@ -202,9 +201,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
                     else:
                         grads[xn] = prev + gx
             if not retain_graph:
-                node.inputs = None
-                node.out = None
-                node.kw = None
+                node.inputs = node.datas = node.out = node.kw = None
     finally:
         state.grad = prev_mode
 

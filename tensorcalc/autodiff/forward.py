@@ -62,7 +62,7 @@ def push_tangents(primals, tangents, outputs, create_graph=False):
 
                 y = _output_tensors(node)
             else:
-                ins = tuple(x.data if isinstance(x, T) else x for x in node.inputs)
+                ins = node.datas
                 dxs = tuple(d.data if isinstance(d, T) else d for d in dxs)
                 y = node.out
             dy = node.fn.jvp(dxs, y, *ins, **node.kw)

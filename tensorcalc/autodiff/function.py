@@ -65,8 +65,8 @@ class Node:
     counters when recorded and ``epoch`` the global in-place epoch (see ``mode``).
     """
 
-    __slots__ = ("fn", "inputs", "kw", "out", "outref", "needs", "seq", "versions", "epoch",
-                 "__weakref__")
+    __slots__ = ("fn", "inputs", "datas", "kw", "out", "outref", "needs", "seq", "versions",
+                 "epoch", "__weakref__")
 
     @property
     def multi(self) -> bool:
@@ -76,10 +76,11 @@ class Node:
         return f"<Node {self.fn.name} #{self.seq}>"
 
 
-def _new_node(fn, inputs, kw, out, needs, versions):
+def _new_node(fn, inputs, datas, kw, out, needs, versions):
     node = _object_new(Node)
     node.fn = fn
     node.inputs = inputs
+    node.datas = datas
     node.kw = kw
     node.out = out
     node.needs = needs
@@ -108,13 +109,17 @@ class Function:
         """Run ``forward`` on the arrays; record a Node when grad mode is on and an input
         requires grad. With no Tensor among the inputs this is a plain array call."""
         T = _Tensor
+        for a in args:
+            if isinstance(a, T):
+                break
+        else:  # no Tensor operand: a plain array call (the fast path inside backward rules)
+            return cls.forward(xp_of(args), *args, **kw)
         datas = []
         needs = []
         versions = []
-        any_tensor = record = False
+        record = False
         for a in args:
             if isinstance(a, T):
-                any_tensor = True
                 datas.append(a.data)
                 if a._rg:
                     record = True
@@ -126,8 +131,6 @@ class Function:
                 datas.append(a)
                 needs.append(False)
                 versions.append(None)
-        if not any_tensor:
-            return cls.forward(xp_of(args), *args, **kw)
         try:
             out = cls.forward(xp_of(datas), *datas, **kw)
         except ValueError as e:
@@ -139,7 +142,7 @@ class Function:
             if type(out) is tuple:
                 return tuple(wrap(o, None, 0) for o in out)
             return wrap(out, None, 0)
-        node = _new_node(cls, args, kw, out, needs, versions)
+        node = _new_node(cls, args, datas, kw, out, needs, versions)
         if type(out) is tuple:
             ys = tuple(wrap(o, node, i) for i, o in enumerate(out))
             node.outref = tuple(_weakref(y) for y in ys)

@@ -20,7 +20,7 @@ from ..autodiff import function as _fn
 from ..backend import array_module
 from ..ops._util import data_of, shape_of
 from .activations import relu
-from .basic import log_softmax, mean
+from .basic import mean
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -298,6 +298,18 @@ def _nll_from_coefficients(logp, q, denom, caxis, reduction, owned=False):
     return ops.sum(logp * q)
 
 
+def _ce_from_coefficients(z, q, denom, caxis, reduction, owned=False):
+    """Σ q ⊙ (lse(z) − z) through the fused primitive, reduced; q may be scaled in place."""
+    scale = 1.0 if reduction != "mean" else (1.0 / denom if denom else math.nan)
+    if scale != 1.0:
+        if owned:
+            q *= scale
+        else:
+            q = q * scale
+    loss = ops.softmax_cross_entropy(z, q, axis=caxis)
+    return loss if reduction == "none" else ops.sum(loss)
+
+
 def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean",
                   label_smoothing=0.0):
     """Cross-entropy of logits z against class targets: ℓᵢ = −Σ_c q_ic·w_c·log softmax(zᵢ)_c.
@@ -310,7 +322,8 @@ def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean
     integer targets 'mean' divides by Σᵢ w[tᵢ] (the number of non-ignored targets without
     weights); with probabilities by the number of samples. ``ignore_index`` marks targets
     that contribute nothing. Computed from log_softmax (max-shifted logsumexp): finite for
-    any finite logits. ∂ℓᵢ/∂zᵢ = (Σ_c q_c w_c)·softmax(zᵢ) − q⊙w.
+    any finite logits (one fused primitive, ``ops.softmax_cross_entropy``).
+    ∂ℓᵢ/∂zᵢ = (Σ_c q_c w_c)·softmax(zᵢ) − q⊙w.
     """
     who = "cross_entropy"
     _check_reduction(reduction, who)
@@ -320,7 +333,6 @@ def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean
     sx = shape_of(input)
     xd = data_of(input)
     xp = array_module(xd)
-    logp = log_softmax(input, axis=caxis)
     tdtype = getattr(data_of(target), "dtype", None)
     if tdtype is not None and tdtype.kind == "f":
         q = _like(target, input)
@@ -334,10 +346,10 @@ def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean
                 raise ValueError(f"{who}: weight must have C = {C} entries, got {w.size}")
             q = q * w.reshape((C,) + (1,) * (len(sx) - caxis - 1))
         n = xd.size // C if C else 0
-        return _nll_from_coefficients(logp, q, float(n), caxis, reduction)
+        return _ce_from_coefficients(input, q, float(n), caxis, reduction)
     q, denom = _class_coefficients(target, sx, caxis, weight, ignore_index, label_smoothing,
                                    xd.dtype, xp, who)
-    return _nll_from_coefficients(logp, q, denom, caxis, reduction, owned=True)
+    return _ce_from_coefficients(input, q, denom, caxis, reduction, owned=True)
 
 
 def nll_loss(input, target, weight=None, ignore_index=None, reduction="mean"):

@@ -9,16 +9,6 @@ broadcast bookkeeping.
 from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
-from .matmul import Matmul
-from .reduce import Sum
-from .shape import Reshape, Transpose
-
-_SWAP = (1, 0)
-
-
-def _rows(a, n):
-    """View a (..., n) array as (rows, n)."""
-    return a if len(a.shape) == 2 else Reshape.apply(a, shape=(-1, n))
 
 
 @primitive
@@ -44,19 +34,19 @@ class Affine(Function):
 
     @staticmethod
     def vjp(g, y, x, w, b=None, *, needs):
+        # Operators, .mT, .reshape and .sum work on raw arrays (numpy) and Tensors (recorded).
         n_out, n_in = w.shape
-        g2 = g if len(g.shape) != 1 else Reshape.apply(g, shape=(1, n_out))
-        g2 = _rows(g2, n_out)
+        g2 = g if len(g.shape) == 2 else g.reshape(-1, n_out)
         gx = gw = gb = None
         if needs[0]:
-            gx = Matmul.apply(g2, w)
+            gx = g2 @ w
             if gx.shape != x.shape:
-                gx = Reshape.apply(gx, shape=x.shape)
+                gx = gx.reshape(x.shape)
         if needs[1]:
-            x2 = x if len(x.shape) != 1 else Reshape.apply(x, shape=(1, n_in))
-            gw = Matmul.apply(Transpose.apply(g2, axes=_SWAP), _rows(x2, n_in))
+            x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
+            gw = g2.mT @ x2
         if needs[2]:
-            gb = Sum.apply(g2, axis=(0,))
+            gb = g2.sum(axis=0)
         return gx, gw, gb
 
     @staticmethod

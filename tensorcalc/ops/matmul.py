@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Bilinear, primitive
 from ._util import shape_of
-from .shape import Transpose, expand_dims, squeeze
-
-
-def _mT(a):
-    n = len(a.shape)
-    axes = tuple(range(n - 2)) + (n - 1, n - 2)
-    return Transpose.apply(a, axes=axes)
+from .shape import expand_dims, squeeze
 
 
 @primitive
@@ -30,8 +24,9 @@ class Matmul(Bilinear):
 
     @staticmethod
     def vjp(g, z, x, y, *, needs):
-        gx = Matmul.apply(g, _mT(y)) if needs[0] else None
-        gy = Matmul.apply(_mT(x), g) if needs[1] else None
+        # Operators and .mT work on raw arrays (numpy, at C speed) and on Tensors (recorded).
+        gx = g @ y.mT if needs[0] else None
+        gy = x.mT @ g if needs[1] else None
         return gx, gy
 
 
@@ -39,6 +34,8 @@ def matmul(x, y):
     """x @ y. 1-D operands are promoted (a vector on the left is a row, on the right a column)
     and the added axis removed again, as in numpy."""
     sx, sy = shape_of(x), shape_of(y)
+    if len(sx) >= 2 and len(sy) >= 2 and sx[-1] == sy[-2]:
+        return Matmul.apply(x, y)  # the common case, no promotion
     if not sx or not sy:
         raise ValueError(f"matmul: operands must have at least 1 dim, got {sx} @ {sy}")
     xv, yv = len(sx) == 1, len(sy) == 1

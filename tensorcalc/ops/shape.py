@@ -20,7 +20,7 @@ class Reshape(Linear):
 
     @staticmethod
     def forward(xp, x, *, shape):
-        return xp.reshape(x, shape)
+        return x.reshape(shape)
 
     @staticmethod
     def vjp(g, y, x, *, needs, shape):
@@ -38,7 +38,7 @@ class Transpose(Linear):
 
     @staticmethod
     def forward(xp, x, *, axes):
-        return xp.transpose(x, axes)
+        return x.transpose(axes)
 
     @staticmethod
     def vjp(g, y, x, *, needs, axes):
@@ -80,8 +80,9 @@ class SumTo(Linear):
 
     @staticmethod
     def forward(xp, x, *, shape):
-        shape = tuple(shape)
         lead = x.ndim - len(shape)
+        if x.shape[lead:] == shape:  # the common case: only leading axes were broadcast
+            return x.sum(axis=tuple(range(lead))) if lead else x
         axes = tuple(range(lead)) + tuple(
             lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1
         )
