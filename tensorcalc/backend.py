@@ -155,6 +155,21 @@ def special(xp):
     return csp
 
 
+def set_num_threads(n: int) -> None:
+    """Limit the BLAS / OpenMP thread pools of this process to ``n`` threads (threadpoolctl).
+
+    The limit holds for the rest of the process. On a machine shared with other work, more BLAS
+    threads than free cores make OpenBLAS spin and wait: one thread is then much faster.
+    """
+    from threadpoolctl import threadpool_limits
+
+    global _THREAD_LIMIT
+    _THREAD_LIMIT = threadpool_limits(limits=int(n))
+
+
+_THREAD_LIMIT = None
+
+
 def as_dtype(dtype) -> np.dtype:
     """``numpy.dtype(dtype)`` — lets code that must not import numpy normalise a dtype."""
     return np.dtype(dtype)

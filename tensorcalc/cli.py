@@ -11,6 +11,11 @@
                                                       k-fold cross-validation + best on test
     tensorcalc demo                                   the MLP on MNIST-10k (what `make demo` runs)
 
+Every command takes --threads N (or TENSORCALC_THREADS): the BLAS threads to use [1]. One
+thread is the default because on a machine shared with other work OpenBLAS's threads wait on
+each other and a run can take 20x longer; on an idle machine, 2 threads gain little for these
+model sizes (benchmarks/RESULTS.md).
+
 Errors (unknown recipe, a bad flag value, bad data, a corrupt checkpoint) print one message
 and exit with status 2; a diverged run exits 1; Ctrl-C saves a checkpoint and exits 130.
 """
@@ -352,9 +357,38 @@ def _usage() -> str:
     return textwrap.dedent(__doc__.split("\n\n")[1]).rstrip()
 
 
+def _pop_threads(argv: list) -> int:
+    """Remove ``--threads N`` / ``--threads=N`` from argv; the value (default: env or 1)."""
+    value = os.environ.get("TENSORCALC_THREADS", "1")
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            break
+        if a.startswith("--threads="):
+            value = a.split("=", 1)[1]
+            del argv[i]
+            break
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise CLIError(f"--threads must be a positive integer, got {value!r}")
+    return n
+
+
 def main(argv=None) -> int:
     """Entry point of the ``tensorcalc`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        threads = _pop_threads(argv)
+    except CLIError as e:
+        print(f"tensorcalc: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    from .backend import set_num_threads
+
+    set_num_threads(threads)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("usage: tensorcalc COMMAND ...\n\n" + _usage())
         return 0 if argv else EXIT_ERROR
