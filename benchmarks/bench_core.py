@@ -4,11 +4,12 @@
 (b) MLP 784-256-256-10, batch 128, float32, relu, softmax cross-entropy, one SGD step
 (c) tiny MLP 2-16-16-2, batch 32, the same step
 
-tensorcalc is written with core ops only: ``@``, ``+``, ``tc.relu``, log-softmax as
-``h − logsumexp(h)``, the target log-probability picked with a one-hot mask, ``mean``, and manual
-SGD ``p ← p − lr·∇p`` (in place, under ``no_grad``). PyTorch is the idiomatic eager equivalent:
-``@``, ``+``, ``F.relu``, ``F.cross_entropy`` and ``p.add_(p.grad, alpha=-lr)``; a second PyTorch
-column (``pytorch-sameops``) writes the loss with the very same primitives as tensorcalc.
+tensorcalc is written with core ops only: ``@``, ``+``, ``tc.relu``, the fused primitive
+``tc.softmax_cross_entropy`` against a one-hot target, ``mean``, and manual SGD
+``p ← p − lr·∇p`` (in place, under ``no_grad``). PyTorch is the idiomatic eager equivalent:
+``@``, ``+``, ``F.relu``, ``F.cross_entropy`` (also fused) and ``p.add_(p.grad, alpha=-lr)``.
+A second pair of columns (``*-sameops``) writes the loss in both libraries with the very same
+unfused primitives: log-softmax as ``h − logsumexp(h)``, the target picked with a one-hot mask.
 
 Also: GEMM micro-benchmark (float32 1024² and the MLP's forward/backward shapes; NumPy/OpenBLAS
 vs torch.mm), OPENBLAS_CORETYPE variants (subprocesses) and the glibc malloc tuning of
@@ -90,7 +91,7 @@ def make_data(sizes, batch, seed=1):
     return x, y, onehot
 
 
-def tc_loss(params, x, onehot):
+def tc_loss(params, x, onehot, sameops=False):
     """Mean softmax cross-entropy of the MLP, core ops only."""
     h = x
     n = len(params) // 2
@@ -98,17 +99,19 @@ def tc_loss(params, x, onehot):
         h = h @ params[2 * i] + params[2 * i + 1]
         if i < n - 1:
             h = tc.relu(h)
+    if not sameops:
+        return tc.mean(tc.softmax_cross_entropy(h, onehot, axis=1))
     logp = h - tc.logsumexp(h, axis=1, keepdims=True)
     return -tc.mean((logp * onehot).sum(axis=1))
 
 
-def make_tc_step(sizes, batch):
+def make_tc_step(sizes, batch, sameops=False):
     params = [tc.tensor(p, requires_grad=True) for p in init_params(sizes)]
     x_np, _, oh_np = make_data(sizes, batch)
     x, onehot = tc.tensor(x_np), tc.tensor(oh_np)
 
     def step():
-        loss = tc_loss(params, x, onehot)
+        loss = tc_loss(params, x, onehot, sameops)
         loss.backward()
         with tc.no_grad():
             for p in params:
@@ -169,9 +172,11 @@ def check_mlp_agree(sizes, batch):
 def make_mlp(sizes, batch):
     check_mlp_agree(sizes, batch)
     tc_step, *_ = make_tc_step(sizes, batch)
+    tc_same, *_ = make_tc_step(sizes, batch, sameops=True)
     pt_step, _ = make_torch_step(sizes, batch)
     pt_same, _ = make_torch_step(sizes, batch, sameops=True)
-    return {"tensorcalc": tc_step, "pytorch": pt_step, "pytorch-sameops": pt_same}
+    return {"tensorcalc": tc_step, "pytorch": pt_step, "tensorcalc-sameops": tc_same,
+            "pytorch-sameops": pt_same}
 
 
 def run_ops(which, quick):
@@ -190,7 +195,8 @@ def run_ops(which, quick):
         s = common.compare(make_mlp(sizes, batch), repeat=rep)
         rows.append(common.row_from_stats("core", label, s, TARGETS[key]))
         rows.append(common.row_from_stats("core", label, s, None,
-                                          note="vs torch written with the same ops",
+                                          note="both written with the same unfused ops",
+                                          tc_key="tensorcalc-sameops",
                                           torch_key="pytorch-sameops"))
     return rows
 
