@@ -11,8 +11,8 @@ must be covered by some spec (a contract test checks it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import scipy.special as sps

@@ -6,8 +6,9 @@ import ast
 import pathlib
 import re
 
-import tensorcalc  # noqa: F401  (registers every primitive)
 from op_db import OPS
+
+import tensorcalc  # noqa: F401  (registers every primitive)
 from tensorcalc.autodiff.function import REGISTRY, Bilinear, Elementwise, Linear
 
 PKG = pathlib.Path(tensorcalc.__file__).parent

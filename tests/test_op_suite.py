@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_db import OPS
 
 import tensorcalc as tc
-from op_db import OPS
 from tensorcalc.diagnostics import gradcheck, gradgradcheck
 
 
@@ -54,10 +54,8 @@ def _as_tuple(y):
     return tuple(y) if isinstance(y, (tuple, list)) else (y,)
 
 
-@pytest.mark.parametrize("spec,shapes,kw", CASES)
+@pytest.mark.parametrize("spec,shapes,kw", [c for c in CASES if c.values[0].ref is not None])
 def test_forward_matches_reference(spec, shapes, kw):
-    if spec.ref is None:
-        pytest.skip("no reference for this spec")  # pragma: no cover
     xs = _inputs(spec, shapes, kw, 0)
     for variant in (xs, [_noncontig(a) for a in xs]):
         got = _as_tuple(spec.fn(*[tc.tensor(a) for a in variant], **kw))

@@ -59,7 +59,7 @@ class Transform:
         return out if y is None else (out, y)
 
     def _apply(self, x, rng):  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define it
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "rng")

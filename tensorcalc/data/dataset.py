@@ -42,10 +42,10 @@ class Dataset:
     batch_indexable = False
 
     def __len__(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must define __len__")
+        raise NotImplementedError(f"{type(self).__name__} must define __len__")  # abstract
 
     def __getitem__(self, i):  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")  # abstract
 
     def __iter__(self):
         for i in range(len(self)):

@@ -28,7 +28,7 @@ class Transform:
     """Base class: ``t(x) -> array``; ``t1 + t2`` is ``Compose([t1, t2])``."""
 
     def __call__(self, x):  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define it
 
     def __add__(self, other):
         return Compose([self, other])

@@ -104,7 +104,7 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 
     arrays, diff = [], []
     for x in inputs:
         a = x.data if isinstance(x, Tensor) else x
-        if isinstance(a, (float, list)) or (hasattr(a, "dtype") and np.asarray(a).dtype.kind == "f"):
+        if isinstance(a, (float, list)) or _is_float(a):
             arrays.append(np.array(a, dtype=np.float64))
             diff.append(True)
         else:

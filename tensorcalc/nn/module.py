@@ -70,7 +70,7 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")  # abstract
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)

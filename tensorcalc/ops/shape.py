@@ -319,7 +319,7 @@ def concat(xs, axis=0):
     s0 = shape_of(xs[0])
     for x in xs[1:]:
         s = shape_of(x)
-        if len(s) != n or any(a != b for i, (a, b) in enumerate(zip(s, s0)) if i != axis):
+        if len(s) != n or any(a != b for i, (a, b) in enumerate(zip(s, s0, strict=True)) if i != axis):
             raise ValueError(
                 f"concat: shapes {[shape_of(x) for x in xs]} must agree on every axis but "
                 f"axis {axis}"
@@ -354,7 +354,7 @@ def split(x, sections, axis=0):
         points = list(sections)
     bounds = [0, *points, n]
     lead = (slice(None),) * (axis % ndim_of(x))
-    return [getitem(x, lead + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [getitem(x, lead + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def pad(x, pad_width, value=0.0):

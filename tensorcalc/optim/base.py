@@ -167,7 +167,7 @@ class Optimizer:
     # ------------------------------------------------------------------ the loop
     def update(self, p, g, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         """Update the array ``p`` in place from the gradient array ``g`` (subclass)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define it
 
     def step(self, closure=None):
         """One optimisation step over every parameter that has a gradient.

@@ -46,7 +46,7 @@ class LRScheduler:
         self._apply(self.lr_at(0))
 
     def lr_at(self, t: int) -> list[float]:  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define it
 
     def _apply(self, lrs):
         for g, lr in zip(self.optimizer.param_groups, lrs, strict=True):

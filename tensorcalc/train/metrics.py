@@ -156,13 +156,13 @@ class Metric:
         self.reset()
 
     def reset(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define it
 
     def update(self, output, target) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define it
 
     def compute(self) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: subclasses define it
 
     def state_dict(self) -> dict:
         return {k: copy.deepcopy(getattr(self, k)) for k in self._state}
