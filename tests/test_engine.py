@@ -186,3 +186,16 @@ def test_stability_of_primitive_set():
     y = tc.sigmoid(big).sum() + tc.softplus(big).sum() + tc.logsumexp(big)
     y.backward()
     assert np.isfinite(y.item()) and np.all(np.isfinite(big.grad.numpy()))
+
+
+def test_softmax_gradients_accurate_in_float32_at_large_logits():
+    # exp(x − lse) with lse rounded to float32 at 1e4 would be off by ~1e-3 relative
+    z = np.array([[1e4, 1e4 + 1.0, 1e4 - 2.0]], dtype=np.float32)
+    p = np.exp(z.astype(np.float64) - z.max()) / np.exp(z.astype(np.float64) - z.max()).sum()
+    for f in (lambda t: tc.logsumexp(t, axis=1).sum(),
+              lambda t: tc.softmax_cross_entropy(t, tc.tensor([[0.0, 0.0, 0.0]]), axis=1).sum()
+              + tc.logsumexp(t, axis=1).sum()):
+        t = tc.tensor(z, requires_grad=True)
+        f(t).backward()
+        assert t.grad.dtype == np.float32
+        np.testing.assert_allclose(t.grad.numpy(), p, rtol=1e-6)

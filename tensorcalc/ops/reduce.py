@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
-from ._util import cast_like, ndim_of, norm_axis, shape_of
+from ..backend import xp_of
+from ._util import cast_like, data_of, ndim_of, norm_axis, shape_of
 from .elementwise import exp
 from .shape import BroadcastTo
 
@@ -81,13 +82,29 @@ class Min(_Extremum):
         return x.min(axis=axis, keepdims=keepdims)
 
 
+def _softmax(x, axis):
+    """(lse(x), softmax(x)) with axes kept, accurate in float32 for any logits.
+
+    exp(x − lse) loses digits when lse is large (its float32 rounding error, ~1e-3 at 1e4, lands
+    in the exponent); shifting by the exact max m first keeps x − m exact and lse(x − m) small.
+    m is a constant (softmax is invariant to it), so second derivatives are unaffected.
+    """
+    m = data_of(x).max(axis=axis, keepdims=True)
+    xp = xp_of((m,))
+    if not xp.isfinite(m).all():
+        m = xp.where(xp.isfinite(m), m, 0)
+    d = x - m
+    lse_d = Logsumexp.apply(d, axis=axis, keepdims=True)
+    return lse_d + m, exp(d - lse_d)
+
+
 @primitive
 class Logsumexp(Function):
     """log Σ exp over axes, computed with the max shifted out (finite for large inputs).
 
     Forward:  y = m + log Σ_axis exp(x − m),  m = max_axis x
-    VJP:      x̄ = ȳ ⊙ exp(x − y)            (= ȳ ⊙ softmax(x))
-    JVP:      ẏ = Σ_axis ẋ ⊙ exp(x − y)
+    VJP:      x̄ = ȳ ⊙ softmax(x)            (softmax(x) = exp(x − y), max-shifted)
+    JVP:      ẏ = Σ_axis ẋ ⊙ softmax(x)
     """
 
     @staticmethod
@@ -102,12 +119,11 @@ class Logsumexp(Function):
 
     @staticmethod
     def vjp(g, y, x, *, needs, axis, keepdims=False):
-        return (_keep(g, x.shape, axis, keepdims) * exp(x - _keep(y, x.shape, axis, keepdims)),)
+        return (_keep(g, x.shape, axis, keepdims) * _softmax(x, axis)[1],)
 
     @staticmethod
     def jvp(dxs, y, x, *, axis, keepdims=False):
-        p = exp(x - _keep(y, x.shape, axis, keepdims))
-        return Sum.apply(dxs[0] * p, axis=axis, keepdims=keepdims)
+        return Sum.apply(dxs[0] * _softmax(x, axis)[1], axis=axis, keepdims=keepdims)
 
 
 @primitive
@@ -135,8 +151,7 @@ class SoftmaxCrossEntropy(Function):
 
     @staticmethod
     def _parts(z, q, axis):
-        lse = Logsumexp.apply(z, axis=(axis,), keepdims=True)
-        return lse, exp(z - lse)
+        return _softmax(z, (axis,))
 
     @staticmethod
     def vjp(g, y, z, q, *, needs, axis):
