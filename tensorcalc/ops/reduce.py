@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..autodiff.function import Function, Linear, primitive
 from ..backend import xp_of
 from ._util import cast_like, data_of, ndim_of, norm_axis, shape_of
-from .elementwise import exp
+from .elementwise import exp, log
 from .shape import BroadcastTo
 
 
@@ -82,20 +82,20 @@ class Min(_Extremum):
         return x.min(axis=axis, keepdims=keepdims)
 
 
-def _softmax(x, axis):
-    """(lse(x), softmax(x)) with axes kept, accurate in float32 for any logits.
+def _softmax(x, axis, want_lse=False):
+    """softmax(x) along ``axis`` (kept), and lse(x) if asked; accurate in float32 at any logits.
 
-    exp(x − lse) loses digits when lse is large (its float32 rounding error, ~1e-3 at 1e4, lands
-    in the exponent); shifting by the exact max m first keeps x − m exact and lse(x − m) small.
-    m is a constant (softmax is invariant to it), so second derivatives are unaffected.
+    exp(x − lse) would lose digits when lse is large (its float32 rounding, ~1e-3 at 1e4, lands
+    in the exponent); e = exp(x − m) with the exact max m, then e / Σe, does not. m is a constant
+    (softmax is invariant to it), so the rules stay exact under create_graph.
     """
     m = data_of(x).max(axis=axis, keepdims=True)
     xp = xp_of((m,))
     if not xp.isfinite(m).all():
         m = xp.where(xp.isfinite(m), m, 0)
-    d = x - m
-    lse_d = Logsumexp.apply(d, axis=axis, keepdims=True)
-    return lse_d + m, exp(d - lse_d)
+    e = exp(x - m)
+    s = e.sum(axis=axis, keepdims=True)
+    return e / s, ((log(s) + m) if want_lse else None)
 
 
 @primitive
@@ -119,11 +119,11 @@ class Logsumexp(Function):
 
     @staticmethod
     def vjp(g, y, x, *, needs, axis, keepdims=False):
-        return (_keep(g, x.shape, axis, keepdims) * _softmax(x, axis)[1],)
+        return (_keep(g, x.shape, axis, keepdims) * _softmax(x, axis)[0],)
 
     @staticmethod
     def jvp(dxs, y, x, *, axis, keepdims=False):
-        return Sum.apply(dxs[0] * _softmax(x, axis)[1], axis=axis, keepdims=keepdims)
+        return Sum.apply(dxs[0] * _softmax(x, axis)[0], axis=axis, keepdims=keepdims)
 
 
 @primitive
@@ -150,12 +150,8 @@ class SoftmaxCrossEntropy(Function):
         return -d.sum(axis=axis)
 
     @staticmethod
-    def _parts(z, q, axis):
-        return _softmax(z, (axis,))
-
-    @staticmethod
     def vjp(g, y, z, q, *, needs, axis):
-        lse, p = SoftmaxCrossEntropy._parts(z, q, axis)
+        p, lse = _softmax(z, (axis,), want_lse=needs[1])
         gk = g.reshape(g.shape[:axis] + (1,) + g.shape[axis:])
         gz = gk * (q.sum(axis=axis, keepdims=True) * p - q) if needs[0] else None
         gq = gk * (lse - z) if needs[1] else None
@@ -164,7 +160,7 @@ class SoftmaxCrossEntropy(Function):
     @staticmethod
     def jvp(dxs, y, z, q, *, axis):
         dz, dq = dxs
-        lse, p = SoftmaxCrossEntropy._parts(z, q, axis)
+        p, lse = _softmax(z, (axis,), want_lse=dq is not None)
         out = None
         if dz is not None:
             out = (dz * (q.sum(axis=axis, keepdims=True) * p - q)).sum(axis=axis)
