@@ -24,9 +24,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check tensorcalc tests benchmarks
 
-bench: $(STAMP)
-	$(BIN)/pip install 'torch==2.13.0'
-	$(BIN)/python benchmarks/run_all.py
+# Benchmarks against PyTorch live in their own venv (torch is never a dependency of the package).
+bench:
+	test -x .venv-bench/bin/python || $(PY) -m venv .venv-bench
+	.venv-bench/bin/pip install -e . 'torch==2.13.0' threadpoolctl
+	.venv-bench/bin/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -43,8 +43,9 @@ def run_bench(script, args, quick):
         sys.stderr.write(p.stderr)
         raise SystemExit(f"{script} {' '.join(args)} failed (rc {p.returncode})")
     print(f"  ({time.time() - t0:.0f} s)", flush=True)
-    data = json.loads(Path(out).read_text())
+    text = Path(out).read_text()
     os.unlink(out)
+    data = json.loads(text) if text.strip() else {"rows": []}  # a bench that writes no rows
     rows = [common.Row.from_json(r) for r in data["rows"]]
     return rows, data.get("extra", {})
 
@@ -65,6 +66,8 @@ def main(argv=None):
     nn, nn_x = run_bench("bench_nn.py", [], q)
     nn1, _ = run_bench("bench_nn.py", ["--threads", "1"], q)
     nn1c, _ = run_bench("bench_nn.py", ["--threads", "1", "--clock", "cpu"], q)
+    lenet, _ = run_bench("bench_lenet.py", ["--write"] if not args.no_write else [], q)
+    lenet1c, _ = run_bench("bench_lenet.py", ["--threads", "1", "--clock", "cpu"], q)
     # Environment experiments on 1 thread, CPU time (user + sys, so page faults count): with
     # 2 threads on a busy 2-core machine the wall-clock figures measure the other jobs.
     tune, tune_x = run_bench("bench_core.py", ["--only", "coretype,malloc", "--threads", "1",
@@ -75,10 +78,10 @@ def main(argv=None):
 
     for r in core1 + nn1:
         r.bench += ", 1 thread each"
-    for r in core1c + nn1c:
+    for r in core1c + nn1c + lenet1c:
         r.bench += ", 1 thread each, CPU time"
-    summary = (headline(core) + headline(nn) + headline(core1) + headline(nn1)
-               + headline(core1c) + headline(nn1c))
+    summary = (headline(core) + headline(nn) + headline(lenet) + headline(core1) + headline(nn1)
+               + headline(core1c) + headline(nn1c) + headline(lenet1c))
     n_pass = sum(bool(r.passed) for r in summary)
 
     print()
@@ -107,6 +110,8 @@ def main(argv=None):
     ]))
     notes_ct = [n for n in tune_x.get("notes", []) if "CORETYPE" in n]
     notes_ma = [n for n in tune_x.get("notes", []) if "mallopt" in n]
+    if not q:
+        run_bench("bench_fftconv.py", ["--write"], q)
     ct_rows = [r for r in tune if r.bench.startswith("coretype")]
     ma_rows = [r for r in tune if r.bench.startswith("mallopt")]
     common.write_section("core", "\n".join([
