@@ -28,7 +28,7 @@ from .ops import (
     unfold, where,
 )
 from .functional import argmax, argmin, clip, flatten, log_softmax, mean, softmax, std, var
-from .diagnostics import GradcheckError, gradcheck, gradgradcheck
+from .diagnostics import GradcheckError, gradcheck, gradcheck_module, gradgradcheck
 
 # Above the core: layers, optimisers, data, models, checkpoints.
 from . import data, functional, models, nn, optim, serialization

@@ -1,3 +1,9 @@
 """Diagnostics: numerical gradient checks (and later curvature, gradient flow, explain)."""
 
-from .gradcheck import GradcheckError, GradcheckReport, gradcheck, gradgradcheck  # noqa: F401
+from .gradcheck import (  # noqa: F401
+    GradcheckError,
+    GradcheckReport,
+    gradcheck,
+    gradcheck_module,
+    gradgradcheck,
+)

@@ -46,6 +46,7 @@ class CheckRow:
 @dataclass
 class GradcheckReport:
     rows: list = field(default_factory=list)
+    names: list | None = None  # optional names of the inputs (gradcheck_module fills them)
     atol: float = 1e-6
     rtol: float = 1e-5
     adjoint_tol: float = 1e-10
@@ -66,13 +67,22 @@ class GradcheckReport:
     def ok(self) -> bool:
         return not self.failed()
 
+    def failure_message(self) -> str:
+        worst = max(self.failed(), key=lambda r: r.abs_err)
+        name = self.names[worst.input] if self.names else f"input {worst.input}"
+        return (f"gradcheck failed: {name} (shape {worst.shape}) {worst.check} check: "
+                f"analytic {worst.analytic:.6e} vs numeric {worst.numeric:.6e} "
+                f"(abs err {worst.abs_err:.2e})\n{self}")
+
     def __str__(self):
-        lines = [f"{'input':>5} {'shape':>14} {'check':>8} {'analytic':>14} {'numeric':>14} "
+        w = max([5] + [len(n) for n in self.names or []])
+        lines = [f"{'input':>{w}} {'shape':>14} {'check':>8} {'analytic':>14} {'numeric':>14} "
                  f"{'abs err':>10} {'rel err':>10}"]
         bad = set(map(id, self.failed()))
         for r in self.rows:
             flag = "  <-- FAILED" if id(r) in bad else ""
-            lines.append(f"{r.input:>5} {str(r.shape):>14} {r.check:>8} {r.analytic:>14.6e} "
+            name = self.names[r.input] if self.names else str(r.input)
+            lines.append(f"{name:>{w}} {str(r.shape):>14} {r.check:>8} {r.analytic:>14.6e} "
                          f"{r.numeric:>14.6e} {r.abs_err:>10.2e} {r.rel_err():>10.2e}{flag}")
         return "\n".join(lines)
 
@@ -157,12 +167,7 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 
                 report.rows.append(CheckRow(i, shape, "adjoint", fwd, analytic))
             k += 1
     if raise_exception and not report.ok:
-        worst = max(report.failed(), key=lambda r: r.abs_err)
-        raise GradcheckError(
-            f"gradcheck failed: input {worst.input} (shape {worst.shape}) {worst.check} check: "
-            f"analytic {worst.analytic:.6e} vs numeric {worst.numeric:.6e} "
-            f"(abs err {worst.abs_err:.2e})\n{report}"
-        )
+        raise GradcheckError(report.failure_message())
     return report
 
 
@@ -196,3 +201,47 @@ def gradgradcheck(fn, *inputs, seed: int = 0, **kw) -> GradcheckReport:
 def _is_float(x):
     a = x.data if isinstance(x, Tensor) else x
     return isinstance(a, float) or (hasattr(a, "dtype") and np.asarray(a).dtype.kind == "f")
+
+
+def gradcheck_module(module, *inputs, loss_fn=None, inputs_too: bool = True,
+                     max_params: int | None = None, **kw) -> GradcheckReport:
+    """Check a Module's gradients numerically: w.r.t. every parameter (and float inputs).
+
+    The module is evaluated as a pure function of (inputs, *parameters) with
+    :func:`tensorcalc.nn.functional_call`, in float64 (parameters are copied, the module is left
+    unchanged), and in ``eval()`` mode so dropout and batch statistics are deterministic.
+    ``loss_fn(output) -> Tensor`` optionally reduces the output first (e.g. a loss against fixed
+    targets). ``max_params`` limits the check to the first parameters (for large models).
+    Returns the report; rows name inputs first, then parameters in ``named_parameters()`` order.
+    """
+    from ..nn import functional_call
+
+    named = [(n, p) for n, p in module.named_parameters()]
+    if max_params is not None:
+        named = named[:max_params]
+    names = [n for n, _ in named]
+    params = [np.array(p.data, dtype=np.float64) for _, p in named]
+    xs = [np.array(getattr(x, "data", x), dtype=np.float64)
+          if _is_float(x) else getattr(x, "data", x) for x in inputs]
+    n_in = len(xs)
+    was_training = module.training
+    module.eval()
+    try:
+        def f(*args):
+            ins = args[:n_in]
+            ps = args[n_in:]
+            if not inputs_too:
+                ins = [Tensor(np.asarray(getattr(a, "data", a))) if _is_float(a) else a
+                       for a in ins]
+            out = functional_call(module, dict(zip(names, ps, strict=True)), *ins)
+            return loss_fn(out) if loss_fn is not None else out
+
+        raise_exception = kw.pop("raise_exception", True)
+        with mode.enable_grad():
+            report = gradcheck(f, *xs, *params, raise_exception=False, **kw)
+    finally:
+        module.train(was_training)
+    report.names = [f"input {i}" for i in range(n_in)] + names
+    if raise_exception and not report.ok:
+        raise GradcheckError(report.failure_message())
+    return report
