@@ -230,6 +230,123 @@ def plot_bars(labels, means, stds, path: str, ylabel: str, title: str = "",
     return save_figure(fig, path)
 
 
+# ------------------------------------------------------------------------------ convolutions
+def _grid_shape(n: int, cols: int) -> tuple[int, int]:
+    cols = max(1, min(cols, n))
+    return math.ceil(n / cols), cols
+
+
+def _bare(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def plot_filters(weights, path: str, title: str = "", cols: int = 8) -> str:
+    """The kernels of a convolution layer, W (C_out, C_in, kh, kw), one small image each.
+
+    One input channel: a diverging map, red w > 0 (the filter responds to ink there), blue
+    w < 0, white 0, each filter scaled to its own max |w| (the number under it), so the pattern
+    shows even where a filter is small. Three input channels: the filter as an RGB image (min–max
+    per filter). Otherwise the mean over input channels, drawn like one channel."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 4:
+        raise ValueError(f"plot_filters: expected weights (C_out, C_in, kh, kw), got shape "
+                         f"{w.shape}")
+    o, c = w.shape[:2]
+    rows, cols = _grid_shape(o, cols)
+    cell = 1.05 if max(w.shape[2:]) <= 5 else 1.3
+    fig = new_figure(cell * cols + 0.3, (cell + 0.28) * rows + (0.45 if title else 0.1))
+    for i in range(o):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        if c == 3:
+            img = np.moveaxis(w[i], 0, -1)
+            lo, hi = img.min(), img.max()
+            ax.imshow((img - lo) / (hi - lo) if hi > lo else np.zeros_like(img),
+                      interpolation="nearest")
+            m = np.abs(w[i]).max()
+        else:
+            k = w[i, 0] if c == 1 else w[i].mean(axis=0)
+            m = float(np.abs(k).max()) or 1.0
+            ax.imshow(k, cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
+        _bare(ax)
+        ax.set_title(f"{i}", fontsize=8, pad=2, color=PALETTE["grey"])
+        ax.set_xlabel(f"|w|≤{m:.2f}", fontsize=7, labelpad=2, color=PALETTE["grey"])
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+def plot_feature_maps(image, maps, path: str, title: str = "", max_maps: int = 16,
+                      cols: int = 8, image_shape=None) -> str:
+    """One input image and, for each layer, its feature maps: ``maps`` is a list of
+    ``(name, array (C, H, W))``. Maps of a layer share one symmetric diverging scale (red > 0,
+    blue < 0), so a map that is weak for this input looks pale; the first ``max_maps`` channels
+    of each layer are drawn."""
+    maps = [(str(n), np.asarray(a, dtype=np.float64)) for n, a in maps]
+    for n, a in maps:
+        if a.ndim != 3:
+            raise ValueError(f"plot_feature_maps: maps of {n!r} must be (C, H, W), got {a.shape}")
+    cols = max(1, min(cols, max([min(len(a), max_maps) for _, a in maps], default=1)))
+    blocks = [math.ceil(min(len(a), max_maps) / cols) for _, a in maps]
+    total_rows = 1 + sum(blocks)
+    cell = 1.15
+    fig = new_figure(max(cell * cols, 3.0) + 0.4, cell * total_rows + 0.35 * len(maps) + 0.6
+                     + (0.35 if title else 0))
+    heights = [1.0] + [b for b in blocks]
+    gs = fig.add_gridspec(1 + len(maps), 1, height_ratios=heights, hspace=0.45)
+    ax = fig.add_subplot(gs[0])
+    img = to_display_image(image, image_shape)
+    ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
+    _bare(ax)
+    ax.set_title("input", fontsize=9)
+    for b, ((name, a), nrow) in enumerate(zip(maps, blocks, strict=True)):
+        sub = gs[b + 1].subgridspec(nrow, cols, wspace=0.08, hspace=0.12)
+        k = min(len(a), max_maps)
+        m = float(np.abs(a[:k]).max()) or 1.0
+        for i in range(k):
+            axi = fig.add_subplot(sub[i // cols, i % cols])
+            axi.imshow(a[i], cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
+            _bare(axi)
+            if i == 0:
+                more = f", first {k} of {len(a)} channels" if len(a) > k else ""
+                axi.set_title(f"{name}: {len(a)}×{a.shape[1]}×{a.shape[2]}{more}", fontsize=9,
+                              loc="left", pad=3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110, facecolor="white", bbox_inches="tight")  # gridspec: no tight_layout
+    return path
+
+
+def plot_augmentations(images, rows, path: str, image_shape=None, title: str = "") -> str:
+    """Augmentation examples: column 0 the original images, then one row per augmentation
+    setting: ``rows`` is a list of ``(label, batch)`` where batch[j] is images[j] transformed."""
+    n = len(images)
+    r = len(rows) + 1
+    fig = new_figure(1.0 * n + 1.6, 1.0 * r + (0.35 if title else 0.1))
+    allrows = [("original", images)] + list(rows)
+    for i, (label, batch) in enumerate(allrows):
+        for j in range(n):
+            ax = fig.add_subplot(r, n, i * n + j + 1)
+            img = to_display_image(batch[j], image_shape)
+            ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for sp in ax.spines.values():  # a thin frame, so shifts and crops are visible
+                sp.set_edgecolor("#d1d5db")
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8.5, rotation=0, ha="right", va="center",
+                              labelpad=6)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+__all__ += ["plot_filters", "plot_feature_maps", "plot_augmentations"]
+
+
 # ------------------------------------------------------------------------------ HTML
 _CSS = """
 :root { --fg:#1f2937; --muted:#6b7280; --line:#e5e7eb; --bg:#f8fafc; --accent:#2563eb; }
@@ -379,3 +496,84 @@ class HTMLReport:
             f.write(text)
         os.replace(tmp, path)
         return path
+
+
+# ------------------------------------------------------------------------------ boxes
+def plot_image_boxes(images, path: str, boxes=None, true_boxes=None, titles=None, good=None,
+                     title: str = "", image_shape=None, cols: int = 8,
+                     title_good=None) -> str:
+    """A grid of images with bounding boxes drawn on them.
+
+    ``boxes`` / ``true_boxes``: (N, 4) arrays (or None) of (x0, y0, x1, y1) in pixel *edge*
+    coordinates (a box over pixel columns c₀..c₁ is x0 = c₀, x1 = c₁ + 1; see
+    :mod:`tensorcalc.train.boxes`). True boxes are drawn dashed green, predicted boxes solid —
+    blue where ``good[i]`` (or when ``good`` is None), red otherwise. ``titles``: one string per
+    image, green where ``title_good[i]`` (default: ``good``), red otherwise.
+    """
+    from matplotlib.patches import Rectangle
+
+    n = len(images)
+    if n == 0:
+        return plot_image_grid([], path, title=title)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig = new_figure(1.45 * cols, 1.6 * rows + (0.35 if title else 0))
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        img = to_display_image(images[i], image_shape)
+        ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_color("#d1d5db")
+        ok = True if good is None else bool(good[i])
+        colour = PALETTE["train"] if ok else PALETTE["bad"]
+        # imshow puts pixel centres on integers: pixel edges are at k − ½
+        if true_boxes is not None:
+            x0, y0, x1, y1 = (float(v) for v in true_boxes[i])
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                   edgecolor=PALETTE["good"], linewidth=1.3, linestyle="--"))
+        if boxes is not None:
+            x0, y0, x1, y1 = (float(v) for v in boxes[i])
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                   edgecolor=colour, linewidth=1.5))
+        if titles is not None:
+            tok = ok if title_good is None else bool(title_good[i])
+            ax.set_title(str(titles[i]), fontsize=8, color=PALETTE["good"] if tok
+                         else PALETTE["bad"], pad=2)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+def plot_methods_history(histories: dict, path: str, key: str = "val_acc",
+                         ylabel: str = "validation accuracy", title: str = "") -> str:
+    """One curve per method of ``histories`` (name -> list of per-epoch dicts): ``key``
+    against the epoch (left) and the training loss (right)."""
+    fig = new_figure(11, 3.8)
+    ax, bx = fig.subplots(1, 2)
+    colours = [PALETTE["train"], PALETTE["val"], PALETTE["test"], PALETTE["accent"],
+               PALETTE["grey"]]
+    for i, (name, hist) in enumerate(histories.items()):
+        c = colours[i % len(colours)]
+        x, y = _series(hist, key)
+        if x:
+            ax.plot(x, y, marker="o", markersize=3, color=c, linewidth=1.6, label=name)
+        x, y = _series(hist, "train_loss")
+        if x:
+            bx.plot(x, y, marker="o", markersize=3, color=c, linewidth=1.6, label=name)
+    ax.set_ylabel(ylabel)
+    ax.set_title(ylabel, fontsize=11)
+    bx.set_title("training loss", fontsize=11)
+    bx.set_yscale("log")
+    for a in (ax, bx):
+        a.set_xlabel("epoch")
+        style_axes(a)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(frameon=False, fontsize=8.5)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return save_figure(fig, path)
+
+
+__all__ += ["plot_image_boxes", "plot_methods_history"]
