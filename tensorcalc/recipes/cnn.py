@@ -40,6 +40,8 @@ crop+affine 98.45 %, lr 1e-3 98.25 %), 30 epochs with seeds 1 and 2: 98.60 % and
 resnet 4 epochs 97.75 %, 6 epochs with lr 1e-2 98.60 %; inception 6 epochs at lr 3e-3-5e-3
 95.75 %, without augmentation 95.95 %, 10 epochs 96.75 % (it underfits: the small net is held
 back by capacity, not by augmentation; a larger --width costs ~3× per step).
+Fashion-MNIST (54,000 / 6,000 / 10,000 images): lenet --epochs 10 gives 90.00 % in 121 s of
+training (two threads); ``--augment crop,flip`` suits clothes (mirroring keeps their class).
 
 ``tensorcalc train augment-study`` trains one of the four models on a reduced training set
 with every augmentation setting in ``--sets`` (``none,crop,affine,crop+affine,...``; ``+``
