@@ -429,7 +429,7 @@ def main(argv=None) -> int:
         print(f"\ntensorcalc: {e}", file=sys.stderr)
         run_dir = os.path.dirname(os.path.dirname(e.checkpoint)) if e.checkpoint else None
         if argv[0] in ("train", "demo") and run_dir:
-            recipe = argv[1] if argv[0] == "train" and len(argv) > 1 else "mlp"
+            recipe = argv[1] if argv[0] == "train" and len(argv) > 1 else DEMO_RECIPE
             print(f"resume with: tensorcalc train {recipe} --out {run_dir} --resume",
                   file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,4 +1,4 @@
-"""mlp — a multilayer perceptron on MNIST-10k: the main job of ``make demo``.
+"""mlp — a multilayer perceptron on MNIST-10k (``make demo`` ran it until the CNNs came).
 
 The model is a stack of affine maps and ReLUs ending in 10 logits,
 
