@@ -13,7 +13,7 @@ unfused primitives: log-softmax as ``h − logsumexp(h)``, the target picked wit
 
 Also: GEMM micro-benchmark (float32 1024² and the MLP's forward/backward shapes; NumPy/OpenBLAS
 vs torch.mm), OPENBLAS_CORETYPE variants (subprocesses) and the glibc malloc tuning of
-``tensorcalc.backend`` (subprocesses with and without ``TENSORCALC_MALLOPT=1``).
+``tensorcalc.backend`` (subprocesses with and without ``TENSORCALC_NO_MALLOPT=1``).
 
 Run:  .venv-bench/bin/python benchmarks/bench_core.py [--quick] [--write] [--only a,b,c,gemm,
       coretype,malloc]
@@ -291,8 +291,8 @@ def run_coretype(quick, threads=None, clock="wall"):
 def run_malloc(quick, threads=None, clock="wall"):
     """The MLP benchmarks with and without tensorcalc.backend's mallopt tuning."""
     rows, notes = [], []
-    for label, env in (("mallopt on (TENSORCALC_MALLOPT=1)", {"TENSORCALC_MALLOPT": "1"}),
-                       ("mallopt off (default)", {"TENSORCALC_MALLOPT": None})):
+    for label, env in (("mallopt on (default)", {"TENSORCALC_NO_MALLOPT": None}),
+                       ("mallopt off (TENSORCALC_NO_MALLOPT=1)", {"TENSORCALC_NO_MALLOPT": "1"})):
         data, rc, err = _child(env, "b,c,gemm1024", quick, threads, clock)
         if data is None:
             notes.append(f"{label}: child failed rc {rc}: {err}")

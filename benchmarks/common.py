@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "TENSORCALC_MALLOPT", "TENSORCALC_NO_BLAS_TUNING")
+            "TENSORCALC_NO_MALLOPT", "TENSORCALC_NO_BLAS_TUNING")
 
 
 # ---------------------------------------------------------------------------------------- timing

@@ -1,7 +1,7 @@
 """Run every benchmark and refresh benchmarks/RESULTS.md (machine, versions, figures, targets).
 
 Each bench runs in its own fresh process (so environment experiments — OPENBLAS_CORETYPE,
-TENSORCALC_MALLOPT, thread limits — start clean), writes JSON, and this script assembles the
+TENSORCALC_NO_MALLOPT, thread limits — start clean), writes JSON, and this script assembles the
 marked sections of RESULTS.md. Hand-written text outside the markers is kept.
 
     cd /work/main && .venv-bench/bin/python benchmarks/run_all.py [--quick] [--no-write]
@@ -133,8 +133,8 @@ def main(argv=None):
         "unaffected)", "",
         common.rows_table(ct_rows) if ct_rows else "(no rows)", "",
         *[f"- {n}" for n in notes_ct], "",
-        "### glibc malloc: tensorcalc.backend's opt-in mallopt(M_MMAP_THRESHOLD=32 MiB, "
-        "M_TRIM_THRESHOLD=2 GiB−1) with TENSORCALC_MALLOPT=1 vs the default (off)", "",
+        "### glibc malloc: tensorcalc.backend's mallopt(M_MMAP_THRESHOLD=32 MiB, "
+        "M_TRIM_THRESHOLD=2 GiB−1), the default, vs TENSORCALC_NO_MALLOPT=1", "",
         "mallopt is process-wide: it changes PyTorch's CPU allocations in the same process too.",
         "", common.rows_table(ma_rows) if ma_rows else "(no rows)", "",
         *[f"- {n}" for n in notes_ma],
