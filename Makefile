@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/tensorcalc demo
 
 test: $(STAMP)
+	$(BIN)/ruff check tensorcalc tests benchmarks
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)

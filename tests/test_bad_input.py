@@ -11,7 +11,8 @@ import tensorcalc as tc
 def test_matmul_shape_mismatch_names_shapes():
     x = tc.zeros((32, 28, 28))
     w = tc.zeros((784, 256))
-    with pytest.raises(ValueError, match=r"matmul: x\[\.\.\., 784\] @ W\[784, 256\].*\(32, 28, 28\)"):
+    with pytest.raises(ValueError,
+                       match=r"matmul: x\[\.\.\., 784\] @ W\[784, 256\].*\(32, 28, 28\)"):
         x @ w
 
 
@@ -67,7 +68,8 @@ def test_detect_anomaly_names_first_op_producing_nan():
     x = tc.tensor(np.array([-1.0, 4.0]), requires_grad=True)
     with tc.detect_anomaly():
         with np.errstate(invalid="ignore"):
-            with pytest.raises(FloatingPointError, match="sqrt produced a NaN or Inf in its forward"):
+            with pytest.raises(FloatingPointError,
+                               match="sqrt produced a NaN or Inf in its forward"):
                 tc.sqrt(x) * 2.0
 
 
@@ -76,7 +78,8 @@ def test_detect_anomaly_in_backward():
     y = tc.sqrt(x).sum()
     with tc.detect_anomaly():
         with np.errstate(divide="ignore"):
-            with pytest.raises(FloatingPointError, match="sqrt produced a NaN or Inf in its backward"):
+            with pytest.raises(FloatingPointError,
+                               match="sqrt produced a NaN or Inf in its backward"):
                 y.backward()
 
 

@@ -199,3 +199,16 @@ def test_softmax_gradients_accurate_in_float32_at_large_logits():
         f(t).backward()
         assert t.grad.dtype == np.float32
         np.testing.assert_allclose(t.grad.numpy(), p, rtol=1e-6)
+
+
+def test_functional_softmax_accurate_in_float32_at_large_logits():
+    z = np.array([[1e4, 1e4 - 1.0, 1e4 - 2.0]], dtype=np.float32)
+    d = z.astype(np.float64) - z.max()
+    want = d - np.log(np.exp(d).sum())
+    got = tc.log_softmax(tc.tensor(z), axis=1)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(tc.softmax(tc.tensor(z), axis=1).numpy(), np.exp(want), rtol=1e-6)
+    # a row with one −inf entry (masked) gets probability 0 there; the others stay exact
+    part = tc.softmax(tc.tensor(np.array([[0.0, -np.inf, 0.0]], dtype=np.float32)))
+    np.testing.assert_array_equal(part.numpy(), [[0.5, 0.0, 0.5]])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from .. import ops
+from ..backend import array_module
 from ..ops._util import data_of, ndim_of, norm_axis, shape_of
 
 
@@ -75,13 +76,27 @@ def argmin(x, axis=None, keepdims=False):
 
 
 def log_softmax(x, axis=-1):
-    """log softmax(x) = x − logsumexp(x): stable for any logits."""
-    return x - ops.logsumexp(x, axis=axis, keepdims=True)
+    """log softmax(x) = d − logsumexp(d) with d = x − max(x): finite and accurate for any logits.
+
+    The max m is a constant (softmax is invariant to shifts, so treating it as one changes no
+    derivative); shifting first keeps d exact and logsumexp(d) ∈ [0, log n] small, where
+    x − logsumexp(x) would carry the float32 rounding of a large lse (~1e-3 at 1e4) into every
+    log-probability.
+    """
+    xd = data_of(x)
+    m = xd.max(axis=axis, keepdims=True)
+    m = m if _all_finite(m) else array_module(m).where(array_module(m).isfinite(m), m, 0)
+    d = x - m
+    return d - ops.logsumexp(d, axis=axis, keepdims=True)
 
 
 def softmax(x, axis=-1):
-    """softmax(x)ᵢ = exp(xᵢ − logsumexp(x)): stable for any logits."""
+    """softmax(x)ᵢ = exp(log softmax(x)ᵢ): accurate for any logits (see log_softmax)."""
     return ops.exp(log_softmax(x, axis))
+
+
+def _all_finite(m):
+    return bool(array_module(m).isfinite(m).all())
 
 
 __all__ = ["mean", "var", "std", "clip", "flatten", "argmax", "argmin", "softmax",

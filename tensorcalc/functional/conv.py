@@ -126,7 +126,7 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilati
     x (N, C_in, H, W), W (C_in, C_out/groups, kh, kw) -> y (N, C_out, H_out, W_out) with
     H_out = (H − 1)s − 2p + d(k − 1) + output_padding + 1, and
     ⟨y, z⟩ = ⟨x, conv2d(z, W)⟩ for every z (bias aside): y = fold(x_rows · W) + b.
-    ``output_padding`` (< max(stride, dilation)) adds rows/columns at the end, to pick one of the
+    ``output_padding`` (< stride) adds rows/columns at the end, to pick one of the
     input sizes a strided conv maps to the same output size.
     """
     xs, ws = shape_of(x), shape_of(w)
@@ -139,10 +139,11 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilati
     p = norm_padding(padding, who)
     op = (output_padding, output_padding) if isinstance(output_padding, int) \
         else tuple(output_padding)
-    if len(op) != 2 or any(a < 0 or a >= max(si, di) for a, si, di in zip(op, s, d, strict=True)):
+    # PyTorch allows output_padding < max(stride, dilation); the col2im here (fold) supports
+    # only < stride, so that is the rule (a larger value would otherwise fail deep inside fold).
+    if len(op) != 2 or any(a < 0 or a >= si for a, si in zip(op, s, strict=True)):
         raise ValueError(
-            f"{who}: output_padding {output_padding!r} must be ≥ 0 and < max(stride, dilation) "
-            f"= {tuple(max(a, b_) for a, b_ in zip(s, d, strict=True))}"
+            f"{who}: output_padding {output_padding!r} must be ≥ 0 and < stride = {tuple(s)}"
         )
     n, cin, h, wd = xs
     size = tuple((hi - 1) * si - (pi[0] + pi[1]) + di * (ki - 1) + opi + 1

@@ -240,9 +240,11 @@ def eigh(a):
     """Eigenvalues (ascending) and orthonormal eigenvectors of symmetric A (…, n, n):
     A = V diag(w) Vᵀ. Returns (w (…, n), V (…, n, n)); column V[..., :, i] belongs to w[..., i].
 
-    Reads ½(A + Aᵀ); gradients are symmetric. Eigenvector gradients assume distinct
-    eigenvalues (see :class:`Eigh`); eigenvectors are defined up to sign, so differentiate
-    sign-invariant functions of them (V ⊙ V, V diag(f(w)) Vᵀ, ...).
+    Reads ½(A + Aᵀ); gradients are symmetric. Eigenvectors are defined up to sign, so
+    differentiate sign-invariant functions of them (V ⊙ V, V diag(f(w)) Vᵀ, ...). Eigenvector
+    gradients assume distinct eigenvalues (see :class:`Eigh`): at an *exact* tie the coupling
+    term is set to 0, which is right for functions of the eigenvalues alone but not for
+    V diag(f(w)) Vᵀ (whose true gradient there involves f′(w)); a tie broken by 1e-8 is fine.
     """
     _check_square(a, "eigh")
     return Eigh.apply(a)

@@ -319,7 +319,8 @@ def concat(xs, axis=0):
     s0 = shape_of(xs[0])
     for x in xs[1:]:
         s = shape_of(x)
-        if len(s) != n or any(a != b for i, (a, b) in enumerate(zip(s, s0, strict=True)) if i != axis):
+        if len(s) != n or any(a != b for i, (a, b) in enumerate(zip(s, s0, strict=True))
+                              if i != axis):
             raise ValueError(
                 f"concat: shapes {[shape_of(x) for x in xs]} must agree on every axis but "
                 f"axis {axis}"

@@ -227,3 +227,13 @@ def test_other_bad_inputs():
         fold(tc.randn(1, 5, 4), (3, 3), 2)
     with pytest.raises(ValueError, match="conv1d"):
         F.conv1d(tc.randn(1, 3, 2), tc.randn(2, 3, 5))
+
+
+def test_conv_transpose2d_output_padding_must_be_below_stride():
+    import tensorcalc.functional as F
+
+    x = tc.tensor(np.ones((1, 1, 4, 4)))
+    w = tc.tensor(np.ones((1, 1, 3, 3)))
+    with pytest.raises(ValueError, match=r"output_padding 1 must be ≥ 0 and < stride = \(1, 1\)"):
+        F.conv_transpose2d(x, w, stride=1, dilation=2, output_padding=1)
+    assert F.conv_transpose2d(x, w, stride=2, output_padding=1).shape == (1, 1, 10, 10)
