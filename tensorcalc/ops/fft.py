@@ -7,7 +7,9 @@ Complex numbers never enter the graph: a half spectrum is stored as a real array
 
 * rfft2:  x (..., H, W), H ≤ S₁, W ≤ S₂ (zero-padded to S)  ->  z = (Re, Im) of (F x)[:, :S₂//2+1]
 * irfft2: z -> x = F⁻¹ Z (..., S₁, S₂), Z extended to the full spectrum by Hermitian symmetry
-  (the imaginary parts of the self-conjugate columns 0 and S₂/2 are ignored, as numpy does).
+  (in columns 0 and S₂/2 only the part Hermitian along k₁ is used, as numpy does: the
+  imaginary part is dropped outright only at the four self-conjugate points; see
+  docs/math/convolution.md).
 
 The adjoints, as maps between real vector spaces with the Euclidean inner product, carry the
 *Hermitian weights* m[k₂] = 1 on the columns k₂ = 0 and k₂ = S₂/2 (S₂ even) and 2 on the other
