@@ -389,6 +389,17 @@ def _check_model_state(who, model, weights, strict):
                               + ", ".join(problems))
 
 
+def _section(who, path, manifest, key, obj) -> dict:
+    """The manifest's ``key`` section, checked to exist and to be of ``obj``'s class."""
+    sec = manifest.get(key)
+    if sec is None:
+        raise CheckpointError(f"{who}: {path} holds no {key} state")
+    if sec["class"] != type(obj).__name__:
+        raise CheckpointError(f"{who}: the checkpoint's {key} is {sec['class']}, "
+                              f"got a {type(obj).__name__}")
+    return sec
+
+
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None,
                     strict: bool = True) -> Checkpoint:
     """Verify and load a checkpoint written by :func:`save_checkpoint`.
@@ -437,12 +448,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None,
         _check_model_state(who, model, weights, strict)
     osd = None
     if optimizer is not None:
-        mo = manifest.get("optimizer")
-        if mo is None:
-            raise CheckpointError(f"{who}: {path} holds no optimizer state")
-        if mo["class"] != type(optimizer).__name__:
-            raise CheckpointError(f"{who}: the checkpoint's optimizer is {mo['class']}, "
-                                  f"got a {type(optimizer).__name__}")
+        mo = _section(who, path, manifest, "optimizer", optimizer)
         state = {}
         for i in set(mo["state"]) | set(optim_arrays):
             st = dict(_unjson(mo["state"].get(i, {})))
@@ -451,13 +457,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None,
         osd = {"state": state, "param_groups": _unjson(mo["param_groups"])}
     ssd = None
     if scheduler is not None:
-        ms = manifest.get("scheduler")
-        if ms is None:
-            raise CheckpointError(f"{who}: {path} holds no scheduler state")
-        if ms["class"] != type(scheduler).__name__:
-            raise CheckpointError(f"{who}: the checkpoint's scheduler is {ms['class']}, "
-                                  f"got a {type(scheduler).__name__}")
-        ssd = _unjson(ms["state"])
+        ssd = _unjson(_section(who, path, manifest, "scheduler", scheduler)["state"])
 
     # ---- apply; the optimiser's load is all-or-nothing, so roll it back if a later one fails
     saved_opt = None if optimizer is None else (optimizer.param_groups, optimizer.state)

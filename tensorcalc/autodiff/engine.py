@@ -40,10 +40,6 @@ def _accumulate(a, b):
     return b if a is None else a + b
 
 
-def _shape_of(g):
-    return g.shape
-
-
 def _fit(node, i, gx, x):
     """Bring cotangent ``gx`` to input ``x``'s shape and dtype, or raise naming the op."""
     fn = node.fn

@@ -9,7 +9,7 @@ import math
 
 from .. import ops
 from ..backend import array_module
-from ..ops._util import data_of, ndim_of, norm_axis, shape_of
+from ..ops._util import data_of, norm_axis, shape_of
 
 
 def _count(x, axis):
@@ -100,4 +100,4 @@ def _all_finite(m):
 
 
 __all__ = ["mean", "var", "std", "clip", "flatten", "argmax", "argmin", "softmax",
-           "log_softmax", "ndim_of"]
+           "log_softmax"]

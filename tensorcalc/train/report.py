@@ -162,6 +162,24 @@ def to_display_image(x: np.ndarray, image_shape=None) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
+def _bare(ax, frame: str | None = None):
+    """No ticks; no frame, or a thin one of colour ``frame``."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        if frame is None:
+            s.set_visible(False)
+        else:
+            s.set_edgecolor(frame)
+
+
+def show_image(ax, image, image_shape=None, frame: str | None = None):
+    """Draw one image (greyscale ink-on-paper, or RGB) on ``ax`` with no ticks."""
+    img = to_display_image(image, image_shape)
+    ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
+    _bare(ax, frame)
+
+
 def plot_image_grid(images, path: str, predicted=None, true=None, class_names=None,
                     confidence=None, title: str = "", image_shape=None, cols: int = 8) -> str:
     """A grid of images, each titled ``"pred 7"`` (``"7 (true 9)"`` when wrong, with the
@@ -179,12 +197,7 @@ def plot_image_grid(images, path: str, predicted=None, true=None, class_names=No
     names = (lambda c: str(class_names[int(c)])) if class_names is not None else str
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
-        img = to_display_image(images[i], image_shape)
-        ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for s in ax.spines.values():
-            s.set_visible(False)
+        show_image(ax, images[i], image_shape)
         if predicted is not None:
             p = names(predicted[i])
             ok = true is None or int(predicted[i]) == int(true[i])
@@ -234,13 +247,6 @@ def plot_bars(labels, means, stds, path: str, ylabel: str, title: str = "",
 def _grid_shape(n: int, cols: int) -> tuple[int, int]:
     cols = max(1, min(cols, n))
     return math.ceil(n / cols), cols
-
-
-def _bare(ax):
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for s in ax.spines.values():
-        s.set_visible(False)
 
 
 def plot_filters(weights, path: str, title: str = "", cols: int = 8) -> str:
@@ -297,9 +303,7 @@ def plot_feature_maps(image, maps, path: str, title: str = "", max_maps: int = 1
     heights = [1.0] + [b for b in blocks]
     gs = fig.add_gridspec(1 + len(maps), 1, height_ratios=heights, hspace=0.45)
     ax = fig.add_subplot(gs[0])
-    img = to_display_image(image, image_shape)
-    ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
-    _bare(ax)
+    show_image(ax, image, image_shape)
     ax.set_title("input", fontsize=9)
     for b, ((name, a), nrow) in enumerate(zip(maps, blocks, strict=True)):
         sub = gs[b + 1].subgridspec(nrow, cols, wspace=0.08, hspace=0.12)
@@ -330,12 +334,7 @@ def plot_augmentations(images, rows, path: str, image_shape=None, title: str = "
     for i, (label, batch) in enumerate(allrows):
         for j in range(n):
             ax = fig.add_subplot(r, n, i * n + j + 1)
-            img = to_display_image(batch[j], image_shape)
-            ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for sp in ax.spines.values():  # a thin frame, so shifts and crops are visible
-                sp.set_edgecolor("#d1d5db")
+            show_image(ax, batch[j], image_shape, frame="#d1d5db")  # frame: shifts show
             if j == 0:
                 ax.set_ylabel(label, fontsize=8.5, rotation=0, ha="right", va="center",
                               labelpad=6)
@@ -520,12 +519,7 @@ def plot_image_boxes(images, path: str, boxes=None, true_boxes=None, titles=None
     fig = new_figure(1.45 * cols, 1.6 * rows + (0.35 if title else 0))
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
-        img = to_display_image(images[i], image_shape)
-        ax.imshow(img, cmap="gray_r" if img.ndim == 2 else None, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for s in ax.spines.values():
-            s.set_color("#d1d5db")
+        show_image(ax, images[i], image_shape, frame="#d1d5db")
         ok = True if good is None else bool(good[i])
         colour = PALETTE["train"] if ok else PALETTE["bad"]
         # imshow puts pixel centres on integers: pixel edges are at k − ½
