@@ -20,18 +20,15 @@ from .creation import (
     arange, as_tensor, eye, full, full_like, linspace, normal, ones, ones_like, rand, randn,
     tensor, uniform, zeros, zeros_like,
 )
-from .ops import (
-    abs, add, affine, broadcast_to, cast, concat, cos, div, erf, exp, expand_dims, expm1, flip,
-    fold, getitem, irfft2, linalg, log, log1p, logsumexp, matmul, max, maximum, min, minimum,
-    mul, neg, pad, pow, relu, reshape, rfft2, scatter_add, sigmoid, sin, softmax_cross_entropy,
-    softplus, split, sqrt, squeeze, stack, sub, sum, sum_to, swapaxes, take, tanh, transpose,
-    unfold, where,
-)
-from .functional import argmax, argmin, clip, flatten, log_softmax, mean, softmax, std, var
+from . import functional, ops
+from .ops._util import PUBLIC as _PUBLIC
+
+globals().update(_PUBLIC)  # tc.<op>: every @public wrapper (ops/ and functional/), generated
+linalg = functional.linalg  # tc.linalg: ops.linalg's primitives and the composites
 from .diagnostics import GradcheckError, gradcheck, gradcheck_module, gradgradcheck
 
 # Above the core: layers, optimisers, data, models, checkpoints.
-from . import data, functional, models, nn, optim, serialization
+from . import data, models, nn, optim, serialization
 from .serialization import (
     CheckpointError, load_checkpoint, load_weights, save_checkpoint, save_weights,
 )

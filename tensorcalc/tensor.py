@@ -274,7 +274,7 @@ class Tensor:
 _function._register_tensor(Tensor)
 
 # ---------------------------------------------------------------------- operators and methods
-from . import functional as _F  # noqa: E402
+from . import functional  # noqa: E402, F401  (its @public(method=True) composites)
 from . import ops as _ops  # noqa: E402  (ops sit below Tensor; they need it registered first)
 
 
@@ -326,22 +326,18 @@ Tensor.__or__ = _compare("logical_or")
 Tensor.__hash__ = lambda self: id(self)
 
 
-def _method(name, module=_ops):
-    fn = getattr(module, name)
-
+def _method(fn):
     def m(self, *args, **kw):
         return fn(self, *args, **kw)
 
-    m.__name__ = name
+    m.__name__ = fn.__name__
     m.__doc__ = fn.__doc__
     return m
 
 
-for _name in ("exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tanh", "sigmoid",
-              "relu", "softplus", "erf", "sum", "max", "min", "logsumexp", "reshape",
-              "transpose", "broadcast_to", "sum_to", "squeeze", "flip", "pad", "take", "split",
-              "swapaxes", "matmul", "maximum", "minimum"):
-    setattr(Tensor, _name, _method(_name))
+# Generated: every wrapper marked @public(method=True) in ops/ or functional/ is a method.
+for _name, _fn in _ops.METHODS.items():
+    setattr(Tensor, _name, _method(_fn))
 
 
 def _reshape_method(self, *shape):
@@ -372,11 +368,4 @@ Tensor.T = property(lambda self: _ops.transpose(self))
 Tensor.mT = property(lambda self: _ops.swapaxes(self, -1, -2))
 Tensor.unsqueeze = lambda self, axis: _ops.expand_dims(self, axis)
 Tensor.expand_dims = Tensor.unsqueeze
-Tensor.flatten = lambda self, start_axis=0: _F.flatten(self, start_axis)
-Tensor.mean = lambda self, axis=None, keepdims=False: _F.mean(self, axis, keepdims)
-Tensor.var = lambda self, axis=None, keepdims=False, ddof=0: _F.var(self, axis, keepdims, ddof)
-Tensor.std = lambda self, axis=None, keepdims=False, ddof=0: _F.std(self, axis, keepdims, ddof)
-Tensor.clip = lambda self, lo=None, hi=None: _F.clip(self, lo, hi)
 Tensor.clamp = Tensor.clip
-Tensor.argmax = lambda self, axis=None, keepdims=False: _F.argmax(self, axis, keepdims)
-Tensor.argmin = lambda self, axis=None, keepdims=False: _F.argmin(self, axis, keepdims)

@@ -4,6 +4,7 @@
 regularisation helpers, besides the basic statistics and softmax.
 """
 
+from . import linalg  # noqa: F401  (tc.linalg)
 from .activations import (  # noqa: F401
     celu,
     elu,
@@ -32,7 +33,9 @@ from .basic import (  # noqa: F401
     flatten,
     log_softmax,
     mean,
+    safe_sqrt,
     softmax,
+    split,
     std,
     var,
 )

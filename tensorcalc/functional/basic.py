@@ -9,7 +9,7 @@ import math
 
 from .. import ops
 from ..backend import array_module
-from ..ops._util import data_of, norm_axis, shape_of
+from ..ops._util import data_of, ndim_of, norm_axis, public, shape_of
 
 
 def _count(x, axis):
@@ -17,6 +17,7 @@ def _count(x, axis):
     return math.prod(s[a] for a in norm_axis(axis, len(s), "mean"))
 
 
+@public(method=True)
 def mean(x, axis=None, keepdims=False):
     """Arithmetic mean over ``axis``: (1/n) Σ x."""
     n = _count(x, axis)
@@ -25,6 +26,7 @@ def mean(x, axis=None, keepdims=False):
     return ops.sum(x, axis, keepdims) * (1.0 / n)
 
 
+@public(method=True)
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance over ``axis``: Σ (x − mean)² / (n − ddof)."""
     n = _count(x, axis)
@@ -34,11 +36,25 @@ def var(x, axis=None, keepdims=False, ddof=0):
     return ops.sum(d * d, axis, keepdims) * (1.0 / (n - ddof))
 
 
+@public(method=True)
 def std(x, axis=None, keepdims=False, ddof=0):
-    """Standard deviation over ``axis``: √var."""
-    return ops.sqrt(var(x, axis, keepdims, ddof))
+    """Standard deviation over ``axis``: √var = ‖x − mean‖₂ / √(n − ddof).
+
+    On a constant slice (var = 0) std is a norm at its kink: its gradient there is 0, the
+    minimum-norm subgradient (as for :func:`tensorcalc.linalg.norm` at 0), not ∞ · 0 = NaN.
+    """
+    return safe_sqrt(var(x, axis, keepdims, ddof))
 
 
+def safe_sqrt(s):
+    """√s for s ≥ 0 with the gradient 0 where s = 0 (instead of ∞ · 0 = NaN): the subgradient
+    convention of a norm at 0. The square root is never evaluated at 0 (inner where), so no
+    ∞ enters the chain rule, in either mode."""
+    pos = data_of(s) > 0
+    return ops.where(pos, ops.sqrt(ops.where(pos, s, 1.0)), 0.0)
+
+
+@public(method=True)
 def clip(x, lo=None, hi=None):
     """Clamp into [lo, hi]; the gradient is 1 strictly inside, 0 outside, ½ at the bounds."""
     if lo is not None and hi is not None and lo > hi:
@@ -50,11 +66,30 @@ def clip(x, lo=None, hi=None):
     return x
 
 
+@public(method=True)
 def flatten(x, start_axis=0):
     """Merge axes from ``start_axis`` on into one: (N, C, H, W) -> (N, C·H·W) for start 1."""
     s = shape_of(x)
     start_axis = start_axis % max(len(s), 1)
     return ops.reshape(x, s[:start_axis] + (math.prod(s[start_axis:]),))
+
+
+@public(method=True)
+def split(x, sections, axis=0):
+    """Split into pieces along ``axis``: ``sections`` is a count of equal parts or a list of
+    split points (numpy convention). Composite of getitem."""
+    n = shape_of(x)[axis]
+    if isinstance(sections, int):
+        if n % sections:
+            raise ValueError(f"split: axis {axis} of size {n} does not divide into {sections}")
+        step = n // sections
+        points = list(range(step, n, step))
+    else:
+        points = list(sections)
+    bounds = [0, *points, n]
+    lead = (slice(None),) * (axis % ndim_of(x))
+    return [ops.getitem(x, lead + (slice(a, b),))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _arg(x, axis, keepdims, which):
@@ -65,16 +100,19 @@ def _arg(x, axis, keepdims, which):
     return F._Tensor._wrap(out, None, 0) if isinstance(x, F._Tensor) else out
 
 
+@public(method=True)
 def argmax(x, axis=None, keepdims=False):
     """Index of the maximum (not differentiable)."""
     return _arg(x, axis, keepdims, "argmax")
 
 
+@public(method=True)
 def argmin(x, axis=None, keepdims=False):
     """Index of the minimum (not differentiable)."""
     return _arg(x, axis, keepdims, "argmin")
 
 
+@public
 def log_softmax(x, axis=-1):
     """log softmax(x) = d − logsumexp(d) with d = x − max(x): finite and accurate for any logits.
 
@@ -90,6 +128,7 @@ def log_softmax(x, axis=-1):
     return d - ops.logsumexp(d, axis=axis, keepdims=True)
 
 
+@public
 def softmax(x, axis=-1):
     """softmax(x)ᵢ = exp(log softmax(x)ᵢ): accurate for any logits (see log_softmax)."""
     return ops.exp(log_softmax(x, axis))
@@ -99,5 +138,5 @@ def _all_finite(m):
     return bool(array_module(m).isfinite(m).all())
 
 
-__all__ = ["mean", "var", "std", "clip", "flatten", "argmax", "argmin", "softmax",
-           "log_softmax"]
+__all__ = ["mean", "var", "std", "safe_sqrt", "clip", "flatten", "split", "argmax", "argmin",
+           "softmax", "log_softmax"]

@@ -1,52 +1,31 @@
-"""Primitives only: each a class with its math docstring, forward, VJP and JVP, and a wrapper.
+"""Primitives only: each a class with its math docstring, forward, VJP and JVP, and its wrapper
+directly below it.
 
 Importing this package registers every primitive in ``tensorcalc.autodiff.function.REGISTRY``.
+
+**The export lists are generated.** A wrapper decorated with :func:`public` (from ``_util``)
+becomes ``tc.ops.<name>`` and ``tc.<name>``; ``@public(method=True)`` also makes it the Tensor
+method ``t.<name>(...)``; ``@public(namespace="linalg")`` puts it in ``tc.linalg`` instead. So
+adding a public op is three edits: the class, its decorated wrapper directly below it, and one
+spec (with its special values) in tests/op_db.py. Nothing here, in ``tensorcalc/__init__.py``
+or in ``tensor.py`` names individual ops. (A new *module* of ops is imported once below.)
 """
 
-from . import linalg  # noqa: F401
-from .affine import affine  # noqa: F401
-from .arithmetic import (  # noqa: F401
-    add,
-    cast,
-    div,
-    maximum,
-    minimum,
-    mul,
-    neg,
-    pow,
-    sub,
-    where,
+from . import (  # noqa: F401  (importing registers the primitives and their public wrappers)
+    affine,
+    arithmetic,
+    elementwise,
+    fft,
+    indexing,
+    linalg,
+    matmul,
+    reduce,
+    shape,
+    windows,
 )
-from .elementwise import (  # noqa: F401
-    abs,
-    cos,
-    erf,
-    exp,
-    expm1,
-    log,
-    log1p,
-    relu,
-    sigmoid,
-    sin,
-    softplus,
-    sqrt,
-    tanh,
-)
-from .indexing import getitem, scatter_add, take  # noqa: F401
-from .matmul import matmul  # noqa: F401
-from .reduce import logsumexp, max, min, softmax_cross_entropy, sum  # noqa: F401
-from .shape import (  # noqa: F401
-    broadcast_to,
-    concat,
-    expand_dims,
-    flip,
-    pad,
-    reshape,
-    split,
-    squeeze,
-    stack,
-    sum_to,
-    swapaxes,
-    transpose,
-)
-from .windows import fold, irfft2, rfft2, unfold  # noqa: F401
+from ._util import METHODS, PUBLIC, public  # noqa: F401
+
+_ops_public = {n: f for n, f in PUBLIC.items() if f.__module__.startswith(__name__ + ".")}
+globals().update(_ops_public)
+__all__ = sorted(_ops_public)
+del _ops_public

@@ -44,3 +44,33 @@ def shape_of(x):
 
 def ndim_of(x):
     return len(getattr(x, "shape", ()))
+
+
+# ---------------------------------------------------------------- the public names, generated
+
+PUBLIC: dict[str, object] = {}  # tc.<name> (and tc.ops.<name> for wrappers in ops/)
+METHODS: dict[str, object] = {}  # Tensor.<name>(self, ...) = fn(self, ...)
+NAMESPACES: dict[str, dict[str, object]] = {}  # e.g. "linalg": tc.linalg.<name>
+
+
+def public(fn=None, *, method=False, namespace=None):
+    """Mark a wrapper public: ``tc.<name>`` (or ``tc.<namespace>.<name>``), and with
+    ``method=True`` also the Tensor method ``t.<name>(...)`` = ``fn(t, ...)``.
+
+    This decorator is the one export list: ``tensorcalc.ops``, ``tensorcalc`` and ``Tensor``
+    build their names from these tables, so a new op is its class, its wrapper (decorated)
+    directly below it, and one spec in tests/op_db.py.
+    """
+
+    def mark(f):
+        name = f.__name__
+        table = PUBLIC if namespace is None else NAMESPACES.setdefault(namespace, {})
+        old = table.get(name)
+        if old is not None and old is not f and old.__module__ != f.__module__:
+            raise RuntimeError(f"public name {name!r} exported twice")
+        table[name] = f
+        if method:
+            METHODS[name] = f
+        return f
+
+    return mark if fn is None else mark(fn)

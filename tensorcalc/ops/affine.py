@@ -9,6 +9,7 @@ broadcast bookkeeping.
 from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
+from ._util import public, shape_of
 
 
 @primitive
@@ -63,10 +64,9 @@ class Affine(Function):
         return out
 
 
+@public
 def affine(x, w, b=None):
     """y = x Wᵀ + b (the dense layer), checked: x (..., in), W (out, in), b (out,)."""
-    from ._util import shape_of
-
     sx, sw = shape_of(x), shape_of(w)
     if len(sw) != 2:
         raise ValueError(f"affine: W must be (out, in), got shape {sw}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..autodiff.function import Bilinear, Elementwise, Linear, primitive
-from ._util import cast_like
+from ._util import cast_like, public
 from .elementwise import log
 
 
@@ -32,6 +32,12 @@ class Add(Linear):
         return dx if dy is None else dy if dx is None else dx + dy
 
 
+@public
+def add(x, y):
+    """x + y, broadcasting."""
+    return Add.apply(x, y)
+
+
 @primitive
 class Sub(Linear):
     """Difference of two tensors, broadcasting.
@@ -57,6 +63,12 @@ class Sub(Linear):
         return -dy if dx is None else dx if dy is None else dx - dy
 
 
+@public
+def sub(x, y):
+    """x − y, broadcasting."""
+    return Sub.apply(x, y)
+
+
 @primitive
 class Neg(Linear):
     """Negation, elementwise.
@@ -73,6 +85,12 @@ class Neg(Linear):
     @staticmethod
     def vjp(g, y, x, *, needs):
         return (-g,)
+
+
+@public
+def neg(x):
+    """−x."""
+    return Neg.apply(x)
 
 
 @primitive
@@ -95,6 +113,12 @@ class Mul(Bilinear):
         return (g * y if needs[0] else None), (g * x if needs[1] else None)
 
 
+@public
+def mul(x, y):
+    """x ⊙ y, broadcasting."""
+    return Mul.apply(x, y)
+
+
 @primitive
 class Div(Elementwise):
     """Elementwise quotient, broadcasting.
@@ -111,6 +135,12 @@ class Div(Elementwise):
     @staticmethod
     def derivative(z, x, y):
         return 1 / y, -z / y
+
+
+@public
+def div(x, y):
+    """x / y, broadcasting."""
+    return Div.apply(x, y)
 
 
 @primitive
@@ -132,6 +162,12 @@ class Maximum(Elementwise):
         return cast_like(x > y, z) + tie, cast_like(y > x, z) + tie
 
 
+@public(method=True)
+def maximum(x, y):
+    """Elementwise max(x, y); ties share the gradient."""
+    return Maximum.apply(x, y)
+
+
 @primitive
 class Minimum(Elementwise):
     """Elementwise minimum, broadcasting; at a tie the gradient is shared equally.
@@ -151,6 +187,12 @@ class Minimum(Elementwise):
         return cast_like(x < y, z) + tie, cast_like(y < x, z) + tie
 
 
+@public(method=True)
+def minimum(x, y):
+    """Elementwise min(x, y); ties share the gradient."""
+    return Minimum.apply(x, y)
+
+
 @primitive
 class Pow(Elementwise):
     """Elementwise power with a tensor exponent (x > 0 where ∂/∂y is needed).
@@ -167,6 +209,14 @@ class Pow(Elementwise):
     @staticmethod
     def derivative(z, x, y):
         return y * x ** (y - 1), z * log(x)
+
+
+@public
+def pow(x, y):  # noqa: A001 - the math name
+    """x ** y; a Python number exponent is a constant, a tensor exponent is differentiable."""
+    if isinstance(y, (int, float)) and not isinstance(y, bool):
+        return PowScalar.apply(x, p=y)
+    return Pow.apply(x, y)
 
 
 @primitive
@@ -211,6 +261,14 @@ class Where(Linear):
         return gx, gy
 
 
+@public
+def where(mask, x, y):
+    """mask ? x : y, elementwise with broadcasting (the boolean mask is not differentiated)."""
+    from ._util import data_of
+
+    return Where.apply(x, y, mask=data_of(mask))
+
+
 @primitive
 class Cast(Linear):
     """Change of dtype (a copy); the gradient is cast back.
@@ -229,6 +287,7 @@ class Cast(Linear):
         return (Cast.apply(g, dtype=x.dtype),)
 
 
+@public
 def cast(x, dtype):
     """x as ``dtype``: differentiable between float dtypes; to int/bool it leaves the graph."""
     from ..autodiff import function as F
@@ -243,52 +302,3 @@ def cast(x, dtype):
         return Cast.apply(x, dtype=dtype)
     out = xd.astype(dtype)
     return F._Tensor._wrap(out, None, 0) if isinstance(x, F._Tensor) else out
-
-
-def add(x, y):
-    """x + y, broadcasting."""
-    return Add.apply(x, y)
-
-
-def sub(x, y):
-    """x − y, broadcasting."""
-    return Sub.apply(x, y)
-
-
-def neg(x):
-    """−x."""
-    return Neg.apply(x)
-
-
-def mul(x, y):
-    """x ⊙ y, broadcasting."""
-    return Mul.apply(x, y)
-
-
-def div(x, y):
-    """x / y, broadcasting."""
-    return Div.apply(x, y)
-
-
-def maximum(x, y):
-    """Elementwise max(x, y); ties share the gradient."""
-    return Maximum.apply(x, y)
-
-
-def minimum(x, y):
-    """Elementwise min(x, y); ties share the gradient."""
-    return Minimum.apply(x, y)
-
-
-def pow(x, y):  # noqa: A001 - the math name
-    """x ** y; a Python number exponent is a constant, a tensor exponent is differentiable."""
-    if isinstance(y, (int, float)) and not isinstance(y, bool):
-        return PowScalar.apply(x, p=y)
-    return Pow.apply(x, y)
-
-
-def where(mask, x, y):
-    """mask ? x : y, elementwise with broadcasting (the boolean mask is not differentiated)."""
-    from ._util import data_of
-
-    return Where.apply(x, y, mask=data_of(mask))

@@ -6,7 +6,7 @@ import math
 
 from ..autodiff.function import Elementwise, primitive
 from ..backend import special
-from ._util import cast_like
+from ._util import cast_like, public
 
 
 @primitive
@@ -27,6 +27,12 @@ class Exp(Elementwise):
         return y
 
 
+@public(method=True)
+def exp(x):
+    """Elementwise exp(x)."""
+    return Exp.apply(x)
+
+
 @primitive
 class Log(Elementwise):
     """Natural logarithm, elementwise (x > 0).
@@ -43,6 +49,12 @@ class Log(Elementwise):
     @staticmethod
     def derivative(y, x):
         return 1 / x
+
+
+@public(method=True)
+def log(x):
+    """Elementwise natural log."""
+    return Log.apply(x)
 
 
 @primitive
@@ -63,6 +75,12 @@ class Log1p(Elementwise):
         return 1 / (1 + x)
 
 
+@public(method=True)
+def log1p(x):
+    """Elementwise log(1 + x)."""
+    return Log1p.apply(x)
+
+
 @primitive
 class Expm1(Elementwise):
     """exp(x) − 1, accurate for small x.
@@ -79,6 +97,12 @@ class Expm1(Elementwise):
     @staticmethod
     def derivative(y, x):
         return y + 1
+
+
+@public(method=True)
+def expm1(x):
+    """Elementwise exp(x) − 1."""
+    return Expm1.apply(x)
 
 
 @primitive
@@ -99,6 +123,12 @@ class Sqrt(Elementwise):
         return 0.5 / y
 
 
+@public(method=True)
+def sqrt(x):
+    """Elementwise √x."""
+    return Sqrt.apply(x)
+
+
 @primitive
 class Abs(Elementwise):
     """Absolute value, elementwise; subgradient sign(0) = 0.
@@ -115,6 +145,12 @@ class Abs(Elementwise):
     @staticmethod
     def derivative(y, x):
         return cast_like(x > 0, y) - cast_like(x < 0, y)
+
+
+@public(method=True)
+def abs(x):  # noqa: A001 - the math name
+    """Elementwise |x|."""
+    return Abs.apply(x)
 
 
 @primitive
@@ -135,6 +171,12 @@ class Sin(Elementwise):
         return cos(x)
 
 
+@public(method=True)
+def sin(x):
+    """Elementwise sine."""
+    return Sin.apply(x)
+
+
 @primitive
 class Cos(Elementwise):
     """Cosine, elementwise.
@@ -151,6 +193,12 @@ class Cos(Elementwise):
     @staticmethod
     def derivative(y, x):
         return -sin(x)
+
+
+@public(method=True)
+def cos(x):
+    """Elementwise cosine."""
+    return Cos.apply(x)
 
 
 @primitive
@@ -171,6 +219,12 @@ class Tanh(Elementwise):
         return 1 - y * y
 
 
+@public(method=True)
+def tanh(x):
+    """Elementwise hyperbolic tangent."""
+    return Tanh.apply(x)
+
+
 @primitive
 class Sigmoid(Elementwise):
     """Logistic sigmoid, computed as exp(−softplus(−x)) so no exp can overflow.
@@ -187,6 +241,12 @@ class Sigmoid(Elementwise):
     @staticmethod
     def derivative(y, x):
         return y * (1 - y)
+
+
+@public(method=True)
+def sigmoid(x):
+    """Elementwise logistic sigmoid (overflow-free)."""
+    return Sigmoid.apply(x)
 
 
 @primitive
@@ -207,6 +267,12 @@ class Relu(Elementwise):
         return x > 0  # a boolean mask: ȳ ⊙ mask keeps ȳ's dtype and carries no graph
 
 
+@public(method=True)
+def relu(x):
+    """Elementwise max(x, 0)."""
+    return Relu.apply(x)
+
+
 @primitive
 class Softplus(Elementwise):
     """Softplus, computed as logaddexp(0, x): finite for every finite x.
@@ -223,6 +289,12 @@ class Softplus(Elementwise):
     @staticmethod
     def derivative(y, x):
         return sigmoid(x)
+
+
+@public(method=True)
+def softplus(x):
+    """Elementwise log(1 + exp(x)) (stable)."""
+    return Softplus.apply(x)
 
 
 @primitive
@@ -243,66 +315,7 @@ class Erf(Elementwise):
         return (2 / math.sqrt(math.pi)) * exp(-(x * x))
 
 
-def exp(x):
-    """Elementwise exp(x)."""
-    return Exp.apply(x)
-
-
-def log(x):
-    """Elementwise natural log."""
-    return Log.apply(x)
-
-
-def log1p(x):
-    """Elementwise log(1 + x)."""
-    return Log1p.apply(x)
-
-
-def expm1(x):
-    """Elementwise exp(x) − 1."""
-    return Expm1.apply(x)
-
-
-def sqrt(x):
-    """Elementwise √x."""
-    return Sqrt.apply(x)
-
-
-def abs(x):  # noqa: A001 - the math name
-    """Elementwise |x|."""
-    return Abs.apply(x)
-
-
-def sin(x):
-    """Elementwise sine."""
-    return Sin.apply(x)
-
-
-def cos(x):
-    """Elementwise cosine."""
-    return Cos.apply(x)
-
-
-def tanh(x):
-    """Elementwise hyperbolic tangent."""
-    return Tanh.apply(x)
-
-
-def sigmoid(x):
-    """Elementwise logistic sigmoid (overflow-free)."""
-    return Sigmoid.apply(x)
-
-
-def relu(x):
-    """Elementwise max(x, 0)."""
-    return Relu.apply(x)
-
-
-def softplus(x):
-    """Elementwise log(1 + exp(x)) (stable)."""
-    return Softplus.apply(x)
-
-
+@public(method=True)
 def erf(x):
     """Elementwise error function."""
     return Erf.apply(x)

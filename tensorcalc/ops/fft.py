@@ -24,7 +24,7 @@ full one:
 from __future__ import annotations
 
 from ..autodiff.function import Linear, primitive
-from ._util import data_of, shape_of
+from ._util import data_of, public, shape_of
 
 
 def _column_weights(g, s2, edge, interior):
@@ -66,6 +66,19 @@ class Rfft2(Linear):
         return (gx,)
 
 
+@public
+def rfft2(x, s=None):
+    """Half spectrum of the 2-D DFT of real x (..., H, W) zero-padded to ``s`` (default (H, W)),
+    as a real array (..., 2, S₁, S₂//2 + 1) holding (Re, Im)."""
+    sh = shape_of(x)
+    if len(sh) < 2:
+        raise ValueError(f"rfft2: needs at least 2 axes, got shape {sh}")
+    s = tuple(sh[-2:]) if s is None else tuple(int(v) for v in s)
+    if len(s) != 2 or s[0] < sh[-2] or s[1] < sh[-1]:
+        raise ValueError(f"rfft2: size s={s} must be ≥ the last two axes of x {sh[-2:]}")
+    return Rfft2.apply(x, s=s)
+
+
 @primitive
 class Irfft2(Linear):
     """Inverse real 2-D FFT of a (Re, Im) half spectrum (axis −3) to a real (S₁, S₂) signal.
@@ -86,18 +99,7 @@ class Irfft2(Linear):
         return (Rfft2.apply(g, s=s) * _column_weights(g, s2, 1.0 / (s1 * s2), 2.0 / (s1 * s2)),)
 
 
-def rfft2(x, s=None):
-    """Half spectrum of the 2-D DFT of real x (..., H, W) zero-padded to ``s`` (default (H, W)),
-    as a real array (..., 2, S₁, S₂//2 + 1) holding (Re, Im)."""
-    sh = shape_of(x)
-    if len(sh) < 2:
-        raise ValueError(f"rfft2: needs at least 2 axes, got shape {sh}")
-    s = tuple(sh[-2:]) if s is None else tuple(int(v) for v in s)
-    if len(s) != 2 or s[0] < sh[-2] or s[1] < sh[-1]:
-        raise ValueError(f"rfft2: size s={s} must be ≥ the last two axes of x {sh[-2:]}")
-    return Rfft2.apply(x, s=s)
-
-
+@public
 def irfft2(z, s):
     """Real signal (..., S₁, S₂) from a (Re, Im) half spectrum z (..., 2, S₁, S₂//2 + 1)."""
     sh = shape_of(z)

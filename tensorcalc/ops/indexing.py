@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..autodiff.function import Linear, primitive
-from ._util import data_of, ndim_of, shape_of
+from ._util import data_of, ndim_of, public, shape_of
 
 
 def _advanced(index):
@@ -29,6 +29,14 @@ class GetItem(Linear):
         return (ScatterAdd.apply(g, index=index, shape=shape_of(x)),)
 
 
+@public
+def getitem(x, index):
+    """x[index] — differentiable; integer-array and boolean-mask indices included."""
+    index = index if isinstance(index, tuple) else (index,)
+    index = tuple(data_of(i) for i in index)
+    return GetItem.apply(x, index=index)
+
+
 @primitive
 class ScatterAdd(Linear):
     """Add ``x`` into zeros of ``shape`` at ``index``; the transpose of getitem.
@@ -52,6 +60,13 @@ class ScatterAdd(Linear):
         return (GetItem.apply(g, index=index),)
 
 
+@public
+def scatter_add(x, index, shape):
+    """zeros(shape) with ``x`` added at ``index`` (the adjoint of getitem)."""
+    index = index if isinstance(index, tuple) else (index,)
+    return ScatterAdd.apply(x, index=tuple(data_of(i) for i in index), shape=tuple(shape))
+
+
 @primitive
 class Take(Linear):
     """Gather rows along ``axis`` by integer ``indices`` (embedding lookup).
@@ -71,19 +86,7 @@ class Take(Linear):
         return (ScatterAdd.apply(g, index=index, shape=shape_of(x)),)
 
 
-def getitem(x, index):
-    """x[index] — differentiable; integer-array and boolean-mask indices included."""
-    index = index if isinstance(index, tuple) else (index,)
-    index = tuple(data_of(i) for i in index)
-    return GetItem.apply(x, index=index)
-
-
-def scatter_add(x, index, shape):
-    """zeros(shape) with ``x`` added at ``index`` (the adjoint of getitem)."""
-    index = index if isinstance(index, tuple) else (index,)
-    return ScatterAdd.apply(x, index=tuple(data_of(i) for i in index), shape=tuple(shape))
-
-
+@public(method=True)
 def take(x, indices, axis=0):
     """Gather along ``axis`` by integer ``indices`` (any shape): embedding lookup."""
     idx = data_of(indices)

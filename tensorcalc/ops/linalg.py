@@ -1,5 +1,6 @@
-"""Linear algebra: eigh, solve, inv, slogdet, cholesky (primitives); eigvalsh, det, norm
-(composites). Batched over leading axes: A has shape (…, n, n).
+"""Linear algebra primitives: eigh, solve, inv, slogdet, cholesky. Batched over leading axes:
+A has shape (…, n, n). The composites eigvalsh, det and norm live in
+:mod:`tensorcalc.functional.linalg`, which is the public ``tc.linalg`` namespace.
 
 Every rule is written with the library's own ops (matmul, swapaxes, the linalg ops themselves),
 so second derivatives come for free. Matrix calculus conventions: ⟨X, Y⟩ = tr(XᵀY), so a
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
 from ..backend import array_module
-from ._util import data_of, shape_of
+from ._util import data_of, public, shape_of
 from .matmul import Matmul
 from .shape import swapaxes
 
@@ -82,6 +83,15 @@ def _phi_mask(like, n):
 # ---------------------------------------------------------------- primitives
 
 
+def _check_square(a, who, name="A"):
+    s = shape_of(a)
+    if len(s) < 2 or s[-1] != s[-2]:
+        raise ValueError(f"{who}: {name} must be square (…, n, n), got {s}")
+    return s[-1]
+
+
+
+
 @primitive
 class Eigh(Function):
     """Eigendecomposition of a symmetric matrix, A = V diag(w) Vᵀ, w ascending, VᵀV = I.
@@ -115,6 +125,21 @@ class Eigh(Function):
         return (_diag_part(m), _mm(v, _gap_inverse(w) * m))
 
 
+@public(namespace="linalg")
+def eigh(a):
+    """Eigenvalues (ascending) and orthonormal eigenvectors of symmetric A (…, n, n):
+    A = V diag(w) Vᵀ. Returns (w (…, n), V (…, n, n)); column V[..., :, i] belongs to w[..., i].
+
+    Reads ½(A + Aᵀ); gradients are symmetric. Eigenvectors are defined up to sign, so
+    differentiate sign-invariant functions of them (V ⊙ V, V diag(f(w)) Vᵀ, ...). Eigenvector
+    gradients assume distinct eigenvalues (see :class:`Eigh`): at an *exact* tie the coupling
+    term is set to 0, which is right for functions of the eigenvalues alone but not for
+    V diag(f(w)) Vᵀ (whose true gradient there involves f′(w)); a tie broken by 1e-8 is fine.
+    """
+    _check_square(a, "eigh")
+    return Eigh.apply(a)
+
+
 @primitive
 class Solve(Function):
     """Solution of the linear system A X = B (batched; leading axes broadcast).
@@ -146,6 +171,30 @@ class Solve(Function):
         return Solve.apply(a, r)
 
 
+@public(namespace="linalg")
+def solve(a, b):
+    """X with A X = B. A (…, n, n); B (n,) (one vector, numpy convention) or (…, n, k);
+    leading axes broadcast. For a batch of vectors pass B[..., None]."""
+    from .shape import expand_dims, squeeze
+
+    n = _check_square(a, "solve")
+    sa, sb = shape_of(a), shape_of(b)
+    vec = len(sb) == 1
+    if len(sb) == 0 or sb[0 if vec else -2] != n:
+        want = f"({n},) or (…, {n}, k)"
+        raise ValueError(f"solve: A {sa} needs B of shape {want}, got B of shape {sb}"
+                         + ("" if len(sb) < 2 else "; for a batch of vectors pass B[..., None]"))
+    if not vec:
+        la, lb = sa[:-2], sb[:-2]
+        for p, q in zip(la[::-1], lb[::-1], strict=False):
+            if p != q and p != 1 and q != 1:
+                raise ValueError(f"solve: leading (batch) axes of A {sa} and B {sb} do not "
+                                 "broadcast")
+    if vec:
+        return squeeze(Solve.apply(a, expand_dims(b, -1)), -1)
+    return Solve.apply(a, b)
+
+
 @primitive
 class Inv(Function):
     """Matrix inverse (batched).
@@ -167,6 +216,13 @@ class Inv(Function):
     @staticmethod
     def jvp(dxs, y, a):
         return -_mm(_mm(y, dxs[0]), y)
+
+
+@public(namespace="linalg")
+def inv(a):
+    """A⁻¹ for square A (…, n, n)."""
+    _check_square(a, "inv")
+    return Inv.apply(a)
 
 
 @primitive
@@ -194,6 +250,18 @@ class Slogdet(Function):
         from .reduce import sum as _sum
 
         return (None, _sum(_mT(Inv.apply(a)) * dxs[0], axis=(-2, -1)))
+
+
+@public(namespace="linalg")
+def slogdet(a):
+    """(sign, logabsdet) of det A for square A (…, n, n), like numpy. ``logabsdet`` =
+    log |det A| is differentiable (gradient A⁻ᵀ); ``sign`` is locally constant and returned
+    detached. A singular matrix gives sign 0 and logabsdet −inf."""
+    _check_square(a, "slogdet")
+    s, logabs = Slogdet.apply(a)
+    if hasattr(s, "detach"):
+        s = s.detach()
+    return s, logabs
 
 
 @primitive
@@ -226,177 +294,9 @@ class Cholesky(Function):
         return _mm(el, _mm(_mm(li, _sym(dxs[0])), _mT(li)) * _phi_mask(el, n))
 
 
-# ---------------------------------------------------------------- wrappers (checks)
-
-
-def _check_square(a, who, name="A"):
-    s = shape_of(a)
-    if len(s) < 2 or s[-1] != s[-2]:
-        raise ValueError(f"{who}: {name} must be square (…, n, n), got {s}")
-    return s[-1]
-
-
-def eigh(a):
-    """Eigenvalues (ascending) and orthonormal eigenvectors of symmetric A (…, n, n):
-    A = V diag(w) Vᵀ. Returns (w (…, n), V (…, n, n)); column V[..., :, i] belongs to w[..., i].
-
-    Reads ½(A + Aᵀ); gradients are symmetric. Eigenvectors are defined up to sign, so
-    differentiate sign-invariant functions of them (V ⊙ V, V diag(f(w)) Vᵀ, ...). Eigenvector
-    gradients assume distinct eigenvalues (see :class:`Eigh`): at an *exact* tie the coupling
-    term is set to 0, which is right for functions of the eigenvalues alone but not for
-    V diag(f(w)) Vᵀ (whose true gradient there involves f′(w)); a tie broken by 1e-8 is fine.
-    """
-    _check_square(a, "eigh")
-    return Eigh.apply(a)
-
-
-def eigvalsh(a):
-    """Eigenvalues (ascending) of symmetric A (…, n, n). Composite: eigh(A)[0], whose gradient
-    is Ā = V diag(w̄) Vᵀ (exact even for repeated eigenvalues)."""
-    return eigh(a)[0]
-
-
-def solve(a, b):
-    """X with A X = B. A (…, n, n); B (n,) (one vector, numpy convention) or (…, n, k);
-    leading axes broadcast. For a batch of vectors pass B[..., None]."""
-    from .shape import expand_dims, squeeze
-
-    n = _check_square(a, "solve")
-    sa, sb = shape_of(a), shape_of(b)
-    vec = len(sb) == 1
-    if len(sb) == 0 or sb[0 if vec else -2] != n:
-        want = f"({n},) or (…, {n}, k)"
-        raise ValueError(f"solve: A {sa} needs B of shape {want}, got B of shape {sb}"
-                         + ("" if len(sb) < 2 else "; for a batch of vectors pass B[..., None]"))
-    if not vec:
-        la, lb = sa[:-2], sb[:-2]
-        for p, q in zip(la[::-1], lb[::-1], strict=False):
-            if p != q and p != 1 and q != 1:
-                raise ValueError(f"solve: leading (batch) axes of A {sa} and B {sb} do not "
-                                 "broadcast")
-    if vec:
-        return squeeze(Solve.apply(a, expand_dims(b, -1)), -1)
-    return Solve.apply(a, b)
-
-
-def inv(a):
-    """A⁻¹ for square A (…, n, n)."""
-    _check_square(a, "inv")
-    return Inv.apply(a)
-
-
-def slogdet(a):
-    """(sign, logabsdet) of det A for square A (…, n, n), like numpy. ``logabsdet`` =
-    log |det A| is differentiable (gradient A⁻ᵀ); ``sign`` is locally constant and returned
-    detached. A singular matrix gives sign 0 and logabsdet −inf."""
-    _check_square(a, "slogdet")
-    s, logabs = Slogdet.apply(a)
-    if hasattr(s, "detach"):
-        s = s.detach()
-    return s, logabs
-
-
-def det(a):
-    """det A for square A (…, n, n). Composite: sign · exp(logabsdet), so ∂ det/∂A = det · A⁻ᵀ
-    (undefined where A is singular)."""
-    from .elementwise import exp
-
-    s, logabs = slogdet(a)
-    return s * exp(logabs)
-
-
+@public(namespace="linalg")
 def cholesky(a):
     """Lower-triangular L with L Lᵀ = A, for symmetric positive-definite A (…, n, n).
     Reads ½(A + Aᵀ); gradients are symmetric."""
     _check_square(a, "cholesky")
     return Cholesky.apply(a)
-
-
-def _safe_sqrt(s):
-    """√s with the subgradient 0 where s = 0 (instead of ∞ · 0 = NaN)."""
-    from .arithmetic import where
-    from .elementwise import sqrt
-
-    pos = data_of(s) > 0
-    return where(pos, sqrt(where(pos, s, 1.0)), 0.0)
-
-
-def _l2(x, axes, keepdims):
-    from .reduce import sum as _sum
-
-    return _safe_sqrt(_sum(x * x, axis=axes, keepdims=keepdims))
-
-
-def _spectral(x, r, c, keepdims):
-    """Largest singular value over axes (r, c): √(largest eigenvalue of the smaller Gram matrix
-    XᵀX or XXᵀ). Differentiable where that eigenvalue is simple."""
-    from .shape import expand_dims, transpose
-
-    s = shape_of(x)
-    nd = len(s)
-    rest = [i for i in range(nd) if i not in (r, c)]
-    m = transpose(x, tuple(rest) + (r, c))  # (…, rows, cols)
-    gram = _mm(_mT(m), m) if s[c] <= s[r] else _mm(m, _mT(m))
-    top = _safe_sqrt(eigvalsh(gram)[..., -1])
-    return expand_dims(top, (r, c)) if keepdims else top
-
-
-def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - numpy's name
-    """Vector and matrix norms, like ``numpy.linalg.norm``. Composite (no rules of its own).
-
-    Vector norms (1-D x, or an int ``axis``): ord None/2 → ‖x‖₂ = √Σ x², 1 → Σ |x|,
-    inf → max |x|. Matrix norms (2-D x, or a 2-tuple ``axis``): None/'fro' → √Σ x²,
-    1 → max column sum of |x|, inf → max row sum, 2 → largest singular value.
-    With ord=None and axis=None any x is flattened (2-norm of all entries).
-
-    Subgradients at kinks: at x = 0 the 2-norm, Frobenius and spectral norms get gradient 0
-    (the minimum-norm element of the subdifferential, the unit ball), |x| has sign(0) = 0, and
-    tied maxima share the gradient equally. The spectral norm's gradient u₁v₁ᵀ assumes a
-    simple largest singular value.
-    """
-    from .elementwise import abs as _abs
-    from .reduce import max as _max
-    from .reduce import sum as _sum
-    from .shape import squeeze
-
-    nd = len(shape_of(x))
-    if axis is None:
-        if ord is None:
-            return _l2(x, tuple(range(nd)), keepdims)
-        if nd not in (1, 2):
-            raise ValueError(f"norm: ord={ord!r} needs a 1-D or 2-D tensor or an explicit "
-                             f"axis, got shape {shape_of(x)}")
-        axes = tuple(range(nd))
-    else:
-        axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    if len(axes) not in (1, 2):
-        raise ValueError(f"norm: axis must be one axis (vector norm) or two (matrix norm), "
-                         f"got {axis}")
-    for a in axes:
-        if not -nd <= a < nd:
-            raise ValueError(f"norm: axis {a} is out of range for shape {shape_of(x)}")
-    axes = tuple(a % nd for a in axes)
-    if len(axes) == 2 and axes[0] == axes[1]:
-        raise ValueError(f"norm: repeated axis in {axis}")
-    inf = float("inf")
-    if len(axes) == 1:
-        if ord is None or ord == 2:
-            return _l2(x, axes, keepdims)
-        if ord == 1:
-            return _sum(_abs(x), axis=axes, keepdims=keepdims)
-        if ord == inf:
-            return _max(_abs(x), axis=axes, keepdims=keepdims)
-        raise ValueError(f"norm: vector ord must be None, 2, 1 or inf, got {ord!r}")
-    r, c = axes
-    if ord is None or ord == "fro":
-        return _l2(x, axes, keepdims)
-    if ord == 2:
-        return _spectral(x, r, c, keepdims)
-    if ord in (1, inf):
-        inner, outer = (r, c) if ord == 1 else (c, r)
-        y = _max(_sum(_abs(x), axis=inner, keepdims=True), axis=outer, keepdims=True)
-        return y if keepdims else squeeze(y, axes)
-    raise ValueError(f"norm: matrix ord must be None, 'fro', 2, 1 or inf, got {ord!r}")
-
-
-__all__ = ["eigh", "eigvalsh", "solve", "inv", "slogdet", "det", "cholesky", "norm"]

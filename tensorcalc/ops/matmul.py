@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..autodiff.function import Bilinear, primitive
-from ._util import shape_of
+from ._util import public, shape_of
 from .shape import expand_dims, squeeze
 
 
@@ -30,6 +30,7 @@ class Matmul(Bilinear):
         return gx, gy
 
 
+@public(method=True)
 def matmul(x, y):
     """x @ y. 1-D operands are promoted (a vector on the left is a row, on the right a column)
     and the added axis removed again, as in numpy."""

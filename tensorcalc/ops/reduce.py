@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
 from ..backend import xp_of
-from ._util import cast_like, data_of, ndim_of, norm_axis, shape_of
+from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of
 from .elementwise import exp, log
 from .shape import BroadcastTo
 
@@ -33,6 +33,12 @@ class Sum(Linear):
     @staticmethod
     def vjp(g, y, x, *, needs, axis, keepdims=False):
         return (BroadcastTo.apply(_keep(g, x.shape, axis, keepdims), shape=x.shape),)
+
+
+@public(method=True)
+def sum(x, axis=None, keepdims=False):  # noqa: A001 - the math name
+    """Σ over ``axis`` (None: all)."""
+    return Sum.apply(x, axis=norm_axis(axis, ndim_of(x), "sum"), keepdims=keepdims)
 
 
 class _Extremum(Function):
@@ -68,6 +74,14 @@ class Max(_Extremum):
         return x.max(axis=axis, keepdims=keepdims)
 
 
+@public(method=True)
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """Maximum over ``axis``; ties share the gradient."""
+    ax = norm_axis(axis, ndim_of(x), "max")
+    _nonempty(x, ax, "max")
+    return Max.apply(x, axis=ax, keepdims=keepdims)
+
+
 @primitive
 class Min(_Extremum):
     """Minimum over axes; k tied minima share the gradient equally (1/k each).
@@ -80,6 +94,14 @@ class Min(_Extremum):
     @staticmethod
     def forward(xp, x, *, axis, keepdims=False):
         return x.min(axis=axis, keepdims=keepdims)
+
+
+@public(method=True)
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    """Minimum over ``axis``; ties share the gradient."""
+    ax = norm_axis(axis, ndim_of(x), "min")
+    _nonempty(x, ax, "min")
+    return Min.apply(x, axis=ax, keepdims=keepdims)
 
 
 def _softmax(x, axis, want_lse=False):
@@ -126,6 +148,14 @@ class Logsumexp(Function):
         return Sum.apply(dxs[0] * _softmax(x, axis)[0], axis=axis, keepdims=keepdims)
 
 
+@public(method=True)
+def logsumexp(x, axis=None, keepdims=False):
+    """log Σ exp(x) over ``axis``, stable for large |x|."""
+    ax = norm_axis(axis, ndim_of(x), "logsumexp")
+    _nonempty(x, ax, "logsumexp")
+    return Logsumexp.apply(x, axis=ax, keepdims=keepdims)
+
+
 @primitive
 class SoftmaxCrossEntropy(Function):
     """Cross-entropy of logits z against target weights q along ``axis``, fused.
@@ -170,6 +200,7 @@ class SoftmaxCrossEntropy(Function):
         return out
 
 
+@public
 def softmax_cross_entropy(z, q, axis=-1):
     """ℓ = −Σ_axis q ⊙ log softmax(z): per-example cross-entropy of logits ``z`` against target
     probabilities (or weights) ``q`` of the same shape; stable for any finite logits."""
@@ -180,33 +211,7 @@ def softmax_cross_entropy(z, q, axis=-1):
     return SoftmaxCrossEntropy.apply(z, q, axis=ax)
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001 - the math name
-    """Σ over ``axis`` (None: all)."""
-    return Sum.apply(x, axis=norm_axis(axis, ndim_of(x), "sum"), keepdims=keepdims)
-
-
 def _nonempty(x, axis, who):
     s = shape_of(x)
     if any(s[a] == 0 for a in axis):
         raise ValueError(f"{who}: reduction over an empty axis (shape {s})")
-
-
-def max(x, axis=None, keepdims=False):  # noqa: A001
-    """Maximum over ``axis``; ties share the gradient."""
-    ax = norm_axis(axis, ndim_of(x), "max")
-    _nonempty(x, ax, "max")
-    return Max.apply(x, axis=ax, keepdims=keepdims)
-
-
-def min(x, axis=None, keepdims=False):  # noqa: A001
-    """Minimum over ``axis``; ties share the gradient."""
-    ax = norm_axis(axis, ndim_of(x), "min")
-    _nonempty(x, ax, "min")
-    return Min.apply(x, axis=ax, keepdims=keepdims)
-
-
-def logsumexp(x, axis=None, keepdims=False):
-    """log Σ exp(x) over ``axis``, stable for large |x|."""
-    ax = norm_axis(axis, ndim_of(x), "logsumexp")
-    _nonempty(x, ax, "logsumexp")
-    return Logsumexp.apply(x, axis=ax, keepdims=keepdims)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..autodiff.function import Linear, primitive
-from ._util import ndim_of, norm_axis, shape_of
+from ._util import ndim_of, norm_axis, public, shape_of
 from .indexing import getitem
 
 
@@ -27,6 +27,31 @@ class Reshape(Linear):
         return (reshape(g, x.shape),)
 
 
+@public
+def reshape(x, shape):
+    """Reshape to ``shape`` (one entry may be −1)."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(int(s) for s in shape)
+    xs = shape_of(x)
+    size = math.prod(xs)
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: at most one −1 allowed, got {shape}")
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        if known == 0 or size % known:
+            raise ValueError(f"reshape: cannot reshape {xs} ({size} elements) into {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    if math.prod(shape) != size:
+        raise ValueError(
+            f"reshape: cannot reshape {xs} ({size} elements) into {shape} "
+            f"({math.prod(shape)} elements); the element count must match"
+        )
+    if shape == xs:
+        return x
+    return Reshape.apply(x, shape=shape)
+
+
 @primitive
 class Transpose(Linear):
     """Permutation of axes.
@@ -44,6 +69,27 @@ class Transpose(Linear):
     def vjp(g, y, x, *, needs, axes):
         inv = tuple(sorted(range(len(axes)), key=axes.__getitem__))
         return (Transpose.apply(g, axes=inv),)
+
+
+@public
+def transpose(x, axes=None):
+    """Permute axes (default: reverse them)."""
+    n = ndim_of(x)
+    if axes is None:
+        axes = tuple(range(n))[::-1]
+    axes = tuple(a % n for a in axes)
+    if sorted(axes) != list(range(n)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of {n} axes")
+    return Transpose.apply(x, axes=axes)
+
+
+@public(method=True)
+def swapaxes(x, a, b):
+    """Swap two axes."""
+    n = ndim_of(x)
+    axes = list(range(n))
+    axes[a], axes[b] = axes[b], axes[a]
+    return Transpose.apply(x, axes=tuple(axes))
 
 
 @primitive
@@ -67,6 +113,23 @@ class BroadcastTo(Linear):
     @staticmethod
     def vjp(g, y, x, *, needs, shape):
         return (sum_to(g, x.shape),)
+
+
+@public(method=True)
+def broadcast_to(x, shape):
+    """Broadcast ``x`` to ``shape`` (numpy rules)."""
+    shape = tuple(shape)
+    xs = shape_of(x)
+    if xs == shape:
+        return x
+    if len(xs) > len(shape) or any(
+        a != b and a != 1 for a, b in zip(xs[::-1], shape[::-1], strict=False)
+    ):
+        raise ValueError(
+            f"broadcast_to: cannot broadcast {xs} to {shape}: aligned from the last axis, each "
+            "size must equal the target or be 1"
+        )
+    return BroadcastTo.apply(x, shape=shape)
 
 
 @primitive
@@ -96,6 +159,15 @@ class SumTo(Linear):
         return (broadcast_to(g, x.shape),)
 
 
+@public(method=True)
+def sum_to(x, shape):
+    """Sum ``x`` down to ``shape`` (the adjoint of broadcasting)."""
+    shape = tuple(shape)
+    if shape_of(x) == shape:
+        return x
+    return SumTo.apply(x, shape=shape)
+
+
 @primitive
 class ExpandDims(Linear):
     """Insert size-1 axes.
@@ -114,6 +186,15 @@ class ExpandDims(Linear):
         return (Squeeze.apply(g, axis=axis),)
 
 
+@public
+def expand_dims(x, axis):
+    """Insert a size-1 axis at ``axis`` (int or tuple)."""
+    n = ndim_of(x)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = norm_axis(axes, n + len(axes), "expand_dims")
+    return ExpandDims.apply(x, axis=axes)
+
+
 @primitive
 class Squeeze(Linear):
     """Remove size-1 axes.
@@ -130,6 +211,22 @@ class Squeeze(Linear):
     @staticmethod
     def vjp(g, y, x, *, needs, axis):
         return (ExpandDims.apply(g, axis=axis),)
+
+
+@public(method=True)
+def squeeze(x, axis=None):
+    """Remove size-1 axes (all of them, or those in ``axis``)."""
+    xs = shape_of(x)
+    if axis is None:
+        axes = tuple(i for i, s in enumerate(xs) if s == 1)
+    else:
+        axes = norm_axis(axis, len(xs), "squeeze")
+        bad = [a for a in axes if xs[a] != 1]
+        if bad:
+            raise ValueError(f"squeeze: axis {bad[0]} has size {xs[bad[0]]}, not 1 (shape {xs})")
+    if not axes:
+        return x
+    return Squeeze.apply(x, axis=axes)
 
 
 @primitive
@@ -156,6 +253,26 @@ class Concat(Linear):
         return tuple(out)
 
 
+@public
+def concat(xs, axis=0):
+    """Concatenate along an existing axis."""
+    xs = list(xs)
+    if not xs:
+        raise ValueError("concat: needs at least one tensor")
+    n = ndim_of(xs[0])
+    axis = norm_axis(axis, n, "concat")[0]
+    s0 = shape_of(xs[0])
+    for x in xs[1:]:
+        s = shape_of(x)
+        if len(s) != n or any(a != b for i, (a, b) in enumerate(zip(s, s0, strict=True))
+                              if i != axis):
+            raise ValueError(
+                f"concat: shapes {[shape_of(x) for x in xs]} must agree on every axis but "
+                f"axis {axis}"
+            )
+    return Concat.apply(*xs, axis=axis)
+
+
 @primitive
 class Stack(Linear):
     """Join same-shaped tensors along a new axis.
@@ -173,6 +290,19 @@ class Stack(Linear):
     def vjp(g, y, *xs, needs, axis):
         lead = (slice(None),) * axis
         return tuple(getitem(g, lead + (i,)) if need else None for i, need in enumerate(needs))
+
+
+@public
+def stack(xs, axis=0):
+    """Stack same-shaped tensors along a new axis."""
+    xs = list(xs)
+    if not xs:
+        raise ValueError("stack: needs at least one tensor")
+    s0 = shape_of(xs[0])
+    if any(shape_of(x) != s0 for x in xs):
+        raise ValueError(f"stack: all shapes must be equal, got {[shape_of(x) for x in xs]}")
+    axis = norm_axis(axis, len(s0) + 1, "stack")[0]
+    return Stack.apply(*xs, axis=axis)
 
 
 @primitive
@@ -198,6 +328,21 @@ class Pad(Linear):
         return Pad.apply(dxs[0], pad=pad, value=0.0)
 
 
+@public(method=True)
+def pad(x, pad_width, value=0.0):
+    """Constant-pad: ``pad_width`` is an int, a (before, after) pair, or one pair per axis."""
+    n = ndim_of(x)
+    if isinstance(pad_width, int):
+        pw = ((pad_width, pad_width),) * n
+    elif len(pad_width) == 2 and all(isinstance(p, int) for p in pad_width):
+        pw = (tuple(pad_width),) * n
+    else:
+        pw = tuple(tuple(int(v) for v in p) for p in pad_width)
+    if len(pw) != n or any(len(p) != 2 or min(p) < 0 for p in pw):
+        raise ValueError(f"pad: expected {n} non-negative (before, after) pairs, got {pad_width}")
+    return Pad.apply(x, pad=pw, value=float(value))
+
+
 @primitive
 class Flip(Linear):
     """Reverse the order of elements along axes.
@@ -216,162 +361,7 @@ class Flip(Linear):
         return (Flip.apply(g, axis=axis),)
 
 
-# ---------------------------------------------------------------- wrappers (checks, normalising)
-
-
-def reshape(x, shape):
-    """Reshape to ``shape`` (one entry may be −1)."""
-    if isinstance(shape, int):
-        shape = (shape,)
-    shape = tuple(int(s) for s in shape)
-    xs = shape_of(x)
-    size = math.prod(xs)
-    if shape.count(-1) > 1:
-        raise ValueError(f"reshape: at most one −1 allowed, got {shape}")
-    if -1 in shape:
-        known = math.prod(s for s in shape if s != -1)
-        if known == 0 or size % known:
-            raise ValueError(f"reshape: cannot reshape {xs} ({size} elements) into {shape}")
-        shape = tuple(size // known if s == -1 else s for s in shape)
-    if math.prod(shape) != size:
-        raise ValueError(
-            f"reshape: cannot reshape {xs} ({size} elements) into {shape} "
-            f"({math.prod(shape)} elements); the element count must match"
-        )
-    if shape == xs:
-        return x
-    return Reshape.apply(x, shape=shape)
-
-
-def transpose(x, axes=None):
-    """Permute axes (default: reverse them)."""
-    n = ndim_of(x)
-    if axes is None:
-        axes = tuple(range(n))[::-1]
-    axes = tuple(a % n for a in axes)
-    if sorted(axes) != list(range(n)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of {n} axes")
-    return Transpose.apply(x, axes=axes)
-
-
-def swapaxes(x, a, b):
-    """Swap two axes."""
-    n = ndim_of(x)
-    axes = list(range(n))
-    axes[a], axes[b] = axes[b], axes[a]
-    return Transpose.apply(x, axes=tuple(axes))
-
-
-def broadcast_to(x, shape):
-    """Broadcast ``x`` to ``shape`` (numpy rules)."""
-    shape = tuple(shape)
-    xs = shape_of(x)
-    if xs == shape:
-        return x
-    if len(xs) > len(shape) or any(
-        a != b and a != 1 for a, b in zip(xs[::-1], shape[::-1], strict=False)
-    ):
-        raise ValueError(
-            f"broadcast_to: cannot broadcast {xs} to {shape}: aligned from the last axis, each "
-            "size must equal the target or be 1"
-        )
-    return BroadcastTo.apply(x, shape=shape)
-
-
-def sum_to(x, shape):
-    """Sum ``x`` down to ``shape`` (the adjoint of broadcasting)."""
-    shape = tuple(shape)
-    if shape_of(x) == shape:
-        return x
-    return SumTo.apply(x, shape=shape)
-
-
-def expand_dims(x, axis):
-    """Insert a size-1 axis at ``axis`` (int or tuple)."""
-    n = ndim_of(x)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    axes = norm_axis(axes, n + len(axes), "expand_dims")
-    return ExpandDims.apply(x, axis=axes)
-
-
-def squeeze(x, axis=None):
-    """Remove size-1 axes (all of them, or those in ``axis``)."""
-    xs = shape_of(x)
-    if axis is None:
-        axes = tuple(i for i, s in enumerate(xs) if s == 1)
-    else:
-        axes = norm_axis(axis, len(xs), "squeeze")
-        bad = [a for a in axes if xs[a] != 1]
-        if bad:
-            raise ValueError(f"squeeze: axis {bad[0]} has size {xs[bad[0]]}, not 1 (shape {xs})")
-    if not axes:
-        return x
-    return Squeeze.apply(x, axis=axes)
-
-
-def concat(xs, axis=0):
-    """Concatenate along an existing axis."""
-    xs = list(xs)
-    if not xs:
-        raise ValueError("concat: needs at least one tensor")
-    n = ndim_of(xs[0])
-    axis = norm_axis(axis, n, "concat")[0]
-    s0 = shape_of(xs[0])
-    for x in xs[1:]:
-        s = shape_of(x)
-        if len(s) != n or any(a != b for i, (a, b) in enumerate(zip(s, s0, strict=True))
-                              if i != axis):
-            raise ValueError(
-                f"concat: shapes {[shape_of(x) for x in xs]} must agree on every axis but "
-                f"axis {axis}"
-            )
-    return Concat.apply(*xs, axis=axis)
-
-
-def stack(xs, axis=0):
-    """Stack same-shaped tensors along a new axis."""
-    xs = list(xs)
-    if not xs:
-        raise ValueError("stack: needs at least one tensor")
-    s0 = shape_of(xs[0])
-    if any(shape_of(x) != s0 for x in xs):
-        raise ValueError(f"stack: all shapes must be equal, got {[shape_of(x) for x in xs]}")
-    axis = norm_axis(axis, len(s0) + 1, "stack")[0]
-    return Stack.apply(*xs, axis=axis)
-
-
-def split(x, sections, axis=0):
-    """Split into pieces along ``axis``: ``sections`` is a count of equal parts or a list of
-    split points (numpy convention). Composite of getitem."""
-    from .indexing import getitem
-
-    n = shape_of(x)[axis]
-    if isinstance(sections, int):
-        if n % sections:
-            raise ValueError(f"split: axis {axis} of size {n} does not divide into {sections}")
-        step = n // sections
-        points = list(range(step, n, step))
-    else:
-        points = list(sections)
-    bounds = [0, *points, n]
-    lead = (slice(None),) * (axis % ndim_of(x))
-    return [getitem(x, lead + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def pad(x, pad_width, value=0.0):
-    """Constant-pad: ``pad_width`` is an int, a (before, after) pair, or one pair per axis."""
-    n = ndim_of(x)
-    if isinstance(pad_width, int):
-        pw = ((pad_width, pad_width),) * n
-    elif len(pad_width) == 2 and all(isinstance(p, int) for p in pad_width):
-        pw = (tuple(pad_width),) * n
-    else:
-        pw = tuple(tuple(int(v) for v in p) for p in pad_width)
-    if len(pw) != n or any(len(p) != 2 or min(p) < 0 for p in pw):
-        raise ValueError(f"pad: expected {n} non-negative (before, after) pairs, got {pad_width}")
-    return Pad.apply(x, pad=pw, value=float(value))
-
-
+@public(method=True)
 def flip(x, axis=None):
     """Reverse element order along ``axis`` (default all axes)."""
     axes = norm_axis(axis, ndim_of(x), "flip")

@@ -23,7 +23,7 @@ pixels). Padding is a pair (before, after) per axis, so 'same' works for even ke
 from __future__ import annotations
 
 from ..autodiff.function import Linear, primitive
-from ._util import shape_of
+from ._util import public, shape_of
 from .fft import Irfft2, Rfft2, irfft2, rfft2  # noqa: F401  (registered with the window ops)
 
 
@@ -98,6 +98,16 @@ class Unfold(Linear):
                            dilation=dilation),)
 
 
+@public
+def unfold(x, kernel, stride=1, padding=0, dilation=1):
+    """im2col: x (N, C, H, W) -> cols (N, H_out·W_out, kh·kw·C), patches flattened (i, j, c).
+
+    ``padding``: int, (ph, pw), ((top, bottom), (left, right)), 'same' or 'valid' (zeros).
+    """
+    k, s, p, d, _ = window_geometry("unfold", shape_of(x), kernel, stride, padding, dilation)
+    return Unfold.apply(x, kernel=k, stride=s, padding=p, dilation=d)
+
+
 @primitive
 class Fold(Linear):
     """col2im: scatter-add every window row of cols back into an (N, C, H, W) image (overlaps
@@ -138,6 +148,28 @@ class Fold(Linear):
     def vjp(g, y, cols, *, needs, size, kernel, stride, padding, dilation):
         return (Unfold.apply(g, kernel=kernel, stride=stride, padding=padding,
                              dilation=dilation),)
+
+
+@public
+def fold(cols, output_size, kernel, stride=1, padding=0, dilation=1):
+    """col2im, the adjoint of :func:`unfold`: cols (N, L, kh·kw·C) -> (N, C, H, W), summing
+    overlapping windows. ``output_size`` is (H, W) of the unpadded image."""
+    cs = shape_of(cols)
+    if len(cs) != 3:
+        raise ValueError(f"fold: expected cols of shape (N, L, kh·kw·C), got {cs}")
+    h, w = _pair(output_size, "output_size", "fold", 1)
+    k = _pair(kernel, "kernel size", "fold", 1)
+    if cs[2] % (k[0] * k[1]):
+        raise ValueError(f"fold: the last axis of cols {cs} must be kh·kw·C with kernel {k}")
+    c = cs[2] // (k[0] * k[1])
+    k, s, p, d, (ho, wo) = window_geometry("fold", (cs[0], c, h, w), k, stride, padding,
+                                           dilation)
+    if cs[1] != ho * wo:
+        raise ValueError(
+            f"fold: cols {cs} has L = {cs[1]} windows, but an output of {(h, w)} with kernel {k}, "
+            f"stride {s}, padding {p}, dilation {d} has H_out·W_out = {ho}·{wo} = {ho * wo}"
+        )
+    return Fold.apply(cols, size=(h, w), kernel=k, stride=s, padding=p, dilation=d)
 
 
 # ---------------------------------------------------------------- argument normalisation
@@ -225,36 +257,3 @@ def window_geometry(who, x_shape, kernel, stride=1, padding=0, dilation=1):
             )
         outs.append(o)
     return kernel, stride, padding, dilation, tuple(outs)
-
-
-# ---------------------------------------------------------------- wrappers
-
-
-def unfold(x, kernel, stride=1, padding=0, dilation=1):
-    """im2col: x (N, C, H, W) -> cols (N, H_out·W_out, kh·kw·C), patches flattened (i, j, c).
-
-    ``padding``: int, (ph, pw), ((top, bottom), (left, right)), 'same' or 'valid' (zeros).
-    """
-    k, s, p, d, _ = window_geometry("unfold", shape_of(x), kernel, stride, padding, dilation)
-    return Unfold.apply(x, kernel=k, stride=s, padding=p, dilation=d)
-
-
-def fold(cols, output_size, kernel, stride=1, padding=0, dilation=1):
-    """col2im, the adjoint of :func:`unfold`: cols (N, L, kh·kw·C) -> (N, C, H, W), summing
-    overlapping windows. ``output_size`` is (H, W) of the unpadded image."""
-    cs = shape_of(cols)
-    if len(cs) != 3:
-        raise ValueError(f"fold: expected cols of shape (N, L, kh·kw·C), got {cs}")
-    h, w = _pair(output_size, "output_size", "fold", 1)
-    k = _pair(kernel, "kernel size", "fold", 1)
-    if cs[2] % (k[0] * k[1]):
-        raise ValueError(f"fold: the last axis of cols {cs} must be kh·kw·C with kernel {k}")
-    c = cs[2] // (k[0] * k[1])
-    k, s, p, d, (ho, wo) = window_geometry("fold", (cs[0], c, h, w), k, stride, padding,
-                                           dilation)
-    if cs[1] != ho * wo:
-        raise ValueError(
-            f"fold: cols {cs} has L = {cs[1]} windows, but an output of {(h, w)} with kernel {k}, "
-            f"stride {s}, padding {p}, dilation {d} has H_out·W_out = {ho}·{wo} = {ho * wo}"
-        )
-    return Fold.apply(cols, size=(h, w), kernel=k, stride=s, padding=p, dilation=d)
