@@ -10,6 +10,13 @@ other schedule after its warm-up by evaluating its closed form at t − warm-up)
 
 Usage follows PyTorch: build the schedule after the optimiser (this sets the rate for t = 0),
 call ``optimizer.step()`` then ``scheduler.step()`` once per epoch (or iteration).
+
+Training longer. A schedule planned for a run's length (cosine annealing's T_max, 1cycle's
+total_steps, a warm-up followed by one of them) has a ``horizon``; ``set_horizon(T)`` re-plans
+it for T steps: the closed form is evaluated with the new length from the current t on, so the
+remaining steps follow the schedule as if it had been planned for T from the start. The
+training Loop does this when a resumed run is given more epochs than it was planned for.
+Schedules without a horizon (``horizon is None``) continue their closed form unchanged.
 """
 
 from __future__ import annotations
@@ -61,6 +68,15 @@ class LRScheduler:
     def get_last_lr(self) -> list[float]:
         """The learning rates set by the last :meth:`step` (one per parameter group)."""
         return list(self._last_lr)
+
+    @property
+    def horizon(self) -> int | None:
+        """The number of steps the schedule is planned for (None: it has no end)."""
+        return None
+
+    def set_horizon(self, total: int) -> None:
+        """Re-plan for ``total`` steps and set the rates for the current t (module doc)."""
+        raise ValueError(f"{type(self).__name__} has no horizon to re-plan")
 
     def state_dict(self) -> dict:
         """JSON-able state: ``last_epoch``, ``base_lrs`` and the schedule's settings."""
@@ -180,6 +196,16 @@ class CosineAnnealingLR(LRScheduler):
         c = (1.0 + math.cos(math.pi * t / self.T_max)) / 2.0
         return [self.eta_min + (b - self.eta_min) * c for b in self.base_lrs]
 
+    @property
+    def horizon(self):
+        return self.T_max
+
+    def set_horizon(self, total):
+        if total <= 0:
+            raise ValueError(f"CosineAnnealingLR: T_max must be > 0, got {total!r}")
+        self.T_max = int(total)
+        self._apply(self.lr_at(self.last_epoch))
+
 
 class LinearWarmup(LRScheduler):
     """Linear warm-up over W steps, optionally followed by another schedule:
@@ -215,6 +241,17 @@ class LinearWarmup(LRScheduler):
         if self.after is not None:
             return self.after.lr_at(t - W)
         return list(self.base_lrs)
+
+    @property
+    def horizon(self):
+        h = None if self.after is None else self.after.horizon
+        return None if h is None else h + self.warmup_steps
+
+    def set_horizon(self, total):
+        if self.horizon is None:
+            super().set_horizon(total)
+        self.after.set_horizon(max(int(total) - self.warmup_steps, 1))
+        self._apply(self.lr_at(self.last_epoch))
 
     def step(self, epoch=None):
         super().step(epoch)
@@ -321,6 +358,17 @@ class OneCycleLR(LRScheduler):
             init = m / self.div_factor
             out.append(self._at(t, {"init": init, "max": m, "min": init / self.final_div_factor}))
         return out
+
+    @property
+    def horizon(self):
+        return self.total_steps
+
+    def set_horizon(self, total):
+        if not isinstance(total, int) or total < max(2, self.last_epoch):
+            raise ValueError(f"OneCycleLR: total_steps must be an int >= max(2, t = "
+                             f"{self.last_epoch}), got {total!r}")
+        self.total_steps = total
+        self._apply(self.lr_at(self.last_epoch))
 
     def momentum_at(self, t) -> float:
         """The momentum the cycle prescribes at t (high when the rate is low)."""

@@ -1,6 +1,9 @@
-"""Training: the Trainer, metrics, callbacks, logs, run reports and model selection.
+"""Training: the Loop and its Steps, the Trainer, metrics, callbacks, logs, reports, tuning.
 
-* :class:`Trainer` — fit / evaluate / predict, determinism, checkpoints and exact resume.
+* :class:`Loop` — iteration (epochs or steps), progress, logs, evaluation, checkpoints, exact
+  resume, Ctrl-C/SIGTERM, the divergence guard; drives a :class:`Step`.
+* :class:`Step`, :class:`SupervisedStep` — one update of a model family and what it owns.
+* :class:`Trainer` — supervised fit / evaluate / predict: a SupervisedStep on a Loop.
 * :mod:`~tensorcalc.train.metrics` — accuracy, precision/recall/F1, confusion matrix, MSE, R².
 * :mod:`~tensorcalc.train.callbacks` — :class:`EarlyStopping`, :class:`Checkpoint`,
   :class:`LRSchedule`.
@@ -10,6 +13,14 @@
 """
 
 from .callbacks import Callback, Checkpoint, EarlyStopping, LRSchedule  # noqa: F401
+from .loop import (  # noqa: F401
+    DataError,
+    Hooks,
+    Loop,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainingTerminated,
+)
 from .metrics import (  # noqa: F401
     Accuracy,
     ConfusionMatrix,
@@ -22,4 +33,5 @@ from .metrics import (  # noqa: F401
     precision_recall_f1,
     r2_score,
 )
-from .trainer import Trainer, TrainingDiverged, TrainingInterrupted  # noqa: F401
+from .steps import Step, SupervisedStep  # noqa: F401
+from .trainer import Trainer  # noqa: F401

@@ -1,11 +1,15 @@
-"""Callbacks: things that happen at fixed points of :meth:`Trainer.fit`.
+"""Callbacks: things that happen at fixed points of a :class:`~tensorcalc.train.loop.Loop` run.
 
-Hooks (all optional, each gets the trainer): ``on_fit_start``, ``on_epoch_start(epoch)``,
-``on_batch_end(logs)`` after every optimisation step (``logs``: ``loss``, ``step``),
-``on_epoch_end(epoch, logs)`` with the epoch's history row (``train_*``, ``val_*``, ``lr``),
-``on_fit_end``. Callbacks run in ascending ``order`` (schedules first, checkpoints last, so a
-checkpoint holds the state *after* everything else of that step or epoch has happened), and
-those with state implement ``state_dict`` / ``load_state_dict`` so resuming restores them too.
+Hooks (all optional, each gets the loop's host: the :class:`Trainer` that built the loop, or
+the Loop itself): ``on_fit_start``, ``on_epoch_start(epoch)``, ``on_batch_end(logs)`` after
+every optimisation step (``logs``: the step's figures and ``step``), ``on_epoch_end(epoch,
+logs)`` with the epoch's (or period's) history row (``train_*``, ``val_*``, ``lr``),
+``on_fit_end``; and, only when a callback defines them (so that unused ones cost nothing per
+step), ``after_backward(step, name)`` with the gradients of module ``name`` in hand,
+``after_update(step, name)`` and ``on_evaluate(step, figures)``. Callbacks run in ascending
+``order`` (schedules first, checkpoints last, so a checkpoint holds the state *after*
+everything else of that step or epoch has happened), and those with state implement
+``state_dict`` / ``load_state_dict`` so resuming restores them too.
 
 * :class:`LRSchedule` — steps a learning-rate schedule every epoch (or every step);
   ``ReduceLROnPlateau`` gets the monitored figure.
@@ -56,6 +60,10 @@ class Callback:
 
     def on_fit_end(self, trainer):
         pass
+
+    # Step hooks: registered with the Loop only when a subclass defines them.
+    # after_backward(self, trainer, step, name), after_update(self, trainer, step, name),
+    # on_evaluate(self, trainer, step, figures)
 
     def state_dict(self) -> dict:
         return {}
