@@ -24,6 +24,20 @@ def _is_float_dtype(dtype) -> bool:
     return np.dtype(dtype).kind in "fc"
 
 
+class Version:
+    """The version counter of one storage, shared by every Tensor that aliases it.
+
+    A view (a basic slice, a reshape, ``.T``, ``detach()``, ``Tensor(t)``) holds the *same*
+    counter object as the tensor it aliases, so an in-place write through any alias bumps the
+    version that every graph node saved for backward checks.
+    """
+
+    __slots__ = ("v",)
+
+    def __init__(self):
+        self.v = 0
+
+
 class Tensor:
     """A multi-dimensional array that can record the operations applied to it.
 
@@ -32,12 +46,14 @@ class Tensor:
     Tensor([2., 4., 6.], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "_rg", "_node", "_index", "_version", "name", "__weakref__")
+    __slots__ = ("data", "grad", "_rg", "_node", "_index", "_vc", "name", "__weakref__")
     __array_ufunc__ = None  # ndarray ⊕ Tensor defers to Tensor's reflected operators
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device: str | None = None):
+        vc = None
         if isinstance(data, Tensor):
+            vc = data._vc
             data = data.data
         xp = backend.get_xp(device) if device is not None else backend.array_module(data)
         if dtype is None and not hasattr(data, "dtype"):
@@ -50,7 +66,8 @@ class Tensor:
         self.grad = None
         self._node = None
         self._index = 0
-        self._version = 0
+        # Tensor(t) without a copy aliases t's storage: it shares t's version counter.
+        self._vc = vc if vc is not None and arr is data else Version()
         self.name = None
         self._rg = False
         if requires_grad:
@@ -66,7 +83,7 @@ class Tensor:
         t.grad = None
         t._node = node
         t._index = index
-        t._version = 0
+        t._vc = Version()
         t.name = None
         t._rg = node is not None
         return t
@@ -92,6 +109,15 @@ class Tensor:
         return self
 
     @property
+    def _version(self) -> int:
+        """The version of this tensor's storage (shared with every view of it)."""
+        return self._vc.v
+
+    @_version.setter
+    def _version(self, value: int):
+        self._vc.v = value
+
+    @property
     def is_leaf(self) -> bool:
         return self._node is None
 
@@ -107,8 +133,11 @@ class Tensor:
         backward(self, grad_output, retain_graph=retain_graph, create_graph=create_graph)
 
     def detach(self) -> Tensor:
-        """Same data, no graph."""
-        return Tensor._wrap(self.data, None, 0)
+        """Same data, no graph. The result aliases this tensor's storage (and its version
+        counter): writing into it in place is seen by any graph that saved this tensor."""
+        t = Tensor._wrap(self.data, None, 0)
+        t._vc = self._vc
+        return t
 
     def clone(self) -> Tensor:
         """A copy of the data, differentiable (identity in the graph)."""
@@ -217,8 +246,8 @@ class Tensor:
                 f"{who}: in-place change of a tensor that requires grad; wrap it in no_grad() "
                 "(optimisers do) or use the out-of-place op"
             )
-        self._version += 1
-        _mode.state.inplace_epoch += 1
+        self._vc.v += 1
+        _mode.versions.inplace_epoch += 1
 
     def __setitem__(self, index, value):
         self._inplace("__setitem__")

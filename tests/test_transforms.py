@@ -24,7 +24,7 @@ def test_jacobian_of_linear_map_is_its_matrix_both_modes():
     x = RNG.standard_normal(5)
     f = lambda x: tc.tensor(M, dtype=np.float64) @ x
     np.testing.assert_allclose(tc.jacobian(f)(x).numpy(), M, atol=1e-12)
-    np.testing.assert_allclose(tc.jacobian(f, mode_="forward")(x).numpy(), M, atol=1e-12)
+    np.testing.assert_allclose(tc.jacobian(f, mode="forward")(x).numpy(), M, atol=1e-12)
 
 
 def test_hvp_equals_hessian_times_v():

@@ -63,34 +63,80 @@ def _fit(node, i, gx, x):
     return gx
 
 
-_SUM_TO = []
-
-
 def _sum_to():
-    """ops.shape.SumTo, looked up once (ops sit above the engine, so no module-level import)."""
-    if not _SUM_TO:
-        from ..ops.shape import SumTo
-
-        _SUM_TO.append(SumTo)
-    return _SUM_TO[0]
+    """The ``sum_to`` primitive, found through the registry (ops sit above the engine)."""
+    return F.REGISTRY["sum_to"]
 
 
 def _check_versions(node):
     for i, (x, v) in enumerate(zip(node.inputs, node.versions, strict=True)):
-        if v is not None and x._version != v:
+        if v is not None and x._vc.v != v:
             raise RuntimeError(
                 f"{node.fn.name}: input {i} (shape {tuple(x.shape)}) was modified in place after "
-                f"it was saved for backward (version {v} -> {x._version}); "
+                f"it was saved for backward (version {v} -> {x._vc.v}); "
                 "use an out-of-place op or clone() it first"
             )
     refs = node.outref if type(node.outref) is tuple else (node.outref,)
-    for r in refs:
+    saved = node.outversions or (0,) * len(refs)
+    for r, v in zip(refs, saved, strict=True):
         y = r() if r is not None else None
-        if y is not None and y._version != 0:
+        if y is not None and y._vc.v != v:
             raise RuntimeError(
                 f"{node.fn.name}: its output (shape {tuple(y.shape)}) was modified in place after "
                 "it was saved for backward; use an out-of-place op or clone() it first"
             )
+
+
+def _prune(outputs, wrt):
+    """For a gradient with respect to ``wrt`` only: each node's ``needs`` restricted to the
+    inputs from which some tensor of ``wrt`` can be reached.
+
+    Backward then stops at ``wrt``: it neither differentiates branches that lead elsewhere
+    (parameters, when only the input gradient is asked for) nor walks past an intermediate
+    ``wrt`` tensor into the graph that produced it — which a nested transform relies on, since
+    its input is an alias node of the outer transform's traced value. Returns {node: needs}.
+    """
+    T = F._Tensor
+    wrt_leaf = set()
+    wrt_out = set()
+    for t in wrt:
+        if t._node is None:
+            wrt_leaf.add(id(t))
+        else:
+            wrt_out.add((id(t._node), t._index))
+    seen: dict = {}
+    stack = [y._node for y in outputs if y._node is not None]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        if node.inputs is None:
+            raise RuntimeError(
+                f"backward through the graph a second time ({node.fn.name}): its saved "
+                "arrays were freed; pass retain_graph=True to the first backward"
+            )
+        seen[id(node)] = node
+        for x in node.inputs:
+            if isinstance(x, T) and x._node is not None and id(x._node) not in seen:
+                stack.append(x._node)
+    reach: dict = {}
+    needs: dict = {}
+    for node in sorted(seen.values(), key=lambda n: n.seq):
+        eff = []
+        anyone = False
+        for x, n in zip(node.inputs, node.needs, strict=True):
+            ok = False
+            if n:
+                xn = x._node
+                if xn is None:
+                    ok = id(x) in wrt_leaf
+                else:
+                    ok = (id(xn), x._index) in wrt_out or reach[id(xn)]
+            eff.append(ok)
+            anyone = anyone or ok
+        reach[id(node)] = anyone
+        needs[node] = tuple(eff)
+    return needs
 
 
 def _output_tensors(node):
@@ -123,10 +169,13 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
     heap: list = []
     heappush, heappop = heapq.heappush, heapq.heappop
     want_nodes: dict = {}  # node -> list of (index, tensor) for intermediate wrt tensors
+    pruned = None
     if wrt is not None:
         for t in wrt:
             if t._node is not None:
                 want_nodes.setdefault(t._node, []).append((t._index, t))
+        if not accumulate:
+            pruned = _prune(outputs, wrt)
     captured: dict = {}
 
     def push(t, g):
@@ -140,7 +189,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
         push(y, g)
 
     anomaly = state.anomaly
-    epoch = state.inplace_epoch
+    epoch = mode.versions.inplace_epoch
     prev_mode = state.grad
     state.grad = create_graph
     try:
@@ -158,6 +207,13 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
             if want_nodes and node in want_nodes:
                 for idx, t in want_nodes[node]:
                     captured[id(t)] = g[idx] if type(g) is list else g
+            needs = node.needs
+            if pruned is not None:
+                needs = pruned[node]
+                if True not in needs:  # nothing of wrt lies beyond this node
+                    if not retain_graph:
+                        node.inputs = node.datas = node.out = node.kw = None
+                    continue
             fn = node.fn
             if type(g) is list:  # multi-output: missing cotangents are zero
                 g = tuple(_ones_like(o) * 0 if gi is None else gi
@@ -165,12 +221,12 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
                 if create_graph:
                     g = tuple(gi if isinstance(gi, T) else T._wrap(gi, None, 0) for gi in g)
             if create_graph:
-                gxs = fn.vjp(g, _output_tensors(node), *inputs, needs=node.needs, **node.kw)
+                gxs = fn.vjp(g, _output_tensors(node), *inputs, needs=needs, **node.kw)
             else:
-                gxs = fn.vjp(g, node.out, *node.datas, needs=node.needs, **node.kw)
+                gxs = fn.vjp(g, node.out, *node.datas, needs=needs, **node.kw)
             if anomaly:
                 F._check_finite(fn, "backward", tuple(gxs))
-            for i, need in enumerate(node.needs):
+            for i, need in enumerate(needs):
                 if not need:
                     continue
                 gx = gxs[i]

@@ -16,27 +16,40 @@ from . import function as F
 from . import mode
 
 
-def _collect(outputs):
-    """All nodes reachable from the outputs, in creation (evaluation) order."""
+def _collect(outputs, primals, since):
+    """The nodes between the primals and the outputs, in creation (evaluation) order.
+
+    The walk stops at the primals (a primal may be an alias node of an outer transform's
+    variable: what produced it is not differentiated here) and at nodes older than ``since``
+    (created before the primals, they cannot depend on them).
+    """
+    T = F._Tensor
+    stop = {id(p) for p in primals}
     seen = {}
-    stack = [y._node for y in outputs if y._node is not None]
+    stack = [y._node for y in outputs
+             if y._node is not None and id(y) not in stop and y._node.seq >= since]
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
-        seen[id(node)] = node
         if node.inputs is None:
             raise RuntimeError(f"jvp: the graph at {node.fn.name} was already freed by backward")
+        seen[id(node)] = node
         for x in node.inputs:
-            if isinstance(x, F._Tensor) and x._node is not None and id(x._node) not in seen:
+            if (isinstance(x, T) and x._node is not None and id(x) not in stop
+                    and x._node.seq >= since and id(x._node) not in seen):
                 stack.append(x._node)
     return sorted(seen.values(), key=lambda n: n.seq)
 
 
-def push_tangents(primals, tangents, outputs, create_graph=False):
-    """Given traced ``outputs`` of ``primals``, return the output tangents J·tangents."""
+def push_tangents(primals, tangents, outputs, create_graph=False, since=0):
+    """Given traced ``outputs`` of ``primals``, return the output tangents J·tangents.
+
+    ``since``: a node sequence number no larger than that of any node depending on the primals
+    (nodes older than it are not visited).
+    """
     T = F._Tensor
-    tan: dict = {}  # id(tensor) -> tangent, for primals; (node id, index) -> tangent otherwise
+    tan: dict = {}  # id(primal) -> its tangent
     for p, t in zip(primals, tangents, strict=True):
         tan[id(p)] = t
     node_tan: dict = {}
@@ -44,15 +57,16 @@ def push_tangents(primals, tangents, outputs, create_graph=False):
     def tangent_of(x):
         if not isinstance(x, T):
             return None
-        if x._node is None:
-            return tan.get(id(x))
+        t = tan.get(id(x))
+        if t is not None or x._node is None:
+            return t
         v = node_tan.get(id(x._node))
         if v is None:
             return None
         return v[x._index] if type(x._node.out) is tuple else v
 
     with mode.set_grad_enabled(create_graph):
-        for node in _collect(outputs):
+        for node in _collect(outputs, primals, since):
             dxs = tuple(tangent_of(x) for x in node.inputs)
             if all(d is None for d in dxs):
                 continue
@@ -75,11 +89,7 @@ def _fit_tangent(node, dy):
     if type(node.out) is tuple or dy is None:
         return dy
     if tuple(dy.shape) != tuple(node.out.shape):
-        from ..ops.shape import broadcast_to
-
-        dy = broadcast_to(dy, node.out.shape)
+        dy = F.REGISTRY["broadcast_to"].apply(dy, shape=tuple(node.out.shape))
     if dy.dtype != node.out.dtype:
-        from ..ops.arithmetic import cast
-
-        dy = cast(dy, node.out.dtype)
+        dy = F.REGISTRY["cast"].apply(dy, dtype=node.out.dtype)
     return dy

@@ -38,6 +38,7 @@ _Tensor = None  # set by tensorcalc.tensor (it sits above this module)
 _seq = itertools.count()
 _weakref = weakref.ref
 _mode = mode.state
+_versions = mode.versions
 
 
 def _register_tensor(cls):
@@ -61,12 +62,14 @@ class Node:
     ``inputs`` holds the positional operands (Tensors or constants), ``out`` the output array(s),
     ``outref`` a weak reference to the output Tensor(s) (a strong one would make a cycle), ``seq``
     a creation counter: a node's inputs always have smaller ``seq``, so visiting nodes by
-    decreasing ``seq`` is a reverse topological order. ``versions`` are the inputs' version
-    counters when recorded and ``epoch`` the global in-place epoch (see ``mode``).
+    decreasing ``seq`` is a reverse topological order. ``versions`` are the inputs' storage
+    versions when recorded, ``outversions`` the outputs' (non-zero only for a view of an input),
+    ``epoch`` the global in-place epoch (see ``mode``) and ``module`` the innermost
+    :class:`~tensorcalc.nn.Module` running when the node was made (None outside modules).
     """
 
     __slots__ = ("fn", "inputs", "datas", "kw", "out", "outref", "needs", "seq", "versions",
-                 "epoch", "__weakref__")
+                 "outversions", "epoch", "module", "__weakref__")
 
     @property
     def multi(self) -> bool:
@@ -74,6 +77,9 @@ class Node:
 
     def __repr__(self):
         return f"<Node {self.fn.name} #{self.seq}>"
+
+
+_object_new = object.__new__
 
 
 def _new_node(fn, inputs, datas, kw, out, needs, versions):
@@ -85,13 +91,32 @@ def _new_node(fn, inputs, datas, kw, out, needs, versions):
     node.out = out
     node.needs = needs
     node.versions = versions
+    node.outversions = None
     node.seq = next(_seq)
-    node.epoch = _mode.inplace_epoch
+    node.epoch = _versions.inplace_epoch
+    node.module = _mode.module
     node.outref = None
     return node
 
 
-_object_new = object.__new__
+def _root(a):
+    """The array that owns ``a``'s memory (``a`` itself if it owns it)."""
+    while True:
+        b = a.base
+        if b is None or not hasattr(b, "base"):
+            return a
+        a = b
+
+
+def _share_versions(ys, args):
+    """Outputs that alias an input's storage (a view, or the input array itself) take that
+    input's version counter."""
+    for y in ys:
+        r = _root(y.data)
+        for a in args:
+            if isinstance(a, _Tensor) and _root(a.data) is r:
+                y._vc = a._vc
+                break
 
 
 def _shape(a):
@@ -103,6 +128,9 @@ class Function:
 
     name = "function"
     broadcasts = False  # True: inputs broadcast against each other; the engine sums gradients back
+    # True: the output may alias an input's memory (reshape, transpose, basic getitem, ...); it
+    # then shares that input's version counter, so in-place writes through it are seen.
+    views = False
 
     @classmethod
     def apply(cls, *args, **kw):
@@ -126,7 +154,7 @@ class Function:
                     needs.append(True)
                 else:
                     needs.append(False)
-                versions.append(a._version)
+                versions.append(a._vc.v)
             else:
                 datas.append(a)
                 needs.append(False)
@@ -138,18 +166,24 @@ class Function:
         if _mode.anomaly:
             _check_finite(cls, "forward", out)
         wrap = T._wrap
+        multi = type(out) is tuple
         if not (record and _mode.grad):
-            if type(out) is tuple:
-                return tuple(wrap(o, None, 0) for o in out)
-            return wrap(out, None, 0)
+            ys = tuple(wrap(o, None, 0) for o in out) if multi else (wrap(out, None, 0),)
+            if cls.views:
+                _share_versions(ys, args)
+            return ys if multi else ys[0]
         node = _new_node(cls, args, datas, kw, out, needs, versions)
-        if type(out) is tuple:
+        if multi:
             ys = tuple(wrap(o, node, i) for i, o in enumerate(out))
             node.outref = tuple(_weakref(y) for y in ys)
-            return ys
-        y = wrap(out, node, 0)
-        node.outref = _weakref(y)
-        return y
+        else:
+            y = wrap(out, node, 0)
+            node.outref = _weakref(y)
+            ys = (y,)
+        if cls.views:
+            _share_versions(ys, args)
+            node.outversions = tuple(y._vc.v for y in ys)
+        return ys if multi else ys[0]
 
     @classmethod
     def _explain(cls, err, datas):
@@ -221,7 +255,11 @@ class Linear(Function):
     """y = L(x₁, ..., xₙ) with L linear: the JVP is L applied to the tangents.
 
     Subclasses write the VJP as the transpose op (broadcast_to ↔ sum_to, unfold ↔ fold, ...).
+    Structural ops (reshape, transpose, slicing, ...) may return a view of their input: the
+    output then shares the input's version counter (``views``).
     """
+
+    views = True
 
     @classmethod
     def jvp(cls, dxs, y, *xs, **kw):

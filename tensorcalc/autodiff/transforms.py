@@ -1,10 +1,28 @@
 """Transforms of Python functions of Tensors: grad, value_and_grad, vjp, jvp, jacobian, hessian,
-hvp.
+hvp — over pytrees, and nestable without perturbation confusion.
 
 Each takes ``f`` and returns a new function (or evaluates at given primals, for vjp/jvp/hvp).
-Inputs may be arrays, numbers or Tensors. When an input is a Tensor that itself requires grad
-(an outer transform is tracing it), the derivative is computed with ``create_graph=True`` so the
-outer transform can differentiate it again — that is how ``hessian = jacobian(grad(f))`` works.
+Inputs may be arrays, numbers, Tensors, or pytrees of them (dicts, lists, tuples: see
+:mod:`~tensorcalc.autodiff.pytree`); results have the inputs' structure.
+
+**One tape, distinct variables.** tensorcalc records every op on one tape. A transform makes a
+*fresh* variable for each input it differentiates: a new leaf for an array, and for a Tensor that
+is already being traced (an outer transform's variable, or any tensor that requires grad) an
+*alias* — a new node y = x on the tape. The inner transform differentiates with respect to y
+alone: the reverse sweep stops at y (the engine prunes the sweep to the paths that reach the
+requested variables) and forward mode seeds tangents at y only. So in
+
+    f = lambda x: grad(lambda y: x * y)(x)          # ∂(x·y)/∂y = x, so f(x) = x and f′(x) = 1
+
+the inner gradient is x (not 2x, the classic "perturbation confusion" that JAX avoids with trace
+levels), and the outer transform still sees every path from its own variable — through the
+closure and through the alias — so f′(3) = 1.
+
+**When the result stays differentiable.** If the traced function reaches any tensor that
+requires grad other than the transform's fresh leaves (an outer transform's variable, a model
+parameter, an alias), the derivative is computed with ``create_graph=True`` and returned
+attached to the tape, so an outer transform — or ``loss.backward()`` in a training step, as in
+WGAN-GP's gradient penalty — can differentiate it again. Otherwise results are detached.
 """
 
 from __future__ import annotations
@@ -13,72 +31,167 @@ import math
 
 import numpy as np
 
+from ..backend import xp_of
 from . import function as F
 from . import mode
 from .engine import gradients
 from .forward import push_tangents
+from .pytree import tree_flatten, tree_unflatten
+
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp"]
 
 
 def _T():
     return F._Tensor
 
 
-def _prepare(args, argnums):
-    """Wrap the differentiated arguments as Tensors requiring grad. Returns (args, nested)."""
-    T = _T()
-    args = list(args)
-    nested = False
-    for i in argnums:
-        a = args[i]
-        if isinstance(a, T) and a.requires_grad:
-            nested = True  # an outer transform traces this input: keep the graph
-            continue
-        data = a.data if isinstance(a, T) else a
-        t = T(data)
-        if t.dtype.kind not in "fc":
-            t = T(np.asarray(data, dtype=np.float64))
-        t.requires_grad = True
-        args[i] = t
-    return args, nested
-
-
 def _argnums(argnums):
     return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
 
+def _fresh(leaf):
+    """A new variable for one input leaf: an alias node of a traced Tensor, else a new leaf."""
+    T = _T()
+    if isinstance(leaf, T):
+        if leaf._rg:
+            with mode.enable_grad():
+                return F.REGISTRY["cast"].apply(leaf, dtype=leaf.dtype), True
+        data = leaf.data
+    else:
+        data = leaf
+    t = T(data)
+    if t.dtype.kind not in "fc":
+        t = T(xp_of((t.data,)).asarray(t.data, dtype=np.float64))
+    t.requires_grad = True
+    return t, False
+
+
+class _Trace:
+    """The fresh variables of one transform call, and whether results must stay on the tape."""
+
+    def __init__(self, args, argnums):
+        args = list(args)
+        self.start = next(F._seq)  # every node depending on the fresh variables comes later
+        self.trees = []
+        self.vars = []      # flat list of the fresh variables, argnum by argnum
+        self.counts = []
+        self.aliased = False
+        if not args and argnums:
+            raise TypeError("transform: the function was called with no arguments")
+        for i in argnums:
+            if not -len(args) <= i < len(args):
+                raise ValueError(f"transform: argnum {i} but only {len(args)} arguments")
+            leaves, tree = tree_flatten(args[i])
+            if not leaves:
+                raise ValueError(f"transform: argument {i} has no array leaves to differentiate")
+            fresh = []
+            for leaf in leaves:
+                t, aliased = _fresh(leaf)
+                self.aliased = self.aliased or aliased
+                fresh.append(t)
+            args[i] = tree_unflatten(tree, fresh)
+            self.trees.append(tree)
+            self.vars.extend(fresh)
+            self.counts.append(len(fresh))
+        self.args = args
+        self.nested = self.aliased
+
+    def observe(self, outputs):
+        """Decide ``nested``: does the traced program reach a tensor that requires grad other
+        than our fresh leaves (so the results must stay differentiable)?"""
+        if self.nested:
+            return
+        T = _T()
+        fresh = {id(v) for v in self.vars}
+        seen = set()
+        stack = [y._node for y in outputs if isinstance(y, T) and y._node is not None]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen or node.inputs is None:
+                continue
+            seen.add(id(node))
+            for x in node.inputs:
+                if not isinstance(x, T):
+                    continue
+                if x._node is None:
+                    if x._rg and id(x) not in fresh:
+                        self.nested = True
+                        return
+                elif id(x._node) not in seen:
+                    stack.append(x._node)
+
+    def split(self, flat):
+        """Per-argnum pytrees from a flat list aligned with ``vars``."""
+        out, k = [], 0
+        for tree, n in zip(self.trees, self.counts, strict=True):
+            out.append(tree_unflatten(tree, flat[k:k + n]))
+            k += n
+        return out
+
+    def finish(self, x):
+        """Leave a result on the tape when nested, else detach it."""
+        T = _T()
+        if isinstance(x, T) and not self.nested:
+            return x.detach()
+        return x
+
+
+def _zeros_like(t):
+    return _T()._wrap(xp_of((t.data,)).zeros_like(t.data), None, 0)
+
+
+def _tensor_leaves(out, who):
+    T = _T()
+    leaves, tree = tree_flatten(out)
+    for leaf in leaves:
+        if not isinstance(leaf, T):
+            raise TypeError(f"{who}: f must return Tensors (or a pytree of them), got "
+                            f"{type(leaf).__name__}")
+    return leaves, tree
+
+
 def value_and_grad(f, argnums=0, has_aux=False):
-    """Return g(*args) -> (f(*args), ∇f) for scalar-valued f; ∇f is a tuple when argnums is.
+    """Return g(*args) -> (f(*args), ∇f) for scalar-valued f; ∇f has the structure of the
+    differentiated argument (a tuple over ``argnums`` when it is a tuple).
 
     With ``has_aux`` f returns (value, aux) and g returns ((value, aux), ∇f).
     """
     nums = _argnums(argnums)
 
     def g(*args):
+        T = _T()
         with mode.enable_grad():
-            targs, nested = _prepare(args, nums)
-            out = f(*targs)
-            val, aux = (out if has_aux else (out, None))
-            T = _T()
+            tr = _Trace(args, nums)
+            out = f(*tr.args)
+            if has_aux:
+                if not (isinstance(out, tuple) and len(out) == 2):
+                    raise ValueError("grad: with has_aux=True f must return (value, aux)")
+                val, aux = out
+            else:
+                val, aux = out, None
             if not isinstance(val, T) or val.size != 1:
                 shape = getattr(val, "shape", type(val).__name__)
                 raise ValueError(f"grad: f must return a scalar Tensor, got {shape}")
-            wrt = [targs[i] for i in nums]
+            tr.observe([val])
             if not val.requires_grad:
-                grads = [T(np.zeros_like(w.data)) for w in wrt]
+                flat = [_zeros_like(v) for v in tr.vars]
             else:
-                grads = gradients(val, wrt, create_graph=nested)
-                grads = [T(np.zeros_like(w.data)) if gr is None else gr
-                         for gr, w in zip(grads, wrt, strict=True)]
-        res = grads[0] if isinstance(argnums, int) else tuple(grads)
-        if not nested:
-            val = val.detach()
+                flat = gradients(val, tr.vars, create_graph=tr.nested,
+                                 retain_graph=tr.nested)
+                flat = [_zeros_like(v) if gr is None else gr
+                        for gr, v in zip(flat, tr.vars, strict=True)]
+            flat = [tr.finish(gr) for gr in flat]
+        per_arg = tr.split(flat)
+        res = per_arg[0] if isinstance(argnums, int) else tuple(per_arg)
+        val = tr.finish(val)
         return ((val, aux) if has_aux else val), res
 
     return g
 
 
 def grad(f, argnums=0, has_aux=False):
-    """Return ∇f: a function computing the gradient of scalar-valued f w.r.t. ``argnums``."""
+    """Return ∇f: a function computing the gradient of scalar-valued f w.r.t. ``argnums``
+    (pytrees in, the same pytrees out)."""
     vg = value_and_grad(f, argnums, has_aux)
 
     def g(*args):
@@ -91,120 +204,185 @@ def grad(f, argnums=0, has_aux=False):
 
 
 def vjp(f, *primals):
-    """Return (f(*primals), pullback) where pullback(ȳ) = (x̄₁, x̄₂, ...) = ȳᵀ J."""
+    """Return (f(*primals), pullback) where pullback(ȳ) = (x̄₁, x̄₂, ...) = ȳᵀ J.
+
+    ``ȳ`` has the structure of f's output; each x̄ᵢ that of primal i.
+    """
+    nums = tuple(range(len(primals)))
     with mode.enable_grad():
-        targs, nested = _prepare(primals, range(len(primals)))
-        out = f(*targs)
+        tr = _Trace(primals, nums)
+        out = f(*tr.args)
+    leaves, otree = _tensor_leaves(out, "vjp")
+    tr.observe(leaves)
 
     def pullback(g):
-        with mode.enable_grad():
-            res = gradients(out, targs, grad_outputs=g, retain_graph=True, create_graph=nested)
-        T = _T()
-        return tuple(T(np.zeros_like(t.data)) if r is None else r
-                     for r, t in zip(res, targs, strict=True))
+        gl, gtree = tree_flatten(g)
+        if gtree != otree:
+            raise ValueError(f"vjp: cotangent structure {gtree!r} does not match the output's "
+                             f"{otree!r}")
+        live = [i for i, y in enumerate(leaves) if y.requires_grad]
+        res = [None] * len(tr.vars)
+        if live:
+            with mode.enable_grad():
+                res = gradients([leaves[i] for i in live], tr.vars,
+                                grad_outputs=[gl[i] for i in live], retain_graph=True,
+                                create_graph=tr.nested)
+        flat = [tr.finish(_zeros_like(v) if r is None else r)
+                for r, v in zip(res, tr.vars, strict=True)]
+        return tuple(tr.split(flat))
 
-    return (out if nested else out.detach()), pullback
+    return tree_unflatten(otree, [tr.finish(y) for y in leaves]), pullback
 
 
 def jvp(f, primals, tangents, create_graph=False):
-    """Return (f(*primals), J·tangents) by forward mode (one trace, tangents pushed forward)."""
+    """Return (f(*primals), J·tangents) by forward mode (one trace, tangents pushed forward).
+
+    ``tangents`` has the structure of ``primals``; the output tangent that of f's output.
+    """
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     T = _T()
+    nums = tuple(range(len(primals)))
     with mode.enable_grad():
-        targs, nested = _prepare(primals, range(len(primals)))
-        out = f(*targs)
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    for p, t in zip(targs, tangents, strict=True):
+        tr = _Trace(primals, nums)
+        out = f(*tr.args)
+    leaves, otree = _tensor_leaves(out, "jvp")
+    tr.observe(leaves)
+    keep = tr.nested or create_graph
+    tans = []
+    for i, t in enumerate(tangents):
+        tl, ttree = tree_flatten(t)
+        if ttree != tr.trees[i]:
+            raise ValueError(f"jvp: tangent {i} has structure {ttree!r}, its primal "
+                             f"{tr.trees[i]!r}")
+        tans.extend(tl)
+    fixed = []
+    for p, t in zip(tr.vars, tans, strict=True):
         tshape = tuple(np.shape(t.data if isinstance(t, T) else t))
         if tshape != tuple(p.shape):
             raise ValueError(f"jvp: tangent of shape {tshape} for primal of shape {p.shape}")
-    tans = [t if isinstance(t, T) and (nested or create_graph) else
-            np.asarray(t.data if isinstance(t, T) else t, dtype=p.dtype)
-            for t, p in zip(tangents, targs, strict=True)]
-    dys = push_tangents(targs, tans, [o for o in outs if isinstance(o, T)],
-                        create_graph=nested or create_graph)
+        if isinstance(t, T) and keep:
+            fixed.append(t)
+        else:
+            d = t.data if isinstance(t, T) else t
+            fixed.append(xp_of((p.data,)).asarray(d, dtype=p.dtype))
+    dys = push_tangents(tr.vars, fixed, leaves, create_graph=keep, since=tr.start)
     res = []
-    for o, d in zip(outs, dys, strict=True):
+    for o, d in zip(leaves, dys, strict=True):
         if d is None:
-            d = np.zeros_like(o.data)
-        res.append(d if isinstance(d, T) else T(d))
-    outs = tuple(o if nested else o.detach() for o in outs)
-    if isinstance(out, (tuple, list)):
-        return outs, tuple(res)
-    return outs[0], res[0]
+            d = _zeros_like(o)
+        res.append(tr.finish(d if isinstance(d, T) else T._wrap(d, None, 0)))
+    outs = [tr.finish(o) for o in leaves]
+    return tree_unflatten(otree, outs), tree_unflatten(otree, res)
 
 
-def jacobian(f, argnums=0, mode_="reverse"):
-    """Return J(f): shape out.shape + in.shape. ``mode_`` 'reverse' (one VJP per output
-    element) or 'forward' (one JVP per input element)."""
+def jacobian(f, argnums=0, mode="reverse"):
+    """Return J(f): for an output y and an input x, an array of shape y.shape + x.shape.
+
+    ``mode`` 'reverse' (one VJP per output element) or 'forward' (one JVP per input element).
+    Pytrees: the result has the output's structure, each output leaf holding the input's
+    structure (a tuple over ``argnums`` when it is a tuple) — as JAX's jacobian.
+    """
     nums = _argnums(argnums)
-    if mode_ not in ("reverse", "forward"):
-        raise ValueError(f"jacobian: mode must be 'reverse' or 'forward', got {mode_!r}")
+    if mode not in ("reverse", "forward"):
+        raise ValueError(f"jacobian: mode must be 'reverse' or 'forward', got {mode!r}")
+    _mode = mode
 
     def J(*args):
+        from . import mode as gm
+
         T = _T()
-        with mode.enable_grad():
-            targs, nested = _prepare(args, nums)
-            out = f(*targs)
-        if not isinstance(out, T):
-            raise TypeError("jacobian: f must return a Tensor")
-        results = []
-        for i in nums:
-            x = targs[i]
-            if mode_ == "reverse":
-                rows = []
-                for k in range(out.size):
-                    e = np.zeros(out.size, dtype=out.dtype)
-                    e[k] = 1
-                    with mode.enable_grad():
-                        g = gradients(out, x, grad_outputs=e.reshape(out.shape),
-                                      retain_graph=True, create_graph=nested) \
-                            if out.requires_grad else None
-                    rows.append(T(np.zeros(x.shape, dtype=x.dtype)) if g is None else g)
-                from ..ops.shape import reshape, stack
-
-                jac = reshape(stack(rows, 0), out.shape + x.shape) if rows else \
-                    T(np.zeros(out.shape + x.shape, dtype=x.dtype))
-            else:
-                cols = []
-                n = math.prod(x.shape)
-                for k in range(n):
-                    e = np.zeros(n, dtype=x.dtype)
-                    e[k] = 1
-                    tans = [np.zeros(targs[j].shape, dtype=targs[j].dtype) for j in
-                            range(len(targs)) if isinstance(targs[j], T) and
-                            targs[j].requires_grad]
-                    prim = [targs[j] for j in range(len(targs))
-                            if isinstance(targs[j], T) and targs[j].requires_grad]
-                    tans[prim.index(x)] = e.reshape(x.shape)
-                    (d,) = push_tangents(prim, tans, [out], create_graph=nested)
-                    cols.append(T(np.zeros(out.shape, dtype=out.dtype)) if d is None else
-                                (d if isinstance(d, T) else T(d)))
-                from ..ops.shape import reshape, stack, transpose
-
-                st = stack(cols, 0)  # (n, *out.shape)
-                st = reshape(st, (n, out.size))
-                jac = reshape(transpose(st), out.shape + x.shape)
-            results.append(jac if nested else jac.detach())
-        return results[0] if isinstance(argnums, int) else tuple(results)
+        with gm.enable_grad():
+            tr = _Trace(args, nums)
+            out = f(*tr.args)
+        outs, otree = _tensor_leaves(out, "jacobian")
+        tr.observe(outs)
+        # blocks[o][v]: d out_o / d var_v as a Tensor of shape out_o.shape + var_v.shape
+        if _mode == "reverse":
+            blocks = [_reverse_rows(y, tr) for y in outs]
+        else:
+            blocks = _forward_cols(outs, tr)
+        per_out = []
+        for row in blocks:
+            per_arg = tr.split([tr.finish(b) for b in row])
+            per_out.append(per_arg[0] if isinstance(argnums, int) else tuple(per_arg))
+        return tree_unflatten(otree, per_out)
 
     return J
 
 
+def _reverse_rows(y, tr):
+    """d y / d vars by one VJP per element of y."""
+    from . import mode as gm
+
+    T = _T()
+    rows = [[] for _ in tr.vars]
+    xp = xp_of((y.data,))
+    for k in range(y.size):
+        e = xp.zeros(y.size, dtype=y.dtype)
+        e[k] = 1
+        if y.requires_grad:
+            with gm.enable_grad():
+                gs = gradients(y, tr.vars, grad_outputs=e.reshape(y.shape), retain_graph=True,
+                               create_graph=tr.nested)
+        else:
+            gs = [None] * len(tr.vars)
+        for r, g, v in zip(rows, gs, tr.vars, strict=True):
+            r.append(_zeros_like(v) if g is None else g)
+    ops = F.REGISTRY
+    out = []
+    for r, v in zip(rows, tr.vars, strict=True):
+        if not r:
+            out.append(T._wrap(xp.zeros(y.shape + v.shape, dtype=v.dtype), None, 0))
+            continue
+        st = ops["stack"].apply(*r, axis=0)
+        out.append(ops["reshape"].apply(st, shape=tuple(y.shape) + tuple(v.shape)))
+    return out
+
+
+def _forward_cols(outs, tr):
+    """d outs / d vars by one JVP per element of each variable."""
+    T = _T()
+    ops = F.REGISTRY
+    blocks = [[None] * len(tr.vars) for _ in outs]
+    xps = [xp_of((v.data,)) for v in tr.vars]
+    for j, v in enumerate(tr.vars):
+        n = math.prod(v.shape)
+        cols = [[] for _ in outs]
+        for k in range(n):
+            tans = [xp.zeros(w.shape, dtype=w.dtype) for w, xp in zip(tr.vars, xps, strict=True)]
+            e = xps[j].zeros(n, dtype=v.dtype)
+            e[k] = 1
+            tans[j] = e.reshape(v.shape)
+            ds = push_tangents(tr.vars, tans, outs, create_graph=tr.nested, since=tr.start)
+            for c, d, y in zip(cols, ds, outs, strict=True):
+                c.append(_zeros_like(y) if d is None else (d if isinstance(d, T) else
+                                                           T._wrap(d, None, 0)))
+        for i, (c, y) in enumerate(zip(cols, outs, strict=True)):
+            if not c:
+                blocks[i][j] = T._wrap(xps[j].zeros(y.shape + v.shape, dtype=y.dtype), None, 0)
+                continue
+            st = ops["reshape"].apply(ops["stack"].apply(*c, axis=0), shape=(n, y.size))
+            blocks[i][j] = ops["reshape"].apply(ops["transpose"].apply(st, axes=(1, 0)),
+                                                shape=tuple(y.shape) + tuple(v.shape))
+    return blocks
+
+
 def hessian(f, argnums=0):
-    """Return H(f) = J(∇f): forward-over-reverse (forward-mode Jacobian of the gradient)."""
-    if not isinstance(argnums, int):
-        raise ValueError("hessian: pass a single argnum")
-    return jacobian(grad(f, argnums), argnums, mode_="forward")
+    """Return H(f) = J(∇f): forward-over-reverse (forward-mode Jacobian of the gradient).
+
+    For a pytree argument (or a tuple of argnums) the result is nested the same way twice, as
+    JAX's hessian: H[a][b] = ∂²f / ∂a ∂b.
+    """
+    return jacobian(grad(f, argnums), argnums, mode="forward")
 
 
 def hvp(f, primals, tangents):
     """Hessian-vector product H(f)(x)·v by forward-over-reverse: the JVP of ∇f.
 
     Costs one gradient plus one forward push — about two gradient evaluations, and H is never
-    formed. Returns (∇f(x), H v) for a single primal or tuples for several.
+    formed. Returns (∇f(x), H v) for a single primal or tuples for several; pytrees allowed.
     """
     primals, tangents = tuple(primals), tuple(tangents)
     nums = tuple(range(len(primals)))
