@@ -169,18 +169,24 @@ def test_checkpoint_layout_and_manifest(tmp_path):
                         extra={"best_loss": 0.25, "history": np.arange(3.0)})
     manifest = json.loads((ck / "manifest.json").read_text())
     assert manifest["tensorcalc_version"] == tc.__version__
-    assert manifest["config"] == cfg and manifest["step"] == 2
+    assert manifest["format_version"] == ser.FORMAT_VERSION == 2
+    assert manifest["config"] == cfg and manifest["meta"]["step"] == 2
     assert manifest["created"].endswith("+00:00")
     tfile = ck / manifest["tensors"]["file"]
     assert hashlib.sha256(tfile.read_bytes()).hexdigest() == manifest["tensors"]["sha256"]
     assert sorted(f.name for f in ck.iterdir()) == sorted(["manifest.json", tfile.name])
     tensors = ser.load_weights(tfile)
-    assert "optim.state.0.exp_avg" in tensors and "optim.state.3.max_exp_avg_sq" in tensors
-    assert "model.fc1.weight" in tensors and "extra.history" in tensors
-    assert manifest["optimizer"]["class"] == "Adam"
-    assert manifest["optimizer"]["param_groups"][0]["lr"] == opt.param_groups[0]["lr"]
-    assert manifest["optimizer"]["state"]["0"]["step"] == 2
-    assert manifest["scheduler"]["state"]["last_epoch"] == 2
+    assert "optimizers/optimizer/0/exp_avg" in tensors
+    assert "optimizers/optimizer/3/max_exp_avg_sq" in tensors
+    assert "modules/model/fc1.weight" in tensors and "arrays/history" in tensors
+    mo = manifest["optimizers"]["optimizer"]
+    assert mo["class"] == "Adam"
+    assert mo["param_groups"][0]["lr"] == opt.param_groups[0]["lr"]
+    assert mo["state"]["0"]["step"] == 2
+    assert manifest["schedules"]["scheduler"]["state"]["last_epoch"] == 2
+    assert manifest["modules"]["model"]["keys"] == list(model.state_dict())
+    assert manifest["rngs"]["rng"]["bit_generator"] == "PCG64"
+    assert manifest["arrays"] == ["history"] and manifest["meta"]["extra"] == {"best_loss": 0.25}
 
     info = ser.load_checkpoint(ck)
     assert info.step == 2 and info.config == cfg

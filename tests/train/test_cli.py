@@ -184,7 +184,8 @@ def _start_and_signal(out, sig, args=RESUMABLE):
     while p.poll() is None and time.time() < deadline:
         try:
             with open(manifest) as f:
-                st = json.load(f)["extra"]["trainer"]
+                m = json.load(f)  # checkpoint format 2 keeps extra under meta
+                st = (m["meta"] if "meta" in m else m)["extra"]["trainer"]
             if st["epoch"] >= 1 and st["step_in_epoch"] > 0:
                 p.send_signal(sig)
                 state = st
@@ -229,3 +230,214 @@ def test_ctrl_c_saves_checkpoint_and_says_how_to_resume(tmp_path):
     r = tc(*RESUMABLE, "--out", run, "--resume")
     assert r.returncode == 0, r.stderr
     assert len((run / "history.csv").read_text().strip().splitlines()) == 4
+
+
+# ------------------------------------------------------------------------------ nothing lost
+def _main(args, capsys):
+    """Run the CLI in-process; (exit status, stdout, stderr)."""
+    from tensorcalc.cli import main
+
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _one_line_error(err):
+    lines = [x for x in err.splitlines() if x.strip()]
+    return len(lines) == 1 and lines[0].startswith("tensorcalc: error: ") \
+        and "Traceback" not in err
+
+
+SOFTMAX = ["train", "softmax-regression", *SMALL, "--no-report"]
+
+
+def test_a_run_is_refused_then_overwritten_and_foreign_files_survive(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, stdout, err = _main([*SOFTMAX, "--out", out], capsys)
+    assert rc == 0, err
+    assert "for 1 epoch\n" in stdout and "1 epochs" not in stdout
+    (out / "notes.txt").write_text("my notes")
+    before = _tree_digest(out)
+    rc, _, err = _main([*SOFTMAX, "--out", out], capsys)  # again, without a flag
+    assert rc == 2 and _one_line_error(err)
+    assert "already holds a tensorcalc run" in err and "--resume" in err \
+        and "--overwrite" in err
+    assert _tree_digest(out) == before  # nothing touched
+    rc, _, err = _main([*SOFTMAX, "--out", out, "--resume", "--overwrite"], capsys)
+    assert rc == 2 and "give one" in err and _tree_digest(out) == before
+    rc, _, err = _main([*SOFTMAX, "--out", out, "--overwrite", "--seed", "1"], capsys)
+    assert rc == 0, err
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "checkpoints" / "last" / "manifest.json").exists()
+    assert json.loads((out / "config.json").read_text())["seed"] == 1  # replaced
+    record = json.loads((out / "run.json").read_text())
+    assert "checkpoints" in record["files"] and "notes.txt" not in record["files"]
+
+
+def test_an_interrupted_run_is_not_discarded_by_a_fresh_start(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = _main([*SOFTMAX, "--out", out], capsys)
+    assert rc == 0, err
+    (out / "run.json").unlink()  # an older run, or one killed before its record was written
+    before = _tree_digest(out)
+    rc, _, err = _main([*SOFTMAX, "--out", out], capsys)
+    assert rc == 2 and "already holds a tensorcalc run" in err
+    assert _tree_digest(out) == before
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--lr", "-1e-3"], "--lr must be a number > 0, got -0.001"),
+    (["--lr", "-1E-3"], "--lr must be a number > 0"),
+    (["--weight-decay", "-1e-4"], "--weight-decay must be a number >= 0"),
+    (["--lr=-1e-3"], "--lr must be a number > 0"),
+])
+def test_negative_numbers_reach_the_validator(tmp_path, capsys, args, needle):
+    out = tmp_path / "never"
+    rc, _, err = _main([*SOFTMAX, *args, "--out", out], capsys)
+    assert rc == 2 and needle in err and _one_line_error(err)
+    assert "expected one argument" not in err
+    assert not out.exists()
+
+
+def test_negative_values_join_only_their_flag():
+    from tensorcalc.cli import _join_negative_values as j
+
+    assert j(["--lr", "-1e-3", "--quiet"]) == ["--lr=-1e-3", "--quiet"]
+    assert j(["--hidden", "-5,10", "--x", "-.5", "--y", "-inf"]) == [
+        "--hidden=-5,10", "--x=-.5", "--y=-inf"]
+    assert j(["-h"]) == ["-h"] and j(["--lr=1", "-2"]) == ["--lr=1", "-2"]
+    assert j(["--lr", "--quiet"]) == ["--lr", "--quiet"]
+
+
+def _fake_finished_run(d):
+    (d / "checkpoints" / "last").mkdir(parents=True)
+    (d / "checkpoints" / "last" / "manifest.json").write_text("{}")
+    (d / "config.json").write_text('{"recipe": "mlp"}')
+    (d / "history.csv").write_text("epoch,train_loss\n1,0.1\n")
+    return _tree_digest(d)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--dropout", "1.5"], "1.5"),
+    (["--hidden", "-5"], "-5"),
+    (["--hidden", "0,10"], "0"),
+    (["--lr", "-1e-3"], "--lr must be a number > 0"),
+])
+def test_a_typo_never_touches_a_finished_run(tmp_path, capsys, args, needle):
+    # the old CLI cleared checkpoints/ and history.csv, then found the bad value
+    out = tmp_path / "finished"
+    before = _fake_finished_run(out)
+    rc, _, err = _main(["train", "mlp", *args, "--limit", "100", "--out", out, "--quiet"],
+                       capsys)
+    assert rc == 2 and needle in err and _one_line_error(err)
+    assert "already holds" not in err  # the setting was checked first
+    assert _tree_digest(out) == before
+
+
+def test_out_that_is_a_file_or_under_a_file(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    rc, _, err = _main([*SOFTMAX, "--out", f], capsys)
+    assert rc == 2 and "is a file, not a directory" in err and _one_line_error(err)
+    rc, _, err = _main([*SOFTMAX, "--out", f / "run"], capsys)
+    assert rc == 2 and "file.txt is a file" in err and _one_line_error(err)
+    assert f.read_text() == "x"
+
+
+def test_an_unwritable_out_is_one_line(tmp_path, capsys, monkeypatch):
+    import builtins
+    import errno
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    real_open = builtins.open
+
+    def deny(path, *a, **k):  # tests run as root: chmod would not stop them
+        if str(path).startswith(str(out)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    rc, _, err = _main([*SOFTMAX, "--out", out], capsys)
+    monkeypatch.undo()
+    assert rc == 2 and "permission denied" in err and _one_line_error(err)
+    assert os.listdir(out) == []
+
+
+def test_a_full_disk_while_writing_the_report_keeps_the_checkpoint(tmp_path, capsys,
+                                                                     monkeypatch):
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from tensorcalc import serialization as S
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    out = tmp_path / "run"
+    rc, _, err = _main(["train", "softmax-regression", *SMALL, "--out", out], capsys)
+    monkeypatch.undo()
+    assert rc == 2 and "no space left" in err and _one_line_error(err)
+    S.load_checkpoint(str(out / "checkpoints" / "last"))  # still loadable, verified
+    assert "checkpoints" in json.loads((out / "run.json").read_text())["files"]
+    rc, _, err = _main([*SOFTMAX, "--out", out, "--overwrite"], capsys)  # and replaceable
+    assert rc == 0, err
+
+
+def test_an_allocation_too_large_for_memory_is_one_line(tmp_path, capsys):
+    # 10¹² × 784 float32 weights (3 PB) exceed any address space, so the allocation fails at
+    # once even where the kernel overcommits
+    out = tmp_path / "never"
+    rc, _, err = _main(["train", "mlp", "--hidden", "1000000000000", "--out", out], capsys)
+    assert rc == 2 and "not enough memory" in err and _one_line_error(err)
+    assert not out.exists()
+
+
+def test_demo_replaces_only_its_own_directory(monkeypatch, capsys):
+    from tensorcalc import cli
+
+    calls = []
+
+    class Res:
+        test, history, report = {"acc": 0.99, "loss": 0.1}, [], None
+
+    def fake(name, over, out, **kw):
+        calls.append((out, kw["overwrite"]))
+        return Res()
+
+    monkeypatch.setattr(cli._recipes(), "train_recipe", fake)
+    assert cli.main(["demo", "--quiet"]) == 0
+    assert cli.main(["demo", "--quiet", "--out", "elsewhere"]) == 0
+    assert cli.main(["demo", "--quiet", "--out", "elsewhere", "--overwrite"]) == 0
+    assert calls == [(os.path.join("runs", "demo"), True), ("elsewhere", False),
+                     ("elsewhere", True)]
+
+
+def test_evaluate_json_prints_one_matrix_row_per_line(run_dir, capsys):
+    rc, out, err = _main(["evaluate", run_dir, "--json"], capsys)
+    assert rc == 0, err
+    parsed = json.loads(out)
+    m = parsed["confusion"]
+    rows = [line.strip().rstrip(",") for line in out.splitlines()]
+    assert all(json.dumps(r) in rows for r in m)  # each row of the matrix on its own line
+    assert len(out.splitlines()) < 30
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: np.save(p, np.array(["a", "b"])), "holds text"),
+    (lambda p: np.save(p, np.ones((2, 28, 28)) * (1 + 1j)), "holds complex numbers"),
+    (lambda p: np.save(p, np.zeros((0, 28, 28))), "holds no values"),
+    (lambda p: p.write_bytes(b""), "cannot read"),
+    (lambda p: p.write_bytes(b"\x93NUMPY garbage"), "cannot read"),
+    (lambda p: np.savez(open(p, "wb"), a=np.ones(3)), ".npz archive"),
+])
+def test_predict_refuses_unusable_input_files(run_dir, tmp_path, capsys, make, needle):
+    p = tmp_path / "in.npy"
+    make(p)
+    rc, _, err = _main(["predict", run_dir, "--input", p], capsys)
+    assert rc == 2 and needle in err and _one_line_error(err)
