@@ -4,6 +4,8 @@
     tensorcalc train RECIPE [--epochs N --lr X ...]   train; `tensorcalc train RECIPE --help`
                                                       lists that recipe's hyperparameters
     tensorcalc train RECIPE --out DIR --resume        continue a run from its last checkpoint
+    tensorcalc train RECIPE --out DIR --overwrite     replace the run in DIR (only the files
+                                                      tensorcalc wrote there are removed)
     tensorcalc evaluate RUN_DIR_OR_CHECKPOINT         score a saved model on the test split
     tensorcalc predict RUN_DIR --input x.npy          predictions for your own inputs
     tensorcalc predict RUN_DIR --index 0,1,2          ... or for test examples
@@ -16,8 +18,11 @@ thread is the default because on a machine shared with other work OpenBLAS's thr
 each other and a run can take 20x longer; on an idle machine, 2 threads gain little for these
 model sizes (benchmarks/RESULTS.md).
 
-Errors (unknown recipe, a bad flag value, bad data, a corrupt checkpoint) print one message
-and exit with status 2; a diverged run exits 1; Ctrl-C saves a checkpoint and exits 130.
+Errors (unknown recipe, a bad flag value, bad data, a corrupt checkpoint, a run directory in
+use or not writable, a full disk, a setting too large for memory) print one message and exit
+with status 2; a diverged run exits 1; Ctrl-C saves a checkpoint and exits 130. A negative
+number is a value, not a flag: ``--lr -1e-3`` reaches the check of --lr. Set TENSORCALC_DEBUG=1
+for the traceback of an error.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import textwrap
 
@@ -67,8 +73,7 @@ def _show(v):
 
 def _add_hyperparameters(p, recipe, defaults_none: bool = True):
     """One --flag per hyperparameter of ``recipe``, typed like its default."""
-    from .recipes import COMMON_HELP
-    from .recipes.runner import flag
+    from .recipes import COMMON_HELP, flag
 
     cfg = recipe.config()
     g = p.add_argument_group(f"hyperparameters of {recipe.name} (default in brackets)")
@@ -102,6 +107,20 @@ def _fmt_pct(v):
     return f"{100 * v:.2f} %"
 
 
+def _compact_json(obj, indent: int = 1, level: int = 0) -> str:
+    """JSON with one key per line and each list of numbers on one line (a matrix: one row per
+    line), so a confusion matrix reads as a matrix."""
+    pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+    if isinstance(obj, dict) and obj:
+        items = [f"{inner}{json.dumps(str(k))}: {_compact_json(v, indent, level + 1)}"
+                 for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, list) and obj and any(isinstance(v, (list, dict)) for v in obj):
+        items = [inner + _compact_json(v, indent, level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    return json.dumps(obj)
+
+
 def _print_result(res, recipe_name: str):
     t = res.test
     if "acc" in t:
@@ -114,7 +133,8 @@ def _print_result(res, recipe_name: str):
                                    if isinstance(v, float))
     print(line)
     if res.history:
-        print(f"training time {res.train_seconds:.1f} s for {len(res.history)} epochs")
+        n = len(res.history)
+        print(f"training time {res.train_seconds:.1f} s for {n} epoch{'' if n == 1 else 's'}")
     if res.report:
         print(f"report: {res.report}")
 
@@ -152,17 +172,25 @@ def cmd_train(argv):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (give --epochs to "
                         "train longer)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out: the files tensorcalc wrote there are removed "
+                        "(listed in its run.json), nothing else")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the result")
     p.add_argument("--no-report", action="store_true", help="skip report.html and its figures")
     _add_hyperparameters(p, recipe)
     ns = p.parse_args(rest)
+    if ns.resume and ns.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it; give "
+                       "one")
     res = _recipes().train_recipe(recipe.name, _given(ns, recipe), ns.out, resume=ns.resume,
-                                  quiet=ns.quiet, report=not ns.no_report)
+                                  quiet=ns.quiet, report=not ns.no_report,
+                                  overwrite=ns.overwrite)
     _print_result(res, recipe.name)
     return 0
 
 
 DEMO_RECIPE, DEMO_TARGET = "lenet", 0.98
+DEMO_OUT = os.path.join("runs", "demo")
 
 
 def cmd_demo(argv):
@@ -176,8 +204,11 @@ def cmd_demo(argv):
                     "`tensorcalc train lenet --help` lists the settings; `tensorcalc train mlp` "
                     "trains the multilayer perceptron.",
         epilog="Exit status 0 when the target is met, 1 when not.")
-    p.add_argument("--out", default=os.path.join("runs", "demo"), help="run directory "
-                                                                       "[runs/demo]")
+    p.add_argument("--out", default=None,
+                   help="run directory [runs/demo: the demo's own, each demo replaces the "
+                        "previous demo run there]")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run in --out (only the files tensorcalc wrote there)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the result")
     p.add_argument("--epochs", type=int, default=None,
                    help="override the recipe's number of epochs (for a quicker look)")
@@ -187,7 +218,11 @@ def cmd_demo(argv):
     print("tensorcalc demo: a convolutional network (LeNet-5) learns handwritten digits, from "
           "scratch, on NumPy.")
     over = {} if ns.epochs is None else {"epochs": ns.epochs}
-    res = _recipes().train_recipe(DEMO_RECIPE, over, ns.out, quiet=ns.quiet)
+    # runs/demo belongs to the demo: `make demo` twice replaces the first demo run (only the
+    # files it wrote); any other --out is protected like `tensorcalc train`'s
+    own = ns.out is None
+    res = _recipes().train_recipe(DEMO_RECIPE, over, DEMO_OUT if own else ns.out,
+                                  quiet=ns.quiet, overwrite=own or ns.overwrite)
     _print_result(res, DEMO_RECIPE)
     acc = res.test["acc"]
     verdict = "met" if acc >= DEMO_TARGET else "NOT met"
@@ -207,7 +242,7 @@ def cmd_evaluate(argv):
                    help="use checkpoints/best (best validation epoch) instead of last")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     ns = p.parse_args(argv)
-    from .recipes.runner import evaluate_run
+    from .recipes import evaluate_run
 
     res = evaluate_run(ns.path, "best" if ns.best else "last")
     if ns.json:
@@ -215,7 +250,7 @@ def cmd_evaluate(argv):
                "n": res["n"], "test": res["test"]}
         if "confusion" in res:
             out["confusion"] = res["confusion"].tolist()
-        print(json.dumps(out, indent=1))
+        print(_compact_json(out))
         return 0
     print(f"{res['recipe']} from {res['checkpoint']}: {res['data']} test split, "
           f"{res['n']:,} examples")
@@ -253,7 +288,7 @@ def cmd_predict(argv):
     p.add_argument("--top", type=int, default=3, help="classes to show per example [3]")
     p.add_argument("--output", help="also save the raw model outputs to this .npy file")
     ns = p.parse_args(argv)
-    from .recipes.runner import predict_run
+    from .recipes import predict_run
 
     inputs, index = None, None
     if ns.input:
@@ -261,8 +296,14 @@ def cmd_predict(argv):
             raise CLIError(f"--input: no such file {ns.input}")
         try:
             inputs = np.load(ns.input, allow_pickle=False)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError) as e:
             raise CLIError(f"--input: cannot read {ns.input} as a .npy array ({e})") from None
+        if not isinstance(inputs, np.ndarray):  # an .npz archive
+            raise CLIError(f"--input: {ns.input} is an .npz archive; save one array with "
+                           "numpy.save")
+        from .data import check_numeric
+
+        check_numeric(inputs, f"--input {ns.input}")
     else:
         try:
             index = [int(s) for s in (ns.index or "0").split(",") if s.strip()]
@@ -315,7 +356,7 @@ def cmd_tune(argv):
     p.add_argument("--quiet", action="store_true")
     _add_hyperparameters(p, recipe)
     ns = p.parse_args(rest)
-    from .recipes.runner import flag, tune_recipe
+    from .recipes import flag, tune_recipe
     from .train.tune import format_setting, parse_values
 
     cfg = recipe.config()
@@ -395,6 +436,30 @@ def _pop_threads(argv: list) -> int:
     return n
 
 
+_NEGATIVE_VALUE = re.compile(r"-(\d|\.\d|inf\b|nan\b)", re.IGNORECASE)
+
+
+def _join_negative_values(argv: list) -> list:
+    """``--lr -1e-3`` -> ``--lr=-1e-3``. argparse takes a token that starts with '-' for an
+    option unless it looks like -N or -N.N, so "-1e-3", "-5,10" or "-inf" after a flag would be
+    "expected one argument" instead of reaching the flag's check. No option of ours starts with
+    a digit, so such a token is always a value."""
+    out = []
+    for a in argv:
+        prev = out[-1] if out else ""
+        if (_NEGATIVE_VALUE.match(a) and prev.startswith("--") and "=" not in prev
+                and len(prev) > 2):
+            out[-1] = f"{prev}={a}"
+        else:
+            out.append(a)
+    return out
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return " ".join(text.split())
+
+
 def main(argv=None) -> int:
     """Entry point of the ``tensorcalc`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -421,10 +486,11 @@ def main(argv=None) -> int:
         return EXIT_ERROR
     from .recipes import RecipeError
     from .serialization import CheckpointError
-    from .train.trainer import TrainingDiverged, TrainingInterrupted
+    from .train import TrainingDiverged, TrainingInterrupted
+    from .train.rundir import describe_os_error
 
     try:
-        return cmd(argv[1:])
+        return cmd(_join_negative_values(argv[1:]))
     except TrainingInterrupted as e:
         print(f"\ntensorcalc: {e}", file=sys.stderr)
         run_dir = os.path.dirname(os.path.dirname(e.checkpoint)) if e.checkpoint else None
@@ -443,10 +509,22 @@ def main(argv=None) -> int:
     except TrainingDiverged as e:
         print(f"tensorcalc: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
-    except (CLIError, RecipeError, CheckpointError, ValueError, FileNotFoundError) as e:
+    except (CLIError, RecipeError, CheckpointError, ValueError) as e:  # RunDirError, DataError
         if os.environ.get("TENSORCALC_DEBUG"):
             raise
-        print(f"tensorcalc: error: {e}", file=sys.stderr)
+        print(f"tensorcalc: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError as e:  # numpy's ArrayMemoryError too: "Unable to allocate 292 GiB ..."
+        if os.environ.get("TENSORCALC_DEBUG"):
+            raise
+        detail = _one_line(e) if str(e).strip() else "an allocation failed"
+        print(f"tensorcalc: error: not enough memory: {detail}; choose smaller settings "
+              "(e.g. --hidden, --batch-size)", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # a full disk, a directory that cannot be written, a missing file
+        if os.environ.get("TENSORCALC_DEBUG"):
+            raise
+        print(f"tensorcalc: error: {describe_os_error(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 

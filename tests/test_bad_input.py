@@ -101,3 +101,52 @@ def test_take_out_of_range_and_non_integer():
 def test_grad_of_non_scalar_function():
     with pytest.raises(ValueError, match="grad: f must return a scalar"):
         tc.grad(lambda x: x * 2.0)(np.ones(3))
+
+
+# ------------------------------------------------------------------------------ user data
+def test_check_numeric_names_what_a_file_holds():
+    from tensorcalc.data import DataError, check_numeric
+
+    assert check_numeric(np.ones((2, 3), np.uint8), "x").dtype == np.uint8
+    assert check_numeric([True, False], "x").dtype == bool
+    for bad, words in [(np.array(["a"]), "holds text"), (np.array([b"a"]), "holds bytes"),
+                       (np.ones(2, np.complex64), "holds complex numbers"),
+                       (np.array([None, 1]), "holds Python objects"),
+                       (np.array(["2020-01-01"], "datetime64[D]"), "holds dates"),
+                       (np.zeros((0, 28, 28)), r"holds no values \(shape \(0, 28, 28\)\)")]:
+        with pytest.raises(DataError, match="inputs: " + words):
+            check_numeric(bad, "inputs")
+    assert check_numeric(np.zeros(0), "x", allow_empty=True).size == 0
+    assert issubclass(DataError, ValueError)
+
+
+def test_data_checks_raise_data_error():
+    from tensorcalc.data import DataError, check_finite, check_labels
+
+    with pytest.raises(DataError, match="row 1 contains NaN/Inf"):
+        check_finite(np.array([[0.0], [np.nan]]), "d")
+    with pytest.raises(DataError, match="label 7 at row 0 is out of range"):
+        check_labels(np.array([7]), 3, "y")
+
+
+def test_settings_helpers_say_what_was_expected():
+    from tensorcalc.data import check_at_least, check_fraction, check_widths
+
+    assert check_fraction(0.0, "--dropout") == 0.0 and check_fraction(1, "p", closed=True) == 1
+    for v in (1.0, 1.5, -0.1, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match=r"--dropout must be in \[0, 1\)"):
+            check_fraction(v, "--dropout")
+    assert check_at_least(0, "--shift", integer=True) == 0
+    with pytest.raises(ValueError, match="--shift must be an integer >= 0, got -1"):
+        check_at_least(-1, "--shift", integer=True)
+    with pytest.raises(ValueError, match="--shift must be an integer >= 0, got 1.5"):
+        check_at_least(1.5, "--shift", integer=True)
+    with pytest.raises(ValueError, match="--temperature must be a number >= 0.5"):
+        check_at_least(float("inf"), "--temperature", 0.5)
+    assert check_widths((256, np.int64(128)), "--hidden") == (256, 128)
+    assert check_widths(64, "--hidden") == (64,) and check_widths((), "--hidden") == ()
+    for bad in ((-5,), (0, 10), (2.5,), (True,), "256"):
+        with pytest.raises(ValueError, match="--hidden must be widths >= 1"):
+            check_widths(bad, "--hidden")
+    with pytest.raises(ValueError, match="--channels must be widths >= 1"):
+        check_widths((), "--channels", allow_empty=False)

@@ -11,7 +11,9 @@ NumPy throughout; Tensors only on request (``DataLoader(..., as_tensor=True)``).
   :class:`CharVocab`. Fashion-MNIST from IDX files: :func:`load_fashion_mnist`,
   :func:`download_fashion_mnist`.
 * Synthetic: :func:`make_linear`, :func:`make_moons`, :func:`make_spirals`, :func:`make_blobs`.
-* Validation: :func:`check_finite`, :func:`check_labels`.
+* Validation: :class:`DataError`, :func:`check_numeric`, :func:`check_finite`,
+  :func:`check_labels`; settings: :func:`check_fraction`, :func:`check_at_least`,
+  :func:`check_widths`.
 """
 
 from .dataset import ArrayDataset, Dataset, Subset, TensorDataset, as_array  # noqa: F401
@@ -49,4 +51,12 @@ from .transforms import (  # noqa: F401
     ToFloat,
     Transform,
 )
-from .validation import check_finite, check_labels  # noqa: F401
+from .validation import (  # noqa: F401
+    DataError,
+    check_at_least,
+    check_finite,
+    check_fraction,
+    check_labels,
+    check_numeric,
+    check_widths,
+)

@@ -60,7 +60,8 @@ class RunDirError(ValueError):
 
 
 def describe_os_error(e: OSError, path=None) -> str:
-    """One line for an OS error met while writing ``path``: what happened, in words."""
+    """One line for an OS error met at ``path`` (default: the error's file name): what
+    happened, in words."""
     where = path or getattr(e, "filename", None) or "the run directory"
     code = getattr(e, "errno", None)
     if code == errno.ENOSPC:
@@ -68,15 +69,17 @@ def describe_os_error(e: OSError, path=None) -> str:
     if code == errno.EDQUOT:
         return f"disk quota exceeded while writing {where}"
     if code in (errno.EACCES, errno.EPERM):
-        return f"permission denied: cannot write {where}"
+        return f"permission denied: {where}"
     if code == errno.EROFS:
         return f"{where} is on a read-only file system"
     if code == errno.ENOTDIR:
         return f"{where}: a part of this path is a file, not a directory"
     if code == errno.EISDIR:
         return f"{where} is a directory, a file was expected"
+    if code == errno.ENOENT:
+        return f"no such file or directory: {where}"
     text = e.strerror or str(e) or type(e).__name__
-    return f"cannot write {where}: {text}"
+    return f"{where}: {text}"
 
 
 def _first_existing_ancestor(path: str) -> str:

@@ -441,3 +441,12 @@ def test_predict_refuses_unusable_input_files(run_dir, tmp_path, capsys, make, n
     make(p)
     rc, _, err = _main(["predict", run_dir, "--input", p], capsys)
     assert rc == 2 and needle in err and _one_line_error(err)
+
+
+def test_compact_json_is_json_with_matrix_rows_on_one_line():
+    from tensorcalc.cli import _compact_json
+
+    obj = {"n": 4, "test": {"acc": 0.5}, "confusion": [[1, 0], [2, 1]], "empty": [], "d": {}}
+    text = _compact_json(obj)
+    assert json.loads(text) == obj
+    assert "  [1, 0],\n  [2, 1]\n" in text and len(text.splitlines()) == 11
