@@ -449,4 +449,4 @@ def test_compact_json_is_json_with_matrix_rows_on_one_line():
     obj = {"n": 4, "test": {"acc": 0.5}, "confusion": [[1, 0], [2, 1]], "empty": [], "d": {}}
     text = _compact_json(obj)
     assert json.loads(text) == obj
-    assert "  [1, 0],\n  [2, 1]\n" in text and len(text.splitlines()) == 11
+    assert "  [1, 0],\n  [2, 1]\n" in text and len(text.splitlines()) == 12
