@@ -673,7 +673,15 @@ def _read_parts(path: pathlib.Path):
                               f"{tinfo['sha256'][:16]}…")
     tensors = _read_safetensors(tfile)
     if manifest["format_version"] == 1:
-        return manifest, _parts_v1(mpath, manifest, tensors)
+        parts = _parts_v1(mpath, manifest, tensors)
+    else:
+        parts = _parts_v2(tfile, manifest, tensors)
+    for n, st in parts["rngs"].items():
+        _check_rng_state(f"{mpath}: rngs[{n!r}]", st)
+    return manifest, parts
+
+
+def _parts_v2(tfile, manifest, tensors):
     mods = {n: {"class": e["class"], "keys": e["keys"], "weights": {}}
             for n, e in manifest["modules"].items()}
     opts = {n: {"class": e["class"], "param_groups": _unjson(e["param_groups"]),
@@ -709,7 +717,7 @@ def _read_parts(path: pathlib.Path):
         "rngs": {n: _unjson(e) for n, e in manifest["rngs"].items()},
         "arrays": arrays, "meta": manifest["meta"], "config": manifest.get("config"),
     }
-    return manifest, parts
+    return parts
 
 
 def _parts_v1(mpath, manifest, tensors):
@@ -805,6 +813,17 @@ def _fit_optimizer(who, opt, saved, cast) -> dict:
             raise CheckpointError(f"{who}: parameter group {gi} has {len(g['params'])} "
                                   f"parameters, the optimizer's has {len(mine['params'])}")
         params.update(zip(g["params"], mine["params"], strict=True))
+        merged = {k: v for k, v in g.items() if k != "params"}
+        for k, v in mine.items():  # hyperparameters added since the state was saved
+            merged.setdefault(k, v)
+        if "betas" in merged and isinstance(merged["betas"], list):
+            merged["betas"] = tuple(merged["betas"])
+        validate = getattr(opt, "_validate", None)
+        if validate is not None:
+            try:
+                validate(merged)
+            except (ValueError, TypeError) as e:
+                raise CheckpointError(f"{who}: parameter group {gi}: {e}") from None
     state = {}
     for i, st in saved["state"].items():
         if i not in params:
@@ -832,13 +851,20 @@ def _fit_rng(who, rng, state):
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"{who}: expected a numpy Generator, got {_tname(rng)}")
     kind = type(rng.bit_generator).__name__
-    if state.get("bit_generator") != kind:
-        raise CheckpointError(f"{who} is a {state.get('bit_generator')} state, the generator "
+    if state["bit_generator"] != kind:
+        raise CheckpointError(f"{who} is a {state['bit_generator']} state, the generator "
                               f"passed uses {kind}")
-    try:  # set it on a scratch bit generator: a malformed state fails here, not on rng
-        type(rng.bit_generator)().state = state
-    except (ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{who}: malformed bit generator state ({e})") from None
+
+
+def _check_rng_state(who, state):
+    """A saved bit generator state that NumPy accepts (checked on a scratch generator)."""
+    kind = getattr(np.random, state["bit_generator"], None)
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        raise CheckpointError(f"{who}: unknown bit generator {state['bit_generator']!r}")
+    try:
+        kind().state = state
+    except (ValueError, TypeError, KeyError, OverflowError) as e:
+        raise CheckpointError(f"{who}: malformed bit generator state ({e!r})") from None
 
 
 # ---------------------------------------------------------------------- load_state

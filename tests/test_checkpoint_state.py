@@ -320,3 +320,19 @@ def test_a_newer_format_version_is_refused_with_a_clear_message(tmp_path):
     (tmp_path / "ck" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(CheckpointError, match="format version 99 is newer.*upgrade"):
         ser.load_state(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("damage", ["step", "model", "optimizer", "rng", "extra"])
+def test_bad_fields_of_a_version_1_manifest_are_named_and_change_nothing(tmp_path, damage):
+    mods, opts, scheds, rngs = make_gan(0)
+    gan_steps(mods, opts, scheds, rngs, 1)
+    ck = write_v1_checkpoint(tmp_path / "v1", mods["generator"], opts["generator"], step=2,
+                             rng=rngs["noise"])
+    m = json.loads((ck / "manifest.json").read_text())
+    m[damage] = "3" if damage == "step" else ["x"]
+    (ck / "manifest.json").write_text(json.dumps(m))
+    fresh = make_gan(5)
+    before = snapshot(*fresh)
+    with pytest.raises(CheckpointError, match=f"field '{damage}'"):
+        ser.load_checkpoint(ck, fresh[0]["generator"], fresh[1]["generator"])
+    assert snapshot(*fresh) == before
