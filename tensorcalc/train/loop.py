@@ -519,8 +519,9 @@ class Loop:
                     idx = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
                     if len(idx):
                         more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
-                        where = (f"; in the data set, row(s) {', '.join(map(str, idx[:5]))}"
-                                 f"{more}")
+                        rows_s = "row" if len(idx) == 1 else "rows"
+                        where = (f"; in the data set: {rows_s} "
+                                 f"{', '.join(map(str, idx[:5]))}{more}")
                         break
         raise DataError(
             f"{what} holds {kind} in its {name} at {at}, row {int(rows[0])} of the batch"
