@@ -279,18 +279,28 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_no_leftovers(
         pathlib.Path(path).write_bytes(b"\0" * 10)
         _disk_full()
 
-    def half_manifest(path, data):
-        tmp = path.parent / ".tmp-manifest.json"
-        tmp.write_bytes(data[: len(data) // 2])
-        try:
+    class HalfWrite:  # the manifest's temp file: half the bytes land, then the disk is full
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
             _disk_full()
-        finally:
-            tmp.unlink()  # (what _atomic_write_bytes does on failure)
+
+    def half_manifest_open(path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        return HalfWrite(f) if str(path).endswith(".json") and "w" in mode else f
 
     if where == "tensor_file":
         monkeypatch.setattr(ser, "_write_safetensors", half_written)
     elif where == "manifest_write":
-        monkeypatch.setattr(ser, "_atomic_write_bytes", half_manifest)
+        monkeypatch.setattr(ser, "open", half_manifest_open, raising=False)
     else:
         monkeypatch.setattr(ser.os, "replace", replace)
     with pytest.raises(OSError, match="No space left"):
