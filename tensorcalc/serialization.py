@@ -408,7 +408,7 @@ class _Schema:
                 self.fail(f"{w}.params", "must hold parameter numbers (integers >= 0)")
         state = self.get(e, "state", where, dict, "an object {parameter number: state}")
         for k, st in state.items():
-            if not k.isdigit():
+            if not (k.isascii() and k.isdigit()):
                 self.fail(f"{where}.state", f"has key {k!r}, not a parameter number")
             if not isinstance(st, dict):
                 self.fail(f"{where}.state.{k}", f"must be an object, got {_tname(st)}")
@@ -488,7 +488,7 @@ def read_manifest(path) -> dict:
     """The checkpoint's manifest (JSON), schema-checked, without reading any tensors."""
     path = _path_arg("read_manifest", path, "read_manifest(path)")
     if not path.exists():
-        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}")
     if not path.is_dir():
         raise CheckpointError(f"{path}: a checkpoint is a directory (with {MANIFEST})")
     mpath = path / MANIFEST
@@ -496,7 +496,7 @@ def read_manifest(path) -> dict:
         raise CheckpointError(f"{path}: no {MANIFEST}; not a checkpoint, or its first save "
                               "never completed")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{mpath}: corrupt or truncated manifest ({e})") from None
     _check_manifest(mpath, manifest)
