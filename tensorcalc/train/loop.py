@@ -22,8 +22,8 @@ A :class:`Loop` drives a :class:`~tensorcalc.train.steps.Step` and knows nothing
 * safety — a non-finite ``loss`` (or any figure in ``step.guarded``) raises
   :class:`TrainingDiverged` naming where it happened and the last good checkpoint; NaN/Inf in a
   batch's float arrays raises :class:`DataError` (a ``ValueError``) naming the data set, batch
-  and row, before the step sees it — bad data is not divergence. The check is one reduction per
-  float array of the batch.
+  and row, before the step sees it — bad data is not divergence. The check is one vectorised
+  pass over each float array of the batch.
 
 Training longer. A resumed run may be given more ``epochs`` (or ``steps``) than it was planned
 for. Schedules with a horizon (cosine annealing, 1cycle, warm-up followed by one of them) are
@@ -125,13 +125,11 @@ def _leaves(batch, prefix=""):
 
 
 def _all_finite(a: np.ndarray) -> bool:
-    """One reduction: the float64 sum of a float array is finite iff every entry is (float32
-    data cannot overflow it; a float64 overflow falls through to the exact test)."""
-    if a.dtype.kind not in "fc" or a.size == 0:
+    """Every entry of a float array finite: one vectorised pass (measured faster than a float64
+    sum, and exact)."""
+    if a.dtype.kind not in "fc":
         return True
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = a.sum(dtype=np.complex128 if a.dtype.kind == "c" else np.float64)
-    return bool(np.isfinite(s)) or bool(np.isfinite(a).all())
+    return bool(np.isfinite(a).all())
 
 
 class Loop:
@@ -156,7 +154,7 @@ class Loop:
         quiet / progress: no bar and no lines / force the bar on or off (default: a terminal).
         config: hyperparameters stored in every checkpoint.
         tensorboard: write TensorBoard events under ``out_dir/tb``.
-        check_data: check each batch's float arrays for NaN/Inf (one reduction per array).
+        check_data: check each batch's float arrays for NaN/Inf (one vectorised pass per array).
         data_name: the data set's name for :class:`DataError` (default: ``data.name`` or
             ``data.dataset.name`` when present).
     """
