@@ -287,8 +287,11 @@ def _class_coefficients(target, sx, caxis, weight, ignore_index, smoothing, dtyp
 
 
 def _nll_from_coefficients(logp, q, denom, caxis, reduction, owned=False):
-    """−Σ q ⊙ logp, reduced; ``owned``: q is a fresh array that may be scaled in place."""
-    scale = -1.0 if reduction != "mean" else (-1.0 / denom if denom else math.nan)
+    """−Σ q ⊙ logp, reduced; ``owned``: q is a fresh array that may be scaled in place.
+
+    An empty mean (every target ignored, or zero total weight: q = 0 and denom = 0) is 0 with
+    gradient 0, not 0/0 = NaN: one such batch must not poison every weight."""
+    scale = -1.0 if reduction != "mean" else (-1.0 / denom if denom else 0.0)
     if owned:
         q *= scale
     else:
@@ -299,8 +302,9 @@ def _nll_from_coefficients(logp, q, denom, caxis, reduction, owned=False):
 
 
 def _ce_from_coefficients(z, q, denom, caxis, reduction, owned=False):
-    """Σ q ⊙ (lse(z) − z) through the fused primitive, reduced; q may be scaled in place."""
-    scale = 1.0 if reduction != "mean" else (1.0 / denom if denom else math.nan)
+    """Σ q ⊙ (lse(z) − z) through the fused primitive, reduced; q may be scaled in place.
+    An empty mean (denom = 0, q = 0) is 0 with gradient 0 (see _nll_from_coefficients)."""
+    scale = 1.0 if reduction != "mean" else (1.0 / denom if denom else 0.0)
     if scale != 1.0:
         if owned:
             q *= scale
@@ -321,7 +325,9 @@ def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean
     ``label_smoothing`` ε mixes q with the uniform distribution: q ← (1 − ε)q + ε/C. With
     integer targets 'mean' divides by Σᵢ w[tᵢ] (the number of non-ignored targets without
     weights); with probabilities by the number of samples. ``ignore_index`` marks targets
-    that contribute nothing. Computed from log_softmax (max-shifted logsumexp): finite for
+    that contribute nothing; if every target is ignored (or the weights of the targets sum to
+    0) the 'mean' is an empty average, taken as 0 with gradient 0 (PyTorch gives NaN, which
+    would poison every weight). Computed from log_softmax (max-shifted logsumexp): finite for
     any finite logits (one fused primitive, ``ops.softmax_cross_entropy``).
     ∂ℓᵢ/∂zᵢ = (Σ_c q_c w_c)·softmax(zᵢ) − q⊙w.
     """
@@ -356,7 +362,9 @@ def nll_loss(input, target, weight=None, ignore_index=None, reduction="mean"):
     """Negative log-likelihood from log-probabilities: ℓᵢ = −w[tᵢ]·input[i, tᵢ].
 
     ``input`` holds log p (e.g. log_softmax output), classes on axis 1; ``target`` integer
-    class indices. 'mean' divides by Σᵢ w[tᵢ]. cross_entropy(z, t) = nll_loss(log_softmax(z), t).
+    class indices. 'mean' divides by Σᵢ w[tᵢ] over non-ignored targets; with none left (every
+    target ignored, or zero weight) it is 0 with gradient 0, not NaN.
+    cross_entropy(z, t) = nll_loss(log_softmax(z), t).
     ∂ℓᵢ/∂input[i, c] = −w[tᵢ]·[c = tᵢ].
     """
     who = "nll_loss"

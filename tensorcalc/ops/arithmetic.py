@@ -195,11 +195,17 @@ def minimum(x, y):
 
 @primitive
 class Pow(Elementwise):
-    """Elementwise power with a tensor exponent (x > 0 where ∂/∂y is needed).
+    """Elementwise power with a tensor exponent (x ≥ 0 where ∂/∂y is needed).
 
     Forward:  z = x ** y
     VJP:      x̄ = z̄ ⊙ y ⊙ x ** (y − 1),  ȳ = z̄ ⊙ z ⊙ log x
     JVP:      ż = ẋ ⊙ y ⊙ x ** (y − 1) + ẏ ⊙ z ⊙ log x
+
+    Limits (the values at the edge points, as JAX takes them):
+    * y = 0: ∂z/∂x = 0 for every x, x = 0 included (z ≡ 1 there), never 0·x⁻¹ = 0·∞;
+    * x = 0: ∂z/∂y = 0 — for y > 0 it is the limit z log x = x^y log x → 0 (0·log 0 = 0);
+      at y ≤ 0, where no derivative exists, 0 as well (log x is read as 0 there);
+    * x = 0, 0 < y < 1: ∂z/∂x = +∞ (the true one-sided derivative); y = 1: 1; y > 1: 0.
     """
 
     @staticmethod
@@ -208,7 +214,11 @@ class Pow(Elementwise):
 
     @staticmethod
     def derivative(z, x, y):
-        return y * x ** (y - 1), z * log(x)
+        # constant masks keep 0·∞ out: y·x^(y − 1 + [y = 0]) is exactly 0 at y = 0, and
+        # log(x + [x = 0]) is 0 at x = 0
+        dx = y * x ** (y - 1 + cast_like(y == 0, z))
+        dy = z * log(x + cast_like(x == 0, z))
+        return dx, dy
 
 
 @public
@@ -226,6 +236,9 @@ class PowScalar(Elementwise):
     Forward:  y = x ** p
     VJP:      x̄ = ȳ ⊙ p x ** (p − 1)
     JVP:      ẏ = ẋ ⊙ p x ** (p − 1)
+
+    Limits at x = 0: p = 0 gives 0 (y ≡ 1, never 0·0⁻¹ = 0·∞ = NaN); p = 1 gives 1; p > 1
+    gives 0; 0 < p < 1 gives +∞ and p < 0 gives ∓∞ (the true derivatives there).
     """
 
     @staticmethod
@@ -234,6 +247,8 @@ class PowScalar(Elementwise):
 
     @staticmethod
     def derivative(y, x, *, p):
+        if p == 0:
+            return 0.0  # y ≡ 1
         if p == 2:
             return 2 * x
         return p * x ** (p - 1)
