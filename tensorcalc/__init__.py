@@ -13,8 +13,9 @@ from .backend import get_default_dtype, set_default_dtype
 # The core: Tensor, primitives, engine and transforms.
 from .tensor import Tensor
 from .autodiff import (
-    backward, detect_anomaly, enable_grad, grad, gradients, hessian, hvp, is_grad_enabled,
-    jacobian, jvp, no_grad, set_grad_enabled, value_and_grad, vjp,
+    backward, checkpoint, custom_vjp, detect_anomaly, enable_grad, grad, gradients, hessian,
+    hvp, is_grad_enabled, jacobian, jvp, no_grad, set_grad_enabled, tree_flatten, tree_map,
+    tree_unflatten, value_and_grad, vjp,
 )
 from .creation import (
     arange, as_tensor, eye, full, full_like, linspace, normal, ones, ones_like, rand, randn,

@@ -16,6 +16,7 @@ import heapq
 from ..backend import xp_of
 from . import function as F
 from . import mode
+from .graph import walk
 
 
 def zeros_like(x):
@@ -96,7 +97,6 @@ def _prune(outputs, wrt):
     ``wrt`` tensor into the graph that produced it — which a nested transform relies on, since
     its input is an alias node of the outer transform's traced value. Returns {node: needs}.
     """
-    T = F._Tensor
     wrt_leaf = set()
     wrt_out = set()
     for t in wrt:
@@ -104,24 +104,9 @@ def _prune(outputs, wrt):
             wrt_leaf.add(id(t))
         else:
             wrt_out.add((id(t._node), t._index))
-    seen: dict = {}
-    stack = [y._node for y in outputs if y._node is not None]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        if node.inputs is None:
-            raise RuntimeError(
-                f"backward through the graph a second time ({node.fn.name}): its saved "
-                "arrays were freed; pass retain_graph=True to the first backward"
-            )
-        seen[id(node)] = node
-        for x in node.inputs:
-            if isinstance(x, T) and x._node is not None and id(x._node) not in seen:
-                stack.append(x._node)
     reach: dict = {}
     needs: dict = {}
-    for node in sorted(seen.values(), key=lambda n: n.seq):
+    for node in walk(outputs):
         eff = []
         anyone = False
         for x, n in zip(node.inputs, node.needs, strict=True):
@@ -210,9 +195,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
             needs = node.needs
             if pruned is not None:
                 needs = pruned[node]
-                if True not in needs:  # nothing of wrt lies beyond this node
-                    if not retain_graph:
-                        node.inputs = node.datas = node.out = node.kw = None
+                if True not in needs:  # nothing of wrt lies beyond: left intact, not entered
                     continue
             fn = node.fn
             if type(g) is list:  # multi-output: missing cotangents are zero

@@ -14,32 +14,7 @@ from __future__ import annotations
 
 from . import function as F
 from . import mode
-
-
-def _collect(outputs, primals, since):
-    """The nodes between the primals and the outputs, in creation (evaluation) order.
-
-    The walk stops at the primals (a primal may be an alias node of an outer transform's
-    variable: what produced it is not differentiated here) and at nodes older than ``since``
-    (created before the primals, they cannot depend on them).
-    """
-    T = F._Tensor
-    stop = {id(p) for p in primals}
-    seen = {}
-    stack = [y._node for y in outputs
-             if y._node is not None and id(y) not in stop and y._node.seq >= since]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        if node.inputs is None:
-            raise RuntimeError(f"jvp: the graph at {node.fn.name} was already freed by backward")
-        seen[id(node)] = node
-        for x in node.inputs:
-            if (isinstance(x, T) and x._node is not None and id(x) not in stop
-                    and x._node.seq >= since and id(x._node) not in seen):
-                stack.append(x._node)
-    return sorted(seen.values(), key=lambda n: n.seq)
+from .graph import walk
 
 
 def push_tangents(primals, tangents, outputs, create_graph=False, since=0):
@@ -66,7 +41,9 @@ def push_tangents(primals, tangents, outputs, create_graph=False, since=0):
         return v[x._index] if type(x._node.out) is tuple else v
 
     with mode.set_grad_enabled(create_graph):
-        for node in _collect(outputs, primals, since):
+        # the nodes between the primals and the outputs; the walk stops at the primals (one may
+        # be an alias node of an outer transform's variable) and at nodes older than them
+        for node in walk(outputs, stop=primals, since=since):
             dxs = tuple(tangent_of(x) for x in node.inputs)
             if all(d is None for d in dxs):
                 continue

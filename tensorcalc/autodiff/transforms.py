@@ -36,6 +36,7 @@ from . import function as F
 from . import mode
 from .engine import gradients
 from .forward import push_tangents
+from .graph import walk
 from .pytree import tree_flatten, tree_unflatten
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp"]
@@ -103,22 +104,11 @@ class _Trace:
             return
         T = _T()
         fresh = {id(v) for v in self.vars}
-        seen = set()
-        stack = [y._node for y in outputs if isinstance(y, T) and y._node is not None]
-        while stack:
-            node = stack.pop()
-            if id(node) in seen or node.inputs is None:
-                continue
-            seen.add(id(node))
+        for node in walk(outputs, freed="skip"):
             for x in node.inputs:
-                if not isinstance(x, T):
-                    continue
-                if x._node is None:
-                    if x._rg and id(x) not in fresh:
-                        self.nested = True
-                        return
-                elif id(x._node) not in seen:
-                    stack.append(x._node)
+                if isinstance(x, T) and x._node is None and x._rg and id(x) not in fresh:
+                    self.nested = True
+                    return
 
     def split(self, flat):
         """Per-argnum pytrees from a flat list aligned with ``vars``."""
@@ -292,7 +282,6 @@ def jacobian(f, argnums=0, mode="reverse"):
     def J(*args):
         from . import mode as gm
 
-        T = _T()
         with gm.enable_grad():
             tr = _Trace(args, nums)
             out = f(*tr.args)

@@ -11,6 +11,7 @@ from .adam import Adam  # noqa: F401
 from .adamw import AdamW  # noqa: F401
 from .base import Optimizer  # noqa: F401
 from .clip import clip_grad_norm_, clip_grad_value_, grad_norm  # noqa: F401
+from .flat import FlatParameters, parameters_to_vector, vector_to_parameters  # noqa: F401
 from .lr_scheduler import (  # noqa: F401
     CosineAnnealingLR,
     ExponentialLR,
@@ -33,4 +34,5 @@ __all__ = [
     "LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
     "LinearWarmup", "OneCycleLR", "ReduceLROnPlateau",
     "clip_grad_norm_", "clip_grad_value_", "grad_norm", "lr_scheduler", "schedules",
+    "FlatParameters", "parameters_to_vector", "vector_to_parameters",
 ]
