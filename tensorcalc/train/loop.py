@@ -46,6 +46,7 @@ import time
 
 import numpy as np
 
+from ..data.validation import DataError  # NaN/Inf in the data: not a divergence
 from .callbacks import Callback, Checkpoint, LRSchedule
 from .logging import CSVLog, ProgressBar, TensorBoardLog, format_metrics
 
@@ -79,10 +80,6 @@ class TrainingInterrupted(KeyboardInterrupt):
 class TrainingTerminated(TrainingInterrupted):
     """SIGTERM during a run (a scheduler or ``kill`` asked it to stop); a checkpoint was
     saved as for Ctrl-C."""
-
-
-class DataError(ValueError):
-    """The training data holds NaN or Inf (not a divergence: no learning rate fixes it)."""
 
 
 class Hooks:
@@ -566,7 +563,8 @@ class Loop:
         serialization.save_state(
             path, modules=step.modules, optimizers=step.optimizers, schedules=step.schedules,
             rngs=step.rngs, arrays=step.state_arrays(),
-            meta={"loop": _jsonable(self.state_meta()), "step": _jsonable(step.state_meta())},
+            meta={"step": self.global_step, "loop": _jsonable(self.state_meta()),
+                  "step_state": _jsonable(step.state_meta())},
             config=self.config)
         self._last_good_checkpoint = str(path)
         return str(path)
@@ -589,7 +587,7 @@ class Loop:
         def check(st):
             meta = st.meta if isinstance(st.meta, dict) else {}
             found["loop"] = self._checked_meta(path, meta.get("loop"))
-            found["step"] = _from_jsonable(meta.get("step") or {})
+            found["step"] = _from_jsonable(meta.get("step_state") or {})
 
         st = S.load_state(path, modules=step.modules, optimizers=step.optimizers,
                           schedules=step.schedules, rngs=step.rngs, check=check)
