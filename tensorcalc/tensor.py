@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .autodiff import function as _function
-from .autodiff import mode as _mode
 
 
 def data_of(x):
@@ -300,11 +298,12 @@ class Tensor:
         return self
 
 
-_function._register_tensor(Tensor)
-
 # ---------------------------------------------------------------------- operators and methods
+# The engine, ops and functional import Tensor from this module; importing them only now (the
+# class exists) keeps those imports honest, with no cycle at import time.
 from . import functional  # noqa: E402, F401  (its @public(method=True) composites)
-from . import ops as _ops  # noqa: E402  (ops sit below Tensor; they need it registered first)
+from . import ops as _ops  # noqa: E402
+from .autodiff import mode as _mode  # noqa: E402
 
 
 def _binary(fn, reflected=False):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 
 from ..backend import xp_of
+from ..tensor import Tensor
 from . import function as F
 from . import mode
 from .engine import gradients
@@ -70,7 +71,7 @@ class _Residuals:
 
 
 def _as_tensor(a):
-    T = F._Tensor
+    T = Tensor
     return a if isinstance(a, T) else T._wrap(a, None, 0)
 
 
@@ -78,7 +79,7 @@ def _residuals(spec, res, xs, kwargs):
     """The residuals of the forward pass; when the rule is being recorded (higher order: the
     inputs are traced Tensors), ``fwd`` is run again on the traced inputs so that residuals
     depending on them (y = eˣ saved by an exp, say) carry their own derivatives."""
-    T = F._Tensor
+    T = Tensor
     if spec.fwd is None or not any(isinstance(x, T) and x.requires_grad for x in xs):
         return res.value
     with mode.enable_grad():
@@ -93,7 +94,7 @@ class CustomFunction(F.Function):
 
     @staticmethod
     def forward(xp, *xs, spec, res, kwargs):
-        T = F._Tensor
+        T = Tensor
         with mode.no_grad():
             ins = [T._wrap(x, None, 0) if not isinstance(x, T) and hasattr(x, "shape") else x
                    for x in xs]
@@ -116,7 +117,7 @@ class CustomFunction(F.Function):
         if spec.bwd is None:
             raise RuntimeError(f"custom_vjp {spec.name}: no rule; call "
                                f"{spec.name}.defvjp(fwd, bwd) first")
-        T = F._Tensor
+        T = Tensor
         ts = any(isinstance(x, T) for x in xs) or isinstance(g, T)
         gxs = spec.bwd(_residuals(spec, res, xs, kwargs), g)
         if not isinstance(gxs, (tuple, list)):
@@ -124,7 +125,7 @@ class CustomFunction(F.Function):
         if len(gxs) != len(xs):
             raise ValueError(f"custom_vjp {spec.name}: bwd returned {len(gxs)} cotangents for "
                              f"{len(xs)} positional inputs")
-        T = F._Tensor
+        T = Tensor
         ts = any(isinstance(x, T) for x in xs) or isinstance(g, T)
         out = []
         for gx, x, n in zip(gxs, xs, needs, strict=True):
@@ -141,7 +142,7 @@ class CustomFunction(F.Function):
     @classmethod
     def jvp(cls, dxs, y, *xs, spec, res, kwargs):
         # ẏ = ∂/∂u ⟨bwd(res, u), ẋ⟩: bwd is linear in u, so this gradient is J ẋ.
-        T = F._Tensor
+        T = Tensor
         ys = y if type(y) is tuple else (y,)
         with mode.enable_grad():
             us = []
@@ -185,7 +186,7 @@ class _CustomVJP:
         return self
 
     def __call__(self, *args, **kwargs):
-        T = F._Tensor
+        T = Tensor
         if not any(isinstance(a, T) for a in args):
             args = (_as_tensor(args[0]),) + args[1:] if args else args
         return CustomFunction.apply(*args, spec=self.spec, res=_Residuals(), kwargs=kwargs)
@@ -207,7 +208,7 @@ def checkpoint(fn, *args, params=None):
 
         y = tc.checkpoint(block, h)            # block: a Module
     """
-    T = F._Tensor
+    T = Tensor
     if params is None:
         params = list(fn.parameters()) if hasattr(fn, "parameters") else []
     params = [p for p in params if isinstance(p, T) and p.requires_grad]

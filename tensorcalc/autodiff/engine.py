@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 
 from ..backend import xp_of
+from ..tensor import Tensor
 from . import function as F
 from . import mode
 from .graph import walk
@@ -21,7 +22,7 @@ from .graph import walk
 
 def zeros_like(x):
     """Zeros shaped like ``x`` (array, Tensor or scalar), of the same kind."""
-    T = F._Tensor
+    T = Tensor
     if isinstance(x, T):
         return T._wrap(xp_of((x.data,)).zeros_like(x.data), None, 0)
     return xp_of((x,)).zeros_like(x)
@@ -126,7 +127,7 @@ def _prune(outputs, wrt):
 
 def _output_tensors(node):
     """The node's output(s) as Tensors connected to the graph (for create_graph)."""
-    T = F._Tensor
+    T = Tensor
     refs = node.outref if type(node.outref) is tuple else (node.outref,)
     ys = [r() for r in refs]
     if any(y is None for y in ys):
@@ -145,7 +146,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
                  accumulate=False):
     """Core reverse sweep. Returns {id(t): grad} for the tensors in ``wrt`` (or, with
     ``accumulate``, adds into ``.grad`` of every leaf reached)."""
-    T = F._Tensor
+    T = Tensor
     state = mode.state
     if retain_graph is None:
         retain_graph = create_graph
@@ -300,7 +301,7 @@ def _default_grad_outputs(outputs, grad_outputs, who):
     gos, _ = _as_list(grad_outputs)
     if len(gos) != len(outputs):
         raise ValueError(f"{who}: {len(outputs)} outputs but {len(gos)} grad_outputs")
-    T = F._Tensor
+    T = Tensor
     fixed = []
     for y, g in zip(outputs, gos, strict=True):
         if g is None:
@@ -317,7 +318,7 @@ def _default_grad_outputs(outputs, grad_outputs, who):
 
 
 def _check_outputs(outputs, who):
-    T = F._Tensor
+    T = Tensor
     for y in outputs:
         if not isinstance(y, T):
             raise TypeError(f"{who}: outputs must be Tensors, got {type(y).__name__}")
@@ -342,7 +343,7 @@ def gradients(outputs, wrt, grad_outputs=None, create_graph=False, retain_graph=
     gos = _default_grad_outputs(outs, grad_outputs, "gradients")
     res = run_backward(outs, gos, wrt=wrts, create_graph=create_graph,
                        retain_graph=retain_graph)
-    T = F._Tensor
+    T = Tensor
     out = []
     for t in wrts:
         g = res[id(t)]

@@ -12,6 +12,7 @@ Hessian-vector products.
 
 from __future__ import annotations
 
+from ..tensor import Tensor
 from . import function as F
 from . import mode
 from .graph import walk
@@ -23,7 +24,7 @@ def push_tangents(primals, tangents, outputs, create_graph=False, since=0):
     ``since``: a node sequence number no larger than that of any node depending on the primals
     (nodes older than it are not visited).
     """
-    T = F._Tensor
+    T = Tensor
     tan: dict = {}  # id(primal) -> its tangent
     for p, t in zip(primals, tangents, strict=True):
         tan[id(p)] = t

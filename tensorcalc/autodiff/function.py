@@ -30,20 +30,16 @@ import re
 import weakref
 
 from ..backend import xp_of
+from ..tensor import Tensor
 from . import mode
 
 REGISTRY: dict[str, type] = {}
 
-_Tensor = None  # set by tensorcalc.tensor (it sits above this module)
 _seq = itertools.count()
 _weakref = weakref.ref
 _mode = mode.state
 _versions = mode.versions
 
-
-def _register_tensor(cls):
-    global _Tensor
-    _Tensor = cls
 
 
 def primitive(cls):
@@ -114,7 +110,7 @@ def _share_versions(ys, args):
     for y in ys:
         r = _root(y.data)
         for a in args:
-            if isinstance(a, _Tensor) and _root(a.data) is r:
+            if isinstance(a, Tensor) and _root(a.data) is r:
                 y._vc = a._vc
                 break
 
@@ -136,7 +132,7 @@ class Function:
     def apply(cls, *args, **kw):
         """Run ``forward`` on the arrays; record a Node when grad mode is on and an input
         requires grad. With no Tensor among the inputs this is a plain array call."""
-        T = _Tensor
+        T = Tensor
         for a in args:
             if isinstance(a, T):
                 break
@@ -212,7 +208,7 @@ def _check_finite(cls, where, value):
     for v in vals:
         if v is None:
             continue
-        data = v.data if isinstance(v, _Tensor) else v
+        data = v.data if isinstance(v, Tensor) else v
         xp = xp_of((data,))
         if getattr(data, "dtype", None) is not None and data.dtype.kind in "fc":
             if not bool(xp.isfinite(data).all()):

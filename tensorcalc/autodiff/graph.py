@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import function as F
+from ..tensor import Tensor
 
 __all__ = ["walk", "trace", "Graph", "Step"]
 
@@ -31,7 +31,7 @@ def walk(outputs, *, stop=(), since: int = 0, freed: str = "raise") -> list:
     ``since``: nodes created before this sequence number are not entered; ``freed``: what to do
     at a node whose saved arrays backward has freed — "raise" or "skip".
     """
-    T = F._Tensor
+    T = Tensor
     stop_ids = {id(t) for t in stop}
     seen: dict = {}
     stack = [y._node for y in outputs
@@ -116,7 +116,7 @@ def trace(outputs, model=None, *, names: dict | None = None) -> Graph:
     """The graph behind ``outputs`` (a Tensor or a list), readable: ops, shapes, and — given the
     ``model`` that ran — module paths and parameter names for the leaves. ``names`` maps extra
     leaf tensors to names (``{"x": x}``)."""
-    T = F._Tensor
+    T = Tensor
     outs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     nodes = walk(outs)
     mod_path: dict = {}

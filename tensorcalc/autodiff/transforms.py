@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from ..backend import xp_of
+from ..tensor import Tensor
 from . import function as F
 from . import mode
 from .engine import gradients
@@ -43,7 +44,7 @@ __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp"]
 
 
 def _T():
-    return F._Tensor
+    return Tensor
 
 
 def _argnums(argnums):

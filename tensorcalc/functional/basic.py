@@ -10,6 +10,7 @@ import math
 from .. import ops
 from ..backend import array_module
 from ..ops._util import data_of, ndim_of, norm_axis, public, shape_of
+from ..tensor import Tensor
 
 
 def _count(x, axis):
@@ -93,11 +94,10 @@ def split(x, sections, axis=0):
 
 
 def _arg(x, axis, keepdims, which):
-    from ..autodiff import function as F
 
     d = data_of(x)
     out = getattr(d, which)(axis=axis, keepdims=keepdims)
-    return F._Tensor._wrap(out, None, 0) if isinstance(x, F._Tensor) else out
+    return Tensor._wrap(out, None, 0) if isinstance(x, Tensor) else out
 
 
 @public(method=True)

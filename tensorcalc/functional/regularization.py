@@ -7,13 +7,13 @@ max-norm is a projection applied in place after an optimiser step.
 from __future__ import annotations
 
 from .. import ops
-from ..autodiff import function as _fn
 from ..autodiff.mode import no_grad
 from ..backend import array_module
+from ..tensor import Tensor
 
 
 def _params(params):
-    if isinstance(params, _fn._Tensor):
+    if isinstance(params, Tensor):
         return [params]
     if hasattr(params, "parameters") and callable(params.parameters):
         return list(params.parameters())
@@ -66,7 +66,7 @@ def max_norm_(params, max_norm, axis=0, eps=1e-7):
     largest = 0.0
     with no_grad():
         for p in _params(params):
-            d = p.data if isinstance(p, _fn._Tensor) else p
+            d = p.data if isinstance(p, Tensor) else p
             if d.ndim < 2:
                 continue
             xp = array_module(d)
@@ -75,7 +75,7 @@ def max_norm_(params, max_norm, axis=0, eps=1e-7):
             norms = xp.sqrt(xp.sum(d.astype("float64") ** 2, axis=others, keepdims=True))
             largest = max(largest, float(norms.max()))
             scale = xp.minimum(1.0, max_norm / (norms + eps)).astype(d.dtype)
-            if isinstance(p, _fn._Tensor):
+            if isinstance(p, Tensor):
                 p.mul_(scale)
             else:
                 p *= scale

@@ -13,19 +13,19 @@ import math
 
 import numpy as np
 
-from ..autodiff import function as _fn
 from ..backend import array_module, as_rng, special
+from ..tensor import Tensor
 
 
 def _data(t):
-    return t.data if isinstance(t, _fn._Tensor) else t
+    return t.data if isinstance(t, Tensor) else t
 
 
 def _fill(t, values):
     d = _data(t)
     xp = array_module(d)
     d[...] = xp.asarray(values).astype(d.dtype, copy=False)
-    if isinstance(t, _fn._Tensor):
+    if isinstance(t, Tensor):
         t._version += 1
     return t
 

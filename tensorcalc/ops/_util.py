@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..autodiff import function as F
+from ..tensor import Tensor
 
 
 def cast_like(mask, like):
     """A boolean mask as 0/1 values of ``like``'s dtype; never part of the graph."""
-    T = F._Tensor
+    T = Tensor
     m = mask.data if isinstance(mask, T) else mask
     dtype = like.dtype
     out = m.astype(dtype)
@@ -18,7 +18,7 @@ def cast_like(mask, like):
 
 def data_of(x):
     """The raw array behind a Tensor (or ``x`` itself) — for non-differentiable bookkeeping only."""
-    T = F._Tensor
+    T = Tensor
     return x.data if isinstance(x, T) else x
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..autodiff.function import Bilinear, Elementwise, Linear, primitive
+from ..tensor import Tensor
 from ._util import cast_like, public
 from .elementwise import log
 
@@ -305,7 +306,6 @@ class Cast(Linear):
 @public
 def cast(x, dtype):
     """x as ``dtype``: differentiable between float dtypes; to int/bool it leaves the graph."""
-    from ..autodiff import function as F
     from ..backend import as_dtype
     from ._util import data_of
 
@@ -316,4 +316,4 @@ def cast(x, dtype):
     if xd.dtype.kind in "fc" and dtype.kind in "fc":
         return Cast.apply(x, dtype=dtype)
     out = xd.astype(dtype)
-    return F._Tensor._wrap(out, None, 0) if isinstance(x, F._Tensor) else out
+    return Tensor._wrap(out, None, 0) if isinstance(x, Tensor) else out
