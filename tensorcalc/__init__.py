@@ -34,4 +34,7 @@ from .serialization import (
     CheckpointError, load_checkpoint, load_weights, save_checkpoint, save_weights,
 )
 
+# Training (the Loop, Steps, metrics): ``tc.train`` as an attribute, not only a subpackage.
+from . import train
+
 __version__ = "0.1.0"

@@ -11,6 +11,8 @@ Algorithm: ``cols = unfold(x)`` (N, L, kh·kw·C), channels fastest (see ``ops/w
 the output in channels-last memory; the returned (N, O, H_out, W_out) tensor is a transposed view
 of it. Reverse mode follows from the primitives: W̄ = colsᵀ Ȳ (one GEMM), x̄ = fold(Ȳ W).
 Groups split C and O into G blocks and become a batched matmul over the G blocks.
+Input dtypes: x of another dtype is cast to the weight's, complex x is rejected (the policy of
+every layer family, ``functional._dtypes``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from .. import ops
 from ..ops._util import data_of, shape_of
 from ..ops.windows import Fold, Unfold, _pair, norm_padding, window_geometry
+from ._dtypes import operand
 
 
 def _check_conv(who, xs, ws, groups, bs, transposed=False):
@@ -63,6 +66,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """
     xs, ws = shape_of(x), shape_of(w)
     o = _check_conv("conv2d", xs, ws, groups, None if b is None else shape_of(b))
+    x = operand(x, w, "conv2d")
     if isinstance(padding, str) and padding == "same" and stride not in (1, (1, 1)):
         raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
     k, s, p, d, (ho, wo) = window_geometry("conv2d", xs, ws[2:], stride, padding, dilation)
@@ -99,6 +103,7 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if len(ws) != 3:
         raise ValueError(
             f"conv1d: expected a weight of shape (C_out, C_in/groups, k), got {tuple(ws)}")
+    x = operand(x, w, "conv1d")
 
     def one(v, name):
         if isinstance(v, (tuple, list)):
@@ -132,6 +137,7 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilati
     xs, ws = shape_of(x), shape_of(w)
     o = _check_conv("conv_transpose2d", xs, ws, groups, None if b is None else shape_of(b),
                     transposed=True)
+    x = operand(x, w, "conv_transpose2d")
     who = "conv_transpose2d"
     if isinstance(padding, str):
         raise ValueError(f"{who}: padding must be an int or pairs, got {padding!r}")

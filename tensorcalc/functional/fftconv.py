@@ -23,6 +23,7 @@ from __future__ import annotations
 from .. import ops
 from ..ops._util import shape_of
 from ..ops.windows import window_geometry
+from ._dtypes import operand
 from .conv import _check_conv
 
 
@@ -33,6 +34,7 @@ def conv2d_fft(x, w, b=None, padding=0):
     """
     xs, ws = shape_of(x), shape_of(w)
     o = _check_conv("conv2d_fft", xs, ws, 1, None if b is None else shape_of(b))
+    x = operand(x, w, "conv2d_fft")
     k, _, p, _, (ho, wo) = window_geometry("conv2d_fft", xs, ws[2:], 1, padding, 1)
     n, c = xs[0], xs[1]
     if any(p[0] + p[1]):

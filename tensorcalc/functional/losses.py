@@ -5,7 +5,8 @@ loss takes ``reduction``: 'mean' (average over elements, or over the weights whe
 weight applies), 'sum', or 'none' (the per-element loss).
 
 Targets that are constants (arrays, or Tensors that do not require grad) are cast to the
-input's dtype, so a float32 model stays in float32. Integer class targets are turned into a
+input's dtype, so a float32 model stays in float32. Complex inputs or targets are rejected with
+a named TypeError (``functional._dtypes``). Integer class targets are turned into a
 constant coefficient array once per call (a one-hot mask times weights and the reduction's
 scale): the loss is then one multiply and one sum over log-probabilities — no scatter in the
 forward or backward pass.
@@ -16,9 +17,10 @@ from __future__ import annotations
 import math
 
 from .. import ops
-from ..autodiff import function as _fn
 from ..backend import array_module
 from ..ops._util import data_of, shape_of
+from ..tensor import Tensor
+from ._dtypes import real
 from .activations import relu
 from .basic import mean
 
@@ -40,7 +42,7 @@ def _reduce(loss, reduction):
 
 
 def _is_tensor(x):
-    return isinstance(x, _fn._Tensor)
+    return isinstance(x, Tensor)
 
 
 def _like(t, x):
@@ -64,6 +66,8 @@ def _same_shape(x, t, who, what="target"):
 
 
 def _pointwise(x, target, who):
+    real(x, who)
+    real(target, who, "target")
     t = _like(target, x)
     _same_shape(x, t, who)
     return t
@@ -187,7 +191,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     :func:`binary_cross_entropy_with_logits` on logits: it is stable where p saturates.
     """
     _check_reduction(reduction, "binary_cross_entropy")
-    p = data_of(input)
+    p = data_of(real(input, "binary_cross_entropy"))
     if p.size and (p.min() < 0 or p.max() > 1):
         raise ValueError(
             f"binary_cross_entropy: input must be probabilities in [0, 1], got values in "
@@ -333,6 +337,8 @@ def cross_entropy(input, target, weight=None, ignore_index=None, reduction="mean
     """
     who = "cross_entropy"
     _check_reduction(reduction, who)
+    real(input, who)
+    real(target, who, "target")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{who}: label_smoothing must be in [0, 1], got {label_smoothing}")
     caxis = _class_axis(input, who)
@@ -369,6 +375,7 @@ def nll_loss(input, target, weight=None, ignore_index=None, reduction="mean"):
     """
     who = "nll_loss"
     _check_reduction(reduction, who)
+    real(input, who)
     caxis = _class_axis(input, who)
     xd = data_of(input)
     q, denom = _class_coefficients(target, shape_of(input), caxis, weight, ignore_index, 0.0,
@@ -424,6 +431,7 @@ def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
     """
     who = "hinge_embedding_loss"
     _check_reduction(reduction, who)
+    real(input, who)
     t = _signs(target, who, input)
     _same_shape(input, t, who)
     return _reduce(ops.where(t == 1, input, relu(margin - input)), reduction)
@@ -438,6 +446,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="me
     """
     who = "multi_margin_loss"
     _check_reduction(reduction, who)
+    real(input, who)
     if p not in (1, 2):
         raise ValueError(f"{who}: p must be 1 or 2, got {p}")
     sx = shape_of(input)
@@ -467,6 +476,8 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean", 
     """
     who = "cosine_embedding_loss"
     _check_reduction(reduction, who)
+    real(input1, who, "input1")
+    real(input2, who, "input2")
     _same_shape(input1, input2, who, "input2")
     s = shape_of(input1)
     if len(s) not in (1, 2):

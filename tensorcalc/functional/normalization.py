@@ -3,6 +3,9 @@
 All standardise with the biased variance: x̂ = (x − μ) / √(σ² + ε), then y = γ ⊙ x̂ + β. The
 derivative through μ and σ² (the reason batch norm's gradient is not just γ/σ) is the chain
 rule over the primitives: mean, subtract, square, mean, add ε, power −½, multiply.
+
+Input dtypes: x of another dtype is cast to the dtype of γ (or of the running statistics);
+complex x is rejected (the policy of every layer family, ``functional._dtypes``).
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import math
 
 from .. import ops
-from ..autodiff import function as _fn
 from ..ops._util import data_of, shape_of
+from ..tensor import Tensor
+from ._dtypes import operand_or_real
 from .basic import mean
 
 
@@ -26,7 +30,7 @@ def _standardise(x, axes, eps):
 def _update_running(buf, stat, momentum):
     """buf ← (1 − m)·buf + m·stat in place (a buffer: never part of the graph)."""
     stat = stat.reshape(shape_of(buf)).astype(data_of(buf).dtype, copy=False)
-    if isinstance(buf, _fn._Tensor):
+    if isinstance(buf, Tensor):
         buf.mul_(1.0 - momentum).add_(stat, alpha=momentum)
     else:
         buf *= 1.0 - momentum
@@ -55,6 +59,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         if t is not None and shape_of(t) != (C,):
             raise ValueError(f"batch_norm: {name} must have shape ({C},) for x of shape {sx}, "
                              f"got {shape_of(t)}")
+    x = operand_or_real(x, (weight, running_mean), "batch_norm")
     bshape = (C,) + (1,) * (len(sx) - 2)
     if training:
         axes = (0,) + tuple(range(2, len(sx)))
@@ -98,6 +103,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and shape_of(t) != ns:
             raise ValueError(f"layer_norm: {name} must have shape {ns}, got {shape_of(t)}")
+    x = operand_or_real(x, (weight, bias), "layer_norm")
     axes = tuple(range(len(sx) - k, len(sx)))
     d, inv, _, _ = _standardise(x, axes, eps)
     y = d * inv
@@ -119,6 +125,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
         raise ValueError(f"group_norm: x must be (N, C, ...) with C divisible by num_groups="
                          f"{num_groups}, got {sx}")
     C = sx[1]
+    x = operand_or_real(x, (weight, bias), "group_norm")
     g = ops.reshape(x, (sx[0], num_groups, C // num_groups) + sx[2:])
     d, inv, _, _ = _standardise(g, tuple(range(2, len(sx) + 1)), eps)
     y = ops.reshape(d * inv, sx)

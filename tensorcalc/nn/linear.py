@@ -75,11 +75,14 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        s = x.shape
-        if not s or s[-1] != self.in_features:
-            raise ValueError(f"Linear({self.in_features} -> {self.out_features}): "
-                             f"x[..., {self.in_features}] expected, got {tuple(s)}")
-        return _linear(x, self.weight, self.bias)
+        try:  # F.linear checks the shapes once; a mismatch is re-worded in the layer's terms
+            return _linear(x, self.weight, self.bias)
+        except ValueError:
+            s = shape_of(x)
+            if not s or s[-1] != self.in_features:
+                raise ValueError(f"Linear({self.in_features} -> {self.out_features}): "
+                                 f"x[..., {self.in_features}] expected, got {tuple(s)}") from None
+            raise
 
     def extra_repr(self):
         return f"{self.in_features} -> {self.out_features}, bias={self.bias is not None}"
