@@ -484,6 +484,8 @@ def main(argv=None) -> int:
         print(f"tensorcalc: error: unknown command {argv[0]!r}; commands: "
               f"{', '.join(COMMANDS)}", file=sys.stderr)
         return EXIT_ERROR
+    from safetensors import SafetensorError
+
     from .recipes import RecipeError
     from .serialization import CheckpointError
     from .train import TrainingDiverged, TrainingInterrupted
@@ -525,6 +527,14 @@ def main(argv=None) -> int:
         if os.environ.get("TENSORCALC_DEBUG"):
             raise
         print(f"tensorcalc: error: {describe_os_error(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except SafetensorError as e:  # safetensors' own I/O error (not an OSError): a full disk
+        if os.environ.get("TENSORCALC_DEBUG"):  # while a checkpoint's tensors were written
+            raise
+        text = _one_line(e)
+        if "os error 28" in text:
+            text = "no space left on the device while writing a checkpoint"
+        print(f"tensorcalc: error: {text}; the previous checkpoint is kept", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -19,7 +19,9 @@ __all__ = ["DataError", "check_numeric", "check_finite", "check_labels", "check_
 
 
 class DataError(ValueError):
-    """Data (a data set, a file of inputs) that cannot be used; the message names it."""
+    """Data (a data set, a batch, a file of inputs) that cannot be used — text, complex
+    numbers, NaN/Inf (not a divergence: no learning rate fixes it), labels out of range; the
+    message names the data and the row."""
 
 
 _KIND_NAMES = {"U": "text", "S": "bytes", "O": "Python objects", "V": "records (structured)",

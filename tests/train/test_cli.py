@@ -184,8 +184,9 @@ def _start_and_signal(out, sig, args=RESUMABLE):
     while p.poll() is None and time.time() < deadline:
         try:
             with open(manifest) as f:
-                m = json.load(f)  # checkpoint format 2 keeps extra under meta
-                st = (m["meta"] if "meta" in m else m)["extra"]["trainer"]
+                m = json.load(f)  # format 2: the Loop's state is meta.loop
+                st = m["meta"]["loop"] if "loop" in m.get("meta", {}) else (
+                    m.get("meta", m)["extra"]["trainer"])
             if st["epoch"] >= 1 and st["step_in_epoch"] > 0:
                 p.send_signal(sig)
                 state = st
@@ -450,3 +451,28 @@ def test_compact_json_is_json_with_matrix_rows_on_one_line():
     text = _compact_json(obj)
     assert json.loads(text) == obj
     assert "  [1, 0],\n  [2, 1]\n" in text and len(text.splitlines()) == 12
+
+
+def test_a_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, capsys,
+                                                                       monkeypatch):
+    import safetensors.numpy as stn
+    from safetensors import SafetensorError
+
+    from tensorcalc import serialization as S
+
+    out = tmp_path / "run"
+    real = stn.save_file
+
+    def save_until_full(tensors, path, *a, **k):
+        if (out / "checkpoints" / "last" / "manifest.json").exists():  # the disk fills up
+            raise SafetensorError("Error while serializing: I/O error: No space left on "
+                                  "device (os error 28)")
+        return real(tensors, path, *a, **k)
+
+    monkeypatch.setattr(stn, "save_file", save_until_full)
+    rc, _, err = _main([*SOFTMAX, "--epochs", "2", "--out", out], capsys)
+    monkeypatch.undo()
+    assert rc == 2 and "no space left" in err and _one_line_error(err)
+    ck = S.load_checkpoint(str(out / "checkpoints" / "last"))  # epoch 1's, verified
+    assert ck is not None
+    assert not [p for p in out.rglob("*") if p.is_file() and p.stat().st_size == 0]
