@@ -156,6 +156,9 @@ OPS: list[OpSpec] = [
       covers=("softplus",),
       special=[sv([0.0, INF, -INF, 1000.0, -1000.0], value=[LOG2, INF, 0, 1000, 0],
                   grads=([0.5, 1, 0, 1, 0],))]),
+    S("atan", tc.atan, np.arctan, UN_SHAPES, covers=("atan",),
+      special=[sv([0.0, INF, -INF, 1e200], value=[0, HALF_PI, -HALF_PI, HALF_PI],
+                  grads=([1, 0, 0, 0],))]),
     S("erf", tc.erf, sps.erf, UN_SHAPES, covers=("erf",),
       special=[sv([0.0, INF, -INF], value=[0, 1, -1], grads=([2 / np.sqrt(np.pi), 0, 0],))]),
     # ------------------------------------------------------------------ reductions

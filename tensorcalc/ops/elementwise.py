@@ -319,3 +319,27 @@ class Erf(Elementwise):
 def erf(x):
     """Elementwise error function."""
     return Erf.apply(x)
+
+
+@primitive
+class Atan(Elementwise):
+    """Inverse tangent, elementwise; y ∈ (−π/2, π/2), and f′ → 0 as |x| → ∞.
+
+    Forward:  y = atan(x)
+    VJP:      x̄ = ȳ / (1 + x²)
+    JVP:      ẏ = ẋ / (1 + x²)
+    """
+
+    @staticmethod
+    def forward(xp, x):
+        return xp.arctan(x)
+
+    @staticmethod
+    def derivative(y, x):
+        return 1 / (1 + x * x)  # x² = inf at huge |x| gives exactly 0, the limit
+
+
+@public(method=True)
+def atan(x):
+    """Elementwise inverse tangent."""
+    return Atan.apply(x)
