@@ -336,3 +336,39 @@ def test_bad_fields_of_a_version_1_manifest_are_named_and_change_nothing(tmp_pat
     with pytest.raises(CheckpointError, match=f"field '{damage}'"):
         ser.load_checkpoint(ck, fresh[0]["generator"], fresh[1]["generator"])
     assert snapshot(*fresh) == before
+
+
+def test_any_field_of_a_version_1_manifest_wrong_is_a_checkpoint_error_or_harmless(tmp_path):
+    mods, opts, scheds, rngs = make_gan(0)
+    gan_steps(mods, opts, scheds, rngs, 1)
+    g, og, sg = mods["generator"], opts["generator"], scheds["generator"]
+    ck = write_v1_checkpoint(tmp_path / "v1", g, og, step=2, rng=rngs["noise"], scheduler=sg,
+                             extra={"trainer": {"epoch": 1}, "h": np.arange(3.0)})
+    good = json.loads((ck / "manifest.json").read_text())
+
+    def paths(node, path=()):
+        yield path
+        items = node.items() if isinstance(node, dict) else \
+            enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            yield from paths(v, (*path, k))
+
+    fresh = make_gan(5)
+    f = ({"g": fresh[0]["generator"]}, {"g": fresh[1]["generator"]},
+         {"g": fresh[2]["generator"]}, {})
+    errors = 0
+    for p in [p for p in paths(good) if p]:
+        for wrong in ("x", None, 7):
+            m = json.loads(json.dumps(good))
+            d = m
+            for k in p[:-1]:
+                d = d[k]
+            d[p[-1]] = wrong
+            (ck / "manifest.json").write_text(json.dumps(m))
+            before = snapshot(*f)
+            try:
+                ser.load_checkpoint(ck, f[0]["g"], f[1]["g"], f[2]["g"])
+            except CheckpointError:
+                errors += 1
+                assert snapshot(*f) == before, (p, wrong)
+    assert errors > 50

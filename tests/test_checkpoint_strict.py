@@ -332,3 +332,42 @@ def test_a_failed_first_save_leaves_no_directory(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ser.save_state(tmp_path / "run" / "ck", modules={"m": net})
     assert not (tmp_path / "run" / "ck").exists()
+
+
+def _leaves(node, path=()):
+    """Every path into a JSON document (containers included), depth first."""
+    yield path
+    items = node.items() if isinstance(node, dict) else \
+        enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        yield from _leaves(v, (*path, k))
+
+
+def test_any_field_of_the_manifest_wrong_is_a_checkpoint_error_or_harmless(tmp_path):
+    """Each field of a real manifest in turn replaced by a value of the wrong type: loading
+    either succeeds or raises CheckpointError with nothing changed — never a raw KeyError,
+    TypeError or AttributeError, never a half-loaded model."""
+    net, opt, sched = trained(0)
+    ck = ser.save_checkpoint(tmp_path / "ck", net, opt, step=2, scheduler=sched,
+                             rng=np.random.default_rng(1), extra={"history": np.arange(3.0),
+                                                                  "best": 0.5})
+    good = json.loads((ck / "manifest.json").read_text())
+    paths = [p for p in _leaves(good) if p]
+    assert len(paths) > 60
+    errors = 0
+    fresh, fopt, fsched = trained(5)  # a failed load leaves them as they were
+    for p in paths:
+        for wrong in ("x", None, 7):
+            m = json.loads(json.dumps(good))
+            d = m
+            for k in p[:-1]:
+                d = d[k]
+            d[p[-1]] = wrong
+            (ck / "manifest.json").write_text(json.dumps(m))
+            before = state_bytes(fresh, fopt, fsched)
+            try:
+                ser.load_checkpoint(ck, fresh, fopt, fsched)
+            except CheckpointError:
+                errors += 1
+                assert state_bytes(fresh, fopt, fsched) == before, (p, wrong)
+    assert errors > len(paths)  # most damage is caught, not loaded
