@@ -4,7 +4,10 @@
 regularisation helpers, besides the basic statistics and softmax.
 """
 
-from . import linalg  # noqa: F401  (tc.linalg)
+from . import (
+    boxes,  # noqa: F401  (F.boxes: IoU and box losses)
+    linalg,  # noqa: F401  (tc.linalg)
+)
 from .activations import (  # noqa: F401
     celu,
     elu,

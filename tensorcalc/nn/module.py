@@ -44,6 +44,28 @@ def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
+class RemovableHandle:
+    """What :meth:`Module.register_forward_hook` returns: ``remove()`` unregisters the hook
+    (a second call does nothing); usable as a context manager that removes it on exit."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict, fn):
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+        self._hooks = hooks
+        hooks[self.id] = fn
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -73,7 +95,25 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")  # abstract
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            for fn in list(hooks.values()):
+                r = fn(self, args, out)
+                if r is not None:
+                    out = r
+        return out
+
+    def register_forward_hook(self, fn) -> RemovableHandle:
+        """Call ``fn(module, args, output)`` after every forward of this module (PyTorch's
+        semantics): a non-None return value replaces the output. Hooks run in the order
+        registered; ``handle.remove()`` unregisters one. For looking inside a model (feature
+        maps, activation statistics) without changing its code."""
+        if not callable(fn):
+            raise TypeError(f"register_forward_hook: expected a callable, got "
+                            f"{type(fn).__name__}")
+        hooks = self.__dict__.setdefault("_forward_hooks", {})
+        return RemovableHandle(hooks, fn)
 
     # ------------------------------------------------------------------ registration
     def _registries(self):

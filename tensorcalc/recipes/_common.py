@@ -1,4 +1,5 @@
-"""Shared pieces of the image recipes: the digit data sets and random-shift augmentation.
+"""Shared pieces of the image recipes: the digit data sets, the ``--augment`` settings and the
+random-shift augmentation.
 
 Not a recipe itself (modules starting with ``_`` are not auto-imported by the registry).
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import data as D
+from ..data import augment as A
+from ..train import report as R
 from . import Data, RecipeError
 
 #: mean and standard deviation of MNIST pixels scaled to [0, 1] (the customary constants, so the
@@ -92,3 +95,129 @@ def random_shift(max_shift: int = 2):
         return out.reshape(shape)
 
     return augment
+
+
+# ------------------------------------------------------------------------------ --augment
+#: the augmentations ``--augment`` accepts, with what each does (for help texts and reports)
+AUGMENTATIONS = {
+    "crop": "pad 2 px with background, cut a random 28×28 window (shift ±2 px)",
+    "flip": "mirror left–right with probability ½",
+    "affine": "rotate ±10°, shift ±8 %, scale 0.9–1.1 (bilinear)",
+    "noise": "add Gaussian noise, σ = 0.1 of the pixel range",
+    "cutout": "set one random 8×8 square to background",
+}
+
+
+# ------------------------------------------------------------------------------ options
+def parse_augment(spec) -> tuple[str, ...]:
+    """``"crop,affine"`` (or ``"crop+affine"``) -> ``("crop", "affine")``; ``""`` / ``"none"``
+    -> ``()``. Unknown or repeated names raise :class:`RecipeError` naming ``--augment``."""
+    if spec is None:
+        return ()
+    if isinstance(spec, (tuple, list)):
+        parts = [str(s) for s in spec]
+    else:
+        parts = str(spec).replace("+", ",").split(",")
+    names = [p.strip().lower() for p in parts if p.strip()]
+    if names == ["none"]:
+        return ()
+    for n in names:
+        if n not in AUGMENTATIONS:
+            raise RecipeError(f"--augment: unknown augmentation {n!r}; choose from "
+                              f"{', '.join(AUGMENTATIONS)} (comma-separated, e.g. crop,affine) "
+                              "or none")
+    if len(set(names)) != len(names):
+        raise RecipeError(f"--augment: {spec!r} names an augmentation twice")
+    return tuple(names)
+
+
+def parse_sets(spec) -> list[tuple[str, ...]]:
+    """``--sets`` of augment-study: settings separated by commas, transforms within one joined
+    by ``+``: ``"none,crop,crop+affine"`` -> ``[(), ("crop",), ("crop", "affine")]``."""
+    sets = []
+    for part in str(spec).split(","):
+        if not part.strip():
+            continue
+        s = parse_augment(part.replace("+", ","))
+        if s in sets:
+            raise RecipeError(f"--sets: {label(s)!r} is listed twice")
+        sets.append(s)
+    if not sets:
+        raise RecipeError("--sets: give at least one setting, e.g. none,crop,affine")
+    return sets
+
+
+def label(names) -> str:
+    """A setting's name: ``("crop", "affine")`` -> ``"crop+affine"``, ``()`` -> ``"none"``."""
+    return "+".join(names) if names else "none"
+
+
+def _pixel_scale(data: Data) -> tuple[float, float]:
+    """(background value, size of the full pixel range) in the model-input units of ``data``
+    (inputs are normalised (x/255 − μ)/σ: background −μ/σ, range 1/σ)."""
+    if data.prepare is None:
+        x = data.train[0]
+        return float(x.min()), float(x.max() - x.min()) or 1.0
+    lo = float(np.asarray(data.prepare(np.zeros((1, 28, 28), np.uint8))).min())
+    hi = float(np.asarray(data.prepare(np.full((1, 28, 28), 255, np.uint8))).max())
+    return lo, hi - lo
+
+
+def make_augment(names, data: Data):
+    """The augmentation ``fn(x, rng) -> x`` for the names of :func:`parse_augment` (None for
+    none): a :class:`~tensorcalc.data.augment.Compose` drawing from the trainer's rng, with
+    fills at the data's background value and noise in pixel-range units."""
+    names = parse_augment(names)
+    if not names:
+        return None
+    bg, rng_px = _pixel_scale(data)
+    t = {"crop": lambda: A.RandomCrop(28, padding=2, fill=bg),
+         "flip": lambda: A.RandomHorizontalFlip(0.5),
+         "affine": lambda: A.RandomAffine(10, translate=0.08, scale=(0.9, 1.1), fill=bg),
+         "noise": lambda: A.GaussianNoise(0.1 * rng_px),
+         "cutout": lambda: A.Cutout(8, fill=bg)}
+    pipeline = A.Compose([t[n]() for n in names])
+
+    def augment(x, rng):
+        return pipeline(x, rng=rng)
+
+    augment.names = names
+    return augment
+
+
+def subsample(xy, fraction: float, seed: int):
+    """A stratified random ``fraction`` of ``(x, y)`` (at least one example per class present),
+    a function of ``seed`` alone."""
+    x, y = xy
+    if fraction >= 1:
+        return xy
+    n = len(y)
+    keep = max(int(round(fraction * n)), len(np.unique(y)))
+    if keep >= n:
+        return xy
+    rest, idx = D.train_test_split(n, test_size=keep, rng=np.random.default_rng([seed, 104729]),
+                                   stratify=y)
+    idx = np.sort(idx)
+    return x[idx], y[idx]
+
+
+def augmentation_examples(data: Data, settings, path: str, seed: int = 0, n: int = 8,
+                          draws: int = 2) -> str:
+    """A grid: ``n`` training images, then ``draws`` augmented versions per setting."""
+    x = data.train[0][:n]
+    rows = []
+    for s in settings:
+        fn = make_augment(s, data)
+        if fn is None:
+            continue
+        rng = np.random.default_rng([seed, 31337])
+        for d in range(draws):
+            rows.append((label(s) if d == 0 else "", fn(x.copy(), rng)))
+    return R.plot_augmentations(x, rows, path, image_shape=data.image_shape)
+
+
+def check_fraction(cfg):
+    """``--train-fraction`` must lie in (0, 1]."""
+    f = cfg.get("train_fraction", 1.0)
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0 < f <= 1):
+        raise RecipeError(f"--train-fraction must be in (0, 1], got {f!r}")

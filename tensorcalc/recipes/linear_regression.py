@@ -29,6 +29,7 @@ from .. import linalg, nn
 from ..serialization import save_checkpoint
 from ..tensor import Tensor
 from ..train import report as R
+from ..train.pipeline import prepare_data, run_standard, seed_streams, write_json
 from . import Data, Recipe, RunResult, get_recipe, register
 
 #: relative parameter error allowed against the closed form
@@ -71,8 +72,8 @@ def _mse(x, y, w, b) -> float:
 
 
 def _run(cfg, run_dir, quiet=False, progress=None):
-    from .runner import fit_once, hyperparameter_table, prepare_data, seed_streams
-
+    """Closed form, then batch GD and SGD as two standard runs (validated on the training set,
+    which records the full-batch training MSE after every epoch); compare the three."""
     recipe = get_recipe("linear-regression")
     data = prepare_data(recipe, dict(cfg, val_fraction=0.0), seed_streams(cfg["seed"])["split"])
     (xtr, ytr), (xte, yte) = data.train, data.test
@@ -90,14 +91,13 @@ def _run(cfg, run_dir, quiet=False, progress=None):
             print(f"{name}: {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']:g}, "
                   f"{c['optimizer']}, schedule {c['schedule']}", flush=True)
         t0 = time.perf_counter()
-        # validating on the training set records the full-batch training MSE after every epoch
-        trainer = fit_once(recipe, c, data, data.train, data.train, quiet=True, progress=False)
-        w, b = _params(trainer.model)
+        res = run_standard(recipe, c, data, val=data.train, test=False)
+        w, b = _params(res.model)
         if name == "SGD":  # the recipe's model: `tensorcalc evaluate/predict RUN` load it
-            save_checkpoint(os.path.join(run_dir, "checkpoints", "last"), trainer.model,
-                            step=trainer.global_step, config=cfg)
+            save_checkpoint(os.path.join(run_dir, "checkpoints", "last"), res.model,
+                            step=res.trainer.global_step, config=cfg)
         runs[name] = {"w": w, "b": b, "seconds": time.perf_counter() - t0,
-                      "history": trainer.history, "config": c}
+                      "history": res.history, "config": c}
     theta_cf = np.append(w_cf, b_cf)
     rows, ok = [], True
     for name, r in runs.items():
@@ -128,7 +128,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
             "mse_batch_gd": runs["batch GD"]["test_mse"],
             "rel_error_batch_gd": runs["batch GD"]["rel_error"],
             "rel_error_sgd": runs["SGD"]["rel_error"], "agree": bool(ok)}
-    rep = R.HTMLReport(f"linear-regression — {recipe.description}",
+    rep = R.HTMLReport(f"linear-regression — {recipe.description} on {data.display}",
                        f"{data.description} seed {cfg['seed']} · run directory "
                        f"{os.path.abspath(run_dir)}")
     rep.cards([("verdict", "all three agree" if ok else "disagree"),
@@ -152,10 +152,8 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     prow.append(["b", true_b] + [runs[m]["b"] for m in runs])
     rep.table(prow, ["parameter", "true"] + list(runs))
     rep.section("Hyperparameters")
-    hyperparameter_table(rep, cfg)
+    R.hyperparameter_table(rep, cfg)
     report = rep.save(os.path.join(run_dir, "report.html"))
-    from .runner import write_json
-
     write_json(os.path.join(run_dir, "metrics.json"), {
         "test": test, "methods": {m: {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                                       for k, v in r.items() if k not in ("history", "config")}

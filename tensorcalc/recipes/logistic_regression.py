@@ -7,9 +7,10 @@ The probability of class 1 is a sigmoid of an affine score,
 fitted by maximum likelihood: minimise the mean binary cross-entropy
 −[y log σ(z) + (1 − y) log(1 − σ(z))] (convex in w, b; gradient (σ(z) − y)·φ(x)). The
 decision boundary is the set wᵀφ(x) + b = 0. With the raw features φ(x) = x (``--degree 1``)
-it is a straight line, which two interleaved half-moons defeat (≈ 88 %); with the polynomial
+it is a straight line, which two interleaved half-moons defeat; with the polynomial
 features φ(x) = (x₁ᵃ x₂ᵇ : 1 ≤ a + b ≤ degree) the same linear model draws a curved boundary
-(``--degree 3``: ≈ 97 %) — try ``tensorcalc tune logistic-regression --param degree=1,2,3``.
+(``--degree 3``; measured accuracies in docs/recipes.md) — try
+``tensorcalc tune logistic-regression --param degree=1,2,3``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _figures(ctx):
 
 register(Recipe(
     name="logistic-regression",
-    description="binary logistic regression on two moons, with a decision-boundary plot",
+    description="binary logistic regression with a decision-boundary plot",
     defaults={"epochs": 40, "batch_size": 32, "lr": 0.05, "optimizer": "adam",
               "schedule": "cosine", "n": 1000, "noise": 0.2, "degree": 3,
               "dataset": "two-moons"},

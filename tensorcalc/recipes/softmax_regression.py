@@ -1,10 +1,9 @@
-"""softmax-regression — multinomial logistic regression on MNIST-10k.
+"""softmax-regression — multinomial logistic regression on MNIST-10k or Fashion-MNIST.
 
 One affine map to 10 logits and a softmax, z = W x + b, p(y = c | x) = softmax(z)_c, fitted by
 maximum likelihood: minimise the mean cross-entropy −log p(yᵢ | xᵢ) (convex in W, b). Its
 gradient is ∂ℓ/∂z = softmax(z) − onehot(y), so each step moves W by the outer product of that
-error with x. A linear classifier: about 92 % on the held-out digits; each row of W is a
-"template" of its digit (shown in the report).
+error with x. A linear classifier; each row of W is a "template" of its class (shown in the report).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ def _figures(ctx):
 
 register(Recipe(
     name="softmax-regression",
-    description="softmax (multinomial logistic) regression on MNIST-10k digits",
+    description="softmax (multinomial logistic) regression",
     defaults={"epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam",
               "dataset": "mnist10k"},
     data=lambda cfg: image_data(cfg, flat=True), model=_model, figures=_figures,

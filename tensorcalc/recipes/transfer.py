@@ -1,10 +1,11 @@
 """transfer — transfer learning: what digits 0–4 teach a CNN about digits 5–9.
 
 Source task: classify the MNIST-10k training digits 0–4 (≈ 4,100 images) with a small CNN
-(:class:`DigitCNN`). Target task: classify digits 5–9 (relabelled 0–4) from only ``fraction``
-(default 10 %, ≈ 390 images, stratified) of their training images, scored on every 5–9 image of
-the standard 2,000-image test split (≈ 960). The target task is learned three ways, with the
-same new head initialisation, the same batches in the same order and the same epochs:
+(:class:`~tensorcalc.models.DigitCNN`). Target task: classify digits 5–9 (relabelled 0–4) from
+only ``fraction`` (default 10 %, ≈ 390 images, stratified) of their training images, scored on
+every 5–9 image of the standard 2,000-image test split (≈ 960). The target task is learned
+three ways, with the same new head initialisation, the same batches in the same order and the
+same epochs:
 
 (a) **scratch** — the whole network freshly initialised, every layer trained at ``lr``;
 (b) **frozen** — the pre-trained convolutional feature extractor with ``requires_grad_(False)``
@@ -14,15 +15,13 @@ same new head initialisation, the same batches in the same order and the same ep
     pre-trained layers at the smaller rate ``lr · finetune_factor`` (default ×0.1) so that the
     useful features are adjusted rather than overwritten, the new head at ``lr``.
 
-Every run minimises the cross-entropy −log softmax(z)_y with Adam. The report and the console
-show a table — test accuracy, trainable and total parameters, training time — and the
+Each of the four runs (pre-training and the three methods) is the standard run
+(:func:`~tensorcalc.train.pipeline.run_standard`) with its own data, model and parameter
+groups; every one minimises the cross-entropy −log softmax(z)_y with Adam. The report and the
+console show a table — test accuracy, trainable and total parameters, training time — and the
 validation-accuracy curves (validation: up to ``val_size`` of the unused 90 % of the 5–9
-training images, scored after each epoch outside the timed training). The fine-tuned model is
-the run's saved model (``tensorcalc evaluate RUN`` scores it).
-
-Model (:class:`DigitCNN`): features = conv 5×5 (1→16, pad 2) → ReLU → max-pool 2 → conv 5×5
-(16→32, pad 2) → ReLU → max-pool 2 → conv 3×3 (32→64, pad 1) → ReLU → max-pool 2 → flatten
-(64·3·3 = 576); head = fc 576→``hidden`` → ReLU → fc ``hidden``→5.
+training images). The fine-tuned model is the run's saved model (``tensorcalc evaluate RUN``
+scores it).
 """
 
 from __future__ import annotations
@@ -32,46 +31,18 @@ import os
 import numpy as np
 
 from .. import data as D
-from .. import functional as F
-from .. import nn, optim
-from ..backend import as_rng
+from ..models import DigitCNN
 from ..serialization import save_checkpoint
 from ..train import metrics as M
 from ..train import report as R
-from ..train.callbacks import Callback
-from ..train.trainer import Trainer
+from ..train.pipeline import plural, run_standard, write_json
 from . import Data, Recipe, RecipeError, RunResult, get_recipe, register
 from ._common import image_transform
 
-__all__ = ["DigitCNN", "transfer_split", "METHODS"]
+__all__ = ["DigitCNN", "transfer_split", "run_transfer", "METHODS"]
 
 METHODS = ("scratch", "frozen", "fine-tune")
 SOURCE_DIGITS, TARGET_DIGITS = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
-
-
-class DigitCNN(nn.Module):
-    """``features`` (three conv–ReLU–pool stages) then ``head`` (fc–ReLU–fc): (N, 1, 28, 28)
-    -> (N, num_classes) logits (see the module docstring)."""
-
-    def __init__(self, num_classes: int = 5, hidden: int = 64, rng=None, head_rng=None):
-        super().__init__()
-        rng = as_rng(rng)
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 5, padding=2, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5, padding=2, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten())
-        self.head = self.new_head(num_classes, hidden, rng if head_rng is None else head_rng)
-
-    @staticmethod
-    def new_head(num_classes: int, hidden: int, rng) -> nn.Module:
-        """A freshly initialised classifier head fc 576→hidden → ReLU → fc hidden→classes."""
-        rng = as_rng(rng)
-        return nn.Sequential(nn.Linear(64 * 3 * 3, hidden, rng=rng), nn.ReLU(),
-                             nn.Linear(hidden, num_classes, rng=rng))
-
-    def forward(self, x):
-        return self.head(self.features(x))
 
 
 def _rng(cfg, *key) -> np.random.Generator:
@@ -113,55 +84,24 @@ def transfer_split(cfg) -> dict:
     return out
 
 
-def _data(cfg) -> Data:
-    """The target task (digits 5–9) as a recipe's Data (what `tensorcalc evaluate` scores)."""
-    sp = transfer_split(cfg)
-    val = sp["target_val"] if len(sp["target_val"][1]) else None
-    return Data(name="mnist10k-5to9", task="multiclass", train=sp["target_train"],
-                test=sp["target_test"], val=val, num_classes=5,
-                class_names=[str(d) for d in TARGET_DIGITS], image_shape=(28, 28),
-                prepare=image_transform("mnist10k", flat=False),
-                description="digits 5–9 of MNIST-10k (labels 0–4 stand for 5–9)")
+def _task(name, train, test, val, digits, what) -> Data:
+    return Data(name=name, task="multiclass", train=train, test=test,
+                val=val if val is not None and len(val[1]) else None, num_classes=5,
+                class_names=[str(d) for d in digits], image_shape=(28, 28),
+                prepare=image_transform("mnist10k", flat=False), description=what)
+
+
+def _data(cfg, sp=None) -> Data:
+    """The target task (digits 5–9) as a recipe's Data (what `tensorcalc evaluate` scores);
+    checks every setting of the recipe."""
+    _check_cfg(cfg)
+    sp = sp or transfer_split(cfg)
+    return _task("mnist10k-5to9", sp["target_train"], sp["target_test"], sp["target_val"],
+                 TARGET_DIGITS, "digits 5–9 of MNIST-10k (labels 0–4 stand for 5–9)")
 
 
 def _model(cfg, data, rng):
     return DigitCNN(5, cfg["hidden"], rng=rng)
-
-
-class _Validate(Callback):
-    """Scores the validation set after each epoch and adds ``val_*`` to the epoch's row. It runs
-    after the trainer has stopped its clock, so training times exclude it."""
-
-    order = 10
-
-    def __init__(self, xy):
-        self.xy = xy
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        loader = D.DataLoader(D.TensorDataset(*self.xy), batch_size=1000)
-        logs.update({f"val_{k}": v for k, v in trainer.evaluate(loader).items()})
-
-
-def _fit(model, params, cfg, train, val, epochs, loader_key, quiet, label):
-    opt = optim.Adam(params, lr=cfg["lr"])
-    loader = D.DataLoader(D.TensorDataset(*train), batch_size=cfg["batch_size"], shuffle=True,
-                          rng=_rng(cfg, *loader_key))
-    callbacks = [_Validate(val)] if val is not None and len(val[1]) else []
-    trainer = Trainer(model, F.cross_entropy, opt, metrics=[M.Accuracy()], callbacks=callbacks,
-                      rng=_rng(cfg, 9), quiet=True, progress=False)
-    trainer.fit(loader, None, epochs=epochs)
-    if not quiet:
-        last = trainer.history[-1]
-        extra = f", validation accuracy {100 * last['val_acc']:.2f} %" if "val_acc" in last \
-            else ""
-        print(f"  {label}: {epochs} epochs in {trainer.train_seconds:.1f} s, training loss "
-              f"{last['train_loss']:.4f}{extra}", flush=True)
-    return trainer
-
-
-def _test(trainer, xy) -> dict:
-    loader = D.DataLoader(D.TensorDataset(*xy), batch_size=1000)
-    return {k: float(v) for k, v in trainer.evaluate(loader).items()}
 
 
 def _check_cfg(cfg):
@@ -176,41 +116,51 @@ def _check_cfg(cfg):
         raise RecipeError(f"--finetune-factor must be in (0, 1], got {f!r}")
 
 
+def _run(cfg, data, model, params, epochs, loader_key, quiet, what) -> RunResult:
+    """One standard run: ``epochs`` epochs of ``model`` over ``params`` on ``data``, batches
+    shuffled by the Generator of ``loader_key`` (the same key gives the same batches)."""
+    res = run_standard("transfer", dict(cfg, epochs=epochs), data, model=model, params=params,
+                       streams={"loader": _rng(cfg, *loader_key), "train": _rng(cfg, 9)})
+    if not quiet:
+        last = res.history[-1]
+        extra = f", validation accuracy {100 * last['val_acc']:.2f} %" if "val_acc" in last \
+            else ""
+        print(f"  {what}: {plural(epochs, 'epoch')} in {res.train_seconds:.1f} s, training loss "
+              f"{last['train_loss']:.4f}{extra}", flush=True)
+    return res
+
+
 def run_transfer(cfg, run_dir=None, quiet=False, progress=None, **_) -> RunResult:
     """Pre-train on 0–4, then learn 5–9 three ways (see the module docstring); writes the
     report, ``metrics.json`` and the fine-tuned model into ``run_dir`` (None: no files)."""
-    from .runner import hyperparameter_table, write_json
-
     _check_cfg(cfg)
     recipe = get_recipe("transfer")
     sp = transfer_split(cfg)
     hidden = cfg["hidden"]
     if not quiet:
         print(f"transfer: pre-training on digits 0–4 ({len(sp['source_train'][1]):,} images, "
-              f"{cfg['pre_epochs']} epochs), then digits 5–9 from "
+              f"{plural(cfg['pre_epochs'], 'epoch')}), then digits 5–9 from "
               f"{len(sp['target_train'][1]):,} images ({100 * cfg['fraction']:g} %) three "
-              f"ways, {cfg['epochs']} epochs each", flush=True)
-    # ---- source task
+              f"ways, {plural(cfg['epochs'], 'epoch')} each", flush=True)
+    source_data = _task("mnist10k-0to4", sp["source_train"], sp["source_test"], None,
+                        SOURCE_DIGITS, "digits 0–4 of MNIST-10k")
     source = DigitCNN(5, hidden, rng=_rng(cfg, 2))
-    pre = _fit(source, source.parameters(), cfg, sp["source_train"], None, cfg["pre_epochs"],
-               (3,), quiet, "pre-training on 0–4")
-    source_test = _test(pre, sp["source_test"])
+    pre = _run(cfg, source_data, source, None, cfg["pre_epochs"], (3,), quiet,
+               "pre-training on 0–4")
+    source_test = pre.test
     if not quiet:
         print(f"  source task: test accuracy on digits 0–4 {100 * source_test['acc']:.2f} %",
               flush=True)
 
     # ---- target task, three ways: same head init (seed key 4), same batches (key 5)
-    def fresh(pretrained: bool) -> DigitCNN:
-        m = DigitCNN(5, hidden, rng=_rng(cfg, 6), head_rng=_rng(cfg, 4))
-        if pretrained:
-            m.features.load_state_dict(source.features.state_dict())
-        return m
-
+    target = _data(cfg, sp)
     runs = {}
     for method in METHODS:
-        model = fresh(method != "scratch")
+        model = DigitCNN(5, hidden, rng=_rng(cfg, 6), head_rng=_rng(cfg, 4))
+        if method != "scratch":
+            model.features.load_state_dict(source.features.state_dict())
         if method == "scratch":
-            params = model.parameters()
+            params = None
         elif method == "frozen":
             model.features.requires_grad_(False)
             params = model.head.parameters()
@@ -218,11 +168,13 @@ def run_transfer(cfg, run_dir=None, quiet=False, progress=None, **_) -> RunResul
             params = [{"params": list(model.features.parameters()),
                        "lr": cfg["lr"] * cfg["finetune_factor"]},
                       {"params": list(model.head.parameters()), "lr": cfg["lr"]}]
-        trainer = _fit(model, params, cfg, sp["target_train"], sp["target_val"], cfg["epochs"],
-                       (5,), quiet, method)
-        runs[method] = {"trainer": trainer, "test": _test(trainer, sp["target_test"]),
+        res = _run(cfg, target, model, params, cfg["epochs"], (5,), quiet, method)
+        runs[method] = {"test": {k: res.test[k] for k in ("acc", "loss")},
+                        "history": res.history, "model": model,
+                        "outputs": res.extra["outputs"],
                         "trainable": model.num_parameters(trainable_only=True),
-                        "total": model.num_parameters(), "seconds": trainer.train_seconds}
+                        "total": model.num_parameters(), "seconds": res.train_seconds,
+                        "steps": res.trainer.global_step}
     lrs = {"scratch": f"{cfg['lr']:g}", "frozen": f"{cfg['lr']:g} (head only)",
            "fine-tune": f"{cfg['lr'] * cfg['finetune_factor']:g} features, {cfg['lr']:g} head"}
     header = ["method", "test accuracy", "test loss", "trainable parameters",
@@ -235,26 +187,23 @@ def run_transfer(cfg, run_dir=None, quiet=False, progress=None, **_) -> RunResul
             "source_acc": source_test["acc"]}
     for m, r in runs.items():
         test[f"acc_{m.replace('-', '')}"] = r["test"]["acc"]
-    result = RunResult(run_dir=run_dir, test=test,
-                       history=list(runs["fine-tune"]["trainer"].history),
+    keep = ("test", "trainable", "total", "seconds")
+    result = RunResult(run_dir=run_dir, test=test, history=list(runs["fine-tune"]["history"]),
                        train_seconds=pre.train_seconds + sum(r["seconds"] for r in
                                                              runs.values()),
-                       config=cfg, extra={"table": rows, "header": header,
-                                          "source_test": source_test,
-                                          "runs": {m: {k: v for k, v in r.items()
-                                                       if k != "trainer"}
-                                                   for m, r in runs.items()}})
+                       config=cfg, model=runs["fine-tune"]["model"],
+                       extra={"table": rows, "header": header, "source_test": source_test,
+                              "runs": {m: {k: r[k] for k in keep} for m, r in runs.items()}})
     if run_dir is None:
         return result
-    save_checkpoint(os.path.join(run_dir, "checkpoints", "last"), runs["fine-tune"][
-        "trainer"].model, step=runs["fine-tune"]["trainer"].global_step, config=cfg)
+    save_checkpoint(os.path.join(run_dir, "checkpoints", "last"), runs["fine-tune"]["model"],
+                    step=runs["fine-tune"]["steps"], config=cfg)
     write_json(os.path.join(run_dir, "metrics.json"), {
         "test": test, "source_test": source_test, "pretrain_seconds": pre.train_seconds,
         "methods": {m: {"test": r["test"], "trainable_parameters": r["trainable"],
                         "total_parameters": r["total"], "train_seconds": r["seconds"]}
                     for m, r in runs.items()}})
-    result.report = _report(recipe, cfg, sp, pre, source_test, runs, header, rows, run_dir,
-                            hyperparameter_table)
+    result.report = _report(recipe, cfg, sp, pre, source_test, runs, header, rows, run_dir)
     return result
 
 
@@ -275,13 +224,12 @@ def _print_table(header, rows):
                         for j, (v, w) in enumerate(zip(b, widths, strict=True))))
 
 
-def _report(recipe, cfg, sp, pre, source_test, runs, header, rows, run_dir,
-            hyperparameter_table) -> str:
+def _report(recipe, cfg, sp, pre, source_test, runs, header, rows, run_dir) -> str:
     def path(name):
         return os.path.join(run_dir, name)
 
     best = max(runs, key=lambda m: runs[m]["test"]["acc"])
-    rep = R.HTMLReport(f"transfer — {recipe.description}",
+    rep = R.HTMLReport(f"transfer — {recipe.description} on MNIST-10k",
                        f"MNIST-10k · source: digits 0–4 ({len(sp['source_train'][1]):,} "
                        f"images) · target: digits 5–9 from {len(sp['target_train'][1]):,} "
                        f"images, tested on {len(sp['target_test'][1]):,} · seed {cfg['seed']}"
@@ -299,12 +247,11 @@ def _report(recipe, cfg, sp, pre, source_test, runs, header, rows, run_dir,
              "layers pre-trained on 0–4 with requires_grad_(False), only the new head learns. "
              "(c) fine-tune: pre-trained layers at the smaller learning rate, new head at the "
              "full rate.")
-    hists = {m: r["trainer"].history for m, r in runs.items()}
+    hists = {m: r["history"] for m, r in runs.items()}
     rep.figure(R.plot_methods_history(hists, path("curves.png")),
                f"Validation accuracy ({len(sp['target_val'][1]):,} unused 5–9 training "
                "images) and training loss per epoch for the three methods.")
-    pred = runs[best]["trainer"].predict(sp["target_test"][0])
-    cm = M.confusion_matrix(sp["target_test"][1], pred.argmax(1), 5)
+    cm = M.confusion_matrix(sp["target_test"][1], runs[best]["outputs"].argmax(1), 5)
     rep.figure(R.plot_confusion(cm, path("confusion.png"), [str(d) for d in TARGET_DIGITS],
                                 f"confusion matrix ({best}, test)"),
                f"Confusion matrix of the best method ({best}) on the 5–9 test images.")
@@ -316,9 +263,9 @@ def _report(recipe, cfg, sp, pre, source_test, runs, header, rows, run_dir,
     rep.figure(R.plot_history(pre.history, path("pretrain.png")),
                "Pre-training: loss and accuracy per epoch (training data).")
     rep.section("Model")
-    rep.pre(repr(runs["fine-tune"]["trainer"].model))
+    rep.pre(repr(runs["fine-tune"]["model"]))
     rep.section("Hyperparameters")
-    hyperparameter_table(rep, cfg)
+    R.hyperparameter_table(rep, cfg)
     return rep.save(path("report.html"))
 
 

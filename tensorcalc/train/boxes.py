@@ -1,118 +1,27 @@
-"""Axis-aligned bounding boxes: intersection over union and the usual conversions.
+"""Bounding boxes for training and reports: the box math of :mod:`tensorcalc.functional.boxes`
+(IoU, conversions — differentiable composites on Tensors, plain on NumPy arrays) and the NumPy
+helpers that make boxes from data: :func:`clip_boxes`, :func:`boxes_from_mask`.
 
-Convention. A box is four numbers ``(x0, y0, x1, y1)`` on the last axis: the left, top, right
-and bottom *edges* in continuous image coordinates (x to the right, y down), so a box covering
-pixel columns c₀..c₁ and rows r₀..r₁ (inclusive) is ``(c₀, r₀, c₁ + 1, r₁ + 1)`` and its area is
-the pixel count (c₁ − c₀ + 1)(r₁ − r₀ + 1). The centre form is ``(cx, cy, w, h)`` with
-cx = (x0 + x1)/2, w = x1 − x0 (and likewise for y).
-
-Intersection over union (Jaccard index) of boxes A and B:
-
-    I = max(0, min(x1ᴬ, x1ᴮ) − max(x0ᴬ, x0ᴮ)) · max(0, min(y1ᴬ, y1ᴮ) − max(y0ᴬ, y0ᴮ))
-    IoU(A, B) = I / (|A| + |B| − I)          ∈ [0, 1],   |A| = (x1ᴬ − x0ᴬ)(y1ᴬ − y0ᴬ)
-
-Every function broadcasts over the leading axes (``a`` (..., 4) with ``b`` (..., 4)) and is
-written with the library's polymorphic primitives (``minimum``, ``maximum``, ``relu``,
-arithmetic): on NumPy arrays it returns NumPy arrays; on Tensors it records a graph, so
-``1 − iou(pred, true)`` is a differentiable loss (a composite: no derivative code here). The
-derivative follows the primitives' conventions at the kinks: relu′(0) = 0 (boxes that just
-touch pass no gradient through the overlap), and ties in min/max split the gradient equally.
+Convention: a box is ``(x0, y0, x1, y1)``, the left, top, right and bottom *edges* (see
+:mod:`tensorcalc.functional.boxes`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
-from ..tensor import Tensor
+from ..functional.boxes import (  # noqa: F401  (the box math, for metrics and reports)
+    _check,
+    box_area,
+    cxcywh_to_xyxy,
+    iou,
+    pairwise_iou,
+    scale_boxes,
+    xyxy_to_cxcywh,
+)
 
 __all__ = ["iou", "pairwise_iou", "box_area", "xyxy_to_cxcywh", "cxcywh_to_xyxy",
            "scale_boxes", "clip_boxes", "boxes_from_mask"]
-
-
-def _check(who: str, box, name: str = "boxes"):
-    shape = tuple(box.shape) if hasattr(box, "shape") else np.shape(box)
-    if len(shape) == 0 or shape[-1] != 4:
-        raise ValueError(f"{who}: {name} must have 4 coordinates on the last axis, shape "
-                         f"(..., 4), got shape {shape}")
-
-
-def _arr(box):
-    return box if isinstance(box, Tensor) else np.asarray(box)
-
-
-def _coords(box):
-    return box[..., 0], box[..., 1], box[..., 2], box[..., 3]
-
-
-def _stack(parts):
-    if any(isinstance(p, Tensor) for p in parts):
-        return ops.stack(list(parts), axis=-1)
-    return np.stack(parts, axis=-1)
-
-
-def box_area(boxes):
-    """|B| = (x1 − x0)(y1 − y0) for boxes (..., 4) in (x0, y0, x1, y1) form -> (...)."""
-    b = _arr(boxes)
-    _check("box_area", b)
-    x0, y0, x1, y1 = _coords(b)
-    return (x1 - x0) * (y1 - y0)
-
-
-def iou(a, b, eps: float = 1e-9):
-    """Intersection over union of boxes ``a`` and ``b`` (x0, y0, x1, y1), elementwise with
-    broadcasting: (..., 4) and (..., 4) -> (...).
-
-    IoU = I / (|A| + |B| − I) with I the area of the intersection (see the module docstring);
-    1 for identical boxes, 0 for disjoint or merely touching ones. ``eps`` is added to the
-    union so that two empty boxes give 0 rather than 0/0. Differentiable on Tensors.
-    """
-    a, b = _arr(a), _arr(b)
-    _check("iou", a, "a")
-    _check("iou", b, "b")
-    ax0, ay0, ax1, ay1 = _coords(a)
-    bx0, by0, bx1, by1 = _coords(b)
-    iw = ops.relu(ops.minimum(ax1, bx1) - ops.maximum(ax0, bx0))
-    ih = ops.relu(ops.minimum(ay1, by1) - ops.maximum(ay0, by0))
-    inter = iw * ih
-    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-    return inter / (union + eps)
-
-
-def pairwise_iou(a, b, eps: float = 1e-9):
-    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4) -> (N, M)."""
-    a, b = _arr(a), _arr(b)
-    for name, x in (("a", a), ("b", b)):
-        if len(x.shape) != 2 or x.shape[-1] != 4:
-            raise ValueError(f"pairwise_iou: {name} must have shape (N, 4), got "
-                             f"{tuple(x.shape)}")
-    return iou(a[:, None, :], b[None, :, :], eps)
-
-
-def xyxy_to_cxcywh(boxes):
-    """(x0, y0, x1, y1) -> (cx, cy, w, h) = ((x0 + x1)/2, (y0 + y1)/2, x1 − x0, y1 − y0)."""
-    b = _arr(boxes)
-    _check("xyxy_to_cxcywh", b)
-    x0, y0, x1, y1 = _coords(b)
-    return _stack([(x0 + x1) * 0.5, (y0 + y1) * 0.5, x1 - x0, y1 - y0])
-
-
-def cxcywh_to_xyxy(boxes):
-    """(cx, cy, w, h) -> (x0, y0, x1, y1) = (cx − w/2, cy − h/2, cx + w/2, cy + h/2)."""
-    b = _arr(boxes)
-    _check("cxcywh_to_xyxy", b)
-    cx, cy, w, h = _coords(b)
-    return _stack([cx - w * 0.5, cy - h * 0.5, cx + w * 0.5, cy + h * 0.5])
-
-
-def scale_boxes(boxes, sx: float, sy: float | None = None):
-    """Boxes with x-coordinates times ``sx`` and y-coordinates times ``sy`` (default ``sx``):
-    normalise pixel boxes with ``1/W, 1/H``, or back with ``W, H``. Works in either form."""
-    b = _arr(boxes)
-    _check("scale_boxes", b)
-    sy = sx if sy is None else sy
-    factors = np.array([sx, sy, sx, sy], dtype=b.dtype if b.dtype.kind == "f" else np.float64)
-    return b * factors
 
 
 def clip_boxes(boxes, width: float, height: float):

@@ -12,7 +12,8 @@ Functions (one shot, on whole arrays): :func:`accuracy`, :func:`confusion_matrix
 Streaming metrics (used by the :class:`~tensorcalc.train.Trainer`, one ``update`` per batch,
 exact over an epoch — the result equals the function applied to the concatenated batches):
 :class:`Accuracy`, :class:`ConfusionMatrix` (precision / recall / F1 per class and macro),
-:class:`MeanSquaredError`, :class:`R2Score`. Each has ``name``, ``higher_is_better``,
+:class:`MeanSquaredError`, :class:`R2Score`, and for a model with a class head and a box head
+:class:`ClassAccuracy` and :class:`BoxIoU`. Each has ``name``, ``higher_is_better``,
 ``reset()``, ``update(output, target)``, ``compute() -> dict[str, float]`` and
 ``state_dict()`` / ``load_state_dict()`` (so a run resumed mid-epoch reports the same figures).
 """
@@ -28,7 +29,7 @@ from ..backend import to_numpy
 __all__ = [
     "Metric", "Accuracy", "ConfusionMatrix", "MeanSquaredError", "R2Score", "accuracy",
     "confusion_matrix", "precision_recall_f1", "mean_squared_error", "r2_score",
-    "predicted_labels", "true_labels", "get_metric",
+    "predicted_labels", "true_labels", "get_metric", "ClassAccuracy", "BoxIoU",
 ]
 
 
@@ -280,6 +281,71 @@ class R2Score(Metric):
             return {"r2": float("nan")}
         ss_tot = self.syy - self.sy * self.sy / self.count
         return {"r2": 1.0 - self.sse / ss_tot if ss_tot > 0 else float("nan")}
+
+
+def _part(x, index):
+    """Output ``index`` of a model with several outputs (a tuple/list), or the one output."""
+    return x[index] if isinstance(x, (tuple, list)) else x
+
+
+class ClassAccuracy(Metric):
+    """Accuracy of one class head among several outputs: argmax of output ``output`` (logits
+    (N, C)) against column ``column`` of the target (N, K) (integer labels stored as floats).
+    For a detector returning (logits, box) with targets ``[label, box...]``. Key: ``acc``."""
+
+    name = "acc"
+    _state = ("correct", "total")
+
+    def __init__(self, output: int = 0, column: int = 0):
+        self.output, self.column = output, column
+        super().__init__()
+
+    def reset(self):
+        self.correct, self.total = 0, 0
+
+    def update(self, output, target):
+        z = _np(_part(output, self.output))
+        labels = _np(target)[:, self.column].astype(np.int64)
+        _check_len("ClassAccuracy", z, labels)
+        self.correct += int((z.argmax(axis=-1) == labels).sum())
+        self.total += len(labels)
+
+    def compute(self):
+        return {"acc": self.correct / self.total if self.total else float("nan")}
+
+
+class BoxIoU(Metric):
+    """Intersection over union of predicted and true boxes, both in centre form (cx, cy, w, h):
+    the box is output ``output`` (N, 4), the truth columns ``columns`` of the target. Keys:
+    ``iou`` (the mean) and ``iou50`` (the share with IoU ≥ ``threshold``, the usual "correct
+    localisation" criterion at 0.5)."""
+
+    name = "iou"
+    _state = ("iou_sum", "hits", "total")
+
+    def __init__(self, output: int = 1, columns=(1, 5), threshold: float = 0.5):
+        self.output, self.columns, self.threshold = output, tuple(columns), threshold
+        super().__init__()
+
+    def reset(self):
+        self.iou_sum, self.hits, self.total = 0.0, 0, 0
+
+    def update(self, output, target):
+        from .boxes import cxcywh_to_xyxy, iou
+
+        b = np.asarray(_np(_part(output, self.output)), dtype=np.float64)
+        lo, hi = self.columns
+        t = np.asarray(_np(target)[:, lo:hi], dtype=np.float64)
+        _check_len("BoxIoU", b, t)
+        v = iou(cxcywh_to_xyxy(b), cxcywh_to_xyxy(t))
+        self.iou_sum += float(v.sum())
+        self.hits += int((v >= self.threshold).sum())
+        self.total += len(v)
+
+    def compute(self):
+        n = self.total
+        return {"iou": self.iou_sum / n if n else float("nan"),
+                "iou50": self.hits / n if n else float("nan")}
 
 
 _BY_NAME = {"acc": Accuracy, "accuracy": Accuracy, "mse": MeanSquaredError,

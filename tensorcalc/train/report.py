@@ -23,11 +23,19 @@ import datetime as _dt
 import html
 import math
 import os
+import platform
 
 import numpy as np
 
+from ..autodiff.mode import no_grad
+from ..nn import Conv2d
+from ..tensor import Tensor
+from . import metrics as M
+
 __all__ = ["HTMLReport", "plot_history", "plot_confusion", "plot_image_grid", "plot_bars",
-           "new_figure", "save_figure", "style_axes", "to_display_image", "PALETTE"]
+           "new_figure", "save_figure", "style_axes", "to_display_image", "PALETTE",
+           "write_run_report", "report_title", "hyperparameter_table", "flag", "conv_figures",
+           "capture_conv_outputs", "first_conv_weights"]
 
 #: colours used across all figures (train, validation, test, accents)
 PALETTE = {"train": "#2563eb", "val": "#ea580c", "test": "#16a34a", "bad": "#dc2626",
@@ -571,3 +579,255 @@ def plot_methods_history(histories: dict, path: str, key: str = "val_acc",
 
 
 __all__ += ["plot_image_boxes", "plot_methods_history"]
+
+
+# ------------------------------------------------------------------------------ the run report
+def flag(key: str) -> str:
+    """The command-line flag of a hyperparameter: ``batch_size`` -> ``--batch-size``."""
+    return "--" + key.replace("_", "-")
+
+
+def _pct(v):
+    return f"{100 * v:.2f} %" if isinstance(v, float) and math.isfinite(v) else "—"
+
+
+def headline(task: str, test: dict, declared=None) -> tuple[str, str]:
+    """The one figure a run is judged by: (label, formatted value) — the recipe's ``declared``
+    ``(key, label)`` if any, else accuracy (classification) or R² (regression)."""
+    if declared is not None:
+        key, label = declared
+        v = test.get(key, float("nan"))
+        return label, _pct(v) if 0 <= v <= 1 else f"{v:.4g}"
+    if task == "regression":
+        return "test R²", f"{test.get('r2', float('nan')):.4f}"
+    return "test accuracy", _pct(test.get("acc", float("nan")))
+
+
+def report_title(recipe, data) -> str:
+    """A run's title from what it really ran: the recipe, what it trains, on which data."""
+    return f"{recipe.name} — {recipe.description} on {data.display}"
+
+
+def write_run_report(ctx) -> str:
+    """Figures (PNGs beside the report) and ``report.html`` for a standard run, given its
+    :class:`~tensorcalc.train.pipeline.RunContext`: headline cards, learning curves, the
+    recipe's own figures (its ``figures(ctx)`` hook), the test set (confusion matrix, per-class
+    table, sample predictions and mistakes for images), model, hyperparameters, run, files."""
+    recipe, cfg, data, trainer, test = ctx.recipe, ctx.cfg, ctx.data, ctx.trainer, ctx.test
+    history = trainer.history
+    n_val = 0 if data.val is None else len(data.val[1])
+    rep = HTMLReport(
+        report_title(recipe, data),
+        f"{data.display} · {len(data.train[1]):,} train / {n_val:,} validation / "
+        f"{len(data.test[1]):,} test examples · seed {cfg['seed']} · run directory "
+        f"{os.path.abspath(ctx.run_dir)}")
+    label, value = headline(data.task, test, getattr(recipe, "headline", None))
+    cards = [(label, value), ("test loss", f"{test['loss']:.4f}")]
+    if data.classification:
+        cards.append(("macro F1", f"{test.get('f1', float('nan')):.4f}"))
+    elif "mse" in test:
+        cards.append(("test MSE", f"{test['mse']:.4g}"))
+    else:
+        cards += [(k, _pct(v) if 0 <= v <= 1 else f"{v:.4g}") for k, v in test.items()
+                  if k != "loss" and (not recipe.headline or k != recipe.headline[0])][:3]
+    cards += [("training time", f"{trainer.train_seconds:.1f} s"),
+              ("epochs", f"{trainer.epoch}"), ("parameters", f"{ctx.model.num_parameters():,}")]
+    rep.cards(cards)
+    if data.description:
+        rep.text(data.description)
+
+    if history:
+        rep.section("Learning curves")
+        curves = plot_history(history, ctx.path("curves.png"))
+        rep.figure(curves, "Loss and metrics per epoch on the training data (running mean over "
+                           "the epoch, in training mode) and on the validation split.")
+        last = history[-1]
+        rows = [[k, last[k]] for k in last if k.startswith(("train_", "val_"))]
+        rows.append(["learning rate at the end", last.get("lr")])
+        rep.table(rows, ["final epoch", "value"])
+
+    if recipe.figures is not None:
+        extra = recipe.figures(ctx) or []
+        if extra:
+            rep.section("The model's view")
+            for png, caption in extra:
+                rep.figure(png, caption)
+
+    if data.classification:
+        rep.section("Test set")
+        conf = np.asarray(ctx.per_class["confusion"])
+        names = data.class_names
+        cm_png = plot_confusion(conf, ctx.path("confusion.png"), names)
+        pc = ctx.per_class
+        rows = [[(names[i] if names else i), pc["precision"][i], pc["recall"][i], pc["f1"][i],
+                 pc["support"][i]] for i in range(len(pc["f1"]))]
+        rows.append(["macro average", test["precision"], test["recall"], test["f1"],
+                     int(sum(pc["support"]))])
+        rep.figure(cm_png, "Confusion matrix on the test split: row = true class, column = "
+                           "predicted; colour is the fraction of the row.")
+        rep.table(rows, ["class", "precision", "recall", "F1", "support"],
+                  f"Test accuracy {_pct(test['acc'])} over {len(ctx.targets):,} examples.")
+        if data.image_shape is not None:
+            _image_sections(rep, ctx)
+    else:
+        rep.section("Test set")
+        rep.table([[k, v] for k, v in test.items()], ["figure", "value"])
+
+    rep.section("Model")
+    rep.text(f"{ctx.model.num_parameters():,} trainable parameters; optimiser "
+             f"{type(trainer.optimizer).__name__}"
+             + (f", schedule {type(trainer.scheduler).__name__}" if trainer.scheduler else ""))
+    rep.pre(repr(ctx.model))
+    rep.section("Hyperparameters")
+    hyperparameter_table(rep, cfg)
+    rep.section("Run")
+    steps = trainer.global_step
+    rep.table([["optimisation steps", steps],
+               ["time per epoch", f"{trainer.train_seconds / max(trainer.epoch, 1):.2f} s"],
+               ["time per step (incl. validation)",
+                f"{1000 * trainer.train_seconds / max(steps, 1):.1f} ms"],
+               ["machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                           f"Python {platform.python_version()}, NumPy {np.__version__}"]],
+              ["", ""])
+    rep.section("Files")
+    rep.table([["history.csv", "per-epoch figures"],
+               ["tb/", "TensorBoard events: tensorboard --logdir " + ctx.run_dir],
+               ["checkpoints/last, checkpoints/best", "resumable checkpoints (safetensors + "
+                                                      "JSON manifest)"],
+               ["metrics.json", "test figures, per-class table, confusion matrix"],
+               ["*.png", "the figures of this page"]], ["file", "what"],
+              (f"Continue training: tensorcalc train {recipe.name} --out {ctx.run_dir} "
+               "--resume --epochs N.   " if ctx.can_extend else "")
+              + f"Re-score: tensorcalc evaluate {ctx.run_dir}.")
+    return rep.save(ctx.path("report.html"))
+
+
+def _hp(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def hyperparameter_table(rep, cfg: dict):
+    """The hyperparameters as they would be typed on the command line."""
+    rep.table([[flag(k), _hp(v)] for k, v in cfg.items() if k != "recipe"],
+              ["flag", "value"],
+              "Repeat this run: tensorcalc train " + str(cfg.get("recipe", "RECIPE")) + " "
+              + " ".join(f"{flag(k)} {_hp(v)}" for k, v in cfg.items()
+                         if k != "recipe" and _hp(v) != ""))
+
+
+def _image_sections(rep, ctx):
+    data, out, tgt = ctx.data, ctx.outputs, ctx.targets
+    pred = M.predicted_labels(out)
+    if out.ndim == 2 and out.shape[1] > 1:
+        z = out - out.max(axis=1, keepdims=True)
+        prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        conf = prob[np.arange(len(pred)), pred]
+    else:
+        conf = None
+    xs = data.test[0]
+    n = min(32, len(xs))
+    rep.section("Sample predictions")
+    png = plot_image_grid(xs[:n], ctx.path("samples.png"), pred[:n], tgt[:n],
+                            data.class_names, None if conf is None else conf[:n],
+                            image_shape=data.image_shape)
+    rep.figure(png, f"The first {n} test images with the model's prediction and confidence "
+                    "(red: wrong, with the true class).")
+    wrong = np.flatnonzero(pred != tgt)
+    if conf is not None:
+        wrong = wrong[np.argsort(-conf[wrong], kind="stable")]  # most confident mistakes first
+    k = min(32, len(wrong))
+    rep.section(f"Misclassified ({len(wrong)} of {len(tgt):,})")
+    png = plot_image_grid(xs[wrong[:k]], ctx.path("misclassified.png"), pred[wrong[:k]],
+                            tgt[wrong[:k]], data.class_names,
+                            None if conf is None else conf[wrong[:k]],
+                            image_shape=data.image_shape)
+    rep.figure(png, "Test images the model gets wrong, most confident mistakes first: "
+                    "predicted class (true class) and the probability the model gave it.")
+
+
+# ------------------------------------------------------------------------------ conv networks
+def _conv_layers(model):
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, Conv2d)]
+
+
+def first_conv_weights(model) -> tuple[str, np.ndarray]:
+    """(name, W (C_out, C_in, kh, kw)) of the first convolution applied to the input: the one
+    whose input channels match the image's, first in registration order."""
+    convs = _conv_layers(model)
+    if not convs:
+        raise ValueError(f"first_conv_weights: {type(model).__name__} has no Conv2d layer")
+    c_in = min(m.weight.shape[1] * m.groups for _, m in convs)
+    name, m = next((n, m) for n, m in convs if m.weight.shape[1] * m.groups == c_in)
+    return name, np.asarray(m.weight.numpy())
+
+
+def capture_conv_outputs(model, x, count: int = 2) -> list[tuple[str, np.ndarray]]:
+    """Run ``model`` on ``x`` (one example, (1, C, H, W)) in eval mode, without gradients, and
+    return the outputs (C_out, H, W) of the first ``count`` Conv2d layers in the order the
+    forward pass calls them, as ``[(layer name, maps), ...]``."""
+    seen: list[tuple[str, np.ndarray]] = []
+
+    def hook(name):
+        def fn(module, args, y):
+            if len(seen) < count:
+                seen.append((name, np.asarray(y.numpy() if isinstance(y, Tensor) else y)[0]))
+        return fn
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in _conv_layers(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            model(Tensor(np.asarray(x)))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
+def _describe_conv(model, name):
+    m = model.get_submodule(name)
+    kh, kw = m.weight.shape[2:]
+    return f"{name} ({kh}×{kw} conv)"
+
+
+def conv_figures(ctx) -> list:
+    """Figures of a convolutional network's report (a recipe's ``figures`` hook): the learned
+    filters of the first convolution the forward pass applies and the feature maps of test
+    image 0 after the first two convolutions (seen through forward hooks)."""
+    model, data = ctx.model, ctx.data
+    out = []
+    x_test, y_test = data.test
+    idx = 0
+    maps = capture_conv_outputs(model, x_test[idx:idx + 1], count=2)
+    if maps:  # the first convolution the forward pass applies
+        name = maps[0][0]
+        w = np.asarray(model.get_submodule(name).weight.numpy())
+    else:
+        name, w = first_conv_weights(model)
+    kh, kw = w.shape[2:]
+    png = plot_filters(w, ctx.path("filters.png"),
+                         title=f"learned filters of the first layer ({name}: {w.shape[0]} × "
+                               f"{kh}×{kw})")
+    out.append((png, f"The {w.shape[0]} learned {kh}×{kw} filters of the first convolution "
+                     f"({name}), drawn as the pixels they weigh: red w > 0 (ink there raises "
+                     "the output), blue w < 0, each filter on its own scale (max |w| below "
+                     "it). Edge and stroke detectors show up as red/blue pairs side by side."))
+    pred = ctx.outputs.argmax(axis=1) if ctx.outputs is not None else None
+    maps = [(_describe_conv(model, n), a) for n, a in maps]
+    true = data.class_names[int(y_test[idx])] if data.class_names else int(y_test[idx])
+    guess = (f", predicted {data.class_names[int(pred[idx])] if data.class_names else pred[idx]}"
+             if pred is not None else "")
+    png = plot_feature_maps(x_test[idx], maps, ctx.path("feature_maps.png"),
+                              title=f"test image {idx} (class {true}{guess}) through the "
+                                    "first convolutions")
+    out.append((png, "Feature maps of test image 0: the output of each of the first two "
+                     "convolution layers (before batch norm / ReLU), one map per filter; "
+                     "red > 0 (the ReLU passes it), blue < 0 (cut to 0). Maps of a layer share "
+                     "one colour scale, so a pale map responds little to this image."))
+    return out

@@ -13,7 +13,9 @@ import tensorcalc as tc
 from tensorcalc import models
 from tensorcalc.cli import main
 from tensorcalc.recipes import RecipeError, cnn, get_recipe, train_recipe
-from tensorcalc.recipes.runner import prepare_data
+from tensorcalc.recipes import _common as C
+from tensorcalc.train import report as R
+from tensorcalc.train.pipeline import prepare_data
 
 # tiny versions of each network: a few seconds for a few dozen steps on one core
 SMOKE = {
@@ -39,7 +41,7 @@ def test_recipes_registered_with_shared_options():
     for name in SMOKE:
         cfg = get_recipe(name).config()
         assert cfg["dataset"] == "mnist10k" and cfg["train_fraction"] == 1.0
-        assert get_recipe(name).figures is cnn.conv_figures
+        assert get_recipe(name).figures is cnn.conv_recipe_figures
         assert "fashion-mnist" in get_recipe(name).choices["dataset"]
     assert get_recipe("mlp").name == "mlp"  # the MLP stays a recipe
 
@@ -75,18 +77,18 @@ def test_fashion_mnist_when_present(monkeypatch):
 
 # ------------------------------------------------------------------------------ augmentation
 def test_parse_augment_and_sets():
-    assert cnn.parse_augment("crop,affine") == ("crop", "affine")
-    assert cnn.parse_augment(" Crop + cutout ") == ("crop", "cutout")
-    assert cnn.parse_augment("") == () and cnn.parse_augment("none") == ()
+    assert C.parse_augment("crop,affine") == ("crop", "affine")
+    assert C.parse_augment(" Crop + cutout ") == ("crop", "cutout")
+    assert C.parse_augment("") == () and C.parse_augment("none") == ()
     with pytest.raises(RecipeError, match="--augment.*'rotate'.*crop, flip, affine"):
-        cnn.parse_augment("crop,rotate")
+        C.parse_augment("crop,rotate")
     with pytest.raises(RecipeError, match="twice"):
-        cnn.parse_augment("crop,crop")
-    assert cnn.parse_sets("none,crop,crop+affine") == [(), ("crop",), ("crop", "affine")]
+        C.parse_augment("crop,crop")
+    assert C.parse_sets("none,crop,crop+affine") == [(), ("crop",), ("crop", "affine")]
     with pytest.raises(RecipeError, match="listed twice"):
-        cnn.parse_sets("crop,none,crop")
+        C.parse_sets("crop,none,crop")
     with pytest.raises(RecipeError):
-        cnn.parse_sets(" , ")
+        C.parse_sets(" , ")
 
 
 def test_bad_options_on_the_command_line_exit_2(capsys):
@@ -107,35 +109,35 @@ def _lenet_data():
 def test_augment_keeps_shape_dtype_and_background_and_is_seeded():
     d = _lenet_data()
     x = d.train[0][:16]
-    fn = cnn.make_augment("crop,flip,affine,cutout,noise", d)
+    fn = C.make_augment("crop,flip,affine,cutout,noise", d)
     a = fn(x.copy(), np.random.default_rng(3))
     b = fn(x.copy(), np.random.default_rng(3))
     assert a.shape == x.shape and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, fn(x.copy(), np.random.default_rng(4)))
-    assert cnn.make_augment("", d) is None and cnn.make_augment("none", d) is None
+    assert C.make_augment("", d) is None and C.make_augment("none", d) is None
     # fills are the background value: a blank image stays blank under crop / affine / cutout
-    bg, span = cnn._pixel_scale(d)
+    bg, span = C._pixel_scale(d)
     blank = np.full((8, 1, 28, 28), bg, np.float32)
-    out = cnn.make_augment("crop,affine,cutout", d)(blank, np.random.default_rng(0))
+    out = C.make_augment("crop,affine,cutout", d)(blank, np.random.default_rng(0))
     np.testing.assert_allclose(out, bg, atol=1e-5)
     # noise: σ = 0.1 of the pixel range, in model units
-    noisy = cnn.make_augment("noise", d)(blank, np.random.default_rng(0))
+    noisy = C.make_augment("noise", d)(blank, np.random.default_rng(0))
     assert abs((noisy - blank).std() / span - 0.1) < 0.01
 
 
 def test_augment_changes_images_and_train_fraction_is_stratified():
     d = _lenet_data()
     x = d.train[0][:8]
-    crop = cnn.make_augment("crop", d)(x.copy(), np.random.default_rng(0))
+    crop = C.make_augment("crop", d)(x.copy(), np.random.default_rng(0))
     assert (np.abs(crop - x).reshape(8, -1).max(axis=1) > 0).sum() >= 6  # most images moved
     y = np.repeat(np.arange(10), 100)
     xs = np.arange(1000)
-    sx, sy = cnn.subsample((xs, y), 0.1, seed=1)
+    sx, sy = C.subsample((xs, y), 0.1, seed=1)
     assert len(sy) == 100 and np.all(np.bincount(sy, minlength=10) == 10)
     np.testing.assert_array_equal(sy, y[sx])
-    np.testing.assert_array_equal(sx, cnn.subsample((xs, y), 0.1, seed=1)[0])
-    assert not np.array_equal(sx, cnn.subsample((xs, y), 0.1, seed=2)[0])
+    np.testing.assert_array_equal(sx, C.subsample((xs, y), 0.1, seed=1)[0])
+    assert not np.array_equal(sx, C.subsample((xs, y), 0.1, seed=2)[0])
     r = get_recipe("lenet")
     full = prepare_data(r, r.config({"val_fraction": 0.0}))
     part = prepare_data(r, r.config({"val_fraction": 0.0, "train_fraction": 0.05}))
@@ -147,18 +149,18 @@ def test_augment_changes_images_and_train_fraction_is_stratified():
 def test_capture_conv_outputs_are_the_layers_outputs_and_forward_is_restored():
     m = models.LeNet5(rng=0)
     x = tc.randn(1, 1, 28, 28, rng=1).numpy()
-    maps = cnn.capture_conv_outputs(m, x, count=2)
+    maps = R.capture_conv_outputs(m, x, count=2)
     assert [n for n, _ in maps] == ["features.0", "features.3"]
     assert maps[0][1].shape == (6, 28, 28) and maps[1][1].shape == (16, 10, 10)
     with tc.no_grad():
         y0 = m.features[0](tc.Tensor(x)).numpy()[0]
     np.testing.assert_allclose(maps[0][1], y0, rtol=1e-6)
     assert all("forward" not in c.__dict__ for c in m.modules())
-    name, w = cnn.first_conv_weights(models.resnet_small(rng=0))
+    name, w = R.first_conv_weights(models.resnet_small(rng=0))
     assert name == "stem.0" and w.shape == (16, 1, 3, 3)
-    name, w = cnn.first_conv_weights(models.InceptionNet(rng=0, width=8))
+    name, w = R.first_conv_weights(models.InceptionNet(rng=0, width=8))
     assert name == "stem.0" and w.shape[1] == 1
-    res = cnn.capture_conv_outputs(models.InceptionNet(rng=0, width=8), x, count=2)
+    res = R.capture_conv_outputs(models.InceptionNet(rng=0, width=8), x, count=2)
     assert res[0][0] == "stem.0" and len(res) == 2
 
 
@@ -217,9 +219,10 @@ def test_augment_study_table(tmp_path, capsys):
     assert _embedded(html, str(tmp_path / "augmentation.png"))
 
 
-def test_augment_study_bad_options(capsys):
+def test_augment_study_bad_options(capsys, tmp_path):
     assert main(["train", "augment-study", "--sets", "none,warp", "--quiet",
-                 "--out", "/tmp/tc_cnn_bad_study"]) == 2
+                 "--out", str(tmp_path / "study")]) == 2
+    assert not (tmp_path / "study").exists()  # settings are checked before the disk is touched
     assert "unknown augmentation 'warp'" in capsys.readouterr().err
     assert main(["train", "augment-study", "--model", "alexnet", "--quiet"]) == 2
 

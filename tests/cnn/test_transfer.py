@@ -10,7 +10,7 @@ import tensorcalc as tc
 from tensorcalc import functional as F
 from tensorcalc.recipes import RecipeError, get_recipe, list_recipes
 from tensorcalc.recipes import transfer as T
-from tensorcalc.recipes.runner import train_recipe
+from tensorcalc.train.pipeline import train_recipe
 
 
 def test_split_tasks_are_disjoint_and_sized():

@@ -232,3 +232,32 @@ def test_parameter_repr_and_arithmetic():
     assert type(q) is tc.Tensor
     frozen = nn.Parameter(np.ones(2), requires_grad=False)
     assert not frozen.requires_grad
+
+
+def test_forward_hook_sees_and_replaces_outputs_and_is_removable():
+    lin1, lin2 = nn.Linear(3, 4, rng=0), nn.Linear(4, 2, rng=1)
+    model = nn.Sequential(lin1, nn.ReLU(), lin2)
+    x = tc.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+    seen = []
+    h1 = lin1.register_forward_hook(lambda m, args, out: seen.append((m, args[0], out.numpy())))
+    y = model(x).numpy()
+    assert len(seen) == 1 and seen[0][0] is lin1 and seen[0][1] is x
+    np.testing.assert_allclose(seen[0][2], lin1(x).numpy())
+    # a hook's non-None return value replaces the output, in registration order
+    h2 = lin2.register_forward_hook(lambda m, args, out: out * 2.0)
+    h3 = lin2.register_forward_hook(lambda m, args, out: out + 1.0)
+    np.testing.assert_allclose(model(x).numpy(), 2 * y + 1, rtol=1e-6)
+    h2.remove()
+    h2.remove()  # a second remove does nothing
+    np.testing.assert_allclose(model(x).numpy(), y + 1, rtol=1e-6)
+    h3.remove()
+    h1.remove()
+    seen.clear()
+    np.testing.assert_allclose(model(x).numpy(), y)
+    assert seen == []
+    with lin1.register_forward_hook(lambda m, a, o: seen.append(1)):
+        model(x)
+    model(x)
+    assert seen == [1]
+    with pytest.raises(TypeError, match="callable"):
+        lin1.register_forward_hook("not a function")

@@ -6,7 +6,7 @@ import pytest
 
 from tensorcalc import recipes
 from tensorcalc.recipes import Data, Recipe, RecipeError, get_recipe, list_recipes, register
-from tensorcalc.recipes.runner import prepare_data, train_recipe, validate_config
+from tensorcalc.train.pipeline import prepare_data, train_recipe, validate_config
 
 MINE = ["linear-regression", "logistic-regression", "softmax-regression", "mlp"]
 
@@ -69,7 +69,7 @@ def test_register_rejects_duplicates_and_incomplete_recipes():
                         model=lambda c, d, r: None))
     with pytest.raises(ValueError, match="model builder or a run"):
         register(Recipe(name="nothing", description="x", data=lambda c: None))
-    assert "nothing" not in recipes._REGISTRY
+    assert "nothing" not in [r.name for r in recipes.list_recipes()]
 
 
 def test_validation_split_is_stratified_and_limit_applies():
@@ -103,7 +103,7 @@ def test_linear_regression_three_solutions_agree(tmp_path):
     assert runs["batch GD"]["rel_error"] <= TOLERANCE["batch GD"]
     assert runs["SGD"]["rel_error"] <= TOLERANCE["SGD"]
     # the closed form really is the least-squares solution: matches numpy's lstsq
-    from tensorcalc.recipes.runner import seed_streams
+    from tensorcalc.train.pipeline import seed_streams
 
     r = get_recipe("linear-regression")
     d = prepare_data(r, r.config({"features": 3, "seed": 5, "val_fraction": 0.0}),
@@ -116,7 +116,7 @@ def test_linear_regression_three_solutions_agree(tmp_path):
     hist = runs["SGD"]["history"]
     assert hist[-1]["val_loss"] < hist[0]["val_loss"]
     assert (tmp_path / "fits.png").exists() and (tmp_path / "report.html").exists()
-    from tensorcalc.recipes.runner import evaluate_run
+    from tensorcalc.train.pipeline import evaluate_run
 
     # the SGD model is saved, so `tensorcalc evaluate` re-scores it
     assert evaluate_run(str(tmp_path))["test"]["mse"] == pytest.approx(res.test["mse"],

@@ -1,17 +1,33 @@
-"""Running recipes: the standard train → test → report pipeline, evaluate, predict, tune.
+"""The shared recipe pipeline: settings, data, seeding, optimiser and schedule by name, the run,
+test scoring, ``metrics.json``, the report; evaluate / predict / load of a finished run; tune.
 
-The pipeline of :func:`train_recipe` for a recipe and its hyperparameters ``cfg``:
+A *recipe* (:class:`Recipe`) is a declaration — data, model, loss and metrics (or the task's
+defaults), defaults, figures — and :func:`train_recipe` does the rest, once for every recipe:
 
-1. check ``cfg`` (a bad value raises :class:`RecipeError` naming the ``--flag``);
-2. ``recipe.data(cfg)``; check every split for NaN/Inf (naming the data set and row) and labels
-   in range; split a validation set off the training data (stratified); ``--limit``;
-3. seed four independent streams from ``cfg["seed"]`` (``SeedSequence.spawn``): the split, the
-   initialisation (the model keeps it for dropout), the loader's shuffling, and the trainer's
-   own (augmentation) — independent so that resuming one never rewinds another;
-4. build the model, loss, metrics, optimiser (by name) and schedule (by name);
-5. train with :class:`~tensorcalc.train.Trainer` into ``run_dir`` (``--resume`` continues from
-   ``run_dir/checkpoints/last``);
-6. score the final weights once on the test split; write ``metrics.json`` and ``report.html``.
+1. settings: the common defaults, the recipe's, the caller's; each checked
+   (:func:`validate_config`: a bad value raises :class:`RecipeError` naming the ``--flag``);
+2. data: ``recipe.data(cfg)``; every split checked for NaN/Inf (naming the data set and row)
+   and labels in range; a validation split (stratified) and ``--limit``
+   (:func:`prepare_data`);
+3. seeding: four independent streams from ``cfg["seed"]`` (``SeedSequence.spawn``): the split,
+   the initialisation (the model keeps it for dropout), the loader's shuffling and the
+   trainer's own (augmentation) — independent so that resuming one never rewinds another;
+4. the model is built — all of the above happens *before* the run directory is touched, so a
+   typo never costs a finished run — then :func:`tensorcalc.train.rundir.prepare` readies the
+   directory (refusing one that holds a run unless ``resume`` or ``overwrite``);
+5. the run (:func:`run_standard`): loss, metrics, optimiser and schedule by name, training
+   with checkpoints, logs and exact resume;
+6. test scoring of the final weights, ``metrics.json`` and ``report.html`` (one generic
+   report, extended by the recipe's ``figures``).
+
+A *study* that compares runs (transfer learning's three methods, an augmentation study) is a
+recipe with a ``run`` of its own that composes :func:`run_standard` calls — each one the
+standard run with given settings, data, model and parameter groups — and writes its own
+comparison; it never copies the training loop.
+
+The registry (:func:`register`, :func:`get_recipe`) lives here; :mod:`tensorcalc.recipes`
+holds the shipped recipes, which register themselves when that package is imported (its
+entry points — ``tensorcalc.recipes.train_recipe`` and friends — import them all first).
 """
 
 from __future__ import annotations
@@ -19,9 +35,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,21 +46,218 @@ from .. import functional as F
 from .. import optim
 from .. import serialization as S
 from ..tensor import Tensor
-from ..train import metrics as M
-from ..train import report as R
-from ..train.trainer import Trainer
-from . import OPTIMIZERS, SCHEDULES, Data, Recipe, RecipeError, RunResult, get_recipe
+from . import metrics as M
+from . import rundir as RD
+from .report import flag, write_run_report
+from .trainer import Trainer
 
-__all__ = ["train_recipe", "evaluate_run", "predict_run", "tune_recipe", "validate_config",
-           "make_optimizer", "make_scheduler", "prepare_data", "fit_once", "flag", "seed_streams",
-           "load_run", "LoadedRun"]
+__all__ = ["Data", "Recipe", "RunResult", "RecipeError", "register", "get_recipe",
+           "list_recipes", "COMMON_DEFAULTS", "COMMON_HELP", "OPTIMIZERS", "SCHEDULES",
+           "DATASET_TITLES", "train_recipe", "run_standard", "evaluate_run", "predict_run",
+           "tune_recipe", "validate_config", "make_optimizer", "make_scheduler", "prepare_data",
+           "flag", "seed_streams", "load_run", "LoadedRun", "RunContext", "write_json"]
+
+#: hyperparameters every recipe has (a recipe's ``defaults`` override the values)
+COMMON_DEFAULTS: dict = {
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "optimizer": "adam",
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "schedule": "none",
+    "seed": 0,
+    "dataset": "",
+    "val_fraction": 0.1,
+    "limit": 0,
+    "checkpoint_every": 0,
+}
+
+COMMON_HELP: dict = {
+    "epochs": "passes over the training data",
+    "batch_size": "examples per optimisation step",
+    "lr": "learning rate (peak rate for --schedule onecycle)",
+    "optimizer": "sgd | momentum | nesterov | adam | adamw | rmsprop",
+    "momentum": "momentum μ for sgd-type optimisers",
+    "weight_decay": "L2 penalty λ (decoupled for adamw)",
+    "schedule": "learning-rate schedule: none | cosine | step | onecycle | plateau",
+    "seed": "seed of every random choice (split, init, shuffling, dropout, augmentation)",
+    "dataset": "data set (recipe-specific; empty: the recipe's default)",
+    "val_fraction": "fraction of the training data held out for validation (0: none)",
+    "limit": "use only this many training examples (0: all) — for quick checks",
+    "checkpoint_every": "save a resumable checkpoint every N steps (0: about 4 per epoch)",
+}
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "cosine", "step", "onecycle", "plateau")
+
+#: what ``Data.task`` may be: the first three pick the default loss, metrics and report; a
+#: recipe with another kind of target ("detection": class + box) declares its loss and metrics
+TASKS = ("multiclass", "binary", "regression", "detection")
+
+#: how report titles name the shipped data sets (``Data.title`` overrides)
+DATASET_TITLES = {"mnist10k": "MNIST-10k", "fashion-mnist": "Fashion-MNIST",
+                  "mnist10k-canvas": "MNIST-10k digits on 64×64 canvases",
+                  "mnist10k-5to9": "MNIST-10k digits 5–9", "two-moons": "two moons",
+                  "linear": "a synthetic linear data set"}
 
 
-def flag(key: str) -> str:
-    """The command-line flag of a hyperparameter: ``batch_size`` -> ``--batch-size``."""
-    return "--" + key.replace("_", "-")
+class RecipeError(ValueError):
+    """Bad recipe name, hyperparameter or data: the message is meant for the user as is."""
 
 
+@dataclass
+class Data:
+    """A recipe's data: model-ready arrays and what is needed to show and explain them.
+
+    ``train``/``test`` (and optional ``val``) are ``(x, y)`` pairs: float inputs in the shape
+    the model takes, integer labels (classification) or float targets (regression).
+    ``image_shape`` (e.g. (28, 28) or (3, 32, 32)) lets reports draw inputs as images;
+    ``prepare(raw) -> x`` turns raw user input (``tensorcalc predict --input file.npy``) into
+    model input, applying the same scaling as the training data. ``extra`` holds anything a
+    recipe's own figures need (e.g. the raw 2-D points behind polynomial features).
+    ``title`` is the name shown in report titles (default: :attr:`display`).
+    """
+
+    name: str
+    task: str
+    train: tuple
+    test: tuple
+    val: tuple | None = None
+    num_classes: int | None = None
+    class_names: list | None = None
+    image_shape: tuple | None = None
+    prepare: Callable | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+    title: str = ""
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"Data: task must be one of {', '.join(map(repr, TASKS))}, got "
+                             f"{self.task!r}")
+
+    @property
+    def classification(self) -> bool:
+        return self.task in ("multiclass", "binary")
+
+    @property
+    def display(self) -> str:
+        """The data set's name for titles: ``title``, else the known name of ``name``
+        (:data:`DATASET_TITLES`), else ``name``."""
+        return self.title or DATASET_TITLES.get(self.name, self.name)
+
+
+@dataclass
+class Recipe:
+    """A named training job: a declaration the pipeline runs.
+
+    ``data(cfg) -> Data`` and ``model(cfg, data, rng) -> Module`` are required (a study may
+    leave out the model); optional: ``loss(cfg, data) -> fn``, ``metrics(cfg, data) ->
+    [Metric]``, ``augment(cfg, data) -> fn(x, rng) | None``, ``figures(ctx) -> [(png,
+    caption)]`` (extra sections of the report), ``run(cfg, run_dir, quiet=, progress=) ->
+    RunResult`` (a study composing :func:`run_standard` calls), ``help`` (flag texts) and
+    ``choices`` (allowed values), ``headline`` (``(test key, label)``: the figure the report
+    leads with, default accuracy or R² by the task). ``description`` says what is trained, not on which data set
+    or how well: report titles add the run's real data set.
+    """
+
+    name: str
+    description: str
+    data: Callable
+    model: Callable | None = None
+    defaults: dict = field(default_factory=dict)
+    loss: Callable | None = None
+    metrics: Callable | None = None
+    augment: Callable | None = None
+    figures: Callable | None = None
+    run: Callable | None = None
+    help: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)
+    headline: tuple | None = None
+
+    def config(self, overrides: dict | None = None) -> dict:
+        """The hyperparameters: common defaults, then the recipe's, then ``overrides``."""
+        cfg = dict(COMMON_DEFAULTS)
+        cfg.update(self.defaults)
+        for k, v in (overrides or {}).items():
+            if k not in cfg:
+                raise RecipeError(f"recipe {self.name!r} has no hyperparameter {k!r}; it has "
+                                  f"{', '.join(sorted(cfg))}")
+            cfg[k] = v
+        cfg["recipe"] = self.name
+        return cfg
+
+
+@dataclass
+class RunResult:
+    """What a finished run returns: its directory, test figures, report path, history — and,
+    from :func:`run_standard`, the trained ``model`` and the ``trainer`` that trained it (with
+    the test ``outputs`` and ``targets`` in ``extra``)."""
+
+    run_dir: str | None
+    test: dict
+    report: str | None = None
+    history: list = field(default_factory=list)
+    train_seconds: float = 0.0
+    config: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    model: object = None
+    trainer: object = None
+
+
+_REGISTRY: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    """Add a recipe to the registry (its name must be new); returns it."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"register: expected a Recipe, got {type(recipe).__name__}")
+    if recipe.name in _REGISTRY and _REGISTRY[recipe.name] is not recipe:
+        raise ValueError(f"register: a recipe named {recipe.name!r} already exists")
+    if recipe.model is None and recipe.run is None:
+        raise ValueError(f"register: recipe {recipe.name!r} needs a model builder or a run")
+    _REGISTRY[recipe.name] = recipe
+    return recipe
+
+
+#: functions that register recipes on first use of the registry (``tensorcalc.recipes`` adds
+#: the one that imports the shipped recipes; a plugin package can add its own)
+DISCOVERERS: list[Callable[[], None]] = []
+
+
+def _discover() -> None:
+    while DISCOVERERS:
+        DISCOVERERS.pop(0)()
+
+
+def list_recipes() -> list[Recipe]:
+    """Every registered recipe, sorted by name."""
+    _discover()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name`` (``_`` and ``-`` are interchangeable); a :class:`RecipeError`
+    listing the recipes if there is none."""
+    if isinstance(name, Recipe):
+        return name
+    _discover()
+    key = str(name).strip().lower().replace("_", "-")
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    names = ", ".join(sorted(_REGISTRY))
+    import difflib
+
+    close = difflib.get_close_matches(key, list(_REGISTRY), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise RecipeError(f"unknown recipe {name!r}.{hint} Available recipes: {names} "
+                      "(see `tensorcalc list`)")
+
+
+
+
+# ------------------------------------------------------------------------------ running
 # ------------------------------------------------------------------------------ configuration
 def validate_config(recipe: Recipe, cfg: dict) -> dict:
     """Check the common hyperparameters and the recipe's choices; returns ``cfg``."""
@@ -91,7 +304,7 @@ def _check_split(data: Data, split: str, xy):
     if data.classification:
         D.check_labels(y, data.num_classes or 2, f"{data.name} {split} labels")
     else:
-        D.check_finite(y, f"{data.name} {split} targets")
+        D.check_finite(np.asarray(y, dtype=np.float64), f"{data.name} {split} targets")
     if len(x) != len(y):
         raise RecipeError(f"{data.name} {split}: {len(x)} inputs but {len(y)} targets")
 
@@ -146,6 +359,9 @@ def _regression_loss(z, t):
 
 
 def default_loss(data: Data):
+    if data.task not in ("multiclass", "binary", "regression"):
+        raise RecipeError(f"{data.name}: a {data.task!r} task has no default loss; the recipe "
+                          "declares loss= and metrics=")
     return {"multiclass": F.cross_entropy, "binary": _binary_loss,
             "regression": _regression_loss}[data.task]
 
@@ -201,14 +417,17 @@ def _loader(xy, batch_size, rng=None, shuffle=False):
 
 
 def build_trainer(recipe: Recipe, cfg: dict, data: Data, train_xy, out_dir=None, *,
-                  quiet=False, progress=None, streams=None):
-    """Model, optimiser, schedule, loader and Trainer for one training run."""
+                  quiet=False, progress=None, streams=None, model=None, params=None):
+    """Model (``recipe.model`` unless given), loss, metrics, optimiser over ``params`` (default:
+    the model's parameters; a list of parameter groups sets per-group rates), schedule, loader
+    and Trainer for one run."""
     streams = streams or seed_streams(cfg["seed"])
-    model = recipe.model(cfg, data, streams["init"])
+    if model is None:
+        model = recipe.model(cfg, data, streams["init"])
     loss_fn = recipe.loss(cfg, data) if recipe.loss else default_loss(data)
     metrics = recipe.metrics(cfg, data) if recipe.metrics else default_metrics(data)
     loader = _loader(train_xy, cfg["batch_size"], streams["loader"], shuffle=True)
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg, model.parameters() if params is None else params)
     scheduler = make_scheduler(cfg, optimizer, len(loader))
     augment = recipe.augment(cfg, data) if recipe.augment else None
     monitor = "val_acc" if data.classification else "val_loss"
@@ -219,14 +438,36 @@ def build_trainer(recipe: Recipe, cfg: dict, data: Data, train_xy, out_dir=None,
     return trainer, loader
 
 
-def fit_once(recipe: Recipe, cfg: dict, data: Data, train_xy, val_xy=None, *, quiet=True,
-             progress=False):
-    """Train a fresh model in memory (no files) and return the trainer (used by tune)."""
-    trainer, loader = build_trainer(recipe, cfg, data, train_xy, None, quiet=quiet,
-                                    progress=progress)
-    val = _loader(val_xy, 1000) if val_xy is not None else None
-    trainer.fit(loader, val, epochs=cfg["epochs"])
-    return trainer
+_DATA_VAL = object()
+
+
+def run_standard(recipe, cfg: dict, data: Data, *, model=None, params=None, train=None,
+                 val=_DATA_VAL, out_dir: str | None = None, streams: dict | None = None,
+                 resume_from: str | None = None, test: bool = True, report: bool = False,
+                 quiet: bool = True, progress: bool | None = False) -> RunResult:
+    """The standard run of ``recipe`` with settings ``cfg`` on prepared ``data``: train, then
+    (``test``) score the final weights on ``data.test``; with ``out_dir`` also checkpoints,
+    logs, ``metrics.json`` and (``report``) ``report.html``. Returns a :class:`RunResult`
+    holding the trained ``model`` and its ``trainer``.
+
+    This is the one training run of the library's recipes; a study composes several, varying
+    ``cfg`` (settings), ``model`` (e.g. pre-trained layers), ``params`` (which parameters
+    learn, at which rates), ``train`` / ``val`` (the (x, y) pairs; default ``data.train`` and
+    ``data.val``, ``val=None`` for none) and ``streams`` (the seeded Generators of
+    :func:`seed_streams`, e.g. to give several runs the same batches).
+    """
+    recipe = get_recipe(recipe)
+    trainer, loader = build_trainer(recipe, cfg, data, data.train if train is None else train,
+                                    out_dir, quiet=quiet, progress=progress, streams=streams,
+                                    model=model, params=params)
+    val_xy = data.val if val is _DATA_VAL else val
+    val_loader = _loader(val_xy, 1000) if val_xy is not None and len(val_xy[1]) else None
+    trainer.fit(loader, val_loader, epochs=cfg["epochs"], resume_from=resume_from)
+    if not test:
+        return RunResult(run_dir=out_dir, test={}, history=list(trainer.history),
+                         train_seconds=trainer.train_seconds, config=cfg, model=trainer.model,
+                         trainer=trainer)
+    return finish_run(recipe, cfg, data, trainer, out_dir, report=report)
 
 
 # ------------------------------------------------------------------------------ train
@@ -238,7 +479,7 @@ def _resume_config(recipe: Recipe, run_dir: str, given: dict) -> tuple[dict, str
         raise RecipeError(f"--resume: there is no checkpoint at {ck}; start the run without "
                           "--resume (or point --out at the run to continue)")
     try:
-        saved = S.load_checkpoint(ck)  # verifies size and sha256 of everything
+        saved = S.load_state(ck)  # verifies the manifest, size and sha256 of everything
     except S.CheckpointError as e:
         raise RecipeError(f"--resume: the checkpoint is unusable: {e}. The run directory "
                           f"{run_dir} was left as it is.") from None
@@ -247,8 +488,7 @@ def _resume_config(recipe: Recipe, run_dir: str, given: dict) -> tuple[dict, str
         raise RecipeError(f"--resume: {run_dir} holds a run of recipe {cfg.get('recipe')!r}, "
                           f"not {recipe.name!r}")
     for k, v in given.items():
-        if k == "epochs" and v != cfg.get("epochs") and cfg.get("schedule") in ("cosine",
-                                                                              "onecycle"):
+        if k == "epochs" and v != cfg.get("epochs") and not can_extend(cfg):
             raise RecipeError(f"--resume: the run's {cfg['schedule']} schedule is laid out "
                               f"for its {cfg['epochs']} epochs; resume it without --epochs, or "
                               "start a new run to train longer")
@@ -263,23 +503,30 @@ def _resume_config(recipe: Recipe, run_dir: str, given: dict) -> tuple[dict, str
     return cfg, ck
 
 
-def _fresh_run_dir(run_dir: str) -> None:
-    os.makedirs(run_dir, exist_ok=True)
-    for name in ("checkpoints", "tb"):
-        p = os.path.join(run_dir, name)
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-    for name in ("history.csv", "metrics.json", "report.html"):
-        p = os.path.join(run_dir, name)
-        if os.path.exists(p):
-            os.remove(p)
+def can_extend(cfg: dict) -> bool:
+    """Whether ``--resume --epochs N`` may train a run longer (or shorter) than planned: always
+    — the Loop re-plans a schedule laid out over the planned epochs (cosine, onecycle) for the
+    new total, continuing from where the run stands (see :mod:`tensorcalc.train.loop`)."""
+    return True
+
+
+def _record_outputs(rd, run_dir: str) -> None:
+    """Add what the run wrote at the top of ``run_dir`` to the run directory's record."""
+    if rd is None:
+        return
+    for name in sorted(os.listdir(run_dir)):
+        if name not in rd.preexisting and name != RD.RECORD and not name.startswith("."):
+            rd.record(name)
 
 
 def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None, *,
-                 resume: bool = False, quiet: bool = False, progress: bool | None = None,
-                 report: bool = True) -> RunResult:
+                 resume: bool = False, overwrite: bool = False, quiet: bool = False,
+                 progress: bool | None = None, report: bool = True) -> RunResult:
     """Run recipe ``name`` with hyperparameters ``overrides`` into ``out_dir`` (default
-    ``runs/<name>``); see the module docstring. Returns a :class:`RunResult`."""
+    ``runs/<name>``); see the module docstring. ``resume`` continues the run in ``out_dir``;
+    ``overwrite`` replaces the run there (only files tensorcalc wrote are removed); a directory
+    holding a run with neither raises :class:`~tensorcalc.train.rundir.RunDirError`.
+    Returns a :class:`RunResult`."""
     recipe = get_recipe(name)
     given = dict(overrides or {})
     run_dir = out_dir or os.path.join("runs", recipe.name)
@@ -288,34 +535,45 @@ def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None
     else:
         cfg, ck = recipe.config(given), None
     validate_config(recipe, cfg)
-    if recipe.run is not None:
+    if recipe.run is not None:  # a study: it validates its own settings before running
         if resume:
-            raise RecipeError(f"recipe {recipe.name!r} runs in seconds and has no --resume; "
-                              "run it again")
-        _fresh_run_dir(run_dir)
+            raise RecipeError(f"recipe {recipe.name!r} compares several short runs and has no "
+                              "--resume; run it again")
+        prepare_data(recipe, cfg)  # every data setting checked before the disk is touched
+        rd = RD.prepare(run_dir, resume=False, overwrite=overwrite)
         write_json(os.path.join(run_dir, "config.json"), cfg)
-        return recipe.run(cfg, run_dir, quiet=quiet, progress=progress)
+        try:
+            return recipe.run(cfg, run_dir, quiet=quiet, progress=progress)
+        finally:
+            _record_outputs(rd, run_dir)
     streams = seed_streams(cfg["seed"])
     data = prepare_data(recipe, cfg, streams["split"])
+    model = recipe.model(cfg, data, streams["init"])  # bad model settings fail here, not later
+    rd = RD.prepare(run_dir, resume=resume, overwrite=overwrite)
     if not resume:
-        _fresh_run_dir(run_dir)
         write_json(os.path.join(run_dir, "config.json"), cfg)
-    trainer, loader = build_trainer(recipe, cfg, data, data.train, run_dir, quiet=quiet,
-                                    progress=progress, streams=streams)
-    val = _loader(data.val, 1000) if data.val is not None else None
+        rd.record("config.json")
     if not quiet:
         n_val = 0 if data.val is None else len(data.val[1])
-        print(f"{recipe.name}: {data.name}, {len(data.train[1]):,} training / {n_val:,} "
+        steps = -(-len(data.train[1]) // cfg["batch_size"])
+        print(f"{recipe.name}: {data.display}, {len(data.train[1]):,} training / {n_val:,} "
               f"validation / {len(data.test[1]):,} test examples; "
-              f"{trainer.model.num_parameters():,} parameters; {cfg['epochs']} epochs of "
-              f"{len(loader)} steps ({cfg['optimizer']}, lr {cfg['lr']:g}, batch "
+              f"{model.num_parameters():,} parameters; {plural(cfg['epochs'], 'epoch')} of "
+              f"{plural(steps, 'step')} ({cfg['optimizer']}, lr {cfg['lr']:g}, batch "
               f"{cfg['batch_size']})" + (f"; resuming from {ck}" if resume else ""), flush=True)
     try:
-        trainer.fit(loader, val, epochs=cfg["epochs"], resume_from=ck)
+        return run_standard(recipe, cfg, data, model=model, out_dir=run_dir, streams=streams,
+                            resume_from=ck, report=report, quiet=quiet, progress=progress)
     except S.CheckpointError as e:
         raise RecipeError(f"--resume: the checkpoint is unusable: {e}. The run directory "
                           f"{run_dir} was left as it is.") from None
-    return finish_run(recipe, cfg, data, trainer, run_dir, report=report)
+    finally:
+        _record_outputs(rd, run_dir)
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "epoch")`` -> "1 epoch", ``plural(3, "epoch")`` -> "3 epochs"."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def finish_run(recipe, cfg, data, trainer, run_dir, report=True) -> RunResult:
@@ -332,7 +590,9 @@ def finish_run(recipe, cfg, data, trainer, run_dir, report=True) -> RunResult:
         per_class = {k: prf[k].tolist() for k in ("precision", "recall", "f1", "support")}
         per_class["confusion"] = M.confusion_matrix(targets, pred, data.num_classes).tolist()
     result = RunResult(run_dir=run_dir, test=test, history=list(trainer.history),
-                       train_seconds=trainer.train_seconds, config=cfg)
+                       train_seconds=trainer.train_seconds, config=cfg, model=trainer.model,
+                       trainer=trainer, extra={"outputs": outputs, "targets": targets,
+                                               "per_class": per_class})
     if run_dir:
         write_json(os.path.join(run_dir, "metrics.json"),
                     {"test": test, "per_class": per_class, "train_seconds": trainer.train_seconds,
@@ -360,154 +620,10 @@ class RunContext:
         self.model = trainer.model
         self.run_dir, self.test, self.outputs, self.targets = run_dir, test, outputs, targets
         self.per_class = per_class
+        self.can_extend = can_extend(cfg)
 
     def path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
-
-
-def _pct(v):
-    return f"{100 * v:.2f} %" if isinstance(v, float) and math.isfinite(v) else "—"
-
-
-def headline(task: str, test: dict) -> tuple[str, str]:
-    """The one figure a run is judged by: (label, formatted value)."""
-    if task == "regression":
-        return "test R²", f"{test.get('r2', float('nan')):.4f}"
-    return "test accuracy", _pct(test.get("acc", float("nan")))
-
-
-def write_run_report(ctx: RunContext) -> str:
-    """Figures (PNGs beside the report) and ``report.html`` for a standard run."""
-    recipe, cfg, data, trainer, test = ctx.recipe, ctx.cfg, ctx.data, ctx.trainer, ctx.test
-    history = trainer.history
-    n_val = 0 if data.val is None else len(data.val[1])
-    rep = R.HTMLReport(
-        f"{recipe.name} — {recipe.description}",
-        f"{data.name} · {len(data.train[1]):,} train / {n_val:,} validation / "
-        f"{len(data.test[1]):,} test examples · seed {cfg['seed']} · run directory "
-        f"{os.path.abspath(ctx.run_dir)}")
-    label, value = headline(data.task, test)
-    cards = [(label, value), ("test loss", f"{test['loss']:.4f}")]
-    if data.classification:
-        cards.append(("macro F1", f"{test.get('f1', float('nan')):.4f}"))
-    else:
-        cards.append(("test MSE", f"{test.get('mse', float('nan')):.4g}"))
-    cards += [("training time", f"{trainer.train_seconds:.1f} s"),
-              ("epochs", f"{trainer.epoch}"), ("parameters", f"{ctx.model.num_parameters():,}")]
-    rep.cards(cards)
-    if data.description:
-        rep.text(data.description)
-
-    if history:
-        rep.section("Learning curves")
-        curves = R.plot_history(history, ctx.path("curves.png"))
-        rep.figure(curves, "Loss and metrics per epoch on the training data (running mean over "
-                           "the epoch, in training mode) and on the validation split.")
-        last = history[-1]
-        rows = [[k, last[k]] for k in last if k.startswith(("train_", "val_"))]
-        rows.append(["learning rate at the end", last.get("lr")])
-        rep.table(rows, ["final epoch", "value"])
-
-    if recipe.figures is not None:
-        extra = recipe.figures(ctx) or []
-        if extra:
-            rep.section("The model's view")
-            for png, caption in extra:
-                rep.figure(png, caption)
-
-    if data.classification:
-        rep.section("Test set")
-        conf = np.asarray(ctx.per_class["confusion"])
-        names = data.class_names
-        cm_png = R.plot_confusion(conf, ctx.path("confusion.png"), names)
-        pc = ctx.per_class
-        rows = [[(names[i] if names else i), pc["precision"][i], pc["recall"][i], pc["f1"][i],
-                 pc["support"][i]] for i in range(len(pc["f1"]))]
-        rows.append(["macro average", test["precision"], test["recall"], test["f1"],
-                     int(sum(pc["support"]))])
-        rep.figure(cm_png, "Confusion matrix on the test split: row = true class, column = "
-                           "predicted; colour is the fraction of the row.")
-        rep.table(rows, ["class", "precision", "recall", "F1", "support"],
-                  f"Test accuracy {_pct(test['acc'])} over {len(ctx.targets):,} examples.")
-        if data.image_shape is not None:
-            _image_sections(rep, ctx)
-    else:
-        rep.section("Test set")
-        rep.table([[k, v] for k, v in test.items()], ["figure", "value"])
-
-    rep.section("Model")
-    rep.text(f"{ctx.model.num_parameters():,} trainable parameters; optimiser "
-             f"{type(trainer.optimizer).__name__}"
-             + (f", schedule {type(trainer.scheduler).__name__}" if trainer.scheduler else ""))
-    rep.pre(repr(ctx.model))
-    rep.section("Hyperparameters")
-    hyperparameter_table(rep, cfg)
-    rep.section("Run")
-    steps = trainer.global_step
-    rep.table([["optimisation steps", steps],
-               ["time per epoch", f"{trainer.train_seconds / max(trainer.epoch, 1):.2f} s"],
-               ["time per step (incl. validation)",
-                f"{1000 * trainer.train_seconds / max(steps, 1):.1f} ms"],
-               ["machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-                           f"Python {platform.python_version()}, NumPy {np.__version__}"]],
-              ["", ""])
-    rep.section("Files")
-    rep.table([["history.csv", "per-epoch figures"],
-               ["tb/", "TensorBoard events: tensorboard --logdir " + ctx.run_dir],
-               ["checkpoints/last, checkpoints/best", "resumable checkpoints (safetensors + "
-                                                      "JSON manifest)"],
-               ["metrics.json", "test figures, per-class table, confusion matrix"],
-               ["*.png", "the figures of this page"]], ["file", "what"],
-              f"Continue training: tensorcalc train {recipe.name} --out {ctx.run_dir} --resume "
-              f"--epochs N.   Re-score: tensorcalc evaluate {ctx.run_dir}.")
-    return rep.save(ctx.path("report.html"))
-
-
-def _hp(v) -> str:
-    if isinstance(v, (tuple, list)):
-        return ",".join(map(str, v))
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def hyperparameter_table(rep, cfg: dict):
-    """The hyperparameters as they would be typed on the command line."""
-    rep.table([[flag(k), _hp(v)] for k, v in cfg.items() if k != "recipe"],
-              ["flag", "value"],
-              "Repeat this run: tensorcalc train " + str(cfg.get("recipe", "RECIPE")) + " "
-              + " ".join(f"{flag(k)} {_hp(v)}" for k, v in cfg.items()
-                         if k != "recipe" and _hp(v) != ""))
-
-
-def _image_sections(rep, ctx):
-    data, out, tgt = ctx.data, ctx.outputs, ctx.targets
-    pred = M.predicted_labels(out)
-    if out.ndim == 2 and out.shape[1] > 1:
-        z = out - out.max(axis=1, keepdims=True)
-        prob = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        conf = prob[np.arange(len(pred)), pred]
-    else:
-        conf = None
-    xs = data.test[0]
-    n = min(32, len(xs))
-    rep.section("Sample predictions")
-    png = R.plot_image_grid(xs[:n], ctx.path("samples.png"), pred[:n], tgt[:n],
-                            data.class_names, None if conf is None else conf[:n],
-                            image_shape=data.image_shape)
-    rep.figure(png, f"The first {n} test images with the model's prediction and confidence "
-                    "(red: wrong, with the true class).")
-    wrong = np.flatnonzero(pred != tgt)
-    if conf is not None:
-        wrong = wrong[np.argsort(-conf[wrong], kind="stable")]  # most confident mistakes first
-    k = min(32, len(wrong))
-    rep.section(f"Misclassified ({len(wrong)} of {len(tgt):,})")
-    png = R.plot_image_grid(xs[wrong[:k]], ctx.path("misclassified.png"), pred[wrong[:k]],
-                            tgt[wrong[:k]], data.class_names,
-                            None if conf is None else conf[wrong[:k]],
-                            image_shape=data.image_shape)
-    rep.figure(png, "Test images the model gets wrong, most confident mistakes first: "
-                    "predicted class (true class) and the probability the model gave it.")
 
 
 # ------------------------------------------------------------------------------ evaluate/predict
@@ -557,7 +673,7 @@ def load_run(path: str, which: str = "last") -> LoadedRun:
     data = prepare_data(recipe, cfg, streams["split"])
     model = recipe.model(cfg, data, streams["init"])
     try:
-        S.load_checkpoint(ck, model)
+        S.load_state(ck, modules={"model": model})  # the weights only
     except S.CheckpointError as e:
         raise RecipeError(f"unusable checkpoint: {e}") from None
     model.eval()
@@ -621,6 +737,8 @@ def predict_run(path: str, inputs=None, index=None) -> dict:
     elif data.task == "binary":
         p1 = 1 / (1 + np.exp(-out.reshape(len(out))))
         res["labels"], res["probs"] = (p1 > 0.5).astype(np.int64), np.stack([1 - p1, p1], 1)
+    elif isinstance(out, (tuple, list)):  # several outputs side by side, e.g. logits | box
+        res["values"] = np.concatenate([np.asarray(o).reshape(len(o), -1) for o in out], 1)
     else:
         res["values"] = out.reshape(len(out), -1)
     return res
@@ -654,17 +772,16 @@ def tune_recipe(name, grid: dict, base: dict | None = None, folds: int = 5,
     def evaluate_setting(setting, train_idx, val_idx):
         cfg = dict(cfg0, **setting)
         validate_config(recipe, cfg)
-        trainer = fit_once(recipe, cfg, data, (x[train_idx], y[train_idx]))
-        return trainer.evaluate(_loader((x[val_idx], y[val_idx]), 1000))
+        res = run_standard(recipe, cfg, data, train=(x[train_idx], y[train_idx]), val=None,
+                           test=False)
+        return res.trainer.evaluate(_loader((x[val_idx], y[val_idx]), 1000))
 
     def final_fit(setting):
         cfg = dict(cfg0, **setting)
         run_dir = out_dir and os.path.join(out_dir, "best")
         t0 = time.perf_counter()
-        trainer, loader = build_trainer(recipe, cfg, data, data.train, run_dir, quiet=True,
-                                        progress=progress)
-        trainer.fit(loader, None, epochs=cfg["epochs"])
-        res = finish_run(recipe, cfg, data, trainer, run_dir, report=run_dir is not None)
+        res = run_standard(recipe, cfg, data, val=None, out_dir=run_dir,
+                           report=run_dir is not None, progress=progress)
         res.extra["seconds"] = time.perf_counter() - t0
         return res
 
