@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..ops._util import data_of, shape_of
-from ..ops.windows import Fold, Unfold, _pair, norm_padding, window_geometry
+from ..ops.windows import Fold, Unfold, norm_padding, pair, window_geometry
 from ._dtypes import operand
 
 
@@ -141,7 +141,7 @@ def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, dilati
     who = "conv_transpose2d"
     if isinstance(padding, str):
         raise ValueError(f"{who}: padding must be an int or pairs, got {padding!r}")
-    k, s, d = tuple(ws[2:]), _pair(stride, "stride", who, 1), _pair(dilation, "dilation", who, 1)
+    k, s, d = tuple(ws[2:]), pair(stride, "stride", who, 1), pair(dilation, "dilation", who, 1)
     p = norm_padding(padding, who)
     op = (output_padding, output_padding) if isinstance(output_padding, int) \
         else tuple(output_padding)

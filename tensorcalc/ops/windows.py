@@ -157,8 +157,8 @@ def fold(cols, output_size, kernel, stride=1, padding=0, dilation=1):
     cs = shape_of(cols)
     if len(cs) != 3:
         raise ValueError(f"fold: expected cols of shape (N, L, kh·kw·C), got {cs}")
-    h, w = _pair(output_size, "output_size", "fold", 1)
-    k = _pair(kernel, "kernel size", "fold", 1)
+    h, w = pair(output_size, "output_size", "fold", 1)
+    k = pair(kernel, "kernel size", "fold", 1)
     if cs[2] % (k[0] * k[1]):
         raise ValueError(f"fold: the last axis of cols {cs} must be kh·kw·C with kernel {k}")
     c = cs[2] // (k[0] * k[1])
@@ -175,7 +175,9 @@ def fold(cols, output_size, kernel, stride=1, padding=0, dilation=1):
 # ---------------------------------------------------------------- argument normalisation
 
 
-def _pair(v, name, who, minimum):
+def pair(v, name, who, minimum):
+    """An int or a pair of ints -> a pair (each ≥ ``minimum``), or a ValueError naming ``who``.
+    Public: the conv layers and functions normalise their arguments with it too."""
     if isinstance(v, bool):
         raise ValueError(f"{who}: {name} must be an int or a pair of ints, got {v!r}")
     if isinstance(v, int):
@@ -190,6 +192,8 @@ def _pair(v, name, who, minimum):
         raise ValueError(f"{who}: {name} must be ≥ {minimum}, got {v!r}")
     return v
 
+
+_pair = pair  # the old private name (nn/conv.py imports it)
 
 _PAD_MSG = "{who}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}"
 
@@ -238,9 +242,9 @@ def window_geometry(who, x_shape, kernel, stride=1, padding=0, dilation=1):
     Returns (kernel, stride, padding, dilation, (H_out, W_out)), each a pair (padding a pair of
     pairs). Raises ValueError naming ``who``, the output-size formula and the shapes.
     """
-    kernel = _pair(kernel, "kernel size", who, 1)
-    stride = _pair(stride, "stride", who, 1)
-    dilation = _pair(dilation, "dilation", who, 1)
+    kernel = pair(kernel, "kernel size", who, 1)
+    stride = pair(stride, "stride", who, 1)
+    dilation = pair(dilation, "dilation", who, 1)
     padding = norm_padding(padding, who, kernel, dilation)
     if len(x_shape) != 4:
         raise ValueError(f"{who}: expected input of shape (N, C, H, W), got {tuple(x_shape)}")
