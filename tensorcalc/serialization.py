@@ -814,6 +814,9 @@ def _fit_optimizer(who, opt, saved, cast) -> dict:
                                   f"parameters, the optimizer's has {len(mine['params'])}")
         params.update(zip(g["params"], mine["params"], strict=True))
         merged = {k: v for k, v in g.items() if k != "params"}
+        bad = _kind_mismatch(merged, {k: v for k, v in mine.items() if k != "params"}, "")
+        if bad:
+            raise CheckpointError(f"{who}: parameter group {gi}: {bad}")
         for k, v in mine.items():  # hyperparameters added since the state was saved
             merged.setdefault(k, v)
         if "betas" in merged and isinstance(merged["betas"], list):
@@ -845,6 +848,37 @@ def _fit_optimizer(who, opt, saved, cast) -> dict:
             out[k] = v
         state[i] = out
     return {"state": state, "param_groups": groups}
+
+
+def _kind_mismatch(saved, live, where: str) -> str | None:
+    """Where a saved JSON value differs in kind (number, bool, string, list, object) from the
+    live object's value of the same field; None when they agree. None on either side, and
+    int vs float, agree (a value may be unset, a count may be saved as a float)."""
+    if saved is None or live is None:
+        return None
+    if isinstance(live, np.generic):
+        live = live.item()
+    kinds = ((bool, "a bool"), ((int, float), "a number"), (str, "a string"),
+             ((list, tuple), "a list"), (dict, "an object"))
+    for t, name in kinds:
+        if isinstance(live, t):
+            ok = isinstance(saved, t) and (t is bool or not isinstance(saved, bool))
+            if not ok:
+                return f"{where} must be {name} (like this object's), got {_short(saved)}"
+            break
+    else:
+        return None
+    if isinstance(live, dict):
+        for k in saved.keys() & live.keys():
+            bad = _kind_mismatch(saved[k], live[k], f"{where}.{k}" if where else k)
+            if bad:
+                return bad
+    elif isinstance(live, (list, tuple)):
+        for i, (a, b) in enumerate(zip(saved, live, strict=False)):
+            bad = _kind_mismatch(a, b, f"{where}[{i}]")
+            if bad:
+                return bad
+    return None
 
 
 def _fit_rng(who, rng, state):
@@ -963,6 +997,9 @@ def _load_state(who, path, modules, optimizers, schedules, rngs, strict, cast, c
                                   f"{_tname(s)}")
         if not hasattr(s, "load_state_dict"):
             raise TypeError(f"{who}: schedules[{n!r}] has no load_state_dict()")
+        bad = _kind_mismatch(saved["state"], s.state_dict(), "")
+        if bad:
+            raise CheckpointError(f"{who}: {path}: schedules[{n!r}]: {bad}")
         sched_loads[n] = saved["state"]
     for n, r in (given["rngs"] or {}).items():
         _fit_rng(f"{who}: {path}: rngs[{n!r}]", r, parts["rngs"][n])
