@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from ..train import report as R
-from ..train.pipeline import prepare_data, run_standard, validate_config, write_json
+from ..train.pipeline import plural, prepare_data, run_standard, validate_config, write_json
 from . import Recipe, RecipeError, RunResult, get_recipe, register
 from ._common import (
     AUGMENTATIONS,
@@ -127,9 +127,9 @@ def _study_report(cfg, bcfg, base, data, rows, best, total, out_dir) -> str:
     cards.append(("total time", f"{total:.0f} s"))
     rep.cards(cards)
     rep.text("Every setting trains the same model from the same initialisations (one per seed) "
-             f"for the same {bcfg['epochs']} epochs of {len(data.train[1]):,} images; only the "
-             "random transforms applied to each training batch differ. With few images the "
-             "network memorises them; label-preserving transforms show it new versions of the "
+             f"for the same {plural(bcfg['epochs'], 'epoch')} of {len(data.train[1]):,} images; "
+             "only the random transforms applied to each training batch differ. With few images "
+             "the network memorises them; label-preserving transforms show it new versions of the "
              "same digits at every step, which acts as a regulariser.")
     rep.section("Test accuracy per augmentation setting")
     table = []

@@ -29,7 +29,7 @@ from .. import linalg, nn
 from ..serialization import save_checkpoint
 from ..tensor import Tensor
 from ..train import report as R
-from ..train.pipeline import prepare_data, run_standard, seed_streams, write_json
+from ..train.pipeline import plural, prepare_data, run_standard, seed_streams, write_json
 from . import Data, Recipe, RunResult, get_recipe, register
 
 #: relative parameter error allowed against the closed form
@@ -88,8 +88,8 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     }
     for name, c in settings.items():
         if not quiet:
-            print(f"{name}: {c['epochs']} epochs, batch {c['batch_size']}, lr {c['lr']:g}, "
-                  f"{c['optimizer']}, schedule {c['schedule']}", flush=True)
+            print(f"{name}: {plural(c['epochs'], 'epoch')}, batch {c['batch_size']}, lr "
+                  f"{c['lr']:g}, {c['optimizer']}, schedule {c['schedule']}", flush=True)
         t0 = time.perf_counter()
         res = run_standard(recipe, c, data, val=data.train, test=False)
         w, b = _params(res.model)

@@ -240,7 +240,8 @@ def _report(recipe, cfg, sp, pre, source_test, runs, header, rows, run_dir) -> s
               highlight=METHODS.index(best))
     rep.section("Three ways to learn digits 5–9 from 10 % of their data")
     rep.table(rows, header,
-              f"Same head initialisation, same batches, {cfg['epochs']} epochs each; test "
+              f"Same head initialisation, same batches, {plural(cfg['epochs'], 'epoch')} each; "
+              "test "
               f"accuracy on all {len(sp['target_test'][1]):,} test images of digits 5–9; "
               "training time excludes the per-epoch validation.")
     rep.text("(a) scratch: every layer freshly initialised. (b) frozen: the convolutional "

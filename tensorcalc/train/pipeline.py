@@ -158,8 +158,8 @@ class Recipe:
     caption)]`` (extra sections of the report), ``run(cfg, run_dir, quiet=, progress=) ->
     RunResult`` (a study composing :func:`run_standard` calls), ``help`` (flag texts) and
     ``choices`` (allowed values), ``headline`` (``(test key, label)``: the figure the report
-    leads with, default accuracy or R² by the task). ``description`` says what is trained, not on which data set
-    or how well: report titles add the run's real data set.
+    leads with, default accuracy or R² by the task). ``description`` says what is trained,
+    not on which data set or how well: report titles add the run's real data set.
     """
 
     name: str
@@ -487,11 +487,7 @@ def _resume_config(recipe: Recipe, run_dir: str, given: dict) -> tuple[dict, str
     if cfg.get("recipe") != recipe.name:
         raise RecipeError(f"--resume: {run_dir} holds a run of recipe {cfg.get('recipe')!r}, "
                           f"not {recipe.name!r}")
-    for k, v in given.items():
-        if k == "epochs" and v != cfg.get("epochs") and not can_extend(cfg):
-            raise RecipeError(f"--resume: the run's {cfg['schedule']} schedule is laid out "
-                              f"for its {cfg['epochs']} epochs; resume it without --epochs, or "
-                              "start a new run to train longer")
+    for k, v in given.items():  # --epochs may change: the Loop re-plans the schedule
         if k in ("epochs", "checkpoint_every"):
             cfg[k] = v
         elif k in cfg and cfg[k] != v and not (isinstance(v, tuple) and list(v) == cfg[k]):
@@ -501,13 +497,6 @@ def _resume_config(recipe: Recipe, run_dir: str, given: dict) -> tuple[dict, str
         if isinstance(recipe.config().get(k), tuple) and isinstance(v, list):
             cfg[k] = tuple(v)
     return cfg, ck
-
-
-def can_extend(cfg: dict) -> bool:
-    """Whether ``--resume --epochs N`` may train a run longer (or shorter) than planned: always
-    — the Loop re-plans a schedule laid out over the planned epochs (cosine, onecycle) for the
-    new total, continuing from where the run stands (see :mod:`tensorcalc.train.loop`)."""
-    return True
 
 
 def _record_outputs(rd, run_dir: str) -> None:
@@ -620,7 +609,6 @@ class RunContext:
         self.model = trainer.model
         self.run_dir, self.test, self.outputs, self.targets = run_dir, test, outputs, targets
         self.per_class = per_class
-        self.can_extend = can_extend(cfg)
 
     def path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)

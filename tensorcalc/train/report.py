@@ -696,9 +696,9 @@ def write_run_report(ctx) -> str:
                                                       "JSON manifest)"],
                ["metrics.json", "test figures, per-class table, confusion matrix"],
                ["*.png", "the figures of this page"]], ["file", "what"],
-              (f"Continue training: tensorcalc train {recipe.name} --out {ctx.run_dir} "
-               "--resume --epochs N.   " if ctx.can_extend else "")
-              + f"Re-score: tensorcalc evaluate {ctx.run_dir}.")
+              f"Continue training: tensorcalc train {recipe.name} --out {ctx.run_dir} "
+              "--resume --epochs N (a cosine or one-cycle schedule is re-planned for the new "
+              f"total).   Re-score: tensorcalc evaluate {ctx.run_dir}.")
     return rep.save(ctx.path("report.html"))
 
 

@@ -35,7 +35,7 @@ from ..data import kfold_indices
 from .logging import ProgressBar
 
 __all__ = ["tune", "grid_settings", "random_settings", "TuneResult", "parse_values",
-           "format_setting"]
+           "format_setting", "format_value"]
 
 
 def grid_settings(grid: dict) -> list[dict]:
@@ -55,10 +55,12 @@ def random_settings(grid: dict, trials: int, rng) -> list[dict]:
 
 
 def parse_values(text: str, example=None) -> list:
-    """``"0.01,0.1"`` -> [0.01, 0.1], typed like ``example`` (int, float, str, bool, tuple of
-    ints written ``256x128`` within one value)."""
+    """``"0.01,0.1"`` -> [0.01, 0.1], typed like ``example`` (int, float, str, bool). A tuple of
+    ints within one value is written ``256x128``, or — with values separated by ``;`` — the way
+    ``train`` takes it: ``"256,128;512,256"`` -> [(256, 128), (512, 256)]."""
     out = []
-    for part in (p.strip() for p in text.split(",")):
+    sep = ";" if ";" in text else ","
+    for part in (p.strip() for p in text.split(sep)):
         if not part:
             continue
         out.append(convert(part, example))
@@ -92,15 +94,19 @@ def convert(text: str, example):
     return text
 
 
-def format_setting(setting: dict) -> str:
-    def show(v):
-        if isinstance(v, tuple):
-            return "x".join(map(str, v))
-        if isinstance(v, float):
-            return f"{v:g}"
-        return str(v)
+def format_value(v) -> str:
+    """A hyperparameter value as ``tensorcalc train`` takes it: tuples ``256,128``, floats
+    ``%g``."""
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
-    return ", ".join(f"{k}={show(v)}" for k, v in setting.items())
+
+def format_setting(setting: dict) -> str:
+    """A setting as the flags of ``tensorcalc train``: ``--hidden 256,128 --lr 0.01``."""
+    return " ".join(f"--{k.replace('_', '-')} {format_value(v)}" for k, v in setting.items())
 
 
 @dataclass
@@ -121,7 +127,7 @@ class TuneResult:
         head = keys + [f"cv {self.score_key} mean", "std", "folds", "seconds"]
         body = []
         for i, r in enumerate(self.rows):
-            vals = [format_setting({k: r["setting"][k]}).split("=", 1)[1] for k in keys]
+            vals = [format_value(r["setting"][k]) for k in keys]
             body.append(vals + [f"{r['mean']:.4f}", f"{r['std']:.4f}",
                                 str(len(r["scores"])), f"{r['seconds']:.2f}"]
                         + (["*"] if i == self.best_index else [""]))
@@ -219,7 +225,7 @@ def _write_csv(path: str, rows: list, best_index: int) -> str:
         w.writerow(keys + ["cv_mean", "cv_std"] + [f"fold{j + 1}" for j in range(k)]
                    + ["seconds", "best"])
         for i, r in enumerate(rows):
-            vals = [format_setting({kk: r["setting"][kk]}).split("=", 1)[1] for kk in keys]
+            vals = [format_value(r["setting"][kk]) for kk in keys]
             w.writerow(vals + [f"{r['mean']:.6g}", f"{r['std']:.6g}"]
                        + [f"{s:.6g}" for s in r["scores"]] + [f"{r['seconds']:.2f}",
                                                                int(i == best_index)])

@@ -121,3 +121,55 @@ def test_linear_regression_three_solutions_agree(tmp_path):
     # the SGD model is saved, so `tensorcalc evaluate` re-scores it
     assert evaluate_run(str(tmp_path))["test"]["mse"] == pytest.approx(res.test["mse"],
                                                                        rel=1e-5)
+
+
+def test_report_title_names_the_data_set_actually_used(tmp_path, monkeypatch):
+    # issue 8: a Fashion-MNIST run was titled "... on MNIST-10k: ≈ 99 % ... (make demo)"
+    from tensorcalc import data as D
+
+    rng = np.random.default_rng(0)
+    fake = {s: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10)
+            for s, n in (("train", 80), ("test", 40))}
+    monkeypatch.setattr(D, "load_fashion_mnist", lambda split: fake[split])
+    res = train_recipe("lenet", {"dataset": "fashion-mnist", "epochs": 1, "batch_size": 40,
+                                 "augment": ""}, str(tmp_path / "f"), quiet=True,
+                       progress=False)
+    page = (tmp_path / "f" / "report.html").read_text()
+    title = page[page.index("<title>") + 7:page.index("</title>")]
+    assert "Fashion-MNIST" in title and "MNIST-10k" not in title
+    assert "99 %" not in page and "make demo" not in page
+    assert res.test["acc"] >= 0
+
+
+def test_bad_setting_never_touches_an_existing_run(tmp_path):
+    # settings, data and model are checked before the run directory is prepared
+    out = tmp_path / "run"
+    train_recipe("logistic-regression", {"epochs": 1, "n": 64}, str(out), quiet=True,
+                 progress=False)
+    before = sorted(p.name for p in out.iterdir())
+    for bad in ({"lr": -1.0}, {"degree": 0}, {"n": 2}):
+        with pytest.raises(RecipeError):
+            train_recipe("logistic-regression", bad, str(out), quiet=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == before
+    from tensorcalc.train.rundir import RunDirError
+
+    with pytest.raises(RunDirError, match="--resume .* --overwrite"):  # a run is there
+        train_recipe("logistic-regression", {"epochs": 1, "n": 64}, str(out), quiet=True)
+    (out / "notes.txt").write_text("mine")
+    train_recipe("logistic-regression", {"epochs": 1, "n": 64}, str(out), quiet=True,
+                 overwrite=True, progress=False)
+    assert (out / "notes.txt").read_text() == "mine"  # a user's file survives --overwrite
+
+
+def test_resume_with_more_epochs_trains_longer_on_a_cosine_schedule(tmp_path):
+    # the report suggests `--resume --epochs N`: it must work with the default cosine schedule
+    out = str(tmp_path / "r")
+    cfg = {"epochs": 2, "n": 64, "schedule": "cosine", "batch_size": 16}
+    first = train_recipe("logistic-regression", cfg, out, quiet=True, progress=False)
+    assert len(first.history) == 2
+    assert "--resume --epochs N" in open(first.report).read()
+    more = train_recipe("logistic-regression", {"epochs": 4}, out, resume=True, quiet=True,
+                        progress=False)
+    assert [h["epoch"] for h in more.history] == [1, 2, 3, 4]
+    assert more.config["epochs"] == 4
+    assert more.history[-1]["lr"] < more.history[1]["lr"]  # the schedule continued down

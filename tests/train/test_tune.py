@@ -58,3 +58,15 @@ def test_tune_bad_arguments():
         T.tune({"a": [1]}, ev, n=10, folds=2, search="bayes")
     with pytest.raises(ValueError, match="--param"):
         T.tune({}, ev, n=10, folds=2)
+
+
+def test_settings_are_written_the_way_train_takes_them():
+    # a tuned setting is printed as the flags of `tensorcalc train`: widths 256,128 (not 256x128)
+    s = {"hidden": (256, 128), "lr": 0.01, "batch_size": 32}
+    assert T.format_setting(s) == "--hidden 256,128 --lr 0.01 --batch-size 32"
+    assert T.format_value((64,)) == "64"
+    # ... and what it prints parses back as train parses it
+    assert T.convert(T.format_value((256, 128)), (1,)) == (256, 128)
+    # values may be separated by ';' so that a tuple is written as for train
+    assert T.parse_values("256,128;512,256", (1,)) == [(256, 128), (512, 256)]
+    assert T.parse_values("64,256", (1,)) == [(64,), (256,)]
