@@ -49,9 +49,9 @@ class Tensor:
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device: str | None = None):
-        vc = None
+        src = None
         if isinstance(data, Tensor):
-            vc = data._vc
+            src = data
             data = data.data
         xp = backend.get_xp(device) if device is not None else backend.array_module(data)
         if dtype is None and not hasattr(data, "dtype"):
@@ -65,7 +65,7 @@ class Tensor:
         self._node = None
         self._index = 0
         # Tensor(t) without a copy aliases t's storage: it shares t's version counter.
-        self._vc = vc if vc is not None and arr is data else Version()
+        self._vc = src._counter() if src is not None and arr is data else None
         self.name = None
         self._rg = False
         if requires_grad:
@@ -81,7 +81,7 @@ class Tensor:
         t.grad = None
         t._node = node
         t._index = index
-        t._vc = Version()
+        t._vc = None  # version 0; the counter object is made on the first need
         t.name = None
         t._rg = node is not None
         return t
@@ -109,11 +109,28 @@ class Tensor:
     @property
     def _version(self) -> int:
         """The version of this tensor's storage (shared with every view of it)."""
-        return self._vc.v
+        vc = self._vc
+        return 0 if vc is None else vc.v
 
     @_version.setter
     def _version(self, value: int):
-        self._vc.v = value
+        self._counter().v = value
+
+    def _counter(self) -> Version:
+        """This storage's version counter, made when first needed (most tensors never are
+        viewed or written in place, and skip the allocation)."""
+        vc = self._vc
+        if vc is None:
+            vc = self._vc = Version()
+        return vc
+
+    def _bump(self) -> None:
+        """Record an in-place change of the storage (seen by every graph that saved it)."""
+        vc = self._vc
+        if vc is None:
+            vc = self._vc = Version()
+        vc.v += 1
+        _mode.versions.inplace_epoch += 1
 
     @property
     def is_leaf(self) -> bool:
@@ -134,7 +151,7 @@ class Tensor:
         """Same data, no graph. The result aliases this tensor's storage (and its version
         counter): writing into it in place is seen by any graph that saved this tensor."""
         t = Tensor._wrap(self.data, None, 0)
-        t._vc = self._vc
+        t._vc = self._counter()
         return t
 
     def clone(self) -> Tensor:
@@ -244,8 +261,7 @@ class Tensor:
                 f"{who}: in-place change of a tensor that requires grad; wrap it in no_grad() "
                 "(optimisers do) or use the out-of-place op"
             )
-        self._vc.v += 1
-        _mode.versions.inplace_epoch += 1
+        self._bump()
 
     def __setitem__(self, index, value):
         self._inplace("__setitem__")

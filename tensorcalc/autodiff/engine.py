@@ -72,17 +72,17 @@ def _sum_to():
 
 def _check_versions(node):
     for i, (x, v) in enumerate(zip(node.inputs, node.versions, strict=True)):
-        if v is not None and x._vc.v != v:
+        if v is not None and x._version != v:
             raise RuntimeError(
                 f"{node.fn.name}: input {i} (shape {tuple(x.shape)}) was modified in place after "
-                f"it was saved for backward (version {v} -> {x._vc.v}); "
+                f"it was saved for backward (version {v} -> {x._version}); "
                 "use an out-of-place op or clone() it first"
             )
     refs = node.outref if type(node.outref) is tuple else (node.outref,)
     saved = node.outversions or (0,) * len(refs)
     for r, v in zip(refs, saved, strict=True):
         y = r() if r is not None else None
-        if y is not None and y._vc.v != v:
+        if y is not None and y._version != v:
             raise RuntimeError(
                 f"{node.fn.name}: its output (shape {tuple(y.shape)}) was modified in place after "
                 "it was saved for backward; use an out-of-place op or clone() it first"

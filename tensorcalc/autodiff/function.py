@@ -111,7 +111,7 @@ def _share_versions(ys, args):
         r = _root(y.data)
         for a in args:
             if isinstance(a, Tensor) and _root(a.data) is r:
-                y._vc = a._vc
+                y._vc = a._counter()
                 break
 
 
@@ -150,7 +150,8 @@ class Function:
                     needs.append(True)
                 else:
                     needs.append(False)
-                versions.append(a._vc.v)
+                vc = a._vc
+                versions.append(0 if vc is None else vc.v)
             else:
                 datas.append(a)
                 needs.append(False)
@@ -178,7 +179,7 @@ class Function:
             ys = (y,)
         if cls.views:
             _share_versions(ys, args)
-            node.outversions = tuple(y._vc.v for y in ys)
+            node.outversions = tuple(y._version for y in ys)
         return ys if multi else ys[0]
 
     @classmethod
@@ -251,11 +252,9 @@ class Linear(Function):
     """y = L(x₁, ..., xₙ) with L linear: the JVP is L applied to the tangents.
 
     Subclasses write the VJP as the transpose op (broadcast_to ↔ sum_to, unfold ↔ fold, ...).
-    Structural ops (reshape, transpose, slicing, ...) may return a view of their input: the
-    output then shares the input's version counter (``views``).
+    Structural ops that may return a view of their input (reshape, transpose, slicing, ...)
+    set ``views = True``: the output then shares the input's version counter.
     """
-
-    views = True
 
     @classmethod
     def jvp(cls, dxs, y, *xs, **kw):

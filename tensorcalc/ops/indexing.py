@@ -20,6 +20,8 @@ class GetItem(Linear):
     JVP:      ẏ = ẋ[index]
     """
 
+    views = True  # may return a view of x (same storage, same version counter)
+
     @staticmethod
     def forward(xp, x, *, index):
         return x[index]

@@ -18,6 +18,8 @@ class Reshape(Linear):
     JVP:      ẏ = reshape(ẋ, shape)
     """
 
+    views = True  # may return a view of x (same storage, same version counter)
+
     @staticmethod
     def forward(xp, x, *, shape):
         return x.reshape(shape)
@@ -61,6 +63,8 @@ class Transpose(Linear):
     JVP:      ẏ = transpose(ẋ, axes)
     """
 
+    views = True  # may return a view of x (same storage, same version counter)
+
     @staticmethod
     def forward(xp, x, *, axes):
         return x.transpose(axes)
@@ -100,6 +104,8 @@ class BroadcastTo(Linear):
     VJP:      x̄ = sum_to(ȳ, x.shape)
     JVP:      ẏ = broadcast_to(ẋ, shape)
     """
+
+    views = True  # may return a view of x (same storage, same version counter)
 
     @staticmethod
     def forward(xp, x, *, shape):
@@ -141,6 +147,8 @@ class SumTo(Linear):
     JVP:      ẏ = sum_to(ẋ, shape)
     """
 
+    views = True  # may return a view of x (same storage, same version counter)
+
     @staticmethod
     def forward(xp, x, *, shape):
         lead = x.ndim - len(shape)
@@ -177,6 +185,8 @@ class ExpandDims(Linear):
     JVP:      ẏ = expand_dims(ẋ, axis)
     """
 
+    views = True  # may return a view of x (same storage, same version counter)
+
     @staticmethod
     def forward(xp, x, *, axis):
         return xp.expand_dims(x, axis)
@@ -203,6 +213,8 @@ class Squeeze(Linear):
     VJP:      x̄ = expand_dims(ȳ, axis)
     JVP:      ẏ = squeeze(ẋ, axis)
     """
+
+    views = True  # may return a view of x (same storage, same version counter)
 
     @staticmethod
     def forward(xp, x, *, axis):
@@ -351,6 +363,8 @@ class Flip(Linear):
     VJP:      x̄ = flip(ȳ, axis)
     JVP:      ẏ = flip(ẋ, axis)
     """
+
+    views = True  # may return a view of x (same storage, same version counter)
 
     @staticmethod
     def forward(xp, x, *, axis):

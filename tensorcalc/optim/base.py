@@ -180,7 +180,6 @@ class Optimizer:
             with _mode.enable_grad():
                 loss = closure()
         state = self.state
-        mversions = _mode.versions
         with _mode.no_grad():
             for group in self.param_groups:
                 for p in group["params"]:
@@ -191,8 +190,7 @@ class Optimizer:
                     if st is None:
                         st = state[p] = {}
                     self.update(p.data, gt.data, st, group)
-                    p._vc.v += 1  # in-place change: graphs that saved p must notice
-                    mversions.inplace_epoch += 1
+                    p._bump()  # in-place change: graphs that saved p must notice
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

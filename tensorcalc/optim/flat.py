@@ -57,7 +57,7 @@ def vector_to_parameters(vec, params) -> None:
     k = 0
     for p in ps:
         p.data[...] = vec[k:k + p.size].reshape(p.shape)
-        p._vc.v += 1
+        p._bump()
         k += p.size
 
 
@@ -104,7 +104,7 @@ class FlatParameters:
                              f"expected ({self.numel},)")
         self.vector[...] = vec
         for p in self.params:
-            p._vc.v += 1
+            p._bump()
 
     def grad_vector(self):
         """∂L/∂θ as one vector, zeros where a parameter has no gradient.
