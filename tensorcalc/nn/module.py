@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import backend
 from ..autodiff.mode import no_grad
+from ..autodiff.mode import state as _mode_state
 from ..tensor import Tensor
 
 
@@ -95,7 +96,15 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")  # abstract
 
     def __call__(self, *args, **kwargs):
-        out = self.forward(*args, **kwargs)
+        # The graph records which module produced each node (autodiff.graph reads it back as a
+        # module path), so the innermost running module is kept in the thread's grad state.
+        st = _mode_state
+        prev = st.module
+        st.module = self
+        try:
+            out = self.forward(*args, **kwargs)
+        finally:
+            st.module = prev
         hooks = self.__dict__.get("_forward_hooks")
         if hooks:
             for fn in list(hooks.values()):
