@@ -509,7 +509,10 @@ def main(argv=None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except TrainingDiverged as e:
-        print(f"tensorcalc: error: {e}", file=sys.stderr)
+        advice = ""
+        if e.lr is not None:  # the library says "learning rate"; the CLI names its flags
+            advice = f" From the command line: try a smaller --lr (this run used {e.lr:g})."
+        print(f"tensorcalc: error: {e}{advice}", file=sys.stderr)
         return EXIT_DIVERGED
     except (CLIError, RecipeError, CheckpointError, ValueError) as e:  # RunDirError, DataError
         if os.environ.get("TENSORCALC_DEBUG"):

@@ -32,6 +32,8 @@ entry points — ``tensorcalc.recipes.train_recipe`` and friends — import them
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import math
 import os
@@ -226,7 +228,14 @@ def register(recipe: Recipe) -> Recipe:
 DISCOVERERS: list[Callable[[], None]] = []
 
 
+#: packages whose import registers recipes; the shipped ones are found by name (not imported at
+#: module level: recipes sit above this module), so a run loads from any entry point
+RECIPE_PACKAGES: list[str] = ["tensorcalc.recipes"]
+
+
 def _discover() -> None:
+    while RECIPE_PACKAGES:
+        importlib.import_module(RECIPE_PACKAGES.pop(0))
     while DISCOVERERS:
         DISCOVERERS.pop(0)()
 
@@ -287,6 +296,21 @@ def validate_config(recipe: Recipe, cfg: dict) -> dict:
     for key, allowed in recipe.choices.items():
         need(key, lambda v, a=allowed, k=key: v in a or (v == "" and k == "dataset"),
              "one of " + ", ".join(map(str, allowed)))
+    # Settings many recipes share, checked by meaning wherever a recipe has them: a value that
+    # makes no sense is refused by its flag name before anything is built or written.
+    checks = {
+        "dropout": lambda v: D.check_fraction(v, flag("dropout")),
+        "shift": lambda v: D.check_at_least(v, flag("shift"), 0, integer=True),
+        "hidden": lambda v: D.check_widths(v, flag("hidden")),
+        "widths": lambda v: D.check_widths(v, flag("widths"), allow_empty=False),
+        "channels": lambda v: D.check_widths(v, flag("channels"), allow_empty=False),
+    }
+    for key, check in checks.items():
+        if key in cfg:
+            try:
+                check(cfg[key])
+            except ValueError as e:
+                raise RecipeError(str(e)) from None
     return cfg
 
 
@@ -508,6 +532,19 @@ def _record_outputs(rd, run_dir: str) -> None:
             rd.record(name)
 
 
+@contextlib.contextmanager
+def _recording(rd, run_dir: str):
+    """Record the run's outputs when the block ends. If the block failed, its error is the one
+    reported (a full disk names the file that could not be written, not the record after it)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            _record_outputs(rd, run_dir)
+        raise
+    _record_outputs(rd, run_dir)
+
+
 def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None, *,
                  resume: bool = False, overwrite: bool = False, quiet: bool = False,
                  progress: bool | None = None, report: bool = True) -> RunResult:
@@ -531,10 +568,8 @@ def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None
         prepare_data(recipe, cfg)  # every data setting checked before the disk is touched
         rd = RD.prepare(run_dir, resume=False, overwrite=overwrite)
         write_json(os.path.join(run_dir, "config.json"), cfg)
-        try:
+        with _recording(rd, run_dir):
             return recipe.run(cfg, run_dir, quiet=quiet, progress=progress)
-        finally:
-            _record_outputs(rd, run_dir)
     streams = seed_streams(cfg["seed"])
     data = prepare_data(recipe, cfg, streams["split"])
     model = recipe.model(cfg, data, streams["init"])  # bad model settings fail here, not later
@@ -550,14 +585,14 @@ def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None
               f"{model.num_parameters():,} parameters; {plural(cfg['epochs'], 'epoch')} of "
               f"{plural(steps, 'step')} ({cfg['optimizer']}, lr {cfg['lr']:g}, batch "
               f"{cfg['batch_size']})" + (f"; resuming from {ck}" if resume else ""), flush=True)
-    try:
-        return run_standard(recipe, cfg, data, model=model, out_dir=run_dir, streams=streams,
-                            resume_from=ck, report=report, quiet=quiet, progress=progress)
-    except S.CheckpointError as e:
-        raise RecipeError(f"--resume: the checkpoint is unusable: {e}. The run directory "
-                          f"{run_dir} was left as it is.") from None
-    finally:
-        _record_outputs(rd, run_dir)
+    with _recording(rd, run_dir):
+        try:
+            return run_standard(recipe, cfg, data, model=model, out_dir=run_dir,
+                                streams=streams, resume_from=ck, report=report, quiet=quiet,
+                                progress=progress)
+        except S.CheckpointError as e:
+            raise RecipeError(f"--resume: the checkpoint is unusable: {e}. The run directory "
+                              f"{run_dir} was left as it is.") from None
 
 
 def plural(n: int, word: str) -> str:
@@ -691,6 +726,10 @@ def predict_run(path: str, inputs=None, index=None) -> dict:
     run = load_run(path)
     data = run.data
     if inputs is not None:
+        try:  # complex or text input is refused, never cast (the imaginary part would vanish)
+            inputs = D.check_numeric(inputs, "predict inputs")
+        except ValueError as e:
+            raise RecipeError(str(e)) from None
         if data.prepare is None:
             x = np.asarray(inputs, dtype=np.float32)
         else:

@@ -19,6 +19,7 @@ here touches global state or needs a display.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import math
@@ -499,9 +500,14 @@ class HTMLReport:
         """Write the self-contained page (atomically) and return its path."""
         text = self.render()
         tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a full disk leaves no half-written page
+                os.remove(tmp)
+            raise
         return path
 
 
