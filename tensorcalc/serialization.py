@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import math
@@ -146,9 +147,13 @@ def _as_array(v, who: str, key: str) -> np.ndarray:
 
 def _write_safetensors(tensors: dict, path: pathlib.Path, metadata: dict | None) -> None:
     """safetensors.numpy.save_file into ``path`` (fsync'ed); not atomic by itself."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
-    save_file(tensors, str(path), metadata=metadata)
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:  # its I/O failures (a full disk) are OSErrors to callers
+        raise OSError(errno.EIO, f"writing {path} failed: {e}", str(path)) from None
     _fsync_file(path)
 
 

@@ -377,3 +377,27 @@ def test_any_field_of_the_manifest_wrong_is_a_checkpoint_error_or_harmless(tmp_p
                 errors += 1
                 assert state_bytes(fresh, fopt, fsched) == before, (p, wrong)
     assert errors > len(paths)  # most damage is caught, not loaded
+
+
+def test_safetensors_own_write_error_is_an_oserror_and_the_previous_checkpoint_stays(
+        tmp_path, monkeypatch):
+    import safetensors.numpy as stn
+    from safetensors import SafetensorError
+
+    import tensorcalc as tc
+
+    model = tc.nn.Linear(3, 2, rng=0)
+    path = tmp_path / "ck"
+    tc.save_checkpoint(path, model, step=1)
+
+    def broken(*a, **k):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(stn, "save_file", broken)
+    with pytest.raises(OSError, match="No space left"):
+        tc.save_checkpoint(path, tc.nn.Linear(3, 2, rng=1), step=2)
+    monkeypatch.undo()
+    fresh = tc.nn.Linear(3, 2, rng=5)
+    ck = tc.load_checkpoint(path, fresh)
+    assert ck.step == 1
+    np.testing.assert_array_equal(fresh.weight.numpy(), model.weight.numpy())
