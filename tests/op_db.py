@@ -566,7 +566,32 @@ OPS: list[OpSpec] = [
       lambda *ps: sum(np.abs(p).sum() for p in ps), [((3, 4), (4,))], kinks=(0.0,)),
     S("l2_penalty", lambda *ps: tc.functional.l2_penalty(ps),
       lambda *ps: sum((p ** 2).sum() for p in ps), [((3, 4), (4,))]),
+    # -- user rules: tc.custom_vjp and tc.checkpoint go through the same checks (their JVP is
+    #    the transposed VJP; higher order recomputes the residuals on the traced inputs)
+    S("custom_vjp", lambda x, y: _custom_mul_exp(x, y), lambda x, y: x * np.exp(y),
+      BIN_SHAPES[:1] + [((2, 3), (2, 3))], covers=("custom_vjp",)),
+    S("checkpoint", lambda x: tc.checkpoint(lambda v: tc.tanh(v) * v, x),
+      lambda x: np.tanh(x) * x, UN_SHAPES, covers=("custom_vjp",)),
 ]
+
+
+@tc.custom_vjp
+def _custom_mul_exp(x, y):
+    """z = x ⊙ eʸ with a hand-written rule: x̄ = z̄ ⊙ eʸ, ȳ = z̄ ⊙ z."""
+    return x * tc.exp(y)
+
+
+def _cme_fwd(x, y):
+    e = tc.exp(y)
+    return x * e, (x, e)
+
+
+def _cme_bwd(res, g):
+    x, e = res
+    return g * e, g * x * e
+
+
+_custom_mul_exp.defvjp(_cme_fwd, _cme_bwd)
 
 
 def _np_scatter(x, index, shape):
