@@ -20,6 +20,7 @@ from . import (  # noqa: F401  (importing registers the primitives and their pub
     linalg,
     matmul,
     reduce,
+    rnn,
     shape,
     windows,
 )

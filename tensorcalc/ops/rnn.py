@@ -1,0 +1,409 @@
+"""Recurrences over a whole sequence, fused: the time loops of RNN, LSTM and GRU layers.
+
+Primitives by DESIGN §2 rule (3). Composed step by step from matmul, sigmoid and tanh, a
+32-step LSTM records ~15 nodes per step and the engine's per-node cost dominates the two small
+GEMMs each step really needs (benchmarks/bench_rnn.py measures it). Fused, a layer is one node:
+
+* the caller projects the inputs of all steps with one GEMM (``x W_ihᵀ + b``) outside the loop;
+* forward runs the recurrence with one GEMM per step for all gates (h W_hhᵀ);
+* backward recomputes every step's gates at once from the saved states (one GEMM over T·B
+  rows, elementwise work vectorised over all steps), runs only the unavoidable sequential part
+  (the cotangent of h_{t−1} through W_hh: one GEMM per step) and forms W̄_hh with one GEMM.
+
+Backward therefore saves no gate activations: only the states h_t (and c_t) the layer returns.
+The rules are written with the library's functions, so with ``create_graph=True`` they record a
+graph (Hessian-vector products through an LSTM work) and on raw arrays they run at NumPy speed.
+
+``mask`` (T, B) of booleans (keyword-only, not differentiable) marks real steps: at a padded
+step (mask false) the state is carried unchanged, h_t = h_{t−1}, c_t = c_{t−1}. With padding at
+the end of each sequence the final state is the state after its last real step, and a reversed
+sequence starts from h₀ at its last real step — which is what variable-length and bidirectional
+layers need. The equations below are written for mask true; carrying is
+h_t = m_t ĥ_t + (1 − m_t) h_{t−1}, with ĥ_t the new state.
+"""
+
+from __future__ import annotations
+
+from ..autodiff.function import Function, primitive
+from ._util import cast_like, public, shape_of
+from .elementwise import relu, sigmoid, tanh
+from .shape import concat, expand_dims, reshape, stack
+
+
+def _previous(h0, hs):
+    """(h₀, h₁, ..., h_{T−1}) as one (T, B, H) array: the state each step starts from."""
+    return concat([expand_dims(h0, 0), hs[:-1]], axis=0)
+
+
+def _rows(a):
+    """(T, B, K) -> (T·B, K) so that one GEMM covers every step."""
+    s = a.shape
+    return reshape(a, (s[0] * s[1], s[2]))
+
+
+def _mm_steps(a, w):
+    """a (T, B, H) @ wᵀ for w (K, H) -> (T, B, K), as one GEMM."""
+    s = a.shape
+    return reshape(_rows(a) @ w.mT, (s[0], s[1], w.shape[0]))
+
+
+def _mask_f(mask, like):
+    """The (T, B) boolean mask as (T, B, 1) 0/1 values of ``like``'s dtype (a constant)."""
+    return None if mask is None else cast_like(mask[..., None], like)
+
+
+def _sig_xp(xp, z):
+    return 0.5 * xp.tanh(0.5 * z) + 0.5  # σ(z) = ½(1 + tanh(z/2)): no overflow for any z
+
+
+@primitive
+class RnnScan(Function):
+    """Elman recurrence over T steps: xs (T, B, H) projected inputs, h₀ (B, H), W (H, H).
+
+    Forward:  h_t = φ(x_t + h_{t−1} Wᵀ),  t = 1..T,  φ = tanh or relu;  returns (h₁..h_T)
+    VJP:      a_t = (h̄_t + a_{t+1} W) ⊙ φ′_t,  x̄_t = a_t,  h̄₀ = a₁ W,  W̄ = Σ_t a_tᵀ h_{t−1}
+    JVP:      ḣ_t = φ′_t ⊙ (ẋ_t + ḣ_{t−1} Wᵀ + h_{t−1} Ẇᵀ),  ḣ₀ given
+
+    φ′ = 1 − h_t² for tanh; for relu φ′ = 1 where h_t > 0 and 0 elsewhere (relu′(0) = 0).
+    """
+
+    @staticmethod
+    def forward(xp, xs, h0, w, *, nonlinearity="tanh", mask=None):
+        hs = xp.empty(xs.shape, dtype=xs.dtype)
+        wt = w.T
+        h = h0
+        for t in range(xs.shape[0]):
+            a = xs[t] + h @ wt
+            hn = xp.tanh(a, out=a) if nonlinearity == "tanh" else xp.maximum(a, 0, out=a)
+            if mask is not None:
+                hn = xp.where(mask[t][:, None], hn, h)
+            hs[t] = hn
+            h = hn
+        return hs
+
+    @staticmethod
+    def _dphi(hs, nonlinearity):
+        return 1 - hs * hs if nonlinearity == "tanh" else cast_like(hs > 0, hs)
+
+    @staticmethod
+    def vjp(g, y, xs, h0, w, *, nonlinearity="tanh", mask=None, needs):
+        d = RnnScan._dphi(y, nonlinearity)
+        m = _mask_f(mask, y)
+        gas = [None] * y.shape[0]
+        gh = None
+        for t in range(y.shape[0] - 1, -1, -1):
+            gt = g[t] if gh is None else g[t] + gh
+            if m is None:
+                a = gt * d[t]
+                gh = a @ w
+            else:
+                a = gt * (d[t] * m[t])
+                gh = a @ w + gt * (1 - m[t])
+            gas[t] = a
+        ga = stack(gas, axis=0)
+        gw = _rows(ga).mT @ _rows(_previous(h0, y)) if needs[2] else None
+        return ga, gh, gw
+
+    @staticmethod
+    def jvp(dxs, y, xs, h0, w, *, nonlinearity="tanh", mask=None):
+        dx, dh0, dw = dxs
+        d = RnnScan._dphi(y, nonlinearity)
+        m = _mask_f(mask, y)
+        q = dx
+        if dw is not None:
+            t2 = _mm_steps(_previous(h0, y), dw)
+            q = t2 if q is None else q + t2
+        dh = dh0
+        out = []
+        for t in range(y.shape[0]):
+            a = q[t] if q is not None else None
+            if dh is not None:
+                r = dh @ w.mT
+                a = r if a is None else a + r
+            if a is None:
+                a = y[t] * 0
+            dn = a * d[t]
+            if m is not None:
+                dn = dn * m[t] + (dh if dh is not None else dn * 0) * (1 - m[t])
+            out.append(dn)
+            dh = dn
+        return stack(out, axis=0)
+
+
+@public
+def rnn_scan(xs, h0, w, nonlinearity="tanh", mask=None):
+    """h_t = φ(x_t + h_{t−1} Wᵀ) for t = 1..T: xs (T, B, H) the projected inputs (x W_ihᵀ + b),
+    h₀ (B, H), W (H, H); returns all states (T, B, H). ``mask`` (T, B) bool: false carries the
+    state (padding). One fused node; see :class:`RnnScan`."""
+    _check_scan("rnn_scan", xs, h0, w, 1, mask)
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn_scan: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    return RnnScan.apply(xs, h0, w, nonlinearity=nonlinearity, mask=mask)
+
+
+@primitive
+class LstmScan(Function):
+    """LSTM recurrence over T steps: zs (T, B, 4H) projected inputs, h₀, c₀ (B, H), W (4H, H).
+
+    Forward:  [i f g o] = [σ σ tanh σ](z_t + h_{t−1} Wᵀ),  c_t = f⊙c_{t−1} + i⊙g,  h_t = o⊙tanh(c_t)
+    VJP:      c̃ = c̄_t + c̃_{t+1}⊙f_{t+1} + h̃⊙o⊙(1−tanh²c_t), h̃ = h̄_t + ā_{t+1}W, ā_t = [c̃⊙g⊙i(1−i), c̃⊙c_{t−1}⊙f(1−f), c̃⊙i⊙(1−g²), h̃⊙tanh(c_t)⊙o(1−o)], z̄_t = ā_t, W̄ = Σ_t ā_tᵀ h_{t−1}
+    JVP:      ȧ_t = ż_t + ḣ_{t−1}Wᵀ + h_{t−1}Ẇᵀ → (i̇, ḟ, ġ, ȯ) = σ′/tanh′ ⊙ ȧ_t,  ċ_t = ḟ⊙c_{t−1} + f⊙ċ_{t−1} + i̇⊙g + i⊙ġ,  ḣ_t = ȯ⊙tanh(c_t) + o⊙(1−tanh²c_t)⊙ċ_t
+
+    Gate order i, f, g, o along the last axis of zs and W (as PyTorch). Returns (h₁..h_T,
+    c₁..c_T), each (T, B, H); h̃, c̃ are the total cotangents of h_t, c_t.
+    """
+
+    @staticmethod
+    def forward(xp, zs, h0, c0, w, *, mask=None):
+        T, B, H4 = zs.shape
+        H = H4 // 4
+        hs = xp.empty((T, B, H), dtype=zs.dtype)
+        cs = xp.empty((T, B, H), dtype=zs.dtype)
+        wt = w.T
+        h, c = h0, c0
+        for t in range(T):
+            a = zs[t] + h @ wt
+            s = _sig_xp(xp, a)
+            g = xp.tanh(a[:, 2 * H:3 * H])
+            cn = s[:, H:2 * H] * c
+            cn += s[:, :H] * g
+            hn = xp.tanh(cn)
+            hn *= s[:, 3 * H:]
+            if mask is not None:
+                mt = mask[t][:, None]
+                hn = xp.where(mt, hn, h)
+                cn = xp.where(mt, cn, c)
+            hs[t] = hn
+            cs[t] = cn
+            h, c = hn, cn
+        return hs, cs
+
+    @staticmethod
+    def _gates(zs, h0, w, hs):
+        H = h0.shape[-1]
+        hp = _previous(h0, hs)
+        a = zs + _mm_steps(hp, w)
+        i = sigmoid(a[..., :H])
+        f = sigmoid(a[..., H:2 * H])
+        g = tanh(a[..., 2 * H:3 * H])
+        o = sigmoid(a[..., 3 * H:])
+        return hp, i, f, g, o
+
+    @staticmethod
+    def vjp(gy, y, zs, h0, c0, w, *, mask=None, needs):
+        ghs, gcs = gy
+        hs, cs = y
+        hp, i, f, g, o = LstmScan._gates(zs, h0, w, hs)
+        cp = _previous(c0, cs)
+        tch = tanh(cs)
+        k_h = o * (1 - tch * tch)  # ∂h_t/∂c_t
+        # ā_t = [c̃ c̃ c̃ h̃] ⊙ p_t, with p_t from the gates of all steps at once
+        p = concat([g * i * (1 - i), cp * f * (1 - f), i * (1 - g * g), tch * o * (1 - o)],
+                   axis=-1)
+        m = _mask_f(mask, hs)
+        gas = [None] * hs.shape[0]
+        gh = gc = None
+        for t in range(hs.shape[0] - 1, -1, -1):
+            ht = ghs[t] if gh is None else ghs[t] + gh
+            ct = gcs[t] if gc is None else gcs[t] + gc
+            if m is not None:
+                keep = 1 - m[t]
+                carry_h, carry_c = ht * keep, ct * keep
+                ht, ct = ht * m[t], ct * m[t]
+            ct = ct + ht * k_h[t]
+            a = concat([ct, ct, ct, ht], axis=-1) * p[t]
+            gc = ct * f[t]
+            gh = a @ w
+            if m is not None:
+                gc = gc + carry_c
+                gh = gh + carry_h
+            gas[t] = a
+        ga = stack(gas, axis=0)
+        gw = _rows(ga).mT @ _rows(hp) if needs[3] else None
+        return ga, gh, gc, gw
+
+    @staticmethod
+    def jvp(dxs, y, zs, h0, c0, w, *, mask=None):
+        dz, dh0, dc0, dw = dxs
+        hs, cs = y
+        H = h0.shape[-1]
+        hp, i, f, g, o = LstmScan._gates(zs, h0, w, hs)
+        cp = _previous(c0, cs)
+        tch = tanh(cs)
+        dgate = concat([i * (1 - i), f * (1 - f), 1 - g * g, o * (1 - o)], axis=-1)
+        k_h = o * (1 - tch * tch)
+        m = _mask_f(mask, hs)
+        q = dz
+        if dw is not None:
+            t2 = _mm_steps(hp, dw)
+            q = t2 if q is None else q + t2
+        dh, dc = dh0, dc0
+        dhs, dcs = [], []
+        for t in range(hs.shape[0]):
+            a = q[t] if q is not None else None
+            if dh is not None:
+                r = dh @ w.mT
+                a = r if a is None else a + r
+            if a is None:
+                a = dgate[t] * 0
+            a = a * dgate[t]
+            di, df, dg, do = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            cn = df * cp[t] + di * g[t] + i[t] * dg
+            if dc is not None:
+                cn = cn + f[t] * dc
+            hn = do * tch[t] + k_h[t] * cn
+            if m is not None:
+                keep = 1 - m[t]
+                hn = hn * m[t] + (dh * keep if dh is not None else 0 * hn)
+                cn = cn * m[t] + (dc * keep if dc is not None else 0 * cn)
+            dhs.append(hn)
+            dcs.append(cn)
+            dh, dc = hn, cn
+        return stack(dhs, axis=0), stack(dcs, axis=0)
+
+
+@public
+def lstm_scan(zs, h0, c0, w, mask=None):
+    """The LSTM recurrence over zs (T, B, 4H) = x W_ihᵀ + b (gates i, f, g, o), h₀, c₀ (B, H)
+    and W_hh (4H, H); returns (hs, cs), each (T, B, H). One fused node; see :class:`LstmScan`."""
+    _check_scan("lstm_scan", zs, h0, w, 4, mask)
+    if shape_of(c0) != shape_of(h0):
+        raise ValueError(f"lstm_scan: c0 must have h0's shape {shape_of(h0)}, got {shape_of(c0)}")
+    return LstmScan.apply(zs, h0, c0, w, mask=mask)
+
+
+@primitive
+class GruScan(Function):
+    """GRU recurrence over T steps: xs (T, B, 3H) projected inputs, h₀ (B, H), W (3H, H), b (3H,).
+
+    Forward:  a_t = h_{t−1}Wᵀ + b,  r = σ(x_r + a_r),  u = σ(x_u + a_u),  n = tanh(x_n + r⊙a_n),  h_t = (1−u)⊙n + u⊙h_{t−1}
+    VJP:      h̃ = h̄_t + ā_{t+1}W + h̃_{t+1}⊙u_{t+1},  n̄ = h̃⊙(1−u)(1−n²),  x̄_t = [n̄⊙a_n⊙r(1−r), h̃⊙(h_{t−1}−n)⊙u(1−u), n̄],  ā_t = x̄_t ⊙ [1, 1, r],  W̄ = Σ ā_tᵀh_{t−1},  b̄ = Σ ā_t
+    JVP:      ȧ = ḣ_{t−1}Wᵀ + h_{t−1}Ẇᵀ + ḃ,  ṙ = r(1−r)(ẋ_r+ȧ_r),  u̇ = u(1−u)(ẋ_u+ȧ_u),  ṅ = (1−n²)(ẋ_n + ṙ⊙a_n + r⊙ȧ_n),  ḣ_t = (1−u)⊙ṅ + u⊙ḣ_{t−1} + u̇⊙(h_{t−1}−n)
+
+    Gate order r (reset), u (update, PyTorch's z), n along the last axis (as PyTorch); b is
+    b_hh, inside the reset product. Returns h₁..h_T (T, B, H); h̃ is the total cotangent of h_t.
+    """
+
+    @staticmethod
+    def forward(xp, xs, h0, w, b, *, mask=None):
+        T, B, H3 = xs.shape
+        H = H3 // 3
+        hs = xp.empty((T, B, H), dtype=xs.dtype)
+        wt = w.T
+        h = h0
+        for t in range(T):
+            a = h @ wt
+            a += b
+            x = xs[t]
+            ru = _sig_xp(xp, x[:, :2 * H] + a[:, :2 * H])
+            n = ru[:, :H] * a[:, 2 * H:]
+            n += x[:, 2 * H:]
+            xp.tanh(n, out=n)
+            u = ru[:, H:]
+            hn = h - n
+            hn *= u
+            hn += n
+            if mask is not None:
+                hn = xp.where(mask[t][:, None], hn, h)
+            hs[t] = hn
+            h = hn
+        return hs
+
+    @staticmethod
+    def _gates(xs, h0, w, b, hs):
+        H = h0.shape[-1]
+        hp = _previous(h0, hs)
+        a = _mm_steps(hp, w) + b
+        r = sigmoid(xs[..., :H] + a[..., :H])
+        u = sigmoid(xs[..., H:2 * H] + a[..., H:2 * H])
+        an = a[..., 2 * H:]
+        n = tanh(xs[..., 2 * H:] + r * an)
+        return hp, r, u, n, an
+
+    @staticmethod
+    def vjp(gy, y, xs, h0, w, b, *, mask=None, needs):
+        hp, r, u, n, an = GruScan._gates(xs, h0, w, b, y)
+        pn = (1 - u) * (1 - n * n)
+        px = concat([pn * an * r * (1 - r), (hp - n) * u * (1 - u), pn], axis=-1)
+        pa = concat([px[..., :-n.shape[-1]], pn * r], axis=-1)
+        m = _mask_f(mask, y)
+        gxs, gas = [None] * y.shape[0], [None] * y.shape[0]
+        gh = None
+        for t in range(y.shape[0] - 1, -1, -1):
+            ht = gy[t] if gh is None else gy[t] + gh
+            if m is not None:
+                carry = ht * (1 - m[t])
+                ht = ht * m[t]
+            h3 = concat([ht, ht, ht], axis=-1)
+            gx = h3 * px[t]
+            ga = h3 * pa[t]
+            gh = ga @ w + ht * u[t]
+            if m is not None:
+                gh = gh + carry
+            gxs[t], gas[t] = gx, ga
+        ga = stack(gas, axis=0)
+        gw = _rows(ga).mT @ _rows(hp) if needs[2] else None
+        gb = _rows(ga).sum(axis=0) if needs[3] else None
+        return stack(gxs, axis=0), gh, gw, gb
+
+    @staticmethod
+    def jvp(dxs, y, xs, h0, w, b, *, mask=None):
+        dx, dh0, dw, db = dxs
+        H = h0.shape[-1]
+        hp, r, u, n, an = GruScan._gates(xs, h0, w, b, y)
+        m = _mask_f(mask, y)
+        q = None
+        if dw is not None:
+            q = _mm_steps(hp, dw)
+        if db is not None:
+            q = (hp[..., :1] * 0 + db) if q is None else q + db
+        dh = dh0
+        out = []
+        for t in range(y.shape[0]):
+            da = q[t] if q is not None else None
+            if dh is not None:
+                s = dh @ w.mT
+                da = s if da is None else da + s
+            if da is None:
+                da = concat([hp[t]] * 3, axis=-1) * 0
+            pre = da if dx is None else da + dx[t]
+            dr = r[t] * (1 - r[t]) * pre[:, :H]
+            du = u[t] * (1 - u[t]) * pre[:, H:2 * H]
+            nx = r[t] * da[:, 2 * H:] + dr * an[t]
+            if dx is not None:
+                nx = nx + dx[t][:, 2 * H:]
+            dn = (1 - n[t] * n[t]) * nx
+            hn = (1 - u[t]) * dn + du * (hp[t] - n[t])
+            if dh is not None:
+                hn = hn + u[t] * dh
+            if m is not None:
+                hn = hn * m[t] + (dh * (1 - m[t]) if dh is not None else 0 * hn)
+            out.append(hn)
+            dh = hn
+        return stack(out, axis=0)
+
+
+@public
+def gru_scan(xs, h0, w, b, mask=None):
+    """The GRU recurrence over xs (T, B, 3H) = x W_ihᵀ + b_ih (gates r, u, n), h₀ (B, H),
+    W_hh (3H, H) and b_hh (3H,); returns all states (T, B, H). See :class:`GruScan`."""
+    _check_scan("gru_scan", xs, h0, w, 3, mask)
+    if shape_of(b) != (shape_of(w)[0],):
+        raise ValueError(f"gru_scan: b must have shape ({shape_of(w)[0]},), got {shape_of(b)}")
+    return GruScan.apply(xs, h0, w, b, mask=mask)
+
+
+def _check_scan(who, xs, h0, w, k, mask):
+    sx, sh, sw = shape_of(xs), shape_of(h0), shape_of(w)
+    if len(sh) != 2:
+        raise ValueError(f"{who}: h0 must be (B, H), got shape {sh}")
+    B, H = sh
+    if len(sx) != 3 or sx[1:] != (B, k * H):
+        raise ValueError(f"{who}: inputs must be (T, {B}, {k * H}) for h0 of shape {sh}, "
+                         f"got {sx}")
+    if sx[0] == 0:
+        raise ValueError(f"{who}: the sequence is empty (T = 0)")
+    if sw != (k * H, H):
+        raise ValueError(f"{who}: W_hh must be ({k * H}, {H}), got {sw}")
+    if mask is not None and tuple(mask.shape) != sx[:2]:
+        raise ValueError(f"{who}: mask must be (T, B) = {sx[:2]}, got {tuple(mask.shape)}")
