@@ -398,12 +398,14 @@ class Module:
         return OrderedDict((k, np.array(backend.to_numpy(t.data), copy=True))
                            for k, t in self._state_items())
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict, strict: bool = True,
+                        cast: bool = False) -> IncompatibleKeys:
         """Copy values from ``state_dict`` (name -> array or Tensor) into this module in place.
 
-        Checks everything before changing anything: a shape mismatch is always an error; with
-        ``strict`` missing and unexpected keys are errors too. The error lists every problem.
-        Returns (missing_keys, unexpected_keys).
+        Checks everything before changing anything: a shape mismatch is always an error; so is a
+        dtype mismatch (float64 or int32 weights into a float32 model: never a silent cast)
+        unless ``cast=True``; with ``strict`` missing and unexpected keys are errors too. The
+        error lists every problem. Returns (missing_keys, unexpected_keys).
         """
         own = OrderedDict(self._state_items())
         given = {k: (v.data if isinstance(v, Tensor) else v) for k, v in state_dict.items()}
@@ -416,6 +418,10 @@ class Module:
                 if s != tuple(t.shape):
                     mismatched.append(f"  {k}: checkpoint has shape {s}, the model "
                                       f"{tuple(t.shape)}")
+                dt = getattr(given[k], "dtype", None)
+                if not cast and dt is not None and dt != t.dtype:
+                    mismatched.append(f"  {k}: dtype {dt}, the model's is {t.dtype} (pass "
+                                      "cast=True to convert)")
         problems = []
         if strict and missing:
             problems.append("missing keys (in the model, not in the state dict): "
@@ -424,7 +430,7 @@ class Module:
             problems.append("unexpected keys (in the state dict, not in the model): "
                             + ", ".join(unexpected))
         if mismatched:
-            problems.append("shape mismatches:\n" + "\n".join(mismatched))
+            problems.append("shape or dtype mismatches:\n" + "\n".join(mismatched))
         if problems:
             raise StateDictError(f"load_state_dict for {type(self).__name__}: "
                                  + "; ".join(problems))

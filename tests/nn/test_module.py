@@ -107,8 +107,10 @@ def test_load_state_dict_strict_errors_list_everything_and_change_nothing():
     # not strict: missing/unexpected are reported, shapes still checked
     with pytest.raises(nn.StateDictError, match="fc2.weight"):
         target.load_state_dict(sd, strict=False)
-    sd["fc2.weight"] = np.zeros((3, 8))
-    res = target.load_state_dict(sd, strict=False)
+    sd["fc2.weight"] = np.zeros((3, 8))  # float64 into a float32 model: refused unless cast
+    with pytest.raises(nn.StateDictError, match="fc2.weight: dtype float64"):
+        target.load_state_dict(sd, strict=False)
+    res = target.load_state_dict(sd, strict=False, cast=True)
     assert res.missing_keys == ["fc1.bias"] and res.unexpected_keys == ["extra.weight"]
     assert np.all(target.fc2.weight.numpy() == 0)
 
