@@ -100,47 +100,130 @@ def cupy_available() -> bool:
         return False
 
 
+# ----------------------------------------------------------------------------- devices
+# A device is named by a string: "cpu" (NumPy), "cuda" (CuPy; "gpu" and "cuda:0" are aliases)
+# and "standin" (tensorcalc.devices.standin: NumPy underneath, but CuPy's rules — no implicit
+# conversion to NumPy, no mixing with NumPy arrays — so CI catches host leaks without a GPU).
+# The array's type says where it lives; ``_XP_BY_TYPE`` maps the non-NumPy array types to their
+# module and is filled only when such a device is first used, so on a CPU-only run
+# ``xp_of`` stays one dict-emptiness test.
+DEVICES = ("cpu", "cuda", "standin")
+_ALIASES = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda", "cuda:0": "cuda", "standin": "standin"}
+_XP_BY_TYPE: dict = {}
+_NAME_BY_XP: dict = {id(np): "cpu"}
+
+
+def _standin():
+    from .devices import standin
+
+    if standin.StandInArray not in _XP_BY_TYPE:
+        _XP_BY_TYPE[standin.StandInArray] = standin.xp
+        _NAME_BY_XP[id(standin.xp)] = "standin"
+    return standin.xp
+
+
+def _register_cupy():
+    if _cupy is not None and _cupy.ndarray not in _XP_BY_TYPE:
+        _XP_BY_TYPE[_cupy.ndarray] = _cupy
+        _NAME_BY_XP[id(_cupy)] = "cuda"
+
+
+_register_cupy()  # with CuPy installed a cupy array may come from the user at any time
+
+
+def canonical_device(device) -> str:
+    """'cpu', 'cuda' or 'standin' for a device name (or alias: 'gpu', 'cuda:0'), a Tensor's
+    device, or an array module; ValueError naming the choices otherwise."""
+    if device is None:
+        return "cpu"
+    if isinstance(device, str):
+        name = _ALIASES.get(device.lower())
+        if name is not None:
+            return name
+    elif id(device) in _NAME_BY_XP:
+        return _NAME_BY_XP[id(device)]
+    raise ValueError(f"unknown device {device!r}; expected one of 'cpu', 'cuda' (alias 'gpu') "
+                     "or 'standin' (the CPU stand-in device used by the tests)")
+
+
 def array_module(x):
-    """The array module (numpy or cupy) that owns array ``x``."""
-    if _cupy is not None and isinstance(x, _cupy.ndarray):
-        return _cupy
+    """The array module (numpy, cupy or the stand-in) that owns array ``x``."""
+    if _XP_BY_TYPE:
+        m = _XP_BY_TYPE.get(type(x))
+        if m is not None:
+            return m
     return np
 
 
 def xp_of(args):
-    """The array module for a sequence of arrays / scalars: cupy if any is a cupy array."""
-    if _cupy is None:
+    """The array module for a sequence of arrays / scalars: the first non-NumPy one's, else
+    numpy. (Mixing devices is then refused by that module, as CuPy refuses NumPy arrays.)"""
+    if not _XP_BY_TYPE:
         return np
+    get = _XP_BY_TYPE.get
     for a in args:
-        if isinstance(a, _cupy.ndarray):
-            return _cupy
+        m = get(type(a))
+        if m is not None:
+            return m
     return np
 
 
 def get_xp(device: str = "cpu"):
-    """Array module for a device name: 'cpu' -> numpy, 'gpu'/'cuda' -> cupy."""
-    if device == "cpu":
+    """Array module for a device name: 'cpu' -> numpy, 'cuda'/'gpu' -> cupy, 'standin' -> the
+    stand-in module."""
+    name = canonical_device(device)
+    if name == "cpu":
         return np
-    if device in ("gpu", "cuda"):
-        if not cupy_available():
-            raise RuntimeError("device 'gpu' requested, but CuPy with a visible GPU is missing")
-        return _cupy
-    raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'gpu'")
+    if name == "standin":
+        return _standin()
+    if not cupy_available():
+        raise RuntimeError(f"device {device!r} requested, but CuPy with a visible GPU is missing "
+                           "(pip install 'tensorcalc[gpu]', see the README's Devices section)")
+    _register_cupy()
+    return _cupy
 
 
 def device_of(x) -> str:
-    return "gpu" if array_module(x) is not np else "cpu"
+    """The device name ('cpu', 'cuda', 'standin') of an array."""
+    if _XP_BY_TYPE:
+        m = _XP_BY_TYPE.get(type(x))
+        if m is not None:
+            return _NAME_BY_XP[id(m)]
+    return "cpu"
 
 
 def to_numpy(x):
-    """A NumPy array from a numpy or cupy array (copying off the GPU if needed)."""
-    if _cupy is not None and isinstance(x, _cupy.ndarray):
-        return _cupy.asnumpy(x)
+    """A NumPy array from an array on any device (copying off the device if needed)."""
+    if _XP_BY_TYPE and type(x) in _XP_BY_TYPE:
+        return x.get()
     return np.asarray(x)
 
 
+def to_device(x, device):
+    """The array ``x`` on ``device`` (``x`` itself if it is there already)."""
+    xp = get_xp(device)
+    if array_module(x) is xp:
+        return x
+    host = to_numpy(x)
+    return host if xp is np else xp.asarray(host)
+
+
+def mixed_devices(arrays) -> list[str] | None:
+    """The distinct devices among ``arrays`` (None when they are on one device)."""
+    seen = []
+    for a in arrays:
+        if hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic):
+            d = device_of(a)
+            if d not in seen:
+                seen.append(d)
+    return seen if len(seen) > 1 else None
+
+
 def as_rng(rng=None) -> np.random.Generator:
-    """An explicit ``numpy.random.Generator`` from a Generator, an int seed, or None (fresh)."""
+    """An explicit ``numpy.random.Generator`` from a Generator, an int seed, or None (fresh).
+
+    For draws that should be made on a device, see :class:`tensorcalc.devices.DeviceRNG`
+    (``as_device_rng``)."""
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or isinstance(rng, (int, np.integer)):
@@ -149,14 +232,19 @@ def as_rng(rng=None) -> np.random.Generator:
 
 
 def special(xp):
-    """scipy.special for numpy, cupyx.scipy.special for cupy."""
+    """scipy.special for numpy, cupyx.scipy.special for cupy, a stand-in proxy of scipy.special
+    for the stand-in device."""
     if xp is np:
         import scipy.special as sp
 
         return sp
-    import cupyx.scipy.special as csp  # pragma: no cover - GPU only
+    if _cupy is not None and xp is _cupy:  # pragma: no cover - GPU only
+        import cupyx.scipy.special as csp
 
-    return csp
+        return csp
+    from .devices import standin
+
+    return standin.special()
 
 
 def set_num_threads(n: int) -> None:

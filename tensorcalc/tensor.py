@@ -12,6 +12,10 @@ import numpy as np
 
 from . import backend
 
+# The non-NumPy array types (CuPy's, the stand-in's), filled by the backend as devices are first
+# used: Tensor._wrap accepts them as they are.
+_DEVICE_TYPES = backend._XP_BY_TYPE
+
 
 def data_of(x):
     """The array behind a Tensor, or ``x`` itself."""
@@ -53,7 +57,12 @@ class Tensor:
         if isinstance(data, Tensor):
             src = data
             data = data.data
-        xp = backend.get_xp(device) if device is not None else backend.array_module(data)
+        if device is not None:
+            xp = backend.get_xp(device)
+            if hasattr(data, "dtype") and not isinstance(data, np.generic):
+                data = backend.to_device(data, device)  # an explicit transfer
+        else:
+            xp = backend.array_module(data)
         if dtype is None and not hasattr(data, "dtype"):
             arr = xp.asarray(data)
             if arr.dtype.kind == "f":
@@ -75,7 +84,7 @@ class Tensor:
     def _wrap(cls, data, node, index):
         """Fast internal constructor (no conversion): used by Function.apply."""
         t = object.__new__(Tensor)
-        if type(data) is not np.ndarray and not hasattr(data, "__cuda_array_interface__"):
+        if type(data) is not np.ndarray and type(data) not in _DEVICE_TYPES:
             data = np.asarray(data)
         t.data = data
         t.grad = None
@@ -179,6 +188,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
+        """Where the data lives: 'cpu', 'cuda' or 'standin' (see tensorcalc.devices)."""
         return backend.device_of(self.data)
 
     def __len__(self) -> int:
@@ -191,6 +201,9 @@ class Tensor:
         return backend.to_numpy(self.data)
 
     def __array__(self, dtype=None, copy=None):
+        if type(self.data) in _DEVICE_TYPES:  # as CuPy and PyTorch: no silent device -> host
+            raise TypeError(f"a tensor on device {self.device!r} does not convert to NumPy "
+                            "implicitly; use .numpy() (an explicit copy) or .to('cpu')")
         a = backend.to_numpy(self.data)
         if dtype is not None:
             a = a.astype(dtype, copy=False)
@@ -231,13 +244,26 @@ class Tensor:
     def double(self) -> Tensor:
         return self.astype(np.float64)
 
-    def to(self, device: str) -> Tensor:
-        """Copy to a device ('cpu' or 'gpu'); the copy is a new leaf."""
-        xp = backend.get_xp(device)
-        if backend.array_module(self.data) is xp:
-            return self
-        data = backend.to_numpy(self.data) if xp is np else xp.asarray(self.data)
-        return Tensor(data, requires_grad=self._rg)
+    def to(self, device=None, dtype=None) -> Tensor:
+        """This tensor on ``device`` ('cpu', 'cuda' alias 'gpu', or 'standin') and/or cast to
+        ``dtype``. ``self`` when nothing changes; a move is a copy, and the copy is a new leaf
+        (``requires_grad`` kept, like ``.detach()`` then move) — the graph does not cross
+        devices."""
+        t = self
+        if device is not None:
+            xp = backend.get_xp(device)
+            if backend.array_module(self.data) is not xp:
+                t = Tensor._wrap(backend.to_device(self.data, device), None, 0)
+                t._rg = self._rg
+        if dtype is not None and t.dtype != np.dtype(dtype):
+            t = t.astype(dtype)
+        return t
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
 
     def __repr__(self):
         body = np.array2string(backend.to_numpy(self.data), separator=", ", precision=4,

@@ -25,7 +25,12 @@ def zeros_like(x):
     T = Tensor
     if isinstance(x, T):
         return T._wrap(xp_of((x.data,)).zeros_like(x.data), None, 0)
+    if type(x) in _SCALARS:  # a Python constant operand: a Python zero works on every device
+        return type(x)(0)
     return xp_of((x,)).zeros_like(x)
+
+
+_SCALARS = (float, int, complex)
 
 
 def _ones_like(x):

@@ -137,7 +137,10 @@ class Function:
             if isinstance(a, T):
                 break
         else:  # no Tensor operand: a plain array call (the fast path inside backward rules)
-            return cls.forward(xp_of(args), *args, **kw)
+            try:
+                return cls.forward(xp_of(args), *args, **kw)
+            except TypeError as e:
+                raise cls._on_type_error(e, args) from None
         datas = []
         needs = []
         versions = []
@@ -160,6 +163,8 @@ class Function:
             out = cls.forward(xp_of(datas), *datas, **kw)
         except ValueError as e:
             raise ValueError(cls._explain(e, datas)) from None
+        except TypeError as e:
+            raise cls._on_type_error(e, datas) from None
         if _mode.anomaly:
             _check_finite(cls, "forward", out)
         wrap = T._wrap
@@ -181,6 +186,23 @@ class Function:
             _share_versions(ys, args)
             node.outversions = tuple(y._version for y in ys)
         return ys if multi else ys[0]
+
+    @classmethod
+    def _on_type_error(cls, err, datas):
+        """Operands on different devices (the array module refuses them with a TypeError, as
+        CuPy does) become one error naming the op and every operand's device; any other
+        TypeError passes unchanged."""
+        from ..backend import device_of, mixed_devices
+
+        devices = mixed_devices(datas)
+        if devices is None:
+            return err
+        where = ", ".join(f"operand {i} of shape {tuple(d.shape)} on {device_of(d)!r}"
+                          for i, d in enumerate(datas)
+                          if hasattr(d, "shape") and hasattr(d, "dtype") and d.shape != ()
+                          or type(d).__name__ in ("ndarray", "StandInArray"))
+        return RuntimeError(f"{cls.name}: operands on different devices ({' and '.join(devices)}"
+                            f"): {where}; move them to one device first with .to(device)")
 
     @classmethod
     def _explain(cls, err, datas):

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from ..autodiff.function import Linear, primitive
+from ..backend import device_of, to_device
 from ._util import data_of, ndim_of, public, shape_of
+
+
+def _on_device_of(x, index):
+    """Index arrays given on the host (NumPy arrays, lists) for an ``x`` on another device are
+    moved there once, in the wrapper (the device's array module refuses to mix)."""
+    device = device_of(data_of(x))
+    if device == "cpu":
+        return index
+    return tuple(to_device(i, device) if hasattr(i, "shape") and getattr(i, "ndim", 0) else i
+                 for i in index)
 
 
 def _advanced(index):
@@ -35,7 +46,7 @@ class GetItem(Linear):
 def getitem(x, index):
     """x[index] — differentiable; integer-array and boolean-mask indices included."""
     index = index if isinstance(index, tuple) else (index,)
-    index = tuple(data_of(i) for i in index)
+    index = _on_device_of(x, tuple(data_of(i) for i in index))
     return GetItem.apply(x, index=index)
 
 
@@ -66,7 +77,8 @@ class ScatterAdd(Linear):
 def scatter_add(x, index, shape):
     """zeros(shape) with ``x`` added at ``index`` (the adjoint of getitem)."""
     index = index if isinstance(index, tuple) else (index,)
-    return ScatterAdd.apply(x, index=tuple(data_of(i) for i in index), shape=tuple(shape))
+    index = _on_device_of(x, tuple(data_of(i) for i in index))
+    return ScatterAdd.apply(x, index=index, shape=tuple(shape))
 
 
 @primitive
@@ -92,6 +104,8 @@ class Take(Linear):
 def take(x, indices, axis=0):
     """Gather along ``axis`` by integer ``indices`` (any shape): embedding lookup."""
     idx = data_of(indices)
+    if getattr(idx, "ndim", 0):
+        idx = _on_device_of(x, (idx,))[0]
     n = ndim_of(x)
     axis = axis % n
     size = shape_of(x)[axis]
