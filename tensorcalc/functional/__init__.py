@@ -63,6 +63,8 @@ from .losses import (  # noqa: F401
     smooth_l1_loss,
 )
 from .normalization import batch_norm, group_norm, layer_norm  # noqa: F401
+from .ode import ODEStats, odeint  # noqa: F401  (ODE solvers; tc.odeint)
+from .rnn import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell  # noqa: F401
 from .pool import (  # noqa: F401
     adaptive_avg_pool2d,
     avg_pool2d,
