@@ -12,6 +12,8 @@ from .adamw import AdamW  # noqa: F401
 from .base import Optimizer  # noqa: F401
 from .clip import clip_grad_norm_, clip_grad_value_, grad_norm  # noqa: F401
 from .flat import FlatParameters, parameters_to_vector, vector_to_parameters  # noqa: F401
+from .gauss_newton import GaussNewton, LevenbergMarquardt  # noqa: F401
+from .lbfgs import LBFGS  # noqa: F401
 from .lr_scheduler import (  # noqa: F401
     CosineAnnealingLR,
     ExponentialLR,
@@ -24,6 +26,9 @@ from .lr_scheduler import (  # noqa: F401
     StepLR,
 )
 from .nadam import NAdam  # noqa: F401
+from .newton import Newton, NotPositiveDefiniteError  # noqa: F401
+from .newton_cg import NewtonCG  # noqa: F401
+from .perturbed_gd import PerturbedGD  # noqa: F401
 from .rmsprop import RMSprop  # noqa: F401
 from .sgd import SGD  # noqa: F401
 
@@ -35,4 +40,6 @@ __all__ = [
     "LinearWarmup", "OneCycleLR", "ReduceLROnPlateau",
     "clip_grad_norm_", "clip_grad_value_", "grad_norm", "lr_scheduler", "schedules",
     "FlatParameters", "parameters_to_vector", "vector_to_parameters",
+    "Newton", "NotPositiveDefiniteError", "NewtonCG", "LBFGS", "GaussNewton",
+    "LevenbergMarquardt", "PerturbedGD",
 ]
