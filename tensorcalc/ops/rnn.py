@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
 from ._util import cast_like, public, shape_of
-from .elementwise import relu, sigmoid, tanh
+from .elementwise import tanh
 from .shape import concat, expand_dims, reshape, stack
 
 
@@ -54,6 +54,12 @@ def _mask_f(mask, like):
 
 def _sig_xp(xp, z):
     return 0.5 * xp.tanh(0.5 * z) + 0.5  # σ(z) = ½(1 + tanh(z/2)): no overflow for any z
+
+
+def _sig(z):
+    """σ(z) = ½(1 + tanh(z/2)) with the library's tanh: the same function as ``sigmoid``,
+    stable for any z, and several times faster than its exp(−softplus(−z)) on large arrays."""
+    return 0.5 * tanh(0.5 * z) + 0.5
 
 
 @primitive
@@ -183,10 +189,9 @@ class LstmScan(Function):
         H = h0.shape[-1]
         hp = _previous(h0, hs)
         a = zs + _mm_steps(hp, w)
-        i = sigmoid(a[..., :H])
-        f = sigmoid(a[..., H:2 * H])
+        s = _sig(a)
+        i, f, o = s[..., :H], s[..., H:2 * H], s[..., 3 * H:]
         g = tanh(a[..., 2 * H:3 * H])
-        o = sigmoid(a[..., 3 * H:])
         return hp, i, f, g, o
 
     @staticmethod
@@ -314,8 +319,8 @@ class GruScan(Function):
         H = h0.shape[-1]
         hp = _previous(h0, hs)
         a = _mm_steps(hp, w) + b
-        r = sigmoid(xs[..., :H] + a[..., :H])
-        u = sigmoid(xs[..., H:2 * H] + a[..., H:2 * H])
+        ru = _sig(xs[..., :2 * H] + a[..., :2 * H])
+        r, u = ru[..., :H], ru[..., H:]
         an = a[..., 2 * H:]
         n = tanh(xs[..., 2 * H:] + r * an)
         return hp, r, u, n, an
