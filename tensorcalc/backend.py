@@ -183,6 +183,23 @@ def get_xp(device: str = "cpu"):
     return _cupy
 
 
+_DEFAULT_DEVICE = {"name": "cpu"}
+
+
+def set_default_device(device) -> None:
+    """The device a training Loop runs on when its step's modules are on the CPU and no device
+    was given (the CLI's ``--device``): the Loop moves the step's modules (optimiser state
+    follows) and its DataLoaders' batches there. Tensors created from data stay where asked."""
+    name = canonical_device(device)
+    get_xp(name)  # fail now, with the reason, if the device is not usable here
+    _DEFAULT_DEVICE["name"] = name
+
+
+def default_device() -> str:
+    """See :func:`set_default_device` ('cpu' unless set)."""
+    return _DEFAULT_DEVICE["name"]
+
+
 def device_of(x) -> str:
     """The device name ('cpu', 'cuda', 'standin') of an array."""
     if _XP_BY_TYPE:

@@ -455,6 +455,28 @@ def _join_negative_values(argv: list) -> list:
     return out
 
 
+def _set_device(argv: list) -> None:
+    """Remove ``--device NAME`` / ``--device=NAME`` from argv (default: TENSORCALC_DEVICE or
+    cpu) and make it the training device: the Loop moves the model, the optimiser state and
+    the batches there ('cuda' needs CuPy and a GPU; 'standin' is the tests' CPU stand-in)."""
+    value = os.environ.get("TENSORCALC_DEVICE") or "cpu"
+    for i, a in enumerate(list(argv)):
+        if a == "--device" and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            break
+        if a.startswith("--device="):
+            value = a.split("=", 1)[1]
+            del argv[i]
+            break
+    from .backend import set_default_device
+
+    try:
+        set_default_device(value)
+    except (ValueError, RuntimeError) as e:
+        raise CLIError(f"--device: {e}") from None
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return " ".join(text.split())
@@ -471,6 +493,11 @@ def main(argv=None) -> int:
     from .backend import set_num_threads
 
     set_num_threads(threads)
+    try:
+        _set_device(argv)
+    except CLIError as e:
+        print(f"tensorcalc: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("usage: tensorcalc COMMAND ...\n\n" + _usage())
         return 0 if argv else EXIT_ERROR

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from . import devices as _dev
 from .tensor import Tensor
+
+
+def _xp(device):
+    return np if device is None else backend.get_xp(device)
 
 
 def _dtype(dtype):
@@ -67,7 +72,9 @@ def linspace(start, stop, num=50, dtype=None, device=None) -> Tensor:
 
 def _like(fn):
     def f(x, dtype=None, requires_grad=False):
-        data = x.data if isinstance(x, Tensor) else np.asarray(x)
+        data = x.data if isinstance(x, Tensor) else x
+        if not hasattr(data, "dtype"):
+            data = np.asarray(data)
         xp = backend.array_module(data)
         return Tensor(fn(xp, data, dtype or data.dtype), requires_grad=requires_grad)
 
@@ -79,39 +86,46 @@ ones_like = _like(lambda xp, d, dt: xp.ones_like(d, dtype=dt))
 
 
 def full_like(x, value, dtype=None, requires_grad=False) -> Tensor:
-    data = x.data if isinstance(x, Tensor) else np.asarray(x)
+    data = x.data if isinstance(x, Tensor) else x
+    if not hasattr(data, "dtype"):
+        data = np.asarray(data)
     xp = backend.array_module(data)
     return Tensor(xp.full_like(data, value, dtype=dtype or data.dtype),
                   requires_grad=requires_grad)
 
 
-def randn(*shape, rng=None, dtype=None, requires_grad=False) -> Tensor:
-    """Standard normal draws from an explicit ``rng`` (Generator or seed)."""
+def randn(*shape, rng=None, dtype=None, requires_grad=False, device=None) -> Tensor:
+    """Standard normal draws from an explicit ``rng`` (Generator or seed), made on ``device``
+    (see tensorcalc.devices: on the CPU the Generator's own draws)."""
     if len(shape) == 1 and not isinstance(shape[0], int):
         shape = tuple(shape[0])
-    rng = backend.as_rng(rng)
-    return Tensor(rng.standard_normal(shape, dtype=np.float64).astype(_dtype(dtype)),
+    return Tensor(_dev.standard_normal(rng, shape, _xp(device), _dtype(dtype)),
                   requires_grad=requires_grad)
 
 
-def normal(shape, mean=0.0, std=1.0, rng=None, dtype=None, requires_grad=False) -> Tensor:
-    """N(mean, std²) draws from an explicit ``rng``."""
-    rng = backend.as_rng(rng)
+def normal(shape, mean=0.0, std=1.0, rng=None, dtype=None, requires_grad=False,
+           device=None) -> Tensor:
+    """N(mean, std²) draws from an explicit ``rng``, made on ``device``."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return Tensor(rng.normal(mean, std, shape).astype(_dtype(dtype)), requires_grad=requires_grad)
+    xp = _xp(device)
+    if xp is np:
+        return Tensor(backend.as_rng(rng).normal(mean, std, shape).astype(_dtype(dtype)),
+                      requires_grad=requires_grad)
+    z = _dev.standard_normal(rng, shape, xp, np.float64)
+    return Tensor((mean + std * z).astype(_dtype(dtype)), requires_grad=requires_grad)
 
 
-def rand(*shape, rng=None, dtype=None, requires_grad=False) -> Tensor:
-    """Uniform [0, 1) draws from an explicit ``rng``."""
+def rand(*shape, rng=None, dtype=None, requires_grad=False, device=None) -> Tensor:
+    """Uniform [0, 1) draws from an explicit ``rng``, made on ``device``."""
     if len(shape) == 1 and not isinstance(shape[0], int):
         shape = tuple(shape[0])
-    rng = backend.as_rng(rng)
-    return Tensor(rng.random(shape).astype(_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(_dev.random(rng, shape, _xp(device), np.float64).astype(_dtype(dtype)),
+                  requires_grad=requires_grad)
 
 
-def uniform(shape, low=0.0, high=1.0, rng=None, dtype=None, requires_grad=False) -> Tensor:
-    """U[low, high) draws from an explicit ``rng``."""
-    rng = backend.as_rng(rng)
+def uniform(shape, low=0.0, high=1.0, rng=None, dtype=None, requires_grad=False,
+            device=None) -> Tensor:
+    """U[low, high) draws from an explicit ``rng``, made on ``device``."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return Tensor(rng.uniform(low, high, shape).astype(_dtype(dtype)),
+    return Tensor(_dev.uniform(rng, low, high, shape, _xp(device), _dtype(dtype)),
                   requires_grad=requires_grad)

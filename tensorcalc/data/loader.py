@@ -32,10 +32,23 @@ import math
 
 import numpy as np
 
-from ..backend import as_rng, get_default_dtype
+from ..backend import as_rng, canonical_device, get_default_dtype, to_device
 from .dataset import ArrayDataset, Dataset, TensorDataset
 
 __all__ = ["DataLoader", "default_collate", "to_tensors"]
+
+
+def _to_device(batch, device):
+    """A batch (array, Tensor, or tuple/list/dict of them) with every array on ``device``."""
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if _is_tensor(batch):
+        return batch.to(device)
+    if hasattr(batch, "dtype") and hasattr(batch, "shape"):
+        return to_device(batch, device)
+    return batch
 
 
 def _is_tensor(x) -> bool:
@@ -128,10 +141,14 @@ class DataLoader:
         collate_fn: turns a list of examples into a batch; default :func:`default_collate`.
             Giving one disables the array fast path (the function sees single examples).
         as_tensor: yield tensorcalc Tensors instead of NumPy arrays (dtypes kept).
+        device: move each batch to this device ('cuda', 'standin') as it is handed out (one
+            host-to-device copy per array); ``None`` keeps batches on the host. A Loop running
+            a step whose model is on a device sets this on its loaders when it is ``None``.
     """
 
     def __init__(self, dataset, batch_size: int = 32, shuffle: bool = False, rng=None,
-                 drop_last: bool = False, collate_fn=None, as_tensor: bool = False):
+                 drop_last: bool = False, collate_fn=None, as_tensor: bool = False,
+                 device=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got "
@@ -143,6 +160,7 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.collate_fn = collate_fn
         self.as_tensor = bool(as_tensor)
+        self.device = None if device is None else canonical_device(device)
         self.fast_path = collate_fn is None and getattr(self.dataset, "batch_indexable", False)
         self.epoch = 0          # index of the current (or next) epoch
         self._position = 0      # batches of that epoch already handed out
@@ -171,6 +189,8 @@ class DataLoader:
         else:
             collate = self.collate_fn or default_collate
             batch = collate([self.dataset[int(i)] for i in idx])
+        if self.device is not None and self.device != "cpu":
+            batch = _to_device(batch, self.device)
         return to_tensors(batch) if self.as_tensor else batch
 
     def __iter__(self):

@@ -87,5 +87,24 @@ def is_available(device) -> bool:
         return False
 
 
-__all__ = ["canonical_device", "device_of", "get_xp", "to_device", "to_numpy", "random",
-           "uniform", "standard_normal", "is_available"]
+# Objects holding per-parameter arrays (optimisers) register here, so that Module.to(device)
+# can move their state with the parameters: ``follower.params_moved(params, device)``.
+import weakref  # noqa: E402
+
+_FOLLOWERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def follow_parameters(obj) -> None:
+    """Register ``obj`` (with a ``params_moved(params, device)`` method) to be told when
+    parameters move between devices."""
+    _FOLLOWERS.add(obj)
+
+
+def parameters_moved(params, device) -> None:
+    """Tell every registered follower that ``params`` now live on ``device``."""
+    for f in list(_FOLLOWERS):
+        f.params_moved(params, device)
+
+
+__all__ = ["follow_parameters", "parameters_moved", "canonical_device", "device_of", "get_xp",
+           "to_device", "to_numpy", "random", "uniform", "standard_normal", "is_available"]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from ..backend import array_module, as_rng
+from ..backend import array_module
+from ..devices import random as _random
 from ..ops._util import data_of, shape_of
 
 
 def _mask(shape, p, dtype, rng, xp):
+    # drawn on x's device (tensorcalc.devices.random): no mask crosses the bus; on the CPU the
+    # Generator's own draws, as always
     keep = 1.0 - p
-    u = as_rng(rng).random(shape, dtype="float32" if dtype == "float32" else "float64")
+    u = _random(rng, shape, xp, "float32" if dtype == "float32" else "float64")
     m = (u < keep).astype(dtype)
     m *= 1.0 / keep
-    return m if xp.__name__ == "numpy" else xp.asarray(m)
+    return m
 
 
 def _check_p(p, who):

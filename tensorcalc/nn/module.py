@@ -361,11 +361,16 @@ class Module:
         return self
 
     def to(self, device: str | None = None, dtype=None) -> Module:
-        """Move parameters and buffers to ``device`` ('cpu'/'gpu') and/or cast float ones to
-        ``dtype``, in place (the Parameter objects stay the same, so optimisers keep them)."""
+        """Move parameters and buffers to ``device`` ('cpu', 'cuda' alias 'gpu', 'standin')
+        and/or cast float ones to ``dtype``, in place (the Parameter objects stay the same, so
+        optimisers keep them, and their state — moments, accumulators — follows to the
+        device)."""
         if device is not None:
-            xp = backend.get_xp(device)
-            self._convert(lambda a: backend.to_numpy(a) if xp is np else xp.asarray(a))
+            from ..devices import parameters_moved
+
+            backend.get_xp(device)  # an unknown or absent device fails before anything moves
+            self._convert(lambda a: backend.to_device(a, device))
+            parameters_moved(list(self.parameters()), device)
         if dtype is not None:
             dt = np.dtype(dtype)
             self._convert(lambda a: a.astype(dt) if a.dtype.kind == "f" else a)
@@ -437,9 +442,7 @@ class Module:
         with no_grad():
             for k, t in own.items():
                 if k in given:
-                    xp = backend.array_module(t.data)
-                    v = given[k]
-                    v = xp.asarray(backend.to_numpy(v) if xp is np else v)
+                    v = backend.to_device(given[k], t.device)
                     t.copy_(v.astype(t.dtype, copy=False))
         return IncompatibleKeys(missing, unexpected)
 

@@ -95,6 +95,9 @@ class Optimizer:
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
         self.state: dict = {}  # parameter Tensor -> its state dict (Tensor hashes by identity)
+        from ..devices import follow_parameters
+
+        follow_parameters(self)  # Module.to(device) moves this state with the parameters
         self.param_groups: list[dict] = []
         if isinstance(params, Tensor):
             raise TypeError(f"{self._name}: params must be an iterable of Tensors or of dicts, "
@@ -192,6 +195,22 @@ class Optimizer:
                     self.update(p.data, gt.data, st, group)
                     p._bump()  # in-place change: graphs that saved p must notice
         return loss
+
+    def params_moved(self, params, device) -> None:
+        """The per-parameter state of ``params`` (arrays: moments, accumulators, scratch) moves
+        to ``device`` with them (called by ``Module.to``)."""
+        for p in params:
+            st = self.state.get(p)
+            if st:
+                for k, v in st.items():
+                    if hasattr(v, "shape") and hasattr(v, "dtype") and \
+                            not isinstance(v, np.generic):
+                        st[k] = backend.to_device(v, device)
+
+    def to(self, device) -> Optimizer:
+        """Move the whole state to ``device`` (the parameters are moved by ``Module.to``)."""
+        self.params_moved([p for g in self.param_groups for p in g["params"]], device)
+        return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: ``p.grad = None`` (default) or fill them with zeros."""

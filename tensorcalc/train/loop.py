@@ -240,6 +240,7 @@ class Loop:
         step = self.step
         step.loop = self
         step.hooks = self.hooks
+        self._place_on_device(step)
         for sched in step.schedules.values():
             if not any(isinstance(c, LRSchedule) and c.scheduler is sched
                        for c in self.callbacks):
@@ -489,6 +490,25 @@ class Loop:
             f"training diverged: the {name} became {value} at {where} with lr={lr:g}; "
             f"{state} and {good}. Try a smaller learning rate or gradient clipping.",
             figure=name, value=value, lr=lr)
+
+    def _place_on_device(self, step):
+        """With a default device set (``backend.set_default_device``, the CLI's --device), move
+        the step's modules there (optimiser state follows) and have the loaders hand out
+        batches there. Checkpoints stay device-independent (saved as host arrays)."""
+        from ..backend import default_device
+
+        dev = default_device()
+        if dev == "cpu":
+            return
+        for m in step.modules.values():
+            if any(p.device != dev for p in m.parameters()):
+                m.to(dev)
+        for opt in step.optimizers.values():
+            if hasattr(opt, "to"):
+                opt.to(dev)
+        for loader in (self.data, self.val_data):
+            if loader is not None and getattr(loader, "device", "x") is None:
+                loader.device = dev
 
     def _check_batch(self, batch):
         for name, a in _leaves(batch):

@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 from ..autodiff import mode as _mode
-from ..backend import as_rng
+from ..backend import as_rng, to_numpy
 from ..tensor import Tensor
 from .loop import Hooks, TrainingDiverged
 from .metrics import Metric, get_metric
@@ -75,21 +75,25 @@ def split_batch(batch):
                      "'y'")
 
 
-def _tensor(x):
-    """Tensors of an input or target: an array, or a tuple/list/dict of them."""
+def _tensor(x, device="cpu"):
+    """Tensors of an input or target: an array, or a tuple/list/dict of them, on ``device``
+    (a batch already there, e.g. from a DataLoader with ``device=``, is not copied)."""
     if isinstance(x, Tensor):
-        return x
+        return x if device == "cpu" else x.to(device)
     if isinstance(x, (tuple, list)):
-        return type(x)(_tensor(v) for v in x)
+        return type(x)(_tensor(v, device) for v in x)
     if isinstance(x, dict):
-        return {k: _tensor(v) for k, v in x.items()}
-    return Tensor(x)
+        return {k: _tensor(v, device) for k, v in x.items()}
+    return Tensor(x) if device == "cpu" else Tensor(x, device=device)
 
 
 def _raw(x):
-    """NumPy arrays of an output or target (tuples/lists/dicts kept)."""
+    """NumPy arrays of an output or target (tuples/lists/dicts kept); an explicit copy off a
+    device (metrics and augmentation run on the host)."""
     if isinstance(x, Tensor):
-        return x.data
+        return to_numpy(x.data)
+    if hasattr(x, "dtype") and hasattr(x, "shape"):
+        return to_numpy(x)
     if isinstance(x, (tuple, list)):
         return type(x)(_raw(v) for v in x)
     if isinstance(x, dict):
@@ -129,6 +133,15 @@ class Step:
         self.hooks: Hooks | None = None
 
     # ---------------------------------------------------------------- the protocol
+    @property
+    def device(self) -> str:
+        """Where the step's first module's parameters live ('cpu' without parameters): batches
+        are made Tensors there."""
+        for m in self.modules.values():
+            for p in m.parameters():
+                return p.device
+        return "cpu"
+
     @property
     def rngs(self) -> dict:
         """Named Generators whose state a checkpoint holds: by default every Generator held
@@ -260,8 +273,9 @@ class SupervisedStep(Step):
         x, y = split_batch(batch)
         if self.augment is not None:
             x = self.augment(_raw(x), self.rng)
-        yt = _tensor(y)
-        out = self.model(_tensor(x))
+        dev = self.device
+        yt = _tensor(y, dev)
+        out = self.model(_tensor(x, dev))
         total, named = self._losses(out, yt)
         value = self.check_finite("loss", float(total.item()))
         opt = self.optimizer
@@ -315,10 +329,11 @@ class SupervisedStep(Step):
         outs, tgts = [], []
         try:
             with _mode.no_grad():
+                dev = self.device
                 for batch in data:
                     x, y = split_batch(batch)
-                    out = self.model(_tensor(x))
-                    total, named = self._losses(out, _tensor(y))
+                    out = self.model(_tensor(x, dev))
+                    total, named = self._losses(out, _tensor(y, dev))
                     n = _length(y)
                     sums["loss"] = sums.get("loss", 0.0) + float(total.item()) * n
                     for k, v in (named or {}).items():
@@ -350,7 +365,8 @@ class SupervisedStep(Step):
         self.model.eval()
         try:
             with _mode.no_grad():
-                outs = [_raw(self.model(Tensor(x[i:i + batch_size])))
+                dev = self.device
+                outs = [_raw(self.model(_tensor(x[i:i + batch_size], dev)))
                         for i in range(0, len(x), batch_size)]
         finally:
             self.model.train(was_training)
