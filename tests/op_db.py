@@ -384,6 +384,13 @@ OPS: list[OpSpec] = [
     S("cholesky", tc.linalg.cholesky, np.linalg.cholesky, [((3, 3),), ((2, 3, 3),)],
       gen=lambda rng, shapes, kw: [_spd(rng, shapes[0])], covers=("cholesky", "inv"),
       special=[sv(np.eye(2), value=np.eye(2), grads=([[0.5, 0.5], [0.5, 0.5]],))]),
+    S("svd", lambda a: _svd_invariant(*tc.linalg.svd(a)),
+      lambda a: _svd_invariant(*np.linalg.svd(a, full_matrices=False)),
+      [((4, 3),), ((3, 4),), ((2, 3, 3),)],
+      gen=lambda rng, shapes, kw: [_sv_separated(rng, s) for s in shapes], covers=("svd",),
+      special=[sv(np.eye(2), value=([1, 1], FINITE, FINITE, np.eye(2)), grads=(FINITE,)),
+               sv([[3.0, 0.0], [0.0, 2.0], [0.0, 0.0]], value=([3, 2], FINITE, FINITE, FINITE),
+                  grads=(FINITE,))]),
     S("norm_vec", tc.linalg.norm, np.linalg.norm, [((5,),)],
       kwargs=[{}, {"ord": 2}, {"ord": 1}, {"ord": np.inf}, {"keepdims": True}],
       kinks=(0.0,), margin=0.05,
@@ -610,6 +617,22 @@ def _sym_separated(rng, shape):
     lam = np.arange(n) - (n - 1) / 2 + rng.uniform(-0.15, 0.15, shape[:-1])
     a = (q * lam[..., None, :]) @ np.swapaxes(q, -1, -2)
     return (a + np.swapaxes(a, -1, -2)) / 2
+
+
+def _sv_separated(rng, shape):
+    """(…, m, n) with singular values about 1, 2, 3, … (well separated, none near 0)."""
+    m, n = shape[-2:]
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.standard_normal(shape[:-2] + (m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal(shape[:-2] + (n, k)))
+    s = np.arange(k, 0, -1) + rng.uniform(-0.15, 0.15, shape[:-2] + (k,))
+    return (u * s[..., None, :]) @ np.swapaxes(v, -1, -2)
+
+
+def _svd_invariant(u, s, vh):
+    """Sign-invariant functions of the singular vectors: U ⊙ U, Vh ⊙ Vh, and U Vh (each pair
+    (uᵢ, vᵢ) flips together)."""
+    return s, u * u, vh * vh, u @ vh
 
 
 def _eigh_invariant(w, v):

@@ -1,4 +1,4 @@
-"""Linear algebra primitives: eigh, solve, inv, slogdet, cholesky. Batched over leading axes:
+"""Linear algebra primitives: eigh, solve, inv, slogdet, cholesky, svd. Batched over leading axes:
 A has shape (…, n, n). The composites eigvalsh, det and norm live in
 :mod:`tensorcalc.functional.linalg`, which is the public ``tc.linalg`` namespace.
 
@@ -300,3 +300,81 @@ def cholesky(a):
     Reads ½(A + Aᵀ); gradients are symmetric."""
     _check_square(a, "cholesky")
     return Cholesky.apply(a)
+
+
+@primitive
+class Svd(Function):
+    """Thin singular value decomposition A = U diag(s) Vᵀ of A (…, m, n), k = min(m, n):
+    U (…, m, k), s (…, k) descending, Vh = Vᵀ (…, k, n), UᵀU = VᵀV = I.
+
+    Forward:  (U, s, Vh) = svd(A), thin
+    VJP:      Ā = U[(F ⊙ (UᵀŪ − ŪᵀU))S + diag(s̄) + S(F ⊙ (VᵀV̄ − V̄ᵀV))]Vᵀ + ΠᵤŪS⁻¹Vᵀ + US⁻¹V̄ᵀΠᵥ
+    JVP:      ṡ = diag(P), U̇ = U(F ⊙ (PS + SPᵀ)) + ΠᵤȦVS⁻¹, V̇ = V(F ⊙ (SP + PᵀS)) + ΠᵥȦᵀUS⁻¹
+
+    with S = diag(s), P = UᵀȦV, Πᵤ = I − UUᵀ, Πᵥ = I − VVᵀ (projectors off the singular
+    subspaces), F_ij = 1/(s_j² − s_i²) (i ≠ j), F_ii = 0 (Townsend 2016,
+    "Differentiating the singular value decomposition"). The U, V parts assume distinct,
+    nonzero singular values: at an exact tie F_ij is set to 0 (exact for functions of s alone,
+    whose gradient is U diag(s̄) Vᵀ even then); S⁻¹ is infinite at s = 0 — the projector terms,
+    present only when m ≠ n, then have no finite limit. Singular vectors are defined up to a
+    common sign per pair (uᵢ, vᵢ); the rules hold for whichever sign forward picked.
+    """
+
+    @staticmethod
+    def forward(xp, a):
+        u, s, vh = xp.linalg.svd(a, full_matrices=False)
+        return (u, s, vh)
+
+    @staticmethod
+    def vjp(g, y, a, *, needs):
+        from .shape import expand_dims
+
+        gu, gs, gvh = g
+        u, s, vh = y
+        v, gv = _mT(vh), _mT(gvh)
+        f = _gap_inverse(s * s)
+        sd = _diag_embed(s)
+        ut_gu = _mm(_mT(u), gu)
+        vt_gv = _mm(vh, gv)
+        inner = (_mm(f * (ut_gu - _mT(ut_gu)), sd) + _diag_embed(gs)
+                 + _mm(sd, f * (vt_gv - _mT(vt_gv))))
+        sinv = expand_dims(1.0 / s, -2)            # scales columns: X S⁻¹
+        gu_s, gv_s = gu * sinv, gv * sinv
+        ga = (_mm(_mm(u, inner), vh)
+              + _mm(gu_s - _mm(u, _mm(_mT(u), gu_s)), vh)
+              + _mm(u, _mT(gv_s - _mm(v, _mm(vh, gv_s)))))
+        return (ga,)
+
+    @staticmethod
+    def jvp(dxs, y, a):
+        from .shape import expand_dims
+
+        u, s, vh = y
+        v = _mT(vh)
+        da = dxs[0]
+        da_v = _mm(da, v)
+        dat_u = _mm(_mT(da), u)
+        p = _mm(_mT(u), da_v)
+        f = _gap_inverse(s * s)
+        sd = _diag_embed(s)
+        sinv = expand_dims(1.0 / s, -2)
+        du = (_mm(u, f * (_mm(p, sd) + _mm(sd, _mT(p))))
+              + (da_v - _mm(u, _mm(_mT(u), da_v))) * sinv)
+        dv = (_mm(v, f * (_mm(sd, p) + _mm(_mT(p), sd)))
+              + (dat_u - _mm(v, _mm(vh, dat_u))) * sinv)
+        return (du, _diag_part(p), _mT(dv))
+
+
+@public(namespace="linalg")
+def svd(a):
+    """Thin SVD of A (…, m, n): returns (U (…, m, k), s (…, k) descending, Vh (…, k, n)),
+    k = min(m, n), with A = U diag(s) Vh — NumPy's ``svd(a, full_matrices=False)``.
+
+    Singular vectors are defined up to a common sign per pair, so differentiate sign-invariant
+    functions of them (U ⊙ U, U Vh, U diag(f(s)) Vh, ...). Vector gradients assume distinct,
+    nonzero singular values (see :class:`Svd`); functions of s alone are exact at ties.
+    """
+    sh = shape_of(a)
+    if len(sh) < 2:
+        raise ValueError(f"svd: A must be a matrix (…, m, n), got shape {sh}")
+    return Svd.apply(a)
