@@ -71,6 +71,41 @@ def sv(*inputs, value, grads, **kw):
 
 S = OpSpec  # short alias for the table
 
+
+def _np_scan(kind, xs, h0, c0, w, b, nonlinearity="tanh", mask=None):
+    """Per-step NumPy loop of the rnn/lstm/gru recurrences (gate equations as in ops/rnn.py);
+    a masked step (false) carries the state."""
+    sig = sps.expit
+    h, c, H = h0, c0, h0.shape[-1]
+    hs, cs = [], []
+    for t in range(xs.shape[0]):
+        if kind == "rnn":
+            a = xs[t] + h @ w.T
+            hn, cn = (np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)), None
+        elif kind == "lstm":
+            a = xs[t] + h @ w.T
+            i, f, g, o = sig(a[:, :H]), sig(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), \
+                sig(a[:, 3 * H:])
+            cn = f * c + i * g
+            hn = o * np.tanh(cn)
+        else:
+            a = h @ w.T + b
+            r = sig(xs[t][:, :H] + a[:, :H])
+            u = sig(xs[t][:, H:2 * H] + a[:, H:2 * H])
+            n = np.tanh(xs[t][:, 2 * H:] + r * a[:, 2 * H:])
+            hn, cn = (1 - u) * n + u * h, None
+        if mask is not None:
+            m = mask[t][:, None]
+            hn = np.where(m, hn, h)
+            cn = None if cn is None else np.where(m, cn, c)
+        h, c = hn, cn
+        hs.append(h)
+        cs.append(c)
+    return (np.stack(hs), np.stack(cs)) if kind == "lstm" else np.stack(hs)
+
+
+_SCAN_MASK = np.array([[1, 0], [1, 0], [1, 0], [0, 0]], dtype=bool)  # (T=4, B=2)
+
 # Broadcasting pairs, scalars and size-1 axes used by the binary ops.
 BIN_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3)), ((5,), ())]
 UN_SHAPES = [((3, 4),), ((),), ((2, 1, 3),)]
@@ -579,6 +614,24 @@ OPS: list[OpSpec] = [
       BIN_SHAPES[:1] + [((2, 3), (2, 3))], covers=("custom_vjp",)),
     S("checkpoint", lambda x: tc.checkpoint(lambda v: tc.tanh(v) * v, x),
       lambda x: np.tanh(x) * x, UN_SHAPES, covers=("custom_vjp",)),
+    # -- recurrences (ops/rnn.py): whole-sequence fused loops vs a per-step NumPy loop; the
+    #    mask variant has a padded tail and a fully padded sequence
+    S("rnn_scan", tc.rnn_scan, lambda x, h, w, **kw: _np_scan("rnn", x, h, None, w, None, **kw),
+      [((4, 2, 3), (2, 3), (3, 3))],
+      kwargs=[{}, {"nonlinearity": "relu"}, {"mask": _SCAN_MASK}], covers=("rnn_scan",),
+      special=[sv([[[INF]]], [[0.0]], [[1.0]], value=[[[1.0]]],
+                  grads=([[[0.0]]], [[0.0]], [[0.0]]))]),
+    S("lstm_scan", tc.lstm_scan, lambda z, h, c, w, **kw: _np_scan("lstm", z, h, c, w, None, **kw),
+      [((4, 2, 8), (2, 2), (2, 2), (8, 2))],
+      kwargs=[{}, {"mask": _SCAN_MASK}], covers=("lstm_scan",),
+      special=[sv([[[1e4, -1e4, 1e4, 1e4]]], [[0.0]], [[5.0]], [[1.0], [1.0], [1.0], [1.0]],
+                  value=([[[float(np.tanh(1.0))]]], [[[1.0]]]),
+                  grads=(FINITE, FINITE, [[0.0]], FINITE))]),
+    S("gru_scan", tc.gru_scan, lambda x, h, w, b, **kw: _np_scan("gru", x, h, None, w, b, **kw),
+      [((4, 2, 6), (2, 2), (6, 2), (6,))],
+      kwargs=[{}, {"mask": _SCAN_MASK}], covers=("gru_scan",),
+      special=[sv([[[1e4, -1e4, 1e4]]], [[0.5]], [[1.0], [1.0], [1.0]], [0.0, 0.0, 0.0],
+                  value=[[[1.0]]], grads=(FINITE, FINITE, FINITE, FINITE))]),
 ]
 
 
