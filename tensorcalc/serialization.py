@@ -153,7 +153,11 @@ def _write_safetensors(tensors: dict, path: pathlib.Path, metadata: dict | None)
     try:
         save_file(tensors, str(path), metadata=metadata)
     except SafetensorError as e:  # its I/O failures (a full disk) are OSErrors to callers
-        raise OSError(errno.EIO, f"writing {path} failed: {e}", str(path)) from None
+        text = str(e)
+        full = "os error 28" in text or "No space left" in text
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      "No space left on device" if full else f"writing failed: {text}",
+                      str(path)) from None
     _fsync_file(path)
 
 
