@@ -64,7 +64,6 @@ from .losses import (  # noqa: F401
 )
 from .normalization import batch_norm, group_norm, layer_norm  # noqa: F401
 from .ode import ODEStats, odeint  # noqa: F401  (ODE solvers; tc.odeint)
-from .rnn import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell  # noqa: F401
 from .pool import (  # noqa: F401
     adaptive_avg_pool2d,
     avg_pool2d,
@@ -72,3 +71,4 @@ from .pool import (  # noqa: F401
     max_pool2d,
 )
 from .regularization import l1_penalty, l2_penalty, max_norm_  # noqa: F401
+from .rnn import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell  # noqa: F401

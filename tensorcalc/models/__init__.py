@@ -1,10 +1,10 @@
 """tensorcalc.models: reusable model families."""
 
 from .digit_cnn import DigitCNN  # noqa: F401
+from .feedback_mlp import FeedbackMLP  # noqa: F401
 from .inception import InceptionBlock, InceptionNet  # noqa: F401
 from .lenet import LeNet5  # noqa: F401
 from .localization import LocalizationNet  # noqa: F401
-from .feedback_mlp import FeedbackMLP  # noqa: F401
 from .mlp import build_mlp  # noqa: F401
 from .odenet import ConvDynamics, ODENet, SpiralDynamics  # noqa: F401
 from .resnet import BasicBlock, ResNet, resnet_small  # noqa: F401

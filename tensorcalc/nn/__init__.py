@@ -40,7 +40,6 @@ from .conv import (  # noqa: F401  (CNN work)
 )
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .linear import Bilinear, Embedding, Flatten, Identity, Linear  # noqa: F401
-from .ode import ODEBlock  # noqa: F401  (neural ODEs)
 from .loss import (  # noqa: F401
     BCELoss,
     BCEWithLogitsLoss,
@@ -65,4 +64,5 @@ from .module import (  # noqa: F401
     functional_call,
 )
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: F401
+from .ode import ODEBlock  # noqa: F401  (neural ODEs)
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
