@@ -27,6 +27,7 @@ from .ops._util import PUBLIC as _PUBLIC
 globals().update(_PUBLIC)  # tc.<op>: every @public wrapper (ops/ and functional/), generated
 linalg = functional.linalg  # tc.linalg: ops.linalg's primitives and the composites
 from .diagnostics import GradcheckError, gradcheck, gradcheck_module, gradgradcheck
+from .diagnostics import explain  # noqa: E402  (tc.explain(model, x, loss_fn=...))
 
 # Above the core: layers, optimisers, data, models, checkpoints.
 from . import data, models, nn, optim, serialization
