@@ -1,0 +1,91 @@
+"""The second-order studies (issue 14): their asserted numbers, on small fast settings."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tensorcalc.recipes import logistic_newton as LN
+from tensorcalc.recipes import saddle_escape as SE
+
+
+@pytest.mark.parametrize("exponent,steps", [(3, 67), (6, 139), (9, 212), (12, 284)])
+def test_gd_escape_time_is_logarithmic_in_y0(exponent, steps):
+    t, ys = SE.escape_time(10.0 ** -exponent, lr=0.1)
+    assert t == steps
+    assert abs(t - SE.predicted_time(10.0 ** -exponent, 0.1)) < 3
+
+
+def test_gd_never_escapes_from_the_stable_manifold_and_pgd_does():
+    t, ys = SE.escape_time(0.0, lr=0.1, max_steps=1000)
+    assert t is None and ys[-1] == 0.0
+    pgd = {"radius": 1e-3, "g_thres": 1e-3, "t_thres": 50}
+    times = [SE.escape_time(0.0, lr=0.1, perturbed=pgd, seed=s)[0] for s in range(8)]
+    assert all(120 <= t <= 180 for t in times), times
+    # flat in y0: from 1e-12 the same as from 0 (the kick dominates)
+    far = [SE.escape_time(1e-12, lr=0.1, perturbed=pgd, seed=s)[0] for s in range(8)]
+    assert abs(np.median(far) - np.median(times)) <= 10
+
+
+@pytest.fixture(scope="module")
+def three_vs_eight_small():
+    (x, t), (xte, tte) = LN.three_vs_eight(downsample=4)     # 49 features, all 3s and 8s
+    return x, t, xte, tte
+
+
+def test_newton_irls_converges_in_at_most_10_iterations(three_vs_eight_small):
+    x, t, xte, tte = three_vs_eight_small
+    p = LN.LogisticProblem(x, t, c=1.0)
+    h = LN.fit(p, "newton", max_iter=10, tol=1e-8)
+    norms = [r[2] for r in h]
+    assert norms[-1] < 1e-8 and h[-1][0] <= 10
+    # quadratic: each of the last steps at least squares the error (relative to the start)
+    rel = [g / norms[0] for g in norms]
+    assert rel[-1] < rel[-2] ** 1.5
+    assert p.accuracy(xte, tte) > 0.9
+
+
+def test_all_methods_reach_the_same_optimum(three_vs_eight_small):
+    x, t, *_ = three_vs_eight_small
+    objs = {}
+    # L-BFGS's line search stalls near ‖∇L‖ ~ 1e-6: there the decrease of L (~160) it must
+    # detect is below float64 resolution; the Newton methods need no line search
+    for m, iters, tol in (("newton", 10, 1e-8), ("newton-cg", 30, 1e-8), ("lbfgs", 300, 1e-5)):
+        p = LN.LogisticProblem(x, t, c=1.0)
+        LN.fit(p, m, max_iter=iters, tol=tol)
+        objs[m] = p.objective()
+        assert p.grad_norm() < tol, m
+    p = LN.LogisticProblem(x, t, c=1.0)
+    h = LN.fit(p, "gd", max_iter=50)
+    assert h[-1][3] < h[0][3] and h[-1][3] > objs["newton"]      # GD: descending, not there
+    ref = objs["newton"]
+    assert all(math.isclose(v, ref, rel_tol=1e-9) for v in objs.values()), objs
+
+
+def test_logistic_newton_matches_scikit_learn(three_vs_eight_small):
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    x, t, *_ = three_vs_eight_small
+    p = LN.LogisticProblem(x, t, c=1.0)
+    LN.fit(p, "newton", max_iter=10)
+    with threadpool_limits(1):
+        clf = LogisticRegression(C=1.0, tol=1e-8, max_iter=1000).fit(x, t)
+    np.testing.assert_allclose(p.w.data, clf.coef_[0], rtol=1e-4, atol=1e-5)
+
+
+def test_studies_run_from_the_cli_with_their_figures(tmp_path):
+    from tensorcalc.cli import main
+
+    out = tmp_path / "saddle"
+    assert main(["train", "saddle-escape", "--max-exponent", "3", "--seeds", "2", "--out",
+                 str(out)]) in (0, None)
+    assert (out / "escape.png").exists() and "<img" in (out / "report.html").read_text()
+    out = tmp_path / "ln"
+    assert main(["train", "logistic-newton", "--downsample", "4", "--gd-iters", "20",
+                 "--methods", "gd,newton", "--out", str(out)]) in (0, None)
+    assert (out / "convergence.png").exists()
+    import json
+    m = json.loads((out / "metrics.json").read_text())["test"]
+    assert m["newton_grad_norm"] < 1e-8 and m["newton_iterations"] <= 10
