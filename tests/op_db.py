@@ -72,6 +72,12 @@ def sv(*inputs, value, grads, **kw):
 S = OpSpec  # short alias for the table
 
 
+def _rk4_map(m):
+    """One classical RK4 step of dy/dt = y a with h·a = m: I + m + m²/2 + m³/6 + m⁴/24."""
+    eye = np.eye(len(m))
+    return eye + m @ (eye + m @ (eye / 2 + m @ (eye / 6 + m / 24)))
+
+
 def _np_scan(kind, xs, h0, c0, w, b, nonlinearity="tanh", mask=None):
     """Per-step NumPy loop of the rnn/lstm/gru recurrences (gate equations as in ops/rnn.py);
     a masked step (false) carries the state."""
@@ -480,6 +486,13 @@ OPS: list[OpSpec] = [
       [((2, 3, 4),)], kwargs=[{"axis": 1}]),
     S("F.log_softmax", tc.functional.log_softmax, lambda x, axis=-1: sps.log_softmax(x, axis),
       [((2, 3, 4),)], kwargs=[{"axis": 1}]),
+    # -- ODE solvers (functional/ode.py): RK4 through its steps on dy/dt = y a; on a linear
+    # system one step is y ← y R(ha), R the degree-4 Taylor polynomial of the exponential
+    S("odeint_rk4", lambda y0, a: tc.odeint(lambda t, y: y @ a, y0, [0.0, 0.25, 0.5],
+                                            method="rk4", step_size=0.025),
+      lambda y0, a: np.stack([y0 @ np.linalg.matrix_power(_rk4_map(a * 0.025), k)
+                              for k in (0, 10, 20)]),
+      [((3, 2), (2, 2))], domain=(-1.0, 1.0)),
     # -- linear, embedding
     S("linear", tc.functional.linear, lambda x, w, b: x @ w.T + b,
       [((3, 4), (5, 4), (5,)), ((2, 3, 4), (5, 4), (5,)), ((4,), (5, 4), (5,))]),
