@@ -169,7 +169,7 @@ def _final_weights(run):
     return {k: v for k, v in load_file(f).items() if k.startswith("model.")}
 
 
-RESUMABLE = ["train", "mlp", "--limit", "1200", "--epochs", "3", "--batch-size", "32",
+RESUMABLE = ["train", "mlp", "--limit", "1200", "--epochs", "6", "--batch-size", "32",
              "--hidden", "48", "--dropout", "0.1", "--checkpoint-every", "5", "--quiet",
              "--no-report"]
 
@@ -217,7 +217,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path):
         i = rows[0].split(",").index("train_loss")
         return [row.split(",")[i] for row in rows[1:]]
 
-    assert losses(ref) == losses(run) and len(losses(ref)) == 3
+    assert losses(ref) == losses(run) and len(losses(ref)) == 6
 
 
 @pytest.mark.slow
@@ -230,7 +230,7 @@ def test_ctrl_c_saves_checkpoint_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in err
     r = tc(*RESUMABLE, "--out", run, "--resume")
     assert r.returncode == 0, r.stderr
-    assert len((run / "history.csv").read_text().strip().splitlines()) == 4
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 7
 
 
 # ------------------------------------------------------------------------------ nothing lost
