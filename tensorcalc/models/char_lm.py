@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, ops
+from .. import backend
 from ..autodiff.mode import no_grad
 from ..nn import GRU, LSTM, RNN, Embedding, Linear, Module
 from ..nn.dropout import Dropout

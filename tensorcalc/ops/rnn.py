@@ -25,6 +25,8 @@ h_t = m_t ĥ_t + (1 − m_t) h_{t−1}, with ĥ_t the new state.
 from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
+from ..backend import xp_of
+from ..tensor import Tensor
 from ._util import cast_like, public, shape_of
 from .elementwise import tanh
 from .shape import concat, expand_dims, reshape, stack
@@ -151,12 +153,16 @@ def rnn_scan(xs, h0, w, nonlinearity="tanh", mask=None):
 class LstmScan(Function):
     """LSTM recurrence over T steps: zs (T, B, 4H) projected inputs, h₀, c₀ (B, H), W (4H, H).
 
-    Forward:  [i f g o] = [σ σ tanh σ](z_t + h_{t−1} Wᵀ),  c_t = f⊙c_{t−1} + i⊙g,  h_t = o⊙tanh(c_t)
-    VJP:      c̃ = c̄_t + c̃_{t+1}⊙f_{t+1} + h̃⊙o⊙(1−tanh²c_t), h̃ = h̄_t + ā_{t+1}W, ā_t = [c̃⊙g⊙i(1−i), c̃⊙c_{t−1}⊙f(1−f), c̃⊙i⊙(1−g²), h̃⊙tanh(c_t)⊙o(1−o)], z̄_t = ā_t, W̄ = Σ_t ā_tᵀ h_{t−1}
-    JVP:      ȧ_t = ż_t + ḣ_{t−1}Wᵀ + h_{t−1}Ẇᵀ → (i̇, ḟ, ġ, ȯ) = σ′/tanh′ ⊙ ȧ_t,  ċ_t = ḟ⊙c_{t−1} + f⊙ċ_{t−1} + i̇⊙g + i⊙ġ,  ḣ_t = ȯ⊙tanh(c_t) + o⊙(1−tanh²c_t)⊙ċ_t
+    Forward:  aₜ = zₜ + hₜ₋₁Wᵀ,  cₜ = f⊙cₜ₋₁ + i⊙g,  hₜ = o⊙tanh(cₜ)   (gates below)
+    VJP:      z̄ₜ = āₜ = [c̃ₜ c̃ₜ c̃ₜ h̃ₜ] ⊙ pₜ,  h̄₀ = ā₁W,  c̄₀ = c̃₁⊙f₁,  W̄ = Σₜ āₜᵀhₜ₋₁
+    JVP:      ȧₜ = żₜ + ḣₜ₋₁Wᵀ + hₜ₋₁Ẇᵀ,  ċₜ = ḟ⊙cₜ₋₁ + f⊙ċₜ₋₁ + i̇⊙g + i⊙ġ,  ḣₜ = ȯ⊙tanh cₜ + kₜ⊙ċₜ
 
-    Gate order i, f, g, o along the last axis of zs and W (as PyTorch). Returns (h₁..h_T,
-    c₁..c_T), each (T, B, H); h̃, c̃ are the total cotangents of h_t, c_t.
+    Gates [i f g o] = [σ σ tanh σ](aₜ), in this order along the last axis of zs and W (as
+    PyTorch); their tangents are (i̇, ḟ, ġ, ȯ) = (i(1−i), f(1−f), 1−g², o(1−o)) ⊙ ȧₜ.
+    Backward, from t = T down to 1, with kₜ = o⊙(1 − tanh²cₜ) = ∂hₜ/∂cₜ:
+    h̃ₜ = h̄ₜ + āₜ₊₁W (the total cotangent of hₜ), c̃ₜ = c̄ₜ + c̃ₜ₊₁⊙fₜ₊₁ + h̃ₜ⊙kₜ, and
+    pₜ = [g⊙i(1−i), cₜ₋₁⊙f(1−f), i⊙(1−g²), tanh(cₜ)⊙o(1−o)]. Returns (h₁..h_T, c₁..c_T),
+    each (T, B, H).
     """
 
     @staticmethod
@@ -165,16 +171,27 @@ class LstmScan(Function):
         H = H4 // 4
         hs = xp.empty((T, B, H), dtype=zs.dtype)
         cs = xp.empty((T, B, H), dtype=zs.dtype)
-        wt = w.T
+        # σ(a) = ½ tanh(a/2) + ½: halve the i, f, o pre-activations once (in W and zs) so that
+        # one tanh per step covers all four gates
+        half = xp.ones((H4, 1), dtype=w.dtype)
+        half[:2 * H] = 0.5
+        half[3 * H:] = 0.5
+        wt = (w * half).T
+        zh = zs * half[:, 0]
         h, c = h0, c0
         for t in range(T):
-            a = zs[t] + h @ wt
-            s = _sig_xp(xp, a)
-            g = xp.tanh(a[:, 2 * H:3 * H])
-            cn = s[:, H:2 * H] * c
-            cn += s[:, :H] * g
+            a = h @ wt
+            a += zh[t]
+            xp.tanh(a, out=a)
+            a *= 0.5
+            a += 0.5  # i, f, o = σ(·); the g block holds ½ tanh + ½
+            g = a[:, 2 * H:3 * H] * 2.0
+            g -= 1.0
+            cn = a[:, H:2 * H] * c
+            g *= a[:, :H]
+            cn += g
             hn = xp.tanh(cn)
-            hn *= s[:, 3 * H:]
+            hn *= a[:, 3 * H:]
             if mask is not None:
                 mt = mask[t][:, None]
                 hn = xp.where(mt, hn, h)
@@ -198,6 +215,9 @@ class LstmScan(Function):
     def vjp(gy, y, zs, h0, c0, w, *, mask=None, needs):
         ghs, gcs = gy
         hs, cs = y
+        if not any(isinstance(v, Tensor) for v in (ghs, gcs, hs, cs, zs, h0, c0, w)):
+            return LstmScan._vjp_arrays(xp_of((zs,)), ghs, gcs, hs, cs, zs, h0, c0, w, mask,
+                                        needs)
         hp, i, f, g, o = LstmScan._gates(zs, h0, w, hs)
         cp = _previous(c0, cs)
         tch = tanh(cs)
@@ -225,6 +245,57 @@ class LstmScan(Function):
             gas[t] = a
         ga = stack(gas, axis=0)
         gw = _rows(ga).mT @ _rows(hp) if needs[3] else None
+        return ga, gh, gc, gw
+
+    @staticmethod
+    def _vjp_arrays(xp, ghs, gcs, hs, cs, zs, h0, c0, w, mask, needs):
+        """The VJP above on raw arrays (an ordinary backward pass): the same equations, written
+        in place on preallocated buffers. Both paths are checked by the generic suite (first
+        order runs this one; second order the Tensor path)."""
+        T, B, H = hs.shape
+        hp = xp.concatenate([h0[None], hs[:-1]], axis=0)
+        cp = xp.concatenate([c0[None], cs[:-1]], axis=0)
+        half = xp.ones(4 * H, dtype=hs.dtype)
+        half[:2 * H] = 0.5
+        half[3 * H:] = 0.5
+        a = (hp.reshape(T * B, H) @ (w * half[:, None]).T).reshape(T, B, 4 * H)
+        a += zs * half
+        xp.tanh(a, out=a)
+        g = a[..., 2 * H:3 * H].copy()
+        a *= 0.5
+        a += 0.5
+        i, f, o = a[..., :H], a[..., H:2 * H], a[..., 3 * H:]
+        tch = xp.tanh(cs)
+        k_h = 1 - tch * tch
+        k_h *= o
+        p = xp.empty((T, B, 4 * H), dtype=hs.dtype)
+        p[..., :H] = g * i * (1 - i)
+        p[..., H:2 * H] = cp * f * (1 - f)
+        p[..., 2 * H:3 * H] = i * (1 - g * g)
+        p[..., 3 * H:] = tch * o * (1 - o)
+        m = None if mask is None else mask[..., None].astype(hs.dtype)
+        ga = xp.empty((T, B, 4 * H), dtype=hs.dtype)
+        ga4 = ga.reshape(T, B, 4, H)
+        gh = xp.zeros((B, H), dtype=hs.dtype)
+        gc = xp.zeros((B, H), dtype=hs.dtype)
+        for t in range(T - 1, -1, -1):
+            ht = ghs[t] + gh
+            ct = gcs[t] + gc
+            if m is not None:
+                keep = 1 - m[t]
+                carry_h, carry_c = ht * keep, ct * keep
+                ht *= m[t]
+                ct *= m[t]
+            ct += ht * k_h[t]
+            ga4[t, :, :3] = ct[:, None, :]
+            ga4[t, :, 3] = ht
+            ga[t] *= p[t]
+            gc = ct * f[t]
+            gh = ga[t] @ w
+            if m is not None:
+                gc += carry_c
+                gh += carry_h
+        gw = ga.reshape(T * B, 4 * H).T @ hp.reshape(T * B, H) if needs[3] else None
         return ga, gh, gc, gw
 
     @staticmethod
@@ -281,12 +352,15 @@ def lstm_scan(zs, h0, c0, w, mask=None):
 class GruScan(Function):
     """GRU recurrence over T steps: xs (T, B, 3H) projected inputs, h₀ (B, H), W (3H, H), b (3H,).
 
-    Forward:  a_t = h_{t−1}Wᵀ + b,  r = σ(x_r + a_r),  u = σ(x_u + a_u),  n = tanh(x_n + r⊙a_n),  h_t = (1−u)⊙n + u⊙h_{t−1}
-    VJP:      h̃ = h̄_t + ā_{t+1}W + h̃_{t+1}⊙u_{t+1},  n̄ = h̃⊙(1−u)(1−n²),  x̄_t = [n̄⊙a_n⊙r(1−r), h̃⊙(h_{t−1}−n)⊙u(1−u), n̄],  ā_t = x̄_t ⊙ [1, 1, r],  W̄ = Σ ā_tᵀh_{t−1},  b̄ = Σ ā_t
-    JVP:      ȧ = ḣ_{t−1}Wᵀ + h_{t−1}Ẇᵀ + ḃ,  ṙ = r(1−r)(ẋ_r+ȧ_r),  u̇ = u(1−u)(ẋ_u+ȧ_u),  ṅ = (1−n²)(ẋ_n + ṙ⊙a_n + r⊙ȧ_n),  ḣ_t = (1−u)⊙ṅ + u⊙ḣ_{t−1} + u̇⊙(h_{t−1}−n)
+    Forward:  aₜ = hₜ₋₁Wᵀ + b,  hₜ = (1−u)⊙n + u⊙hₜ₋₁   (gates below)
+    VJP:      x̄ₜ = [n̄⊙a_n⊙r(1−r), h̃ₜ⊙(hₜ₋₁−n)⊙u(1−u), n̄],  āₜ = x̄ₜ⊙[1, 1, r],  W̄ = Σₜ āₜᵀhₜ₋₁
+    JVP:      ȧ = ḣₜ₋₁Wᵀ + hₜ₋₁Ẇᵀ + ḃ,  ḣₜ = (1−u)⊙ṅ + u⊙ḣₜ₋₁ + u̇⊙(hₜ₋₁−n)
 
-    Gate order r (reset), u (update, PyTorch's z), n along the last axis (as PyTorch); b is
-    b_hh, inside the reset product. Returns h₁..h_T (T, B, H); h̃ is the total cotangent of h_t.
+    Gates: r = σ(x_r + a_r) (reset), u = σ(x_u + a_u) (update, PyTorch's z), n = tanh(x_n +
+    r⊙a_n), in the order r, u, n along the last axis (as PyTorch); b is b_hh, inside the reset
+    product. Backward: h̃ₜ = h̄ₜ + āₜ₊₁W + h̃ₜ₊₁⊙uₜ₊₁ (the total cotangent of hₜ),
+    n̄ = h̃ₜ⊙(1−u)(1−n²), b̄ = Σₜ āₜ, h̄₀ = ā₁W + h̃₁⊙u₁. Tangents: ṙ = r(1−r)(ẋ_r + ȧ_r),
+    u̇ = u(1−u)(ẋ_u + ȧ_u), ṅ = (1−n²)(ẋ_n + ṙ⊙a_n + r⊙ȧ_n). Returns h₁..h_T (T, B, H).
     """
 
     @staticmethod

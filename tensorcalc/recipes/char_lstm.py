@@ -26,7 +26,6 @@ import time
 
 import numpy as np
 
-from .. import backend
 from .. import functional as F
 from ..autodiff.mode import no_grad
 from ..data import CharVocab, load_shakespeare

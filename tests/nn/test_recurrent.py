@@ -47,7 +47,7 @@ def test_layer_gradcheck_with_mask(kind):
     names = [n for n, _ in m.named_parameters()]
 
     def f(x, *ps):
-        out, _ = tc.nn.functional_call(m, dict(zip(names, ps)), x, mask=mask)
+        out, _ = tc.nn.functional_call(m, dict(zip(names, ps, strict=True)), x, mask=mask)
         return (out * out).sum()
     assert tc.gradcheck(f, x, *params).ok
 
