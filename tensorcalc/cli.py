@@ -12,6 +12,9 @@
     tensorcalc tune RECIPE --param lr=0.01,0.1 --param hidden=64,256 --folds 5
                                                       k-fold cross-validation + best on test
     tensorcalc demo                                   LeNet-5 on MNIST-10k (what `make demo` runs)
+    tensorcalc explain RECIPE [--html F --latex]      the model's forward/backward math
+    tensorcalc op NAME / tensorcalc ops               one primitive's math + live check / all
+    tensorcalc curvature RUN_DIR [--samples N]        Hessian top eigenvalues, trace, density
 
 Every command takes --threads N (or TENSORCALC_THREADS): the BLAS threads to use [1]. One
 thread is the default because on a machine shared with other work OpenBLAS's threads wait on
@@ -241,10 +244,16 @@ def cmd_evaluate(argv):
     p.add_argument("--best", action="store_true",
                    help="use checkpoints/best (best validation epoch) instead of last")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="reinforcement-learning runs (dqn): greedy episodes to play [the run's "
+                        "eval_episodes]")
     ns = p.parse_args(argv)
     from .recipes import evaluate_run
 
-    res = evaluate_run(ns.path, "best" if ns.best else "last")
+    if ns.episodes is not None and ns.episodes < 1:
+        raise CLIError(f"--episodes must be >= 1, got {ns.episodes}")
+    res = evaluate_run(ns.path, "best" if ns.best else "last",
+                       **({"episodes": ns.episodes} if ns.episodes else {}))
     if ns.json:
         out = {"checkpoint": str(res["checkpoint"]), "recipe": res["recipe"],
                "n": res["n"], "test": res["test"]}
@@ -252,8 +261,12 @@ def cmd_evaluate(argv):
             out["confusion"] = res["confusion"].tolist()
         print(_compact_json(out))
         return 0
-    print(f"{res['recipe']} from {res['checkpoint']}: {res['data']} test split, "
-          f"{res['n']:,} examples")
+    if res.get("episodes"):  # a policy scored by playing episodes
+        print(f"{res['recipe']} from {res['checkpoint']}: {res['data']}, {res['n']:,} greedy "
+              "episodes")
+    else:
+        print(f"{res['recipe']} from {res['checkpoint']}: {res['data']} test split, "
+              f"{res['n']:,} examples")
     for k, v in res["test"].items():
         print(f"  {k:<10} {v:.4f}" + (f"   ({_fmt_pct(v)})" if k == "acc" else ""))
     if "per_class" in res:
@@ -409,6 +422,44 @@ def cmd_tune(argv):
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "tune": cmd_tune, "demo": cmd_demo}
+
+
+def _explain_command(name):
+    def run(argv):
+        from .diagnostics import explain_cli
+        return getattr(explain_cli, f"cmd_{name}")(argv)
+    return run
+
+
+COMMANDS.update({k: _explain_command(k) for k in ("explain", "op", "ops")})
+
+
+def cmd_curvature(argv):
+    """tensorcalc curvature RUN: the Hessian spectrum of a trained run's training loss."""
+    p = argparse.ArgumentParser(prog="tensorcalc curvature",
+                                description="Top Hessian eigenvalues (Lanczos, power "
+                                "iteration), trace (Hutch++) and spectral density (stochastic "
+                                "Lanczos quadrature) of a trained run's loss; writes "
+                                "curvature.png/.json/.html into the run directory.")
+    p.add_argument("path", help="run directory or checkpoint")
+    p.add_argument("--samples", type=int, default=512, help="training examples used [512]")
+    p.add_argument("--top", type=int, default=5, help="top eigenvalues to report [5]")
+    p.add_argument("--probes", type=int, default=10, help="SLQ probe vectors [10]")
+    p.add_argument("--steps", type=int, default=60, help="Lanczos steps per probe [60]")
+    p.add_argument("--best", action="store_true", help="use checkpoints/best")
+    p.add_argument("--out", default=None, help="directory for the outputs [the run's]")
+    ns = p.parse_args(argv)
+    for k in ("samples", "top", "probes", "steps"):
+        if getattr(ns, k) < 1:
+            raise CLIError(f"--{k} must be >= 1, got {getattr(ns, k)}")
+    from .train.curvature_run import run_curvature
+
+    run_curvature(ns.path, samples=ns.samples, top=ns.top, probes=ns.probes, steps=ns.steps,
+                  which="best" if ns.best else "last", out=ns.out)
+    return 0
+
+
+COMMANDS["curvature"] = cmd_curvature
 
 
 def _usage() -> str:

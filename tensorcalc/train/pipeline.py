@@ -177,6 +177,9 @@ class Recipe:
     help: dict = field(default_factory=dict)
     choices: dict = field(default_factory=dict)
     headline: tuple | None = None
+    #: ``evaluate(checkpoint, cfg, **options) -> dict`` replaces the test-split scoring of
+    #: ``evaluate_run`` (reinforcement learning: greedy episodes, ``episodes=N``)
+    evaluate: Callable | None = None
 
     def config(self, overrides: dict | None = None) -> dict:
         """The hyperparameters: common defaults, then the recipe's, then ``overrides``."""
@@ -703,8 +706,28 @@ def load_run(path: str, which: str = "last") -> LoadedRun:
     return LoadedRun(recipe, cfg, data, model, ck, run_dir)
 
 
-def evaluate_run(path: str, which: str = "last") -> dict:
-    """Score a saved run's model on its test split: loss, metrics, per-class table."""
+def _custom_evaluation(path: str, which: str, options: dict):
+    """The recipe's own ``evaluate`` of a checkpoint, when it declares one (else None)."""
+    ck, _ = _find_checkpoint(path, which)
+    try:
+        cfg = dict(S.read_manifest(ck).get("config") or {})
+    except S.CheckpointError as e:
+        raise RecipeError(f"unusable checkpoint: {e}") from None
+    recipe = get_recipe(cfg["recipe"]) if "recipe" in cfg else None
+    if recipe is not None and recipe.evaluate is not None:
+        return recipe.evaluate(ck, cfg, **options)
+    if options:
+        raise RecipeError(f"{', '.join(flag(k) for k in options)}: only for runs of recipes "
+                          "that evaluate by playing episodes (dqn)")
+    return None
+
+
+def evaluate_run(path: str, which: str = "last", **options) -> dict:
+    """Score a saved run's model on its test split: loss, metrics, per-class table (or the
+    recipe's own ``evaluate`` with ``options``, e.g. ``episodes=100`` for dqn)."""
+    custom = _custom_evaluation(path, which, options)
+    if custom is not None:
+        return custom
     run = load_run(path, which)
     recipe, data = run.recipe, run.data
     loss_fn = recipe.loss(run.cfg, data) if recipe.loss else default_loss(data)
