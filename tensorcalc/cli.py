@@ -15,6 +15,7 @@
     tensorcalc explain RECIPE [--html F --latex]      the model's forward/backward math
     tensorcalc op NAME / tensorcalc ops               one primitive's math + live check / all
     tensorcalc curvature RUN_DIR [--samples N]        Hessian top eigenvalues, trace, density
+    tensorcalc generate RUN_DIR --prompt "ROMEO:"     sample text from a char-lstm run
 
 Every command takes --threads N (or TENSORCALC_THREADS): the BLAS threads to use [1]. One
 thread is the default because on a machine shared with other work OpenBLAS's threads wait on
@@ -460,6 +461,28 @@ def cmd_curvature(argv):
 
 
 COMMANDS["curvature"] = cmd_curvature
+
+
+def cmd_generate(argv):
+    """tensorcalc generate RUN: sample text from a trained char-lstm run."""
+    p = argparse.ArgumentParser(prog="tensorcalc generate",
+                                description="Sample text from a trained char-lstm run "
+                                "(deterministic for a seed).")
+    p.add_argument("path", help="run directory of a char-lstm run")
+    p.add_argument("--prompt", default="ROMEO:", help="text to start from [ROMEO:]")
+    p.add_argument("--length", type=int, default=500, help="characters to generate [500]")
+    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature [0.8]")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely")
+    p.add_argument("--seed", type=int, default=0, help="random seed [0]")
+    ns = p.parse_args(argv)
+    from .recipes.char_lstm import generate
+
+    print(generate(ns.path, ns.prompt.replace("\\n", "\n"), ns.length, ns.temperature,
+                   ns.top_k, ns.seed))
+    return 0
+
+
+COMMANDS["generate"] = cmd_generate
 
 
 def _usage() -> str:

@@ -267,6 +267,43 @@ def _report(run_dir, cfg, history, test, samples):
     return path
 
 
+def load_char_model(run_dir):
+    """(model, vocab) of a finished char-lstm run: config.json, vocab.json, model.safetensors."""
+    from ..serialization import load_into
+
+    paths = {n: os.path.join(run_dir, n) for n in ("config.json", "vocab.json",
+                                                    "model.safetensors")}
+    missing = [n for n, q in paths.items() if not os.path.exists(q)]
+    if missing:
+        raise ValueError(f"generate: {run_dir} is not a finished char-lstm run (missing "
+                         f"{', '.join(missing)})")
+    with open(paths["config.json"], encoding="utf-8") as f:
+        cfg = json.load(f)
+    with open(paths["vocab.json"], encoding="utf-8") as f:
+        vocab = CharVocab(json.load(f)["chars"])
+    model = CharLM(len(vocab), cfg["embed"], cfg["hidden"], cfg["layers"], cfg["cell"], 0.0,
+                   rng=0)
+    load_into(model, paths["model.safetensors"])
+    return model, vocab
+
+
+def generate(run_dir, prompt="ROMEO:", length=500, temperature=0.8, top_k=None, seed=0):
+    """Text sampled from a trained char-lstm run: ``prompt`` followed by ``length`` characters
+    (softmax at ``temperature``, optionally only the ``top_k`` most likely); deterministic for
+    a seed."""
+    model, vocab = load_char_model(run_dir)
+    if not prompt:
+        raise ValueError("generate: the prompt must have at least one character")
+    bad = sorted({c for c in prompt if c not in vocab})
+    if bad:
+        raise ValueError(f"generate: the prompt has characters the model never saw: {bad}")
+    if length < 0 or temperature <= 0 or (top_k is not None and top_k < 1):
+        raise ValueError(f"generate: need length >= 0, temperature > 0 and top_k >= 1, got "
+                         f"{length}, {temperature}, {top_k}")
+    out = model.sample(vocab.encode(prompt), length, temperature, top_k, rng=seed)
+    return prompt + vocab.decode(out)
+
+
 register(Recipe(
     name="char-lstm",
     description="character language model (embedding, LSTM/GRU/RNN layers, softmax)",
