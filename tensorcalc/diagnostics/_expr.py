@@ -54,7 +54,7 @@ class Sym:
     def mathml(self) -> str:
         b = f"<mi>{html.escape(self.base)}</mi>"
         if self.bar:
-            b = f"<mover accent=\"true\">{b}<mo>&#x0304;</mo></mover>"
+            b = f"<mover accent=\"true\">{b}<mo>&#x00AF;</mo></mover>"
         if self.sub is None:
             return b
         return f"<msub>{b}<mn>{html.escape(str(self.sub))}</mn></msub>"

@@ -523,7 +523,8 @@ class Explanation:
 
     def _engine_grads(self):
         t = self._loss_tensor
-        gs = gradients(t, self._leaf_tensors, retain_graph=True)
+        go = None if not t.shape else Tensor(np.ones(t.shape, dtype=t.data.dtype))
+        gs = gradients(t, self._leaf_tensors, grad_outputs=go, retain_graph=True)
         return [None if g is None else np.asarray(getattr(g, "data", g)) for g in gs]
 
     # ---------------------------------------------------------------- LaTeX / HTML

@@ -46,6 +46,7 @@ function show(id){
   document.getElementById('panel').innerHTML = h;
 }
 document.querySelectorAll('.node').forEach(n=>n.addEventListener('click',()=>show(n.dataset.id)));
+if(location.hash && D[location.hash.slice(1)]) show(location.hash.slice(1));  // page.html#s12
 """
 
 
