@@ -12,6 +12,7 @@
     tensorcalc tune RECIPE --param lr=0.01,0.1 --param hidden=64,256 --folds 5
                                                       k-fold cross-validation + best on test
     tensorcalc demo                                   LeNet-5 on MNIST-10k (what `make demo` runs)
+    tensorcalc curvature RUN_DIR [--samples N]        Hessian top eigenvalues, trace, density
     tensorcalc explain RECIPE [--html F --latex]      the model's forward/backward math
     tensorcalc op NAME / tensorcalc ops               one primitive's math + live check / all
     tensorcalc curvature RUN_DIR [--samples N]        Hessian top eigenvalues, trace, density
@@ -433,6 +434,41 @@ def _explain_command(name):
 
 
 COMMANDS.update({k: _explain_command(k) for k in ("explain", "op", "ops")})
+
+
+def cmd_curvature(argv):
+    """tensorcalc curvature RUN: the Hessian spectrum of a trained run's training loss."""
+    p = argparse.ArgumentParser(prog="tensorcalc curvature",
+                                description="Top Hessian eigenvalues (Lanczos, power "
+                                "iteration), trace (Hutch++) and spectral density (stochastic "
+                                "Lanczos quadrature) of a trained run's loss; writes "
+                                "curvature.png/.json/.html into the run directory.")
+    p.add_argument("path", help="run directory or checkpoint")
+    p.add_argument("--samples", type=int, default=512, help="training examples used [512]")
+    p.add_argument("--top", type=int, default=5, help="top eigenvalues to report [5]")
+    p.add_argument("--probes", type=int, default=10, help="SLQ probe vectors [10]")
+    p.add_argument("--steps", type=int, default=60, help="Lanczos steps per probe [60]")
+    p.add_argument("--trace-samples", type=int, default=300,
+                   help="Hessian-vector products for the Hutch++ trace [300]")
+    p.add_argument("--deflate", type=int, default=50,
+                   help="dominant directions resolved exactly in the density [50]")
+    p.add_argument("--best", action="store_true", help="use checkpoints/best")
+    p.add_argument("--out", default=None, help="directory for the outputs [the run's]")
+    ns = p.parse_args(argv)
+    for k in ("samples", "top", "probes", "steps", "trace_samples"):
+        if getattr(ns, k) < 1:
+            raise CLIError(f"--{k.replace('_', '-')} must be >= 1, got {getattr(ns, k)}")
+    if ns.deflate < 0:
+        raise CLIError(f"--deflate must be >= 0, got {ns.deflate}")
+    from .train.curvature_run import run_curvature
+
+    run_curvature(ns.path, samples=ns.samples, top=ns.top, probes=ns.probes, steps=ns.steps,
+                  trace_samples=ns.trace_samples, deflate=ns.deflate,
+                  which="best" if ns.best else "last", out=ns.out)
+    return 0
+
+
+COMMANDS["curvature"] = cmd_curvature
 
 
 def cmd_curvature(argv):
