@@ -89,3 +89,16 @@ def test_studies_run_from_the_cli_with_their_figures(tmp_path):
     import json
     m = json.loads((out / "metrics.json").read_text())["test"]
     assert m["newton_grad_norm"] < 1e-8 and m["newton_iterations"] <= 10
+
+
+@pytest.mark.parametrize("family", ["gaussian", "bernoulli", "categorical", "poisson",
+                                    "exponential"])
+def test_mle_gradient_ascent_matches_closed_form_and_textbook_standard_errors(family):
+    from tensorcalc.recipes import mle
+
+    fam = mle.Family(family, mle.sample(family, 500, np.random.default_rng(1)))
+    theta, steps, g = mle.fit(fam, lr=0.5, tol=1e-10)
+    cf, se_formula = fam.closed_form()
+    assert g < 1e-10 and steps > 5
+    np.testing.assert_allclose(theta, cf, rtol=1e-8)
+    np.testing.assert_allclose(mle.standard_errors(fam, theta), se_formula, rtol=1e-6)
