@@ -102,3 +102,18 @@ def test_mle_gradient_ascent_matches_closed_form_and_textbook_standard_errors(fa
     assert g < 1e-10 and steps > 5
     np.testing.assert_allclose(theta, cf, rtol=1e-8)
     np.testing.assert_allclose(mle.standard_errors(fam, theta), se_formula, rtol=1e-6)
+
+
+def test_pca_eigh_and_svd_agree_and_reconstruction_error_is_the_left_out_variance():
+    from tensorcalc.recipes import pca
+
+    x, y = pca.load(limit=600)
+    lam_e, v, lam_s, w, mean = pca.pca_both_ways(x, 20)
+    np.testing.assert_allclose(lam_s[:20], lam_e[:20], rtol=1e-9)
+    np.testing.assert_allclose(np.abs(np.sum(v * w, axis=0)), 1.0, atol=1e-8)
+    xc = x - mean
+    rec = xc @ v[:, :10] @ v[:, :10].T
+    mse = np.mean(np.sum((xc - rec) ** 2, axis=1))
+    np.testing.assert_allclose(mse, lam_e[10:].clip(min=0).sum() * (len(x) - 1) / len(x),
+                               rtol=1e-8)
+    assert 0.4 < lam_e[:10].sum() / lam_e.clip(min=0).sum() < 0.7     # 10 PCs: about half
