@@ -117,3 +117,15 @@ def test_pca_eigh_and_svd_agree_and_reconstruction_error_is_the_left_out_varianc
     np.testing.assert_allclose(mse, lam_e[10:].clip(min=0).sum() * (len(x) - 1) / len(x),
                                rtol=1e-8)
     assert 0.4 < lam_e[:10].sum() / lam_e.clip(min=0).sum() < 0.7     # 10 PCs: about half
+
+
+def test_autodiff_modes_cost_follows_the_jacobian_shape():
+    from tensorcalc.recipes import autodiff_modes as AM
+
+    times, worst = AM.jacobian_times([2, 64], repeats=3)
+    assert worst < 1e-12                                   # the two modes give one Jacobian
+    f_tall, r_tall = times[(2, 64)]       # n = 2 inputs, m = 64 outputs: 2 JVPs vs 64 VJPs
+    f_wide, r_wide = times[(64, 2)]       # n = 64, m = 2: 64 JVPs vs 2 VJPs
+    assert f_tall < r_tall and r_wide < f_wide
+    tr, tf, d, diff = AM.logistic_gradient_times(repeats=3, downsample=4)
+    assert d == 50 and diff < 1e-12 and tf > 5 * tr       # a gradient: one VJP vs 50 JVPs
