@@ -7,7 +7,10 @@ rtol 1e-10). The model: dy/dt = f_θ(y) = W₂ tanh(W₁ y³ + b₁) + b₂ (2-5
 Training examples are the 990 windows of 10 consecutive observations: from the window's first
 point the model integrates 10 steps ahead (:func:`tensorcalc.odeint`, dopri5, gradients by the
 adjoint ODE unless ``--no-adjoint``) and the loss is the mean absolute error to the window
-(batches of 20 windows, RMSprop, 40 epochs × 50 steps = the demo's 2,000 iterations).
+(batches of 20 windows, RMSprop). The demo's budget (2,000 iterations: ``--epochs 40 --lr 1e-3
+--schedule none``) fits every window well but leaves the 1,000-point trajectory out of phase
+(trajectory MSE 0.12 measured); the defaults train 100 epochs × 50 steps at lr 2e-3 with a
+cosine schedule (trajectory MSE 0.047, about 5 minutes on a busy 2-core machine).
 
 The test is the whole trajectory: from y(0) = [2, 0] the learned dynamics are integrated over
 all 1,000 times and compared with the truth (trajectory MSE, the headline); the report draws the
@@ -213,9 +216,10 @@ def _figures(ctx):
 register(Recipe(
     name="ode-spiral",
     description="neural ODE (2-50-tanh-2 on y³) learning spiral dynamics",
-    defaults={"epochs": 40, "batch_size": 20, "lr": 1e-3, "optimizer": "rmsprop",
-              "val_fraction": 0.0, "hidden": 50, "points": 1000, "t_end": 25.0,
-              "window": 10, "method": "dopri5", "rtol": 1e-5, "atol": 1e-7, "adjoint": True},
+    defaults={"epochs": 100, "batch_size": 20, "lr": 2e-3, "optimizer": "rmsprop",
+              "schedule": "cosine", "val_fraction": 0.0, "hidden": 50, "points": 1000,
+              "t_end": 25.0, "window": 10, "method": "dopri5", "rtol": 1e-5, "atol": 1e-7,
+              "adjoint": True},
     data=_data, model=_model, loss=_loss, figures=_figures, run=run_spiral,
     headline=("trajectory_mse", "trajectory MSE (all points)"),
     help={"hidden": "width of the dynamics MLP's hidden layer",
