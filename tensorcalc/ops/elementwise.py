@@ -6,6 +6,7 @@ import math
 
 from ..autodiff.function import Elementwise, primitive
 from ..backend import special
+from ..devices import cuda as _cuda
 from ._util import cast_like, public
 
 
@@ -265,6 +266,12 @@ class Relu(Elementwise):
     @staticmethod
     def derivative(y, x):
         return x > 0  # a boolean mask: ȳ ⊙ mask keeps ȳ's dtype and carries no graph
+
+    @classmethod
+    def vjp(cls, g, y, x, *, needs):
+        if _cuda.on_cuda(g) and _cuda.on_cuda(x):  # on a GPU: ȳ ⊙ [x > 0] in one kernel
+            return (_cuda.relu_grad(g, x),)
+        return (g * (x > 0),)
 
 
 @public(method=True)

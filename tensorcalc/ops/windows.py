@@ -23,6 +23,7 @@ pixels). Padding is a pair (before, after) per axis, so 'same' works for even ke
 from __future__ import annotations
 
 from ..autodiff.function import Linear, primitive
+from ..devices import cuda as _cuda
 from ._util import public, shape_of
 from .fft import Irfft2, Rfft2, irfft2, rfft2  # noqa: F401  (registered with the window ops)
 
@@ -62,6 +63,8 @@ class Unfold(Linear):
 
     @staticmethod
     def forward(xp, x, *, kernel, stride, padding, dilation):
+        if _cuda.uses(xp):  # on a GPU: one gather kernel (devices/cuda.py), same layout
+            return _cuda.unfold(x, kernel, stride, padding, dilation)
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         (p0, p1), (q0, q1) = padding
         n, c, h, w = x.shape
@@ -120,6 +123,8 @@ class Fold(Linear):
 
     @staticmethod
     def forward(xp, cols, *, size, kernel, stride, padding, dilation):
+        if _cuda.uses(xp):  # on a GPU: one gather kernel (devices/cuda.py), no atomics
+            return _cuda.fold(cols, size, kernel, stride, padding, dilation)
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         (p0, p1), (q0, q1) = padding
         h, w = size

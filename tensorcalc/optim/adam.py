@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..devices import cuda as _cuda
 from .base import Optimizer
 
 __all__ = ["Adam"]
@@ -42,12 +43,17 @@ class Adam(Optimizer):
         state["step"] = t = state["step"] + 1
         lr, wd = group["lr"], group["weight_decay"]
         b1, b2 = group["betas"]
+        fused = not group["amsgrad"] and _cuda.on_cuda(p)  # on a GPU: one kernel (below)
         if self._decoupled:
             if wd != 0:
                 p *= 1.0 - lr * wd
-        else:
+        elif not fused:
             g = self._coupled_decay(p, g, wd, state)
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        if fused:
+            _cuda.adam_update(p, g, m, v, lr, b1, b2, group["eps"],
+                              0.0 if self._decoupled else wd, t)
+            return
         buf = self._scratch(state, p)
         m *= b1
         self._axpy(1.0 - b1, g, m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..devices import cuda as _cuda
 from .base import Optimizer
 
 __all__ = ["SGD"]
@@ -37,6 +38,12 @@ class SGD(Optimizer):
 
     def update(self, p, g, state, group):
         lr, mu = group["lr"], group["momentum"]
+        if mu != 0 and _cuda.on_cuda(p):
+            b = state.get("momentum_buffer")
+            if b is not None:  # on a GPU: the whole update below as one fused kernel
+                _cuda.sgd_update(p, g, b, lr, mu, group["dampening"], group["weight_decay"],
+                                 group["nesterov"])
+                return
         g = self._coupled_decay(p, g, group["weight_decay"], state)
         if mu != 0:
             b = state.get("momentum_buffer")
