@@ -73,6 +73,7 @@ COMMON_DEFAULTS: dict = {
     "val_fraction": 0.1,
     "limit": 0,
     "checkpoint_every": 0,
+    "diagnostics": 50,
 }
 
 COMMON_HELP: dict = {
@@ -88,6 +89,8 @@ COMMON_HELP: dict = {
     "val_fraction": "fraction of the training data held out for validation (0: none)",
     "limit": "use only this many training examples (0: all) — for quick checks",
     "checkpoint_every": "save a resumable checkpoint every N steps (0: about 4 per epoch)",
+    "diagnostics": "record per-layer gradient flow and activation health every N steps for "
+                   "the report and TensorBoard (0: off)",
 }
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
@@ -180,6 +183,8 @@ class Recipe:
     #: ``evaluate(checkpoint, cfg, **options) -> dict`` replaces the test-split scoring of
     #: ``evaluate_run`` (reinforcement learning: greedy episodes, ``episodes=N``)
     evaluate: Callable | None = None
+    #: the ``run`` hook accepts ``resume=True`` (continues from its own checkpoints)
+    resumable: bool = False
 
     def config(self, overrides: dict | None = None) -> dict:
         """The hyperparameters: common defaults, then the recipe's, then ``overrides``."""
@@ -293,6 +298,8 @@ def validate_config(recipe: Recipe, cfg: dict) -> dict:
     need("val_fraction", lambda v: is_num(v) and 0 <= v < 1, "in [0, 1)")
     need("limit", lambda v: is_int(v) and v >= 0, "an integer >= 0")
     need("checkpoint_every", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+    if "diagnostics" in cfg:
+        need("diagnostics", lambda v: is_int(v) and v >= 0, "an integer >= 0")
     need("seed", lambda v: is_int(v) and v >= 0, "an integer >= 0")
     need("optimizer", lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS))
     need("schedule", lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES))
@@ -458,10 +465,17 @@ def build_trainer(recipe: Recipe, cfg: dict, data: Data, train_xy, out_dir=None,
     scheduler = make_scheduler(cfg, optimizer, len(loader))
     augment = recipe.augment(cfg, data) if recipe.augment else None
     monitor = "val_acc" if data.classification else "val_loss"
+    callbacks = []
+    if out_dir is not None and cfg.get("diagnostics", 50):  # a run with a report
+        from ..diagnostics.flow import GradientFlow
+        callbacks.append(GradientFlow(every=int(cfg.get("diagnostics", 50)), verbose=not quiet))
     trainer = Trainer(model, loss_fn, optimizer, metrics=metrics, scheduler=scheduler,
-                      rng=streams["train"], out_dir=out_dir,
+                      rng=streams["train"], out_dir=out_dir, callbacks=callbacks,
                       checkpoint_every=cfg.get("checkpoint_every") or None, monitor=monitor,
                       augment=augment, quiet=quiet, progress=progress, config=cfg)
+    from .. import distributed  # an MPI job (mpiexec / --procs): this run is data-parallel
+    if distributed.active():
+        distributed.data_parallel(trainer, loader)
     return trainer, loader
 
 
@@ -526,6 +540,31 @@ def _resume_config(recipe: Recipe, run_dir: str, given: dict) -> tuple[dict, str
     return cfg, ck
 
 
+def _resume_run_config(recipe: Recipe, run_dir: str, given: dict) -> dict:
+    """The saved ``config.json`` of a resumable run hook's run (its checkpoints are its own),
+    with ``checkpoint_every`` as the only value a resume may change."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        raise RecipeError(f"--resume: there is no readable run configuration at {path}; start "
+                          "the run without --resume") from None
+    if not isinstance(cfg, dict) or cfg.get("recipe") != recipe.name:
+        raise RecipeError(f"--resume: {run_dir} holds no run of recipe {recipe.name!r}")
+    full = recipe.config()
+    for k, v in list(cfg.items()):  # JSON turned tuples into lists
+        if isinstance(full.get(k), tuple) and isinstance(v, list):
+            cfg[k] = tuple(v)
+    for k, v in given.items():
+        if k == "checkpoint_every":
+            cfg[k] = v
+        elif cfg.get(k) != v:
+            raise RecipeError(f"--resume continues the run as it was configured: {flag(k)} "
+                              f"{v!r} differs from the run's {cfg.get(k)!r}")
+    return cfg
+
+
 def _record_outputs(rd, run_dir: str) -> None:
     """Add what the run wrote at the top of ``run_dir`` to the run directory's record."""
     if rd is None:
@@ -559,23 +598,32 @@ def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None
     recipe = get_recipe(name)
     given = dict(overrides or {})
     run_dir = out_dir or os.path.join("runs", recipe.name)
-    if resume:
+    if resume and recipe.run is not None and recipe.resumable:
+        cfg, ck = _resume_run_config(recipe, run_dir, given), None
+    elif resume:
         cfg, ck = _resume_config(recipe, run_dir, given)
     else:
         cfg, ck = recipe.config(given), None
     validate_config(recipe, cfg)
     if recipe.run is not None:  # a study: it validates its own settings before running
-        if resume:
+        if resume and not recipe.resumable:
             raise RecipeError(f"recipe {recipe.name!r} compares several short runs and has no "
                               "--resume; run it again")
         prepare_data(recipe, cfg)  # every data setting checked before the disk is touched
-        rd = RD.prepare(run_dir, resume=False, overwrite=overwrite)
-        write_json(os.path.join(run_dir, "config.json"), cfg)
+        rd = RD.prepare(run_dir, resume=resume, overwrite=overwrite)
+        if not resume:
+            write_json(os.path.join(run_dir, "config.json"), cfg)
         with _recording(rd, run_dir):
+            if resume:  # a resumable run hook continues from its own checkpoints
+                return recipe.run(cfg, run_dir, quiet=quiet, progress=progress, resume=True)
             return recipe.run(cfg, run_dir, quiet=quiet, progress=progress)
     streams = seed_streams(cfg["seed"])
     data = prepare_data(recipe, cfg, streams["split"])
     model = recipe.model(cfg, data, streams["init"])  # bad model settings fail here, not later
+    from .. import distributed
+    if distributed.active() and distributed.world().rank > 0:  # rank 0 writes, the others train
+        return run_standard(recipe, cfg, data, model=model, streams=streams, resume_from=ck,
+                            test=False, quiet=True, progress=False)
     rd = RD.prepare(run_dir, resume=resume, overwrite=overwrite)
     if not resume:
         write_json(os.path.join(run_dir, "config.json"), cfg)

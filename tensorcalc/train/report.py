@@ -652,6 +652,9 @@ def write_run_report(ctx) -> str:
         rows.append(["learning rate at the end", last.get("lr")])
         rep.table(rows, ["final epoch", "value"])
 
+    from ..diagnostics.flow import report_section as _diagnostics
+    _diagnostics(rep, ctx)  # gradient flow and activation health, when recorded
+
     if recipe.figures is not None:
         extra = recipe.figures(ctx) or []
         if extra:
