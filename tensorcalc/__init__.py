@@ -37,5 +37,6 @@ from .serialization import (
 
 # Training (the Loop, Steps, metrics): ``tc.train`` as an attribute, not only a subpackage.
 from . import train
+from . import distributed  # MPI data parallelism (mpi4py imported only under mpiexec)
 
 __version__ = "0.1.0"

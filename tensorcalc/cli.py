@@ -12,7 +12,6 @@
     tensorcalc tune RECIPE --param lr=0.01,0.1 --param hidden=64,256 --folds 5
                                                       k-fold cross-validation + best on test
     tensorcalc demo                                   LeNet-5 on MNIST-10k (what `make demo` runs)
-    tensorcalc curvature RUN_DIR [--samples N]        Hessian top eigenvalues, trace, density
     tensorcalc explain RECIPE [--html F --latex]      the model's forward/backward math
     tensorcalc op NAME / tensorcalc ops               one primitive's math + live check / all
     tensorcalc curvature RUN_DIR [--samples N]        Hessian top eigenvalues, trace, density
@@ -471,34 +470,6 @@ def cmd_curvature(argv):
 COMMANDS["curvature"] = cmd_curvature
 
 
-def cmd_curvature(argv):
-    """tensorcalc curvature RUN: the Hessian spectrum of a trained run's training loss."""
-    p = argparse.ArgumentParser(prog="tensorcalc curvature",
-                                description="Top Hessian eigenvalues (Lanczos, power "
-                                "iteration), trace (Hutch++) and spectral density (stochastic "
-                                "Lanczos quadrature) of a trained run's loss; writes "
-                                "curvature.png/.json/.html into the run directory.")
-    p.add_argument("path", help="run directory or checkpoint")
-    p.add_argument("--samples", type=int, default=512, help="training examples used [512]")
-    p.add_argument("--top", type=int, default=5, help="top eigenvalues to report [5]")
-    p.add_argument("--probes", type=int, default=10, help="SLQ probe vectors [10]")
-    p.add_argument("--steps", type=int, default=60, help="Lanczos steps per probe [60]")
-    p.add_argument("--best", action="store_true", help="use checkpoints/best")
-    p.add_argument("--out", default=None, help="directory for the outputs [the run's]")
-    ns = p.parse_args(argv)
-    for k in ("samples", "top", "probes", "steps"):
-        if getattr(ns, k) < 1:
-            raise CLIError(f"--{k} must be >= 1, got {getattr(ns, k)}")
-    from .train.curvature_run import run_curvature
-
-    run_curvature(ns.path, samples=ns.samples, top=ns.top, probes=ns.probes, steps=ns.steps,
-                  which="best" if ns.best else "last", out=ns.out)
-    return 0
-
-
-COMMANDS["curvature"] = cmd_curvature
-
-
 def cmd_generate(argv):
     """tensorcalc generate RUN: sample text from a trained char-lstm run."""
     p = argparse.ArgumentParser(prog="tensorcalc generate",
@@ -595,6 +566,14 @@ def _one_line(e: BaseException) -> str:
 def main(argv=None) -> int:
     """Entry point of the ``tensorcalc`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .distributed.launch import LaunchError, relaunch
+    try:  # --procs N: run this command as N MPI processes (tensorcalc.distributed)
+        rc = relaunch(argv)
+    except LaunchError as e:
+        print(f"tensorcalc: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if rc is not None:
+        return rc
     try:
         threads = _pop_threads(argv)
     except CLIError as e:
