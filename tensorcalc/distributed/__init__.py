@@ -28,7 +28,7 @@ from .comm import INSTALL_HINT, World, launched, mpi_available, wait, world
 
 __all__ = ["World", "world", "launched", "mpi_available", "wait", "INSTALL_HINT", "active",
            "independent", "data_parallel", "DataParallel", "GradientAverager", "Shard",
-           "shard_loader", "ShardedGenerator", "tasks", "finish"]
+           "shard_loader", "ShardedGenerator", "tasks", "map_tasks", "finish"]
 
 _INDEPENDENT = [0]
 
@@ -54,6 +54,19 @@ def tasks(n: int) -> list[int]:
     """The indices of ``n`` independent tasks this rank does (round robin over the ranks)."""
     w = world()
     return list(range(w.rank, n, w.size))
+
+
+def map_tasks(fn, n: int) -> list:
+    """``[fn(0), …, fn(n−1)]`` computed by the ranks together: each does its :func:`tasks`
+    (as independent single-process runs) and every rank gets the whole list, in order."""
+    mine = {}
+    with independent():
+        for i in tasks(n):
+            mine[i] = fn(i)
+    out = {}
+    for part in world().allgather_object(mine):
+        out.update(part)
+    return [out[i] for i in range(n)]
 
 
 def finish() -> None:

@@ -175,12 +175,17 @@ def tune(grid: dict, evaluate, final_fit=None, *, n: int, folds: int = 5, search
     bar = ProgressBar(enabled=progress, quiet=quiet)
     bar.start(len(settings) * folds, "cross-validation")
     rows = []
+    from .. import distributed as _dist
+    pre = None
+    if _dist.launched() > 1:  # tune --procs N: the settings × folds runs spread over the ranks
+        pre = _dist.map_tasks(lambda i: evaluate(settings[i // folds], *splits[i % folds]),
+                              len(settings) * folds)
     try:
-        for s in settings:
+        for si, s in enumerate(settings):
             t0 = time.perf_counter()
             scores = []
-            for tr, va in splits:
-                figs = evaluate(s, tr, va)
+            for fi, (tr, va) in enumerate(splits):
+                figs = evaluate(s, tr, va) if pre is None else pre[si * folds + fi]
                 scores.append(float(figs[score_key]))
                 bar.update(1, setting=format_setting(s))
             arr = np.array(scores)
@@ -202,7 +207,8 @@ def tune(grid: dict, evaluate, final_fit=None, *, n: int, folds: int = 5, search
     best_index = max(range(len(rows)), key=key)
     result = TuneResult(rows=rows, best=rows[best_index]["setting"], best_index=best_index,
                         score_key=score_key, higher_is_better=higher_is_better)
-    if out_dir:
+    root = pre is None or _dist.world().rank == 0  # rank 0 writes and retrains the best
+    if out_dir and root:
         os.makedirs(out_dir, exist_ok=True)
         result.files["csv"] = _write_csv(os.path.join(out_dir, "tune.csv"), rows, best_index)
         from .report import plot_bars
@@ -212,8 +218,11 @@ def tune(grid: dict, evaluate, final_fit=None, *, n: int, folds: int = 5, search
             [r["std"] for r in rows], os.path.join(out_dir, "tune.png"),
             f"{folds}-fold cross-validated {score_key} (mean ± std over folds)",
             title or "model selection", highlight=best_index)
-    if final_fit is not None:
-        result.final = final_fit(result.best)
+    if final_fit is not None and root:
+        with _dist.independent():
+            result.final = final_fit(result.best)
+    if pre is not None:
+        _dist.finish()
     return result
 
 
