@@ -14,6 +14,8 @@ that environment. Every ``eval_every`` steps the greedy policy (ε = 0) plays
 ``eval_episodes`` episodes on fresh, seeded copies of the environment: that mean ± std is
 the result, reported apart from the ε-greedy training-episode returns. ``--seeds 3`` trains
 three seeds (run directories ``seed0``, ``seed1``, ...) and reports the per-seed table.
+``--resume`` continues an interrupted run (Ctrl-C, SIGTERM, a crash) from each seed's last
+checkpoint — replay buffer and environment included, so it ends bit-identical.
 ``tensorcalc evaluate RUN --episodes 100`` re-scores a saved policy.
 """
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import os
-import time
 
 import numpy as np
 
@@ -116,7 +117,10 @@ def _model(cfg, data, rng):  # the Q-network, for tools that ask a recipe for it
 EVAL_SEED = 10_000
 
 
-def train_seed(cfg, seed: int, out_dir: str, quiet=True, progress=None) -> dict:
+def train_seed(cfg, seed: int, out_dir: str, quiet=True, progress=None,
+               resume: bool = False) -> dict:
+    """Train one seed into ``out_dir`` (continuing its ``checkpoints/last`` with ``resume``
+    when there is one); returns its figures."""
     from ..rl.dqn import EvalEpisodes
 
     step, make_env = build_step(cfg, seed)
@@ -124,9 +128,9 @@ def train_seed(cfg, seed: int, out_dir: str, quiet=True, progress=None) -> dict:
                 val_data=EvalEpisodes(cfg["eval_episodes"], EVAL_SEED), out_dir=out_dir,
                 checkpoint_every=cfg.get("checkpoint_every") or None, monitor="val_return",
                 quiet=quiet, progress=progress, config=dict(cfg, seed=seed))
-    t0 = time.perf_counter()
-    hist = loop.run()
-    seconds = time.perf_counter() - t0
+    ck = os.path.join(out_dir, "checkpoints", "last")
+    hist = loop.run(resume_from=ck if resume and os.path.isdir(ck) else None)
+    seconds = loop.train_seconds
     episodes = step.episode_table()
     with open(os.path.join(out_dir, "episodes.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -150,7 +154,7 @@ def train_seed(cfg, seed: int, out_dir: str, quiet=True, progress=None) -> dict:
     return res
 
 
-def _run(cfg, run_dir, quiet=False, progress=None):
+def _run(cfg, run_dir, quiet=False, progress=None, resume=False):
     from ..rl.dqn import greedy_actions, moving_average
 
     cfg = resolve(cfg)
@@ -162,7 +166,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
             print(f"dqn on {cfg['env']}, seed {s}: {cfg['steps']:,} environment steps "
                   f"(train every {cfg['train_freq']} with {cfg['gradient_steps']} gradient "
                   f"steps, batch {cfg['batch_size']}, lr {cfg['lr']:g})", flush=True)
-        r = train_seed(cfg, s, out, quiet=quiet, progress=progress)
+        r = train_seed(cfg, s, out, quiet=quiet, progress=progress, resume=resume)
         results.append(r)
         if not quiet:
             print(f"  seed {s}: greedy return {r['final_return']:.1f} ± "
@@ -264,6 +268,7 @@ register(Recipe(
     description="deep Q-network (replay, target network, ε-greedy; Double/Dueling options)",
     defaults=DEFAULTS, data=_data, model=_model, run=_run,
     evaluate=lambda ck, cfg, episodes=None: evaluate_checkpoint(ck, cfg, episodes),
+    resumable=True,
     help={"env": "gymnasium environment: " + ", ".join(ENVS),
           "steps": "environment steps per seed",
           "buffer_size": "replay buffer capacity (transitions)",

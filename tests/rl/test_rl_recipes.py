@@ -74,3 +74,55 @@ def test_missing_gymnasium_says_how_to_install(monkeypatch, tmp_path):
     with pytest.raises(RecipeError, match="pip install"):
         train_recipe("mdp", {}, str(tmp_path / "x"), quiet=True)
     assert not os.path.exists(tmp_path / "x")  # refused before touching the disk
+
+
+def test_dqn_cli_sigterm_then_resume_is_bit_identical(tmp_path):
+    import csv
+    import signal
+    import subprocess
+    import time
+
+    from tensorcalc.serialization import load_state, load_weights
+
+    flags = {"steps": 1000, "hidden": (16,), "eval_every": 500, "eval_episodes": 2,
+             "learning_starts": 100, "train_freq": 1, "gradient_steps": 1, "batch_size": 16,
+             "checkpoint_every": 100}
+    ref = str(tmp_path / "ref")
+    train_recipe("dqn", flags, ref, quiet=True, report=False)
+    out = str(tmp_path / "run")
+    argv = [sys.executable, "-m", "tensorcalc.cli", "train", "dqn", "--out", out, "--quiet",
+            "--no-report", "--hidden", "16"] + [
+        a for k, v in flags.items() if k != "hidden"
+        for a in (f"--{k.replace('_', '-')}", str(v))]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    marker = os.path.join(out, "checkpoints", "last", "manifest.json")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker) and child.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    text = child.communicate()[0].decode()
+    assert child.returncode != 0 and "resume" in text, text  # stopped early, said how to resume
+    assert load_state(os.path.join(out, "checkpoints", "last")).meta["step"] < 1000
+    res = train_recipe("dqn", {}, out, resume=True, quiet=True, report=False)
+    assert res.extra["seeds"][0]["env_steps"] == 1000
+    a = load_state(os.path.join(ref, "checkpoints", "last"))
+    b = load_state(os.path.join(out, "checkpoints", "last"))
+    assert a.arrays.keys() == b.arrays.keys()
+    assert all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
+    tensors = [f for f in os.listdir(os.path.join(ref, "checkpoints", "last"))
+               if f.endswith(".safetensors")]
+    assert tensors
+    for f in tensors:  # weights of both networks, Adam's moments, the replay buffer
+        wa = load_weights(os.path.join(ref, "checkpoints", "last", f))
+        wb = load_weights(os.path.join(out, "checkpoints", "last", f))
+        assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+    def rows(d):
+        with open(os.path.join(d, "history.csv")) as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    assert rows(ref) == rows(out)
+    with pytest.raises(RecipeError, match="differs"):
+        train_recipe("dqn", {"lr": 0.1}, out, resume=True, quiet=True, report=False)
