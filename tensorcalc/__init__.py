@@ -38,5 +38,6 @@ from .serialization import (
 # Training (the Loop, Steps, metrics): ``tc.train`` as an attribute, not only a subpackage.
 from . import train
 from . import distributed  # MPI data parallelism (mpi4py imported only under mpiexec)
+from . import rl  # reinforcement learning (gymnasium imported only where an env is made)
 
 __version__ = "0.1.0"
