@@ -41,7 +41,8 @@ def make_env(env_id: str, **kwargs):
 
 def __getattr__(name):  # DQN pulls in the training stack: load it on first use
     if name in ("dqn", "DQNStep", "EvalEpisodes", "evaluate_policy"):
-        from . import dqn
+        import importlib
 
+        dqn = importlib.import_module(f"{__name__}.dqn")
         return dqn if name == "dqn" else getattr(dqn, name)
     raise AttributeError(f"module 'tensorcalc.rl' has no attribute {name!r}")

@@ -100,3 +100,14 @@ def test_grid_plot(tmp_path, lakes):
     path = plot_grid_values(m, sol.v, sol.policy, str(tmp_path / "v.png"))
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tc_rl_namespace_loads_dqn_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, tensorcalc as tc; assert 'tensorcalc.rl.dqn' not in sys.modules; "
+            "assert tc.rl.DQNStep is tc.rl.dqn.DQNStep; print(tc.rl.MDP.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "MDP", out.stderr[-500:]
