@@ -67,6 +67,22 @@ def check_kernels():
         got = cuda.fold(cp.asarray(np.ascontiguousarray(g.transpose(0, 2, 1))).transpose(0, 2, 1),
                         shape[2:], k, s, p, d).get()
         out.append((f"fold   {shape} strided cols", _rel(got, fref)))
+    for shape, axes in (((256, 16, 28, 28), (0, 2, 3)), ((64, 32, 14, 14), (0,)),
+                        ((512, 256), (0,)), ((64, 8, 30, 30), (2, 3)), ((8, 64, 32, 32), (1,))):
+        x = rng.standard_normal(shape).astype(np.float32)
+        for nhwc in (False, True):
+            xc = cp.asarray(x)
+            if nhwc and len(shape) == 4:
+                xc = cp.ascontiguousarray(xc.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+            for keep in (False, True):
+                got = cuda.reduce_sum(xc, axes, keep)
+                ref = x.astype(np.float64).sum(axis=axes, keepdims=keep)
+                out.append((f"reduce_sum {shape} {axes} nhwc={nhwc} keep={keep}",
+                            "declined" if got is None else
+                            _rel(got.get(), ref) if got.shape == ref.shape
+                            else f"shape {got.shape}"))
+    m = cp.asarray(np.array([1.0, np.inf, -np.inf, np.nan, -2.0], np.float32))
+    out.append(("finite_or_zero", _rel(cuda.finite_or_zero(m).get(), [1, 0, 0, 0, -2])))
     gx = rng.standard_normal(1000).astype(np.float32)
     xx = rng.standard_normal(1000).astype(np.float32)
     xx[:10] = 0
@@ -305,7 +321,7 @@ def main():
         print("\n== fused kernels vs generic path (relative error) ==")
         res["checks"] = check_kernels()
         for k, v in res["checks"]:
-            flag = "" if isinstance(v, float) and v < 1e-5 else "   <-- CHECK"
+            flag = "" if isinstance(v, float) and v < 1e-5 or v == "declined" else "  <-- CHECK"
             print(f"  {k:60s} {v}{flag}")
     warm, it = (2, 5) if args.quick else (5, 25)
     print("\n== steps: generic vs fused vs torch ==")

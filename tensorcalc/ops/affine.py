@@ -9,6 +9,7 @@ broadcast bookkeeping.
 from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
+from ..devices import cuda as _cuda
 from ._util import public, shape_of
 
 
@@ -47,7 +48,9 @@ class Affine(Function):
             x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
             gw = g2.mT @ x2
         if needs[2]:
-            gb = g2.sum(axis=0)
+            gb = _cuda.reduce_sum(g2, (0,)) if _cuda.on_cuda(g2) else None  # GPU: one GEMV
+            if gb is None:
+                gb = g2.sum(axis=0)
         return gx, gw, gb
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
 from ..backend import xp_of
+from ..devices import cuda as _cuda
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of
 from .elementwise import exp, log
 from .shape import BroadcastTo
@@ -28,6 +29,10 @@ class Sum(Linear):
 
     @staticmethod
     def forward(xp, x, *, axis, keepdims=False):
+        if _cuda.uses(xp):  # on a GPU: sums over outer axes as GEMVs (devices/cuda.py)
+            y = _cuda.reduce_sum(x, axis, keepdims)
+            if y is not None:
+                return y
         return x.sum(axis=axis, keepdims=keepdims)
 
     @staticmethod
@@ -113,7 +118,9 @@ def _softmax(x, axis, want_lse=False):
     """
     m = data_of(x).max(axis=axis, keepdims=True)
     xp = xp_of((m,))
-    if not xp.isfinite(m).all():
+    if _cuda.uses(xp):  # no host synchronisation on a GPU
+        m = _cuda.finite_or_zero(m)
+    elif not xp.isfinite(m).all():
         m = xp.where(xp.isfinite(m), m, 0)
     e = exp(x - m)
     s = e.sum(axis=axis, keepdims=True)
@@ -132,7 +139,9 @@ class Logsumexp(Function):
     @staticmethod
     def forward(xp, x, *, axis, keepdims=False):
         m = x.max(axis=axis, keepdims=True)
-        if not xp.isfinite(m).all():  # an all −inf (or inf) slice: shift by 0 instead
+        if _cuda.uses(xp):  # no host synchronisation on a GPU
+            m = _cuda.finite_or_zero(m)
+        elif not xp.isfinite(m).all():  # an all −inf (or inf) slice: shift by 0 instead
             m = xp.where(xp.isfinite(m), m, 0)
         e = xp.exp(x - m)
         y = xp.log(e.sum(axis=axis, keepdims=True))
@@ -172,7 +181,9 @@ class SoftmaxCrossEntropy(Function):
     @staticmethod
     def forward(xp, z, q, *, axis):
         m = z.max(axis=axis, keepdims=True)
-        if not xp.isfinite(m).all():
+        if _cuda.uses(xp):  # no host synchronisation on a GPU
+            m = _cuda.finite_or_zero(m)
+        elif not xp.isfinite(m).all():
             m = xp.where(xp.isfinite(m), m, 0)
         d = z - m  # log-softmax = d − log Σ exp d
         d -= xp.log(xp.exp(d).sum(axis=axis, keepdims=True))
