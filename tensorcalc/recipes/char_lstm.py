@@ -216,7 +216,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     samples = {}
     prompt = vocab.encode("ROMEO:\n")
     for temp in (0.5, 0.8, 1.0):
-        out = model.sample(prompt, 400, temperature=temp, rng=seed)
+        out = model.sample(prompt, cfg["sample_length"], temperature=temp, rng=seed)
         samples[str(temp)] = "ROMEO:\n" + vocab.decode(out)
     test = {"val_nats": nats, "val_bpc": nats / LN2, "val_perplexity": math.exp(nats),
             "val_characters": count, "train_seconds": train_s, "eval_seconds": eval_s,
@@ -310,13 +310,14 @@ register(Recipe(
     defaults={"steps": 3000, "batch_size": 32, "bptt": 64, "lr": 3e-3, "optimizer": "adamw",
               "weight_decay": 0.01, "final_lr_fraction": 0.05, "clip": 1.0, "embed": 64,
               "hidden": 192, "layers": 2, "cell": "lstm", "dropout": 0.0, "eval_every": 200,
-              "full_eval": True, "epochs": 1},
+              "full_eval": True, "sample_length": 400, "epochs": 1},
     data=_data, model=_model, run=_run,
     help={"steps": "updates (truncated-BPTT chunks)", "bptt": "characters per chunk",
           "clip": "gradient clipping: global norm (0: none)", "cell": "lstm | gru | rnn",
           "hidden": "hidden units per layer", "layers": "recurrent layers",
           "embed": "character embedding size", "eval_every": "steps between validations",
           "final_lr_fraction": "cosine schedule ends at lr × this",
-          "full_eval": "score the whole validation text at the end (else the 32 windows)"},
+          "full_eval": "score the whole validation text at the end (else the 32 windows)",
+          "sample_length": "characters per sample in the report"},
     choices={"cell": CELLS},
 ))
