@@ -4,8 +4,8 @@ discriminator/critic, and MLP versions.
     DCGANGenerator:      z (N, latent) -> fc 64·7·7 -> BN -> ReLU -> (N, 64, 7, 7)
                          -> convT 4×4 s2 (64 -> 32) -> BN -> ReLU -> (N, 32, 14, 14)
                          -> convT 4×4 s2 (32 -> 1) -> tanh -> (N, 1, 28, 28)
-    DCGANDiscriminator:  x (N, 1, 28, 28) -> conv 4×4 s2 (1 -> 32) -> LeakyReLU 0.2 -> (N, 32, 14, 14)
-                         -> conv 4×4 s2 (32 -> 64) [-> BN] -> LeakyReLU 0.2 -> (N, 64, 7, 7)
+    DCGANDiscriminator:  x (N, 1, 28, 28) -> conv 4×4 s2 (1 -> 32) -> LReLU 0.2 -> (N, 32, 14, 14)
+                         -> conv 4×4 s2 (32 -> 64) [-> BN] -> LReLU 0.2 -> (N, 64, 7, 7)
                          -> fc 1 (a logit, or a WGAN critic's score)
 
 ``batchnorm=False`` for a WGAN-GP critic: the gradient penalty is per example, and batch norm

@@ -1,0 +1,181 @@
+"""VAEStep and GANStep on the Loop: they learn (a few steps, the loss goes down), log their
+several losses, and resume bit-identically after SIGKILL; the IWAE estimate sits above the
+ELBO; the shipped classifier and the FID / classifier-IS scores."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tensorcalc import data as D
+from tensorcalc import optim
+from tensorcalc.data import DataLoader, TensorDataset
+from tensorcalc.models.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from tensorcalc.models.vae import VAE
+from tensorcalc.train import Callback, Loop
+from tensorcalc.train import generative_metrics as GM
+from tensorcalc.train.generative_steps import GANStep, VAEStep
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _images(n=256):
+    s = D.mnist10k_split(test_size=2000, seed=0)
+    return (s.train[0][:n] / 255.0).astype(np.float32), s.train[1][:n].astype(np.int64)
+
+
+def make_vae(seed=0, conditional=True):
+    x, y = _images()
+    m = VAE(784, 32, 4, num_classes=10 if conditional else 0, rng=seed)
+    step = VAEStep(m, optim.Adam(m.parameters(), lr=3e-3), binarize="dynamic", rng=seed + 1)
+    loader = DataLoader(TensorDataset(x.reshape(-1, 784), y), batch_size=64, shuffle=True,
+                        rng=seed + 2)
+    return step, dict(data=loader, epochs=4, val_data=(x[:64].reshape(-1, 784), y[:64]),
+                      checkpoint_every=3)
+
+
+def make_gan(seed=0, kind="wgan-gp"):
+    x, _ = _images()
+    x = x.reshape(-1, 1, 28, 28) * 2 - 1
+    if kind == "dcgan":
+        g = DCGANGenerator(8, channels=(8, 4), rng=seed)
+        d = DCGANDiscriminator(channels=(4, 8), rng=seed + 1)
+        kind, nc, lr, betas = "nonsaturating", 1, 2e-4, (0.5, 0.999)
+    else:
+        g, d = MLPGenerator(8, (32,), rng=seed), MLPDiscriminator((32,), rng=seed + 1)
+        nc, lr, betas = 2, 1e-3, (0.0, 0.9)
+    step = GANStep(g, d, optim.Adam(g.parameters(), lr=lr, betas=betas),
+                   optim.Adam(d.parameters(), lr=lr, betas=betas), kind=kind, n_critic=nc,
+                   rng=seed + 3, eval_samples=16, grid=4, scorer=lambda im: {
+                       "fid": float(np.abs(im.mean() - 0.13)), "is": 1.0})
+    loader = DataLoader(TensorDataset(x), batch_size=32 * nc, shuffle=True, rng=seed + 2)
+    return step, dict(data=loader, steps=12, eval_every=4, val_data=0, checkpoint_every=5,
+                      monitor="val_fid")
+
+
+MAKERS = {"vae": make_vae, "gan": make_gan, "dcgan": lambda s=0: make_gan(s, "dcgan")}
+
+
+class Freeze(Callback):
+    def __init__(self, at, marker):
+        self.at, self.marker = at, marker
+
+    def on_batch_end(self, host, logs):
+        if host.global_step == self.at:
+            with open(self.marker, "w") as f:
+                f.write("frozen")
+            time.sleep(60)
+
+
+def run(kind, out_dir=None, resume=False, callbacks=()):
+    step, kw = MAKERS[kind](0)
+    loop = Loop(step, out_dir=out_dir, callbacks=callbacks, quiet=True, tensorboard=False, **kw)
+    loop.run(resume_from=os.path.join(out_dir, "checkpoints", "last") if resume else None)
+    return step, loop
+
+
+def _strip(h):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+
+
+if __name__ == "__main__":  # the child of the SIGKILL tests
+    kind, out, at, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    run(kind, out, callbacks=[Freeze(at, marker)])
+    sys.exit(3)
+
+
+@pytest.mark.parametrize("kind, at", [("vae", 9), ("gan", 7)])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, kind, at):
+    ref_step, ref_loop = run(kind)
+    out, marker = str(tmp_path / "run"), str(tmp_path / "frozen")
+    child = subprocess.Popen([sys.executable, os.path.join(HERE, "test_generative_steps.py"),
+                              kind, out, str(at), marker], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(marker):
+            assert child.poll() is None, child.stdout.read().decode()
+            assert time.monotonic() < deadline, "the child never reached the step"
+            time.sleep(0.02)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    step, loop = run(kind, out, resume=True)
+    assert _strip(loop.history) == _strip(ref_loop.history)
+    for name, m in step.modules.items():
+        a, b = m.state_dict(), ref_step.modules[name].state_dict()
+        assert all(np.array_equal(a[k], b[k]) for k in a), name
+    for name, g in step.rngs.items():
+        assert g.bit_generator.state == ref_step.rngs[name].bit_generator.state, name
+    sa, sb = step.state_arrays(), ref_step.state_arrays()
+    assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
+
+
+def test_vae_learns_and_logs_both_terms():
+    step, loop = run("vae")
+    h = loop.history
+    assert {"train_loss", "train_recon", "train_kl", "train_elbo", "val_recon", "val_kl",
+            "val_elbo"} <= set(h[0])
+    assert h[-1]["train_loss"] < 0.9 * h[0]["train_loss"]
+    r = h[-1]
+    assert r["val_loss"] == pytest.approx(r["val_recon"] + r["val_kl"])
+    x, y = loop.val_data
+    xb = (np.random.default_rng(0).random(x.shape) < x).astype(np.float32)
+    lk = step.iwae(xb, y, k=20)
+    l1 = step.iwae(xb, y, k=1)
+    assert lk.shape == (64,) and np.all(np.isfinite(lk))
+    assert lk.mean() > l1.mean()        # the IWAE bound tightens the ELBO
+
+
+@pytest.mark.parametrize("kind", ["gan", "dcgan"])
+def test_gan_steps_log_both_losses_and_frames(kind):
+    step, loop = run(kind)
+    h = loop.history
+    assert loop.global_step == 12 and len(h) == 3
+    need = {"train_loss_d", "train_loss_g", "val_fid"}
+    need |= {"train_wasserstein", "train_gp"} if kind == "gan" else {"train_d_real"}
+    assert need <= set(h[0])
+    assert len(step.frames) == 3 and step.frames[0].shape == (4, 1, 28, 28)
+    assert 0.0 <= step.frames[-1].min() and step.frames[-1].max() <= 1.0
+    if kind == "gan":  # the critic learns to separate: its Wasserstein estimate grows
+        assert h[-1]["train_wasserstein"] > h[0]["train_wasserstein"] > 0
+
+
+def test_gan_step_checks_the_batch_splits():
+    step, _ = make_gan()
+    with pytest.raises(ValueError, match="n_critic"):
+        step.step((np.zeros((63, 1, 28, 28), np.float32),))
+
+
+# ------------------------------------------------------------------------- FID / IS
+def test_frechet_distance_is_zero_for_a_set_with_itself_and_symmetric():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((300, 6)), rng.standard_normal((400, 6)) * 1.5 + 0.3
+    assert GM.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert GM.frechet_distance(a, b) == pytest.approx(GM.frechet_distance(b, a), rel=1e-8)
+    # 1-D Gaussians: (μ1 − μ2)² + (σ1 − σ2)²
+    m = (np.array([0.0]), np.array([[4.0]]))
+    n = (np.array([1.0]), np.array([[1.0]]))
+    assert GM.frechet_distance(m, n) == pytest.approx(1.0 + (2.0 - 1.0) ** 2)
+
+
+def test_classifier_score_bounds():
+    assert GM.classifier_score(np.full((10, 10), 0.1)) == pytest.approx(1.0)
+    assert GM.classifier_score(np.eye(10)) == pytest.approx(10.0, rel=1e-6)
+
+
+def test_shipped_classifier_scores_real_digits_near_the_floor_and_noise_far():
+    s = D.mnist10k_split(test_size=2000, seed=0)
+    test, train = s.test[0][:500] / 255.0, s.train[0][:500] / 255.0
+    f, p = GM.classifier_outputs(test)
+    assert f.shape == (500, 84) and (p.argmax(1) == s.test[1][:500]).mean() > 0.96
+    sc = GM.GenerativeScorer(test, train)
+    b = sc.baselines()
+    assert b["floor_fid"] < 20 < 300 < b["noise_fid"]   # 500 images: FID has a small-n bias
+    assert b["floor_is"] > 8.5 and b["noise_is"] < 2
+    assert sc(test)["fid"] == pytest.approx(0.0, abs=1e-6)
