@@ -251,7 +251,10 @@ def _class_coefficients(target, sx, caxis, weight, ignore_index, smoothing, dtyp
     valid = None if ignore_index is None else t != ignore_index
     tv = t if valid is None else t[valid]
     if tv.size:
-        lo, hi = int(tv.min()), int(tv.max())
+        if hasattr(tv, "get"):  # on a device: one transfer (one host synchronisation), not two
+            lo, hi = (int(v) for v in xp.stack((tv.min(), tv.max())).get())
+        else:
+            lo, hi = int(tv.min()), int(tv.max())
         if lo < 0 or hi >= C:
             bad = lo if lo < 0 else hi
             raise IndexError(
