@@ -12,8 +12,8 @@ tensor (10 calls for a small MLP, 60+ for a ResNet). The buffer is cut into buck
 ``bucket_mb`` MB (whole parameters, in reverse registration order — the order backward
 finishes them); all buckets are started as non-blocking ``Iallreduce`` and completed together,
 so the transfers pipeline in the MPI library. ``bucket_mb=0`` gives one bucket for the whole
-buffer (the fewest calls); ``mode="per_tensor"`` is the naive one-call-per-parameter baseline
-the benchmark compares against.
+buffer (the fewest calls); ``mode="per_tensor"`` is the naive baseline the benchmark compares
+against: one call per parameter, one after another.
 
 Overlap with backward. PyTorch DDP and Horovod start a bucket's allreduce while backward is
 still computing earlier layers' gradients; that needs a "this gradient is final" hook inside
@@ -47,7 +47,7 @@ class GradientAverager:
         params: the parameters (one dtype).
         world: the :class:`~tensorcalc.distributed.comm.World`.
         bucket_mb: bucket size in MB (0: one bucket).
-        mode: ``"buckets"`` (default) or ``"per_tensor"`` (one blocking call per parameter).
+        mode: ``"buckets"`` (default) or ``"per_tensor"`` (one call per parameter).
     """
 
     def __init__(self, params, world: World, bucket_mb: float = 4.0, mode: str = "buckets"):
@@ -90,7 +90,7 @@ class GradientAverager:
 
             if self.mode == "per_tensor":
                 for off, n in zip(self.flat.offsets, self.flat.sizes, strict=True):
-                    comm.Allreduce(MPI.IN_PLACE, g[off:off + n], op=MPI.SUM)
+                    wait(comm.Iallreduce(MPI.IN_PLACE, g[off:off + n], op=MPI.SUM))
                 self.calls += len(self.flat.sizes)
             else:
                 reqs = [comm.Iallreduce(MPI.IN_PLACE, g[lo:hi], op=MPI.SUM)

@@ -22,8 +22,10 @@ blocking call. With more processes × threads than cores (a loaded machine, or a
 finishes its shard early), that polling steals the core a computing rank needs. Every wait of
 this package therefore uses non-blocking calls and :func:`wait`, which tests the request and
 yields the core between tests (``TENSORCALC_MPI_WAIT=spin`` restores MPI's own blocking wait;
-``yield`` — the default — sleeps ``TENSORCALC_MPI_POLL_US`` microseconds, default 50, between
-tests). Rule of thumb for users: processes × BLAS threads ≤ physical cores.
+``yield`` — the default — tests in a tight loop for ``TENSORCALC_MPI_SPIN_US`` microseconds,
+default 200, so a partner that is nearly there costs no sleep, then sleeps
+``TENSORCALC_MPI_POLL_US`` microseconds, default 50, between tests). Rule of thumb for users:
+processes × BLAS threads ≤ physical cores.
 """
 
 from __future__ import annotations
@@ -125,8 +127,15 @@ def wait(request) -> None:
     if os.environ.get("TENSORCALC_MPI_WAIT", "yield") == "spin":
         request.Wait()
         return
+    spin = float(os.environ.get("TENSORCALC_MPI_SPIN_US", "200")) * 1e-6
     pause = float(os.environ.get("TENSORCALC_MPI_POLL_US", "50")) * 1e-6
-    while not request.Test():
+    t0 = time.perf_counter()
+    while not request.Test():  # a short spin catches a partner that is nearly there ...
+        if time.perf_counter() - t0 > spin:
+            break
+    else:
+        return
+    while not request.Test():  # ... then give the core back between tests
         time.sleep(pause)
 
 
