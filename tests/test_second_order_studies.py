@@ -129,3 +129,31 @@ def test_autodiff_modes_cost_follows_the_jacobian_shape():
     assert f_tall < r_tall and r_wide < f_wide
     tr, tf, d, diff = AM.logistic_gradient_times(repeats=3, downsample=4)
     assert d == 50 and diff < 1e-12 and tf > 5 * tr       # a gradient: one VJP vs 50 JVPs
+
+
+def test_bayes_logistic_laplace_posterior_and_predictive():
+    from tensorcalc.recipes import bayes_logistic as BL
+
+    (x, t), (xte, tte) = BL._split({"downsample": 4, "seed": 0, "train_size": 200})
+    theta, cov, iters, gnorm = BL.laplace(x, t, alpha=1.0)
+    assert iters <= 10 and gnorm < 1e-8                      # the MAP by Newton
+    x1 = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    p = BL._sigmoid(x1 @ theta)
+    h = x1.T @ (x1 * (p * (1 - p))[:, None]) + np.eye(x1.shape[1])
+    np.testing.assert_allclose(cov, np.linalg.inv(h), rtol=1e-8, atol=1e-12)   # Σ = H⁻¹
+    pr = BL.predictive(xte, theta, cov, samples=4000)
+    assert np.max(np.abs(pr["Laplace (probit)"] - pr["Laplace (Monte Carlo)"])) < 0.05
+    conf = {k: np.mean(np.maximum(v, 1 - v)) for k, v in pr.items()}
+    assert conf["Laplace (probit)"] < conf["MAP"]             # the predictive is less sure
+    ood = BL.predictive(BL.other_digits(4), theta, cov, samples=1000)
+    assert np.mean(np.abs(ood["Laplace (probit)"] - 0.5)) < np.mean(np.abs(ood["MAP"] - 0.5))
+
+
+def test_expected_calibration_error_by_hand():
+    from tensorcalc.recipes.bayes_logistic import calibration
+
+    p = np.array([0.9, 0.9, 0.9, 0.9, 0.6, 0.4])     # confidences 0.9 ×4, 0.6 ×2
+    t = np.array([1, 1, 1, 0, 1, 1])                   # 3/4 right at 0.9; 1/2 right at 0.6
+    ece, table = calibration(p, t, bins=10)
+    assert ece == pytest.approx(4 / 6 * 0.15 + 2 / 6 * 0.1)
+    assert [n for *_, n in table] == [2, 4]
