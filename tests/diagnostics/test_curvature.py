@@ -98,3 +98,23 @@ def test_sharpness_callback_reports_lambda_max_and_2_over_lr(mlp_hessian):
     assert logs["2/lr"] == pytest.approx(20.0)
     assert logs["sharpness"] == pytest.approx(w[-1], rel=1e-3)
     assert cb.state_dict()["history"][0]["epoch"] == 1
+
+
+def test_sharpness_callback_in_a_loop_logs_every_epoch():
+    from tensorcalc.data import DataLoader, TensorDataset
+    from tensorcalc.train.loop import Loop
+    from tensorcalc.train.steps import SupervisedStep
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    model = tc.nn.Sequential(tc.nn.Linear(4, 8, rng=0), tc.nn.Tanh(), tc.nn.Linear(8, 2, rng=1))
+    step = SupervisedStep(model, tc.functional.cross_entropy,
+                          tc.optim.SGD(model.parameters(), lr=0.5))
+    loss = lambda: tc.functional.cross_entropy(model(tc.tensor(x)), y)  # noqa: E731
+    cb = C.SharpnessCallback(model.parameters(), loss)
+    hist = Loop(step, DataLoader(TensorDataset(x, y), batch_size=64), epochs=2, callbacks=[cb],
+                quiet=True, tensorboard=False).run()
+    assert [r["2/lr"] for r in hist] == [4.0, 4.0]
+    exact = np.linalg.eigvalsh(C.dense_hessian(C.HessianOperator(model.parameters(), loss)))
+    assert hist[-1]["sharpness"] == pytest.approx(exact[-1], rel=1e-2)
