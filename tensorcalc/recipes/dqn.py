@@ -68,6 +68,9 @@ def resolve(cfg: dict) -> dict:
         if not isinstance(cfg[k], int) or cfg[k] < 1:
             raise RecipeError(f"--{k.replace('_', '-')} must be an integer >= 1, got "
                               f"{cfg[k]!r}")
+    if cfg.get("schedule", "none") != "none":
+        raise RecipeError("--schedule: dqn trains at a constant learning rate (--lr); "
+                          "exploration follows --exploration-fraction and --final-eps")
     if not 0 < cfg["tau"] <= 1:
         raise RecipeError(f"--tau must be in (0, 1], got {cfg['tau']!r}")
     if not 0 <= cfg["final_eps"] <= 1 or not 0 <= cfg["exploration_fraction"] <= 1:

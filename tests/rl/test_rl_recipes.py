@@ -67,6 +67,8 @@ def test_dqn_other_environments_take_their_zoo_defaults():
     assert cfg["lr"] == 1e-3 and cfg["train_freq"] == 4  # a given value wins
     with pytest.raises(RecipeError, match="tau"):
         resolve(rec.config({"tau": 0.0}))
+    with pytest.raises(RecipeError, match="schedule"):
+        resolve(rec.config({"schedule": "cosine"}))
 
 
 def test_missing_gymnasium_says_how_to_install(monkeypatch, tmp_path):
