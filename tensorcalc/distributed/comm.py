@@ -170,6 +170,8 @@ def _install_failure_handlers(w: World) -> None:
 
     def excepthook(kind, value, tb):
         previous(kind, value, tb)
+        if w.finished:  # a stop every rank agreed on (a signal): leave together, no abort
+            return
         w.abort(f"stopped by {kind.__name__}: {' '.join(str(value).split())}; stopping every "
                 "rank")
 

@@ -13,7 +13,9 @@ job. With P processes and a global batch of B:
    every rank takes the same optimiser step and the weights stay identical without ever being
    sent again;
 4. the step's logged figures (loss, …) and the epoch's training metrics are averaged over the
-   ranks (weighted by their examples), so rank 0's log is the global batch's;
+   ranks (weighted by their examples), so rank 0's log is the global batch's; the same small
+   allreduce carries a "got Ctrl-C / SIGTERM" flag, so all ranks stop after the same step and
+   rank 0 saves the checkpoint;
 5. only rank 0 writes: on the others the Loop gets no ``out_dir`` (no history, TensorBoard,
    checkpoints) and stays quiet. Every rank resumes from rank 0's checkpoint; because the
    loader's position and every rng state are those of the global run, a checkpoint written by
@@ -61,17 +63,57 @@ class DataParallel(Callback):
         params = [p for m in step.modules.values() for p in m.parameters()]
         self.averager = GradientAverager(params, w, bucket_mb=bucket_mb, mode=mode)
         self._period_count = 0
+        self._pending, self._stop = None, False  # a signal seen here / by any rank
         self._wrap_step(step)
 
     # ------------------------------------------------------------------ Loop hooks
     def on_fit_start(self, trainer):
         self.broadcast()
+        self._install_signals()
 
     def after_backward(self, trainer, step, name):
         self.averager.average(self.shard.weight)
 
+    def on_batch_end(self, trainer, logs):
+        if not self._stop:
+            return
+        # every rank learnt in the same step's figure allreduce that some rank got a signal:
+        # all stop after this same step; rank 0's Loop saves the checkpoint and says so
+        self.world.finished = True
+        name = self._pending or "SIGTERM"
+        loop = getattr(trainer, "loop", trainer)
+        if self.world.is_root:
+            loop._signal = name
+            return
+        from ..train.loop import TrainingInterrupted, TrainingTerminated
+
+        cls = TrainingTerminated if name == "SIGTERM" else TrainingInterrupted
+        raise cls(f"rank {self.world.rank}: stopped with the job ({name}) after global step "
+                  f"{loop.global_step}; rank 0 saved the checkpoint", None, name)
+
     def on_fit_end(self, trainer):
         self.world.finished = True
+
+    # ------------------------------------------------------------------ signals
+    def _install_signals(self) -> None:
+        """Ctrl-C / SIGTERM (mpiexec forwards them to every rank, perhaps in different
+        steps) only mark a stop; the ranks agree on it in the next figure allreduce and all
+        stop after the same step (:meth:`on_batch_end`). Replaces the Loop's own handler on
+        rank 0 (the Loop restores its predecessor when the run ends)."""
+        import signal
+        import threading
+
+        self._pending, self._stop = None, False
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            if self._pending:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self._pending = signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, handler)
 
     # ------------------------------------------------------------------ broadcast
     def broadcast(self) -> None:
@@ -108,9 +150,10 @@ class DataParallel(Callback):
             import numpy as np
 
             keys = [k for k in figs if k != "n"]
-            v = np.array([float(figs[k]) * shard.count for k in keys] + [shard.count],
-                         dtype=np.float64)
+            v = np.array([float(figs[k]) * shard.count for k in keys]
+                         + [1.0 if self._pending else 0.0, shard.count], dtype=np.float64)
             w.allreduce_sum(v)
+            self._stop = bool(v[-2] > 0)
             out = {k: float(v[i] / v[-1]) for i, k in enumerate(keys)}
             out["n"] = int(v[-1])
             self._period_count += shard.count

@@ -5,7 +5,7 @@
 Trains MODEL ("mlp" with dropout, or "cnn" with dropout2d and dropout) on 96 seeded random
 examples with a global batch of 16 and Adam; rank 0 writes the final weights to OUT/weights.npz
 and, with --save-ckpt, the Loop's checkpoints under OUT/run. --die-at S makes rank 1 raise
-(or, with --kill, SIGKILL itself) at global step S.
+(or, with --kill, SIGKILL itself; with --sigterm, send itself SIGTERM) at global step S.
 """
 
 import argparse
@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--save-ckpt", action="store_true")
     ap.add_argument("--die-at", type=int, default=0)
     ap.add_argument("--kill", action="store_true")
+    ap.add_argument("--sigterm", action="store_true", help="rank 1 gets SIGTERM at --die-at")
     ap.add_argument("--mode", default="buckets")
     a = ap.parse_args()
     w = dist.world()
@@ -79,9 +80,16 @@ def main():
             if count[0] == a.die_at:
                 if a.kill:
                     os.kill(os.getpid(), signal.SIGKILL)
+                if a.sigterm:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
                 raise RuntimeError(f"injected failure at step {count[0]}")
         trainer.loop.add_hook("after_backward", boom)
-    trainer.fit(loader, epochs=a.epochs, resume_from=a.resume)
+    try:
+        trainer.fit(loader, epochs=a.epochs, resume_from=a.resume)
+    except tc.train.TrainingInterrupted as e:
+        print(f"rank {w.rank}: {e}", file=sys.stderr)
+        return 3
     if w.rank == 0:
         os.makedirs(a.out, exist_ok=True)
         np.savez(os.path.join(a.out, "weights.npz"),

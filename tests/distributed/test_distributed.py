@@ -188,6 +188,17 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_stays_loadable(tmp_path):
 
 
 @needs_mpi
+def test_sigterm_to_one_rank_stops_all_after_the_same_step_with_a_checkpoint(tmp_path):
+    p, secs = mpirun(["mlp", str(tmp_path / "x"), "--epochs", "50", "--save-ckpt",
+                      "--die-at", "8", "--sigterm"], timeout=60)
+    assert p.returncode == 3, p.stderr  # both ranks left through TrainingTerminated
+    assert "rank 1: stopped with the job (SIGTERM) after global step 8" in p.stderr
+    assert "rank 0: terminated (SIGTERM)" in p.stderr and secs < 30
+    st = tc.serialization.load_state(str(tmp_path / "x" / "run" / "checkpoints" / "last"))
+    assert st.meta["step"] == 8  # rank 0 saved the step every rank stopped after
+
+
+@needs_mpi
 def test_cli_procs_trains_like_one_process(tmp_path):
     args = ["train", "mlp", "--epochs", "1", "--hidden", "16", "--no-report", "--quiet"]
     p = subprocess.run([os.path.join(BIN, "tensorcalc"), *args, "--procs", "2", "--out",
