@@ -157,3 +157,14 @@ def test_expected_calibration_error_by_hand():
     ece, table = calibration(p, t, bins=10)
     assert ece == pytest.approx(4 / 6 * 0.15 + 2 / 6 * 0.1)
     assert [n for *_, n in table] == [2, 4]
+
+
+def test_chained_saddles_multiply_gd_time_but_not_pgd_time():
+    gd = SE.chain_escape_times(4, lr=0.1, lipschitz=1.0)
+    factor = SE.chain_factor(0.1, 1.0)                        # 1 + κ ≈ 2.11
+    ratios = [b / a for a, b in zip(gd[1:], gd[2:], strict=False)]
+    assert all(0.9 * factor < r < 1.25 * factor for r in ratios), (gd, factor)
+    pgd = SE.chain_escape_times(4, lr=0.1, perturbed={"radius": 1e-3, "g_thres": 1e-3,
+                                                      "t_thres": 50})
+    steps = np.diff([0] + pgd)
+    assert pgd[-1] < 0.6 * gd[-1] and max(steps[1:]) < 1.5 * min(steps[1:])   # ~ linear
