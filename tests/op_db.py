@@ -83,17 +83,18 @@ def _np_scan(kind, xs, h0, c0, w, b, nonlinearity="tanh", mask=None):
     a masked step (false) carries the state."""
     sig = sps.expit
     h, c, H = h0, c0, h0.shape[-1]
-    hs, cs = [], []
+    hs, cs, gs = [], [], []
     for t in range(xs.shape[0]):
         if kind == "rnn":
             a = xs[t] + h @ w.T
             hn, cn = (np.tanh(a) if nonlinearity == "tanh" else np.maximum(a, 0)), None
-        elif kind == "lstm":
+        elif kind in ("lstm", "lstm_gates"):
             a = xs[t] + h @ w.T
             i, f, g, o = sig(a[:, :H]), sig(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), \
                 sig(a[:, 3 * H:])
             cn = f * c + i * g
             hn = o * np.tanh(cn)
+            gs.append(np.concatenate([i, f, g, o], axis=-1))
         else:
             a = h @ w.T + b
             r = sig(xs[t][:, :H] + a[:, :H])
@@ -107,9 +108,12 @@ def _np_scan(kind, xs, h0, c0, w, b, nonlinearity="tanh", mask=None):
         h, c = hn, cn
         hs.append(h)
         cs.append(c)
+    if kind == "lstm_gates":
+        return np.stack(hs), np.stack(cs), np.stack(gs)
     return (np.stack(hs), np.stack(cs)) if kind == "lstm" else np.stack(hs)
 
 
+_LstmScan = tc.ops.rnn.LstmScan  # all three outputs, the gate activations included
 _SCAN_MASK = np.array([[1, 0], [1, 0], [1, 0], [0, 0]], dtype=bool)  # (T=4, B=2)
 
 # Broadcasting pairs, scalars and size-1 axes used by the binary ops.
@@ -640,6 +644,10 @@ OPS: list[OpSpec] = [
       special=[sv([[[1e4, -1e4, 1e4, 1e4]]], [[0.0]], [[5.0]], [[1.0], [1.0], [1.0], [1.0]],
                   value=([[[float(np.tanh(1.0))]]], [[[1.0]]]),
                   grads=(FINITE, FINITE, [[0.0]], FINITE))]),
+    S("lstm_scan_gates", lambda z, h, c, w, **kw: _LstmScan.apply(z, h, c, w, **kw),
+      lambda z, h, c, w, **kw: _np_scan("lstm_gates", z, h, c, w, None, **kw),
+      [((3, 2, 8), (2, 2), (2, 2), (8, 2))], kwargs=[{}, {"mask": _SCAN_MASK[:3]}],
+      covers=("lstm_scan",)),
     S("gru_scan", tc.gru_scan, lambda x, h, w, b, **kw: _np_scan("gru", x, h, None, w, b, **kw),
       [((4, 2, 6), (2, 2), (6, 2), (6,))],
       kwargs=[{}, {"mask": _SCAN_MASK}], covers=("gru_scan",),

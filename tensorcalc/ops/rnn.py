@@ -153,16 +153,16 @@ def rnn_scan(xs, h0, w, nonlinearity="tanh", mask=None):
 class LstmScan(Function):
     """LSTM recurrence over T steps: zs (T, B, 4H) projected inputs, h₀, c₀ (B, H), W (4H, H).
 
-    Forward:  aₜ = zₜ + hₜ₋₁Wᵀ,  cₜ = f⊙cₜ₋₁ + i⊙g,  hₜ = o⊙tanh(cₜ)   (gates below)
-    VJP:      z̄ₜ = āₜ = [c̃ₜ c̃ₜ c̃ₜ h̃ₜ] ⊙ pₜ,  h̄₀ = ā₁W,  c̄₀ = c̃₁⊙f₁,  W̄ = Σₜ āₜᵀhₜ₋₁
-    JVP:      ȧₜ = żₜ + ḣₜ₋₁Wᵀ + hₜ₋₁Ẇᵀ,  ċₜ = ḟ⊙cₜ₋₁ + f⊙ċₜ₋₁ + i̇⊙g + i⊙ġ,  ḣₜ = ȯ⊙tanh cₜ + kₜ⊙ċₜ
+    Forward:  Gₜ = [i f g o] = [σ σ tanh σ](zₜ + hₜ₋₁Wᵀ),  cₜ = f⊙cₜ₋₁ + i⊙g,  hₜ = o⊙tanh cₜ
+    VJP:      z̄ₜ = āₜ = ([c̃ₜ⊙g, c̃ₜ⊙cₜ₋₁, c̃ₜ⊙i, h̃ₜ⊙tanh cₜ] + Ḡₜ) ⊙ Dₜ,  W̄ = Σₜ āₜᵀhₜ₋₁
+    JVP:      Ġₜ = Dₜ⊙(żₜ + ḣₜ₋₁Wᵀ + hₜ₋₁Ẇᵀ),ċₜ = ḟ⊙cₜ₋₁ + f⊙ċₜ₋₁ + i̇⊙g + i⊙ġ, ḣₜ = ȯ tanh cₜ + kₜċₜ
 
-    Gates [i f g o] = [σ σ tanh σ](aₜ), in this order along the last axis of zs and W (as
-    PyTorch); their tangents are (i̇, ḟ, ġ, ȯ) = (i(1−i), f(1−f), 1−g², o(1−o)) ⊙ ȧₜ.
-    Backward, from t = T down to 1, with kₜ = o⊙(1 − tanh²cₜ) = ∂hₜ/∂cₜ:
-    h̃ₜ = h̄ₜ + āₜ₊₁W (the total cotangent of hₜ), c̃ₜ = c̄ₜ + c̃ₜ₊₁⊙fₜ₊₁ + h̃ₜ⊙kₜ, and
-    pₜ = [g⊙i(1−i), cₜ₋₁⊙f(1−f), i⊙(1−g²), tanh(cₜ)⊙o(1−o)]. Returns (h₁..h_T, c₁..c_T),
-    each (T, B, H).
+    Gates in the order i, f, g, o along the last axis of zs and W (as PyTorch). Returns
+    (h₁..h_T, c₁..c_T, G₁..G_T): states (T, B, H) and the gate activations (T, B, 4H), which the
+    rules reuse instead of recomputing them (the public :func:`lstm_scan` returns the states
+    only). Dₜ = [i(1−i), f(1−f), 1−g², o(1−o)] (the gates' slopes), kₜ = o⊙(1 − tanh²cₜ) =
+    ∂hₜ/∂cₜ. Backward, from t = T down to 1: h̃ₜ = h̄ₜ + āₜ₊₁W and c̃ₜ = c̄ₜ + c̃ₜ₊₁⊙fₜ₊₁ +
+    h̃ₜ⊙kₜ are the total cotangents of hₜ and cₜ; h̄₀ = ā₁W, c̄₀ = c̃₁⊙f₁.
     """
 
     @staticmethod
@@ -171,6 +171,7 @@ class LstmScan(Function):
         H = H4 // 4
         hs = xp.empty((T, B, H), dtype=zs.dtype)
         cs = xp.empty((T, B, H), dtype=zs.dtype)
+        gates = xp.empty((T, B, H4), dtype=zs.dtype)
         # σ(a) = ½ tanh(a/2) + ½: halve the i, f, o pre-activations once (in W and zs) so that
         # one tanh per step covers all four gates
         half = xp.ones((H4, 1), dtype=w.dtype)
@@ -180,51 +181,47 @@ class LstmScan(Function):
         zh = zs * half[:, 0]
         h, c = h0, c0
         for t in range(T):
-            a = h @ wt
+            a = gates[t]
+            xp.matmul(h, wt, out=a)
             a += zh[t]
             xp.tanh(a, out=a)
+            g = a[:, 2 * H:3 * H].copy()
             a *= 0.5
-            a += 0.5  # i, f, o = σ(·); the g block holds ½ tanh + ½
-            g = a[:, 2 * H:3 * H] * 2.0
-            g -= 1.0
-            cn = a[:, H:2 * H] * c
+            a += 0.5  # i, f, o = σ(·)
+            a[:, 2 * H:3 * H] = g
+            cn, hn = cs[t], hs[t]  # written in place
+            xp.multiply(a[:, H:2 * H], c, out=cn)
             g *= a[:, :H]
             cn += g
-            hn = xp.tanh(cn)
+            xp.tanh(cn, out=hn)
             hn *= a[:, 3 * H:]
             if mask is not None:
                 mt = mask[t][:, None]
-                hn = xp.where(mt, hn, h)
-                cn = xp.where(mt, cn, c)
-            hs[t] = hn
-            cs[t] = cn
+                hn[...] = xp.where(mt, hn, h)
+                cn[...] = xp.where(mt, cn, c)
             h, c = hn, cn
-        return hs, cs
+        return hs, cs, gates
 
     @staticmethod
-    def _gates(zs, h0, w, hs):
-        H = h0.shape[-1]
-        hp = _previous(h0, hs)
-        a = zs + _mm_steps(hp, w)
-        s = _sig(a)
-        i, f, o = s[..., :H], s[..., H:2 * H], s[..., 3 * H:]
-        g = tanh(a[..., 2 * H:3 * H])
-        return hp, i, f, g, o
+    def _split(gates):
+        H = gates.shape[-1] // 4
+        return (gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H],
+                gates[..., 3 * H:])
 
     @staticmethod
     def vjp(gy, y, zs, h0, c0, w, *, mask=None, needs):
-        ghs, gcs = gy
-        hs, cs = y
-        if not any(isinstance(v, Tensor) for v in (ghs, gcs, hs, cs, zs, h0, c0, w)):
-            return LstmScan._vjp_arrays(xp_of((zs,)), ghs, gcs, hs, cs, zs, h0, c0, w, mask,
-                                        needs)
-        hp, i, f, g, o = LstmScan._gates(zs, h0, w, hs)
+        ghs, gcs, gg = gy
+        hs, cs, gates = y
+        if not any(isinstance(v, Tensor) for v in (*gy, *y, zs, h0, c0, w)):
+            return LstmScan._vjp_arrays(xp_of((zs,)), ghs, gcs, gg, hs, cs, gates, h0, c0, w,
+                                        mask, needs)
+        i, f, g, o = LstmScan._split(gates)
+        hp = _previous(h0, hs)
         cp = _previous(c0, cs)
         tch = tanh(cs)
         k_h = o * (1 - tch * tch)  # ∂h_t/∂c_t
-        # ā_t = [c̃ c̃ c̃ h̃] ⊙ p_t, with p_t from the gates of all steps at once
-        p = concat([g * i * (1 - i), cp * f * (1 - f), i * (1 - g * g), tch * o * (1 - o)],
-                   axis=-1)
+        d = concat([i * (1 - i), f * (1 - f), 1 - g * g, o * (1 - o)], axis=-1)
+        p = concat([g, cp, i, tch], axis=-1) * d
         m = _mask_f(mask, hs)
         gas = [None] * hs.shape[0]
         gh = gc = None
@@ -236,7 +233,7 @@ class LstmScan(Function):
                 carry_h, carry_c = ht * keep, ct * keep
                 ht, ct = ht * m[t], ct * m[t]
             ct = ct + ht * k_h[t]
-            a = concat([ct, ct, ct, ht], axis=-1) * p[t]
+            a = concat([ct, ct, ct, ht], axis=-1) * p[t] + gg[t] * d[t]
             gc = ct * f[t]
             gh = a @ w
             if m is not None:
@@ -248,36 +245,35 @@ class LstmScan(Function):
         return ga, gh, gc, gw
 
     @staticmethod
-    def _vjp_arrays(xp, ghs, gcs, hs, cs, zs, h0, c0, w, mask, needs):
+    def _vjp_arrays(xp, ghs, gcs, gg, hs, cs, gates, h0, c0, w, mask, needs):
         """The VJP above on raw arrays (an ordinary backward pass): the same equations, written
         in place on preallocated buffers. Both paths are checked by the generic suite (first
         order runs this one; second order the Tensor path)."""
         T, B, H = hs.shape
+        i, f, g, o = LstmScan._split(gates)
         hp = xp.concatenate([h0[None], hs[:-1]], axis=0)
-        cp = xp.concatenate([c0[None], cs[:-1]], axis=0)
-        half = xp.ones(4 * H, dtype=hs.dtype)
-        half[:2 * H] = 0.5
-        half[3 * H:] = 0.5
-        a = (hp.reshape(T * B, H) @ (w * half[:, None]).T).reshape(T, B, 4 * H)
-        a += zs * half
-        xp.tanh(a, out=a)
-        g = a[..., 2 * H:3 * H].copy()
-        a *= 0.5
-        a += 0.5
-        i, f, o = a[..., :H], a[..., H:2 * H], a[..., 3 * H:]
         tch = xp.tanh(cs)
-        k_h = 1 - tch * tch
+        k_h = tch * tch
+        xp.subtract(1, k_h, out=k_h)
         k_h *= o
+        d = xp.empty((T, B, 4 * H), dtype=hs.dtype)
+        xp.subtract(1, gates, out=d)
+        d *= gates  # σ′ = σ(1 − σ) for i, f, o ...
+        xp.multiply(g, g, out=d[..., 2 * H:3 * H])
+        xp.subtract(1, d[..., 2 * H:3 * H], out=d[..., 2 * H:3 * H])  # ... tanh′ = 1 − g²
         p = xp.empty((T, B, 4 * H), dtype=hs.dtype)
-        p[..., :H] = g * i * (1 - i)
-        p[..., H:2 * H] = cp * f * (1 - f)
-        p[..., 2 * H:3 * H] = i * (1 - g * g)
-        p[..., 3 * H:] = tch * o * (1 - o)
+        p[..., :H] = g
+        p[0, :, H:2 * H] = c0
+        p[1:, :, H:2 * H] = cs[:-1]
+        p[..., 2 * H:3 * H] = i
+        p[..., 3 * H:] = tch
+        p *= d
         m = None if mask is None else mask[..., None].astype(hs.dtype)
         ga = xp.empty((T, B, 4 * H), dtype=hs.dtype)
         ga4 = ga.reshape(T, B, 4, H)
         gh = xp.zeros((B, H), dtype=hs.dtype)
         gc = xp.zeros((B, H), dtype=hs.dtype)
+        with_gates = bool(gg.any())  # the gates are rarely used downstream: skip zeros
         for t in range(T - 1, -1, -1):
             ht = ghs[t] + gh
             ct = gcs[t] + gc
@@ -290,6 +286,8 @@ class LstmScan(Function):
             ga4[t, :, :3] = ct[:, None, :]
             ga4[t, :, 3] = ht
             ga[t] *= p[t]
+            if with_gates:
+                ga[t] += gg[t] * d[t]
             gc = ct * f[t]
             gh = ga[t] @ w
             if m is not None:
@@ -301,9 +299,10 @@ class LstmScan(Function):
     @staticmethod
     def jvp(dxs, y, zs, h0, c0, w, *, mask=None):
         dz, dh0, dc0, dw = dxs
-        hs, cs = y
+        hs, cs, gates = y
         H = h0.shape[-1]
-        hp, i, f, g, o = LstmScan._gates(zs, h0, w, hs)
+        i, f, g, o = LstmScan._split(gates)
+        hp = _previous(h0, hs)
         cp = _previous(c0, cs)
         tch = tanh(cs)
         dgate = concat([i * (1 - i), f * (1 - f), 1 - g * g, o * (1 - o)], axis=-1)
@@ -314,7 +313,7 @@ class LstmScan(Function):
             t2 = _mm_steps(hp, dw)
             q = t2 if q is None else q + t2
         dh, dc = dh0, dc0
-        dhs, dcs = [], []
+        dhs, dcs, dgs = [], [], []
         for t in range(hs.shape[0]):
             a = q[t] if q is not None else None
             if dh is not None:
@@ -334,18 +333,21 @@ class LstmScan(Function):
                 cn = cn * m[t] + (dc * keep if dc is not None else 0 * cn)
             dhs.append(hn)
             dcs.append(cn)
+            dgs.append(a)
             dh, dc = hn, cn
-        return stack(dhs, axis=0), stack(dcs, axis=0)
+        return stack(dhs, axis=0), stack(dcs, axis=0), stack(dgs, axis=0)
 
 
 @public
 def lstm_scan(zs, h0, c0, w, mask=None):
     """The LSTM recurrence over zs (T, B, 4H) = x W_ihᵀ + b (gates i, f, g, o), h₀, c₀ (B, H)
-    and W_hh (4H, H); returns (hs, cs), each (T, B, H). One fused node; see :class:`LstmScan`."""
+    and W_hh (4H, H); returns (hs, cs), each (T, B, H). One fused node; see :class:`LstmScan`
+    (which also returns the gate activations)."""
     _check_scan("lstm_scan", zs, h0, w, 4, mask)
     if shape_of(c0) != shape_of(h0):
         raise ValueError(f"lstm_scan: c0 must have h0's shape {shape_of(h0)}, got {shape_of(c0)}")
-    return LstmScan.apply(zs, h0, c0, w, mask=mask)
+    hs, cs, _ = LstmScan.apply(zs, h0, c0, w, mask=mask)
+    return hs, cs
 
 
 @primitive
