@@ -165,7 +165,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     runs, rows = {}, []
     for m in methods:
         p = LogisticProblem(x, t, cfg["C"])
-        iters = cfg["gd_iters"] if m == "gd" else cfg["max_iter"]
+        iters = {"gd": cfg["gd_iters"], "lbfgs": cfg["lbfgs_iters"]}.get(m, cfg["max_iter"])
         if not quiet:
             print(f"{LABELS[m]}: up to {iters} iterations ...", flush=True)
         h = fit(p, m, iters, tol=cfg["tol"], max_seconds=cfg["max_seconds"])
@@ -226,12 +226,13 @@ register(Recipe(
     name="logistic-newton",
     description="logistic regression by GD, Newton/IRLS, L-BFGS and Newton-CG",
     defaults={"C": 1.0, "methods": "gd,newton,lbfgs,newton-cg", "max_iter": 100,
-              "gd_iters": 2000, "tol": 1e-8, "max_seconds": 120.0, "downsample": 1,
-              "dataset": "mnist10k", "val_fraction": 0.0},
+              "gd_iters": 2000, "lbfgs_iters": 1000, "tol": 1e-8, "max_seconds": 120.0,
+              "downsample": 1, "dataset": "mnist10k", "val_fraction": 0.0},
     data=_data, run=_run,
     help={"C": "inverse L2 strength (scikit-learn's C)", "methods": "comma-separated subset "
-          "of gd,newton,lbfgs,newton-cg", "max_iter": "iterations for the second-order methods",
-          "gd_iters": "gradient descent iterations", "tol": "stop when ‖∇L‖ < tol",
+          "of gd,newton,lbfgs,newton-cg", "max_iter": "iterations for Newton and Newton-CG",
+          "gd_iters": "gradient descent iterations", "lbfgs_iters": "L-BFGS iterations",
+          "tol": "stop when ‖∇L‖ < tol",
           "max_seconds": "stop a method after this many seconds",
           "downsample": "average-pool the 28x28 images by 1, 2 or 4 (fewer features)"},
     choices={"dataset": ("mnist10k",)},
