@@ -6,6 +6,7 @@ regularisation helpers, besides the basic statistics and softmax.
 
 from . import (
     boxes,  # noqa: F401  (F.boxes: IoU and box losses)
+    generative,  # noqa: F401  (F.generative: ELBO, KL, IWAE, GAN losses, gradient penalty)
     linalg,  # noqa: F401  (tc.linalg)
 )
 from .activations import (  # noqa: F401

@@ -196,6 +196,7 @@ class GANStep(Step):
         self.modules = {"generator": generator, "discriminator": discriminator}
         self.optimizers = {"g": opt_g, "d": opt_d}
         self.frames: list = []          # fixed-noise samples over training (see snapshot)
+        self.trace: list = []           # per generator step: loss_d, loss_g, W estimate / D(real)
         self.scorer = scorer
         zr = np.random.default_rng(eval_seed)
         self.eval_noise = zr.standard_normal((eval_samples, self.latent)).astype(np.float32)
@@ -268,6 +269,8 @@ class GANStep(Step):
         self.opt_g.step()
         self.after_update("generator")
         figs["n"] = m
+        self.trace.append((figs["loss_d"], figs["loss_g"],
+                           figs.get("wasserstein", figs.get("d_real", float("nan")))))
         return figs
 
     def evaluate(self, data=None) -> dict:
@@ -298,8 +301,13 @@ class GANStep(Step):
         self.frames.append(self.sample(z).astype(np.float32))
 
     def state_arrays(self) -> dict:
-        return {"frames": np.stack(self.frames)} if self.frames else {}
+        out = {"frames": np.stack(self.frames)} if self.frames else {}
+        if self.trace:
+            out["trace"] = np.asarray(self.trace, dtype=np.float64)
+        return out
 
     def load_state_arrays(self, arrays: dict) -> None:
         f = arrays.get("frames")
         self.frames = [] if f is None else [np.array(a) for a in f]
+        t = arrays.get("trace")
+        self.trace = [] if t is None else [tuple(map(float, r)) for r in t]
