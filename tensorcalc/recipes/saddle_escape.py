@@ -193,7 +193,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     cx.legend(frameon=False, fontsize=8)
     R.style_axes(cx)
     png = R.save_figure(fig, os.path.join(run_dir, "escape.png"))
-    slope = float(np.polyfit(exps, gd_times, 1)[0])
+    slope = float(np.polyfit(exps, gd_times, 1)[0]) if len(exps) > 1 else float("nan")
     test = {"gd_steps": dict(zip([f"1e-{e}" for e in exps], gd_times, strict=True)),
             "gd_slope_per_decade": slope, "predicted_slope": 1 / math.log10(1 + lr),
             "pgd_median_from_zero": float(np.median(zero)), "pgd_min_from_zero": min(zero),
