@@ -16,6 +16,7 @@ Everything here returns plain arrays of the parameters' dtype.
 
 from __future__ import annotations
 
+import copy
 import math
 
 from ..autodiff import mode as _mode
@@ -23,7 +24,7 @@ from ..autodiff.engine import gradients
 from ..backend import array_module
 from ..tensor import Tensor
 
-__all__ = ["FlatProblem", "flat_params"]
+__all__ = ["FlatProblem", "flat_params", "FlatState"]
 
 
 def flat_params(params, who):
@@ -38,6 +39,46 @@ def flat_params(params, who):
             raise TypeError(f"{who}: parameters must be Tensors, got {type(p).__name__} at "
                             f"position {i}")
     return ps
+
+
+class FlatState:
+    """Mixin for optimisers whose state belongs to the whole vector θ (kept under the first
+    parameter): flat arrays of length n (directions, previous gradients, L-BFGS pairs) do not
+    have the first parameter's shape, so loading checks them against n instead."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict:
+            raise ValueError(f"{who}: expected a dict with 'state' and 'param_groups'")
+        n = self.problem.numel
+        xp, dtype = self.problem.xp, self.problem.dtype
+        st = dict(state_dict.get("state", {}))
+        flat = st.pop(0, st.pop("0", None))
+        if st:
+            raise ValueError(f"{who}: state for parameters {sorted(st)}; this optimiser keeps "
+                             "its state under parameter 0 only")
+
+        def restore(v, key):
+            if hasattr(v, "shape") and hasattr(v, "dtype"):
+                if tuple(v.shape) != (n,):
+                    raise ValueError(f"{who}: state {key!r} has shape {tuple(v.shape)}, the "
+                                     f"parameters make one vector of length {n}")
+                return xp.array(v, dtype=dtype, copy=True)
+            if isinstance(v, list):
+                return [restore(a, key) for a in v]
+            return copy.deepcopy(v)
+
+        restored = None if flat is None else {k: restore(v, k) for k, v in flat.items()}
+        saved = [{k: v for k, v in g.items() if k != "params"}
+                 for g in state_dict["param_groups"]]
+        if len(saved) != 1 or len(state_dict["param_groups"][0]["params"]) != len(
+                self.problem.params):
+            raise ValueError(f"{who}: the state is for a different set of parameters")
+        group = dict(self.param_groups[0])
+        group.update(copy.deepcopy(saved[0]))
+        self._validate(group)
+        self.param_groups = [group]
+        self.state = {} if restored is None else {self.problem.params[0]: restored}
 
 
 class FlatProblem:

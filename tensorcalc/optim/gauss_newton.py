@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 from ..autodiff import mode as _mode
-from ._second_order import FlatProblem, conjugate_gradient, flat_params
+from ._second_order import FlatProblem, FlatState, conjugate_gradient, flat_params
 from .base import Optimizer
 
 __all__ = ["GaussNewton", "LevenbergMarquardt"]
 
 
-class LevenbergMarquardt(Optimizer):
+class LevenbergMarquardt(FlatState, Optimizer):
     """Levenberg-Marquardt for L(θ) = ½‖r(θ)‖², r: ℝⁿ → ℝᵐ a residual vector.
 
     With J = ∂r/∂θ (m × n) — never formed: J v is a JVP and Jᵀu a VJP, both from reverse sweeps

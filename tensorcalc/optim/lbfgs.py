@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..autodiff import mode as _mode
-from ._second_order import FlatProblem, flat_params
+from ._second_order import FlatProblem, FlatState, flat_params
 from .base import Optimizer
 
 __all__ = ["LBFGS"]
@@ -104,7 +104,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
     return bracket_f[low_pos], bracket_g[low_pos], t, ls_func_evals
 
 
-class LBFGS(Optimizer):
+class LBFGS(FlatState, Optimizer):
     """Limited-memory BFGS (Nocedal 1980; Liu & Nocedal 1989), PyTorch's ``torch.optim.LBFGS``
     interface and defaults, on all parameters as one vector θ.
 

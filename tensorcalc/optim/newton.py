@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..autodiff import mode as _mode
-from ._second_order import FlatProblem, flat_params
+from ._second_order import FlatProblem, FlatState, flat_params
 from .base import Optimizer
 
 __all__ = ["Newton", "NotPositiveDefiniteError"]
@@ -13,7 +13,7 @@ class NotPositiveDefiniteError(ValueError):
     """H + λI is not positive definite, so the Newton direction is not a descent direction."""
 
 
-class Newton(Optimizer):
+class Newton(FlatState, Optimizer):
     """Damped Newton's method on all parameters as one vector θ ∈ ℝⁿ (n ≲ a few thousand).
 
     With learning rate η (step length), damping λ ≥ 0, gradient g = ∇L(θ) and Hessian

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 from ..autodiff import mode as _mode
-from ._second_order import FlatProblem, flat_params
+from ._second_order import FlatProblem, FlatState, flat_params
 from .base import Optimizer
 
 __all__ = ["NewtonCG"]
 
 
-class NewtonCG(Optimizer):
+class NewtonCG(FlatState, Optimizer):
     """Truncated Newton / Hessian-free optimisation (Martens 2010, "Deep learning via
     Hessian-free optimization"), on all parameters as one vector θ.
 

@@ -7,13 +7,13 @@ import math
 import numpy as np
 
 from ..autodiff import mode as _mode
-from ._second_order import FlatProblem, flat_params
+from ._second_order import FlatProblem, FlatState, flat_params
 from .base import Optimizer
 
 __all__ = ["PerturbedGD"]
 
 
-class PerturbedGD(Optimizer):
+class PerturbedGD(FlatState, Optimizer):
     """Gradient descent with a random kick near stationary points (Jin et al. 2017, Alg. 1),
     on all parameters as one vector θ ∈ ℝⁿ.
 

@@ -268,3 +268,34 @@ def test_lbfgs_matches_scikit_learn_multinomial_logistic():
           f"in {its} iterations ({sklearn.__version__})")
     assert abs(ours - ref) <= 1e-6 * abs(ref)
     assert its <= 2 * its_ref
+
+
+@pytest.mark.parametrize("through_file", [False, True])
+def test_lbfgs_state_round_trip_resumes_bit_identically(tmp_path, through_file):
+    from tensorcalc.serialization import load_state, save_state
+
+    def make():
+        p = _param([-1.5, 2.0])
+        opt = optim.LBFGS([p], max_iter=3, history_size=4, line_search_fn="strong_wolfe")
+        return p, opt
+
+    p, opt = make()
+    for _ in range(4):
+        opt.step(_rosenbrock_closure(p, opt))
+    expect = p.data.copy()
+    p, opt = make()
+    for _ in range(2):
+        opt.step(_rosenbrock_closure(p, opt))
+    q, opt2 = make()
+    if through_file:
+        path = save_state(str(tmp_path / "ck"), modules={}, optimizers={"opt": opt},
+                          arrays={"p": p.data})
+        load_state(path, optimizers={"opt": opt2})
+    else:
+        opt2.load_state_dict(opt.state_dict())
+    q.data[...] = p.data
+    for _ in range(2):
+        opt2.step(_rosenbrock_closure(q, opt2))
+    np.testing.assert_array_equal(q.data, expect)
+    with pytest.raises(ValueError, match="one vector of length 3"):
+        optim.LBFGS([_param([1.0, 2.0, 3.0])]).load_state_dict(opt.state_dict())
