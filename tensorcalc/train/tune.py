@@ -178,20 +178,25 @@ def tune(grid: dict, evaluate, final_fit=None, *, n: int, folds: int = 5, search
     from .. import distributed as _dist
     pre = None
     if _dist.launched() > 1:  # tune --procs N: the settings × folds runs spread over the ranks
-        pre = _dist.map_tasks(lambda i: evaluate(settings[i // folds], *splits[i % folds]),
-                              len(settings) * folds)
+        def timed(i):
+            t = time.perf_counter()
+            figs = evaluate(settings[i // folds], *splits[i % folds])
+            return dict(figs), time.perf_counter() - t
+
+        pre = _dist.map_tasks(timed, len(settings) * folds)
     try:
         for si, s in enumerate(settings):
             t0 = time.perf_counter()
             scores = []
             for fi, (tr, va) in enumerate(splits):
-                figs = evaluate(s, tr, va) if pre is None else pre[si * folds + fi]
+                figs = evaluate(s, tr, va) if pre is None else pre[si * folds + fi][0]
                 scores.append(float(figs[score_key]))
                 bar.update(1, setting=format_setting(s))
             arr = np.array(scores)
             rows.append({"setting": s, "scores": scores, "mean": float(arr.mean()),
                          "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-                         "seconds": time.perf_counter() - t0})
+                         "seconds": time.perf_counter() - t0 if pre is None else  # on the ranks
+                         sum(pre[si * folds + j][1] for j in range(folds))})
             if not quiet and not bar.enabled:
                 print(f"  {format_setting(s)}: cv {score_key} {rows[-1]['mean']:.4f} ± "
                       f"{rows[-1]['std']:.4f}", flush=True)
