@@ -199,6 +199,29 @@ def test_sigterm_to_one_rank_stops_all_after_the_same_step_with_a_checkpoint(tmp
 
 
 @needs_mpi
+def test_map_tasks_spreads_over_ranks_and_gathers_in_order():
+    code = ("from tensorcalc import distributed as d\n"
+            "r = d.map_tasks(lambda i: (i * i, d.world().rank, d.active()), 5)\n"
+            "assert [a for a, _, _ in r] == [0, 1, 4, 9, 16], r\n"
+            "assert [b for _, b, _ in r] == [0, 1, 0, 1, 0], r\n"
+            "assert not any(c for _, _, c in r)  # each task is a single-process run\n"
+            "d.finish()\n")
+    p = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", code], env=_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+@needs_mpi
+def test_cli_error_on_every_rank_ends_the_job(tmp_path):
+    t = time.perf_counter()
+    p = subprocess.run([os.path.join(BIN, "tensorcalc"), "train", "mlp", "--lr", "0",
+                        "--procs", "2", "--out", str(tmp_path / "r")], env=_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and time.perf_counter() - t < 30
+    assert "--lr" in p.stderr and "MPI job of 2 processes failed" in p.stderr
+
+
+@needs_mpi
 def test_cli_procs_trains_like_one_process(tmp_path):
     args = ["train", "mlp", "--epochs", "1", "--hidden", "16", "--no-report", "--quiet"]
     p = subprocess.run([os.path.join(BIN, "tensorcalc"), *args, "--procs", "2", "--out",
