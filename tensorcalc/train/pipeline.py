@@ -606,6 +606,10 @@ def train_recipe(name, overrides: dict | None = None, out_dir: str | None = None
         cfg, ck = recipe.config(given), None
     validate_config(recipe, cfg)
     if recipe.run is not None:  # a study: it validates its own settings before running
+        from .. import distributed
+        if distributed.active():  # every rank would write the same files
+            raise RecipeError(f"recipe {recipe.name!r} runs its own training and is not "
+                              "data-parallel; run it without --procs / mpiexec")
         if resume and not recipe.resumable:
             raise RecipeError(f"recipe {recipe.name!r} compares several short runs and has no "
                               "--resume; run it again")
