@@ -242,7 +242,7 @@ def figures(step, cfg, hist, s, run_dir):
 def evaluate_checkpoint(ck, cfg, **_):
     from .. import serialization as S
 
-    cfg = resolve(dict(COMMON_DEFAULTS, **DEFAULTS, **cfg))
+    cfg = resolve({**COMMON_DEFAULTS, **DEFAULTS, **cfg})
     step, _ = build(cfg)
     S.load_state(ck, modules={"generator": step.G}, strict=False)
     s = step.scorer(step.sample(step.eval_noise))

@@ -30,12 +30,11 @@ from ..train import report as R
 from ..train.generative_steps import VAEStep
 from ..train.pipeline import make_optimizer, seed_streams, write_json
 from . import Recipe, RecipeError, RunResult, register
-from ._generative import GEN_DATASETS, history_series, image_data, images01, plot_grid, \
-    plot_lines
+from ._generative import GEN_DATASETS, history_series, image_data, images01, plot_grid, plot_lines
 
 DEFAULTS = {"epochs": 75, "lr": 1e-3, "batch_size": 128, "hidden": (400,), "latent": 20,
             "decoder": "bernoulli", "binarize": False, "beta": 1.0, "conditional": False,
-            "iw_samples": 100, "dataset": "mnist10k", "val_fraction": 0.0,
+            "iw_samples": 100, "iw_images": 0, "dataset": "mnist10k", "val_fraction": 0.0,
             "optimizer": "adam", "eval_every": 5}
 
 BINARIZE_SEED = 0
@@ -154,7 +153,7 @@ def figures(step, cfg, test, run_dir, history):
     # the bound against k (ELBO-vs-NLL gap)
     if cfg["iw_samples"]:
         ks = sorted({1, 2, 5, 10, 20, 50, cfg["iw_samples"]})
-        n = min(500, len(x))
+        n = min(500, cfg["iw_images"] or len(x), len(x))
         vals = [float(-step.iwae(x[:n], y[:n] if cond else None, k=k).mean()) for k in ks]
         figs.append((plot_lines([("−L_k (IWAE bound)", ks, vals)],
                                 os.path.join(run_dir, "iwae_gap.png"), "k (importance samples)",
@@ -206,7 +205,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
                 checkpoint_every=cfg["checkpoint_every"] or None, quiet=quiet,
                 progress=progress, config=cfg)
     hist = loop.run()
-    res = score(step, test, cfg["iw_samples"])
+    res = score(step, test, cfg["iw_samples"], cfg["iw_images"] or None)
     if cfg["conditional"] and cfg["dataset"] == "mnist10k":
         res["cond_acc"] = conditional_accuracy(step, cfg["dataset"])
     res["train_seconds"] = loop.train_seconds
@@ -248,7 +247,7 @@ def evaluate_checkpoint(ck, cfg, k=None):
     S.load_state(ck, modules={"model": model}, strict=False)
     step = VAEStep(model, None, beta=cfg["beta"])
     _, test = arrays(cfg)
-    res = score(step, test, int(k or cfg["iw_samples"]))
+    res = score(step, test, int(k or cfg["iw_samples"]), cfg.get("iw_images") or None)
     return {"checkpoint": ck, "recipe": "vae", "data": cfg["dataset"], "n": len(test[0]),
             "test": res}
 
@@ -271,6 +270,7 @@ register(Recipe(
           "beta": "KL weight β (1: the ELBO; > 1: β-VAE)",
           "conditional": "condition encoder and decoder on the class (CVAE)",
           "iw_samples": "importance samples k of the IWAE NLL estimate (0: skip)",
+          "iw_images": "test images the IWAE NLL is computed on (0: all)",
           "eval_every": "score the test split every N epochs"},
     choices={"decoder": DECODERS, "dataset": GEN_DATASETS},
     headline=("neg_elbo", "test −ELBO"),
