@@ -14,8 +14,9 @@ from tensorcalc.recipes import RecipeError, train_recipe
 
 def test_vae_recipe_cvae_smoke_and_evaluate(tmp_path, capsys):
     out = str(tmp_path / "vae")
-    res = train_recipe("vae", {"epochs": 3, "limit": 512, "iw_samples": 5, "iw_images": 100, "conditional": True,
-                               "hidden": (64,), "latent": 4, "eval_every": 3}, out, quiet=True)
+    res = train_recipe("vae", {"epochs": 3, "limit": 512, "iw_samples": 5, "iw_images": 100,
+                               "conditional": True, "hidden": (64,), "latent": 4,
+                               "eval_every": 3}, out, quiet=True)
     t = res.test
     assert t["neg_elbo"] == pytest.approx(t["recon"] + t["kl"])
     assert t["nll_iwae5"] <= t["neg_elbo"] + 1e-6 and 0 <= t["cond_acc"] <= 1
