@@ -155,8 +155,8 @@ def set_env_state(env, arrays: dict, meta: dict) -> None:
 class DQNStep(Step):
     """One environment step of DQN, with replay, target network and ε-greedy exploration
     (module docstring). Give ``make_env`` (a function returning a fresh gymnasium
-    environment) and the Q-network; the target network is built by ``make_q()`` (a second
-    instance of the same architecture) or deep-copied.
+    environment), the Q-network and a second network of the same architecture for the target
+    (its weights are overwritten with the Q-network's at the start).
 
     Args:
         make_env: ``() -> gymnasium.Env`` (training uses one, evaluation fresh ones).
