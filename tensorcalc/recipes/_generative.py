@@ -103,7 +103,7 @@ def write_gif(frames, path: str, cols: int = 8, labels=None, scale: int = 3,
 
 
 def plot_lines(series, path: str, xlabel: str, ylabel: str, title: str = "", hlines=(),
-               logy: bool = False) -> str:
+               logy: bool = False, logx: bool = False) -> str:
     """series: [(label, x, y)]; hlines: [(value, label)] dashed references."""
     fig = R.new_figure(6.4, 3.8)
     ax = fig.add_subplot(1, 1, 1)
@@ -116,6 +116,8 @@ def plot_lines(series, path: str, xlabel: str, ylabel: str, title: str = "", hli
                    label=label)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -158,7 +158,7 @@ def figures(step, cfg, test, run_dir, history):
         figs.append((plot_lines([("−L_k (IWAE bound)", ks, vals)],
                                 os.path.join(run_dir, "iwae_gap.png"), "k (importance samples)",
                                 "nats per image", f"bound vs k on {n} test images",
-                                hlines=[(vals[0], "−ELBO (k = 1)")]),
+                                hlines=[(vals[0], "−ELBO (k = 1)")], logx=True),
                      "The importance-weighted bound tightens with k: −L_1 is the negative ELBO, "
                      "−L_k falls towards −log p(x); the drop is the ELBO-vs-NLL gap."))
     figs.append((plot_lines(history_series(history, ["train_loss", "val_loss", "train_kl",
