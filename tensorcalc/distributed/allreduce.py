@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from ..backend import array_module, to_numpy
 from ..optim.flat import FlatParameters
 from .comm import World, wait
 
@@ -80,9 +81,12 @@ class GradientAverager:
 
     def average(self, weight: float) -> None:
         """g ← Σ_ranks weight_r · g_r, in the parameters' ``.grad`` (views of one buffer)."""
-        g = self.flat.grad_vector()
+        dev = self.flat.grad_vector()
         if weight != 1.0:
-            g *= g.dtype.type(weight)
+            dev *= dev.dtype.type(weight)
+        # MPICH's wheel is not CUDA-aware: a device buffer goes through the host (one copy each
+        # way; untested on a GPU here)
+        g = dev if isinstance(dev, np.ndarray) else to_numpy(dev)
         comm = self.world.comm
         t = time.perf_counter()
         if comm is not None:
@@ -99,5 +103,7 @@ class GradientAverager:
                     wait(r)
                 self.calls += len(reqs)
             self.bytes += g.nbytes
+            if g is not dev:
+                dev[...] = array_module(dev).asarray(g)
         self.seconds += time.perf_counter() - t
         self.steps += 1

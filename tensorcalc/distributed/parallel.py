@@ -60,14 +60,21 @@ class DataParallel(Callback):
         self.step = step
         self.world = w
         self.shard = shard
-        params = [p for m in step.modules.values() for p in m.parameters()]
-        self.averager = GradientAverager(params, w, bucket_mb=bucket_mb, mode=mode)
+        self.bucket_mb, self.mode = bucket_mb, mode
+        self.averager: GradientAverager | None = None  # built when the run starts: on the
+        # device the Loop placed the parameters on
         self._period_count = 0
         self._pending, self._stop = None, False  # a signal seen here / by any rank
         self._wrap_step(step)
 
     # ------------------------------------------------------------------ Loop hooks
     def on_fit_start(self, trainer):
+        params = [p for m in self.step.modules.values() for p in m.parameters()]
+        a = self.averager
+        if a is None or any(p.device != q.device for p, q in zip(params, a.flat.params,
+                                                                 strict=True)):
+            self.averager = GradientAverager(params, self.world, bucket_mb=self.bucket_mb,
+                                             mode=self.mode)
         self.broadcast()
         self._install_signals()
 
@@ -128,10 +135,12 @@ class DataParallel(Callback):
                 a = t.data
                 if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.flags.writeable:
                     w.bcast_array(a)
-                else:
-                    host = np.ascontiguousarray(a)
+                else:  # a view, or a device array (through the host: MPICH is not CUDA-aware)
+                    from ..backend import array_module, to_numpy
+
+                    host = np.ascontiguousarray(to_numpy(a))
                     w.bcast_array(host)
-                    a[...] = host
+                    a[...] = array_module(a).asarray(host)
         for opt in self.step.optimizers.values():
             state = w.bcast_object(opt.state_dict() if w.is_root else None)
             if not w.is_root:
