@@ -65,6 +65,7 @@ class DataParallel(Callback):
         # device the Loop placed the parameters on
         self._period_count = 0
         self._pending, self._stop = None, False  # a signal seen here / by any rank
+        self._old_handlers = None
         self._wrap_step(step)
 
     # ------------------------------------------------------------------ Loop hooks
@@ -100,6 +101,11 @@ class DataParallel(Callback):
 
     def on_fit_end(self, trainer):
         self.world.finished = True
+        import signal
+
+        for sig, h in (self._old_handlers or {}).items():
+            signal.signal(sig, h if h is not None else signal.SIG_DFL)
+        self._old_handlers = None
 
     # ------------------------------------------------------------------ signals
     def _install_signals(self) -> None:
@@ -119,7 +125,9 @@ class DataParallel(Callback):
                 raise KeyboardInterrupt
             self._pending = signal.Signals(signum).name
 
+        self._old_handlers = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.getsignal(sig)
             signal.signal(sig, handler)
 
     # ------------------------------------------------------------------ broadcast
