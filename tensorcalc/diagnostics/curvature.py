@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from ..backend import device_of, to_device, to_numpy
 from ..optim._second_order import FlatProblem
 
 __all__ = ["HessianOperator", "top_eigenvalues", "lanczos", "lanczos_eigenvalues",
@@ -67,8 +68,10 @@ class HessianOperator:
         n = len(x)
         bs = n if batch_size is None else int(batch_size)
 
+        dev = device_of(params[0].data)
+
         def make(lo, hi):
-            xb, yb = x[lo:hi], y[lo:hi]
+            xb, yb = to_device(np.asarray(x[lo:hi]), dev), y[lo:hi]
             return lambda: loss(model(Tensor(xb)), yb)
 
         fns = [make(lo, min(lo + bs, n)) for lo in range(0, n, bs)]
@@ -76,22 +79,24 @@ class HessianOperator:
         return cls(params, fns, weights=sizes)
 
     def gradient(self):
-        """∇L(θ) as one flat array."""
-        return sum(w * self.problem.loss_and_grad(f, "curvature")[1]
+        """∇L(θ) as one flat NumPy array."""
+        return sum(w * to_numpy(self.problem.loss_and_grad(f, "curvature")[1])
                    for w, f in zip(self.weights, self.fns, strict=True))
 
     def matvec(self, v):
+        """H v for a host (NumPy) vector v; the product runs on the parameters' device and
+        comes back as a NumPy array."""
         pb = self.problem
-        v = pb.xp.asarray(v, dtype=pb.dtype)
+        v = to_device(np.asarray(to_numpy(v), dtype=pb.dtype), device_of(pb.params[0].data))
         self.matvecs += 1
         if len(self.fns) == 1:
             if self._gs is None:
                 self._gs = pb.loss_with_grad_graph(self.fns[0], "curvature")[1]
-            return pb.hvp(self._gs, v)
+            return to_numpy(pb.hvp(self._gs, v))
         out = None
         for w, f in zip(self.weights, self.fns, strict=True):
             _, gs = pb.loss_with_grad_graph(f, "curvature")
-            hv = w * pb.hvp(gs, v)
+            hv = w * to_numpy(pb.hvp(gs, v))
             out = hv if out is None else out + hv
         return out
 

@@ -118,3 +118,20 @@ def test_sharpness_callback_in_a_loop_logs_every_epoch():
     assert [r["2/lr"] for r in hist] == [4.0, 4.0]
     exact = np.linalg.eigvalsh(C.dense_hessian(C.HessianOperator(model.parameters(), loss)))
     assert hist[-1]["sharpness"] == pytest.approx(exact[-1], rel=1e-2)
+
+
+def test_hessian_operator_on_the_standin_device_matches_cpu():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 3))
+    y = rng.integers(0, 2, 16)
+
+    def make():
+        return tc.nn.Sequential(tc.nn.Linear(3, 5, rng=0, dtype="float64"), tc.nn.Tanh(),
+                                tc.nn.Linear(5, 2, rng=1, dtype="float64"))
+
+    cpu = C.HessianOperator.for_model(make(), tc.functional.cross_entropy, x, y)
+    dev = C.HessianOperator.for_model(make().to("standin"), tc.functional.cross_entropy, x, y)
+    v = rng.standard_normal(cpu.n)
+    np.testing.assert_allclose(dev.matvec(v), cpu.matvec(v), rtol=1e-12)
+    np.testing.assert_allclose(C.top_eigenvalues(dev, k=1)[0], C.top_eigenvalues(cpu, k=1)[0],
+                               rtol=1e-9)
