@@ -181,20 +181,22 @@ class GradientFlow(Callback):
     # ------------------------------------------------------------------ callback
     def on_fit_start(self, trainer):
         t0 = time.perf_counter()
-        out = getattr(trainer, "out_dir", None)
-        if self.tensorboard and out and self._tb is None:
-            try:
-                import os
-
-                from tensorboardX import SummaryWriter
-                gs = int(getattr(trainer, "global_step", 0))
-                self._tb = SummaryWriter(logdir=os.path.join(out, "tb"), flush_secs=30,
-                                         filename_suffix=".diagnostics",
-                                         purge_step=gs if gs else None)
-            except ImportError:  # pragma: no cover - tensorboardX is a dependency
-                self._tb = None
+        self._out = getattr(trainer, "out_dir", None)
+        self._resumed_at = int(getattr(trainer, "global_step", 0))
         self._begin(trainer)
         self.seconds += time.perf_counter() - t0
+
+    def _writer(self):
+        """The TensorBoard writer, opened at the first record (never an empty events file)."""
+        if self._tb is None and self.tensorboard and getattr(self, "_out", None):
+            import os
+
+            from tensorboardX import SummaryWriter
+            gs = getattr(self, "_resumed_at", 0)
+            self._tb = SummaryWriter(logdir=os.path.join(self._out, "tb"), flush_secs=30,
+                                     filename_suffix=".diagnostics",
+                                     purge_step=gs if gs else None)
+        return self._tb
 
     def _begin(self, trainer):
         """Open a record (and hooks) when the coming step is a sampled one."""
@@ -289,7 +291,7 @@ class GradientFlow(Callback):
             print(msg, flush=True)
 
     def _log(self, rec):
-        tb = self._tb
+        tb = self._writer()
         if tb is None:
             return
         s = rec["step"]
@@ -300,6 +302,7 @@ class GradientFlow(Callback):
         for path, st in rec["act"].items():
             for k, v in st.items():
                 tb.add_scalar(f"diagnostics/act_{k}/{path}", v, s)
+        tb.flush()  # sampled steps only: a crash leaves whole records, never an empty file
 
     # ------------------------------------------------------------------ resume
     def state_dict(self):
