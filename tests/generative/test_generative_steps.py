@@ -2,6 +2,7 @@
 several losses, and resume bit-identically after SIGKILL; the IWAE estimate sits above the
 ELBO; the shipped classifier and the FID / classifier-IS scores."""
 
+import json
 import os
 import signal
 import subprocess
@@ -82,21 +83,42 @@ def _strip(h):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in h]
 
 
-if __name__ == "__main__":  # the child of the SIGKILL tests
-    kind, out, at, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    run(kind, out, callbacks=[Freeze(at, marker)])
-    sys.exit(3)
+def _dump(step, loop, out):
+    """The final state of a run, for comparison across processes."""
+    arrays = {f"{n}/{k}": v for n, m in step.modules.items() for k, v in m.state_dict().items()}
+    arrays.update({f"arrays/{k}": v for k, v in step.state_arrays().items()})
+    np.savez(os.path.join(out, "final.npz"), **arrays)
+    with open(os.path.join(out, "final.json"), "w") as f:
+        json.dump({"history": _strip(loop.history), "global_step": loop.global_step,
+                   "rngs": {k: g.bit_generator.state for k, g in step.rngs.items()}}, f,
+                  default=float)
+
+
+if __name__ == "__main__":  # the children of the SIGKILL test: run | freeze at a step | resume
+    kind, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    if mode == "freeze":
+        run(kind, out, callbacks=[Freeze(int(sys.argv[4]), sys.argv[5])])
+        sys.exit(3)  # never reached: the parent kills the process first
+    step, loop = run(kind, out, resume=mode == "resume")
+    _dump(step, loop, out)
+    sys.exit(0)
+
+
+def _child(*args, **kw):
+    return subprocess.Popen([sys.executable, os.path.join(HERE, "test_generative_steps.py"),
+                             *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, **kw)
 
 
 @pytest.mark.parametrize("kind, at", [("vae", 9), ("gan", 7)])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, kind, at):
-    ref_step, ref_loop = run(kind)
-    out, marker = str(tmp_path / "run"), str(tmp_path / "frozen")
-    child = subprocess.Popen([sys.executable, os.path.join(HERE, "test_generative_steps.py"),
-                              kind, out, str(at), marker], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
+    """Reference, killed and resumed runs each in a fresh process (so BLAS state left by other
+    tests in this process cannot change a rounding)."""
+    ref, out, marker = str(tmp_path / "ref"), str(tmp_path / "run"), str(tmp_path / "frozen")
+    reference = _child(kind, ref, "run")
+    child = _child(kind, out, "freeze", at, marker)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not os.path.exists(marker):
             assert child.poll() is None, child.stdout.read().decode()
             assert time.monotonic() < deadline, "the child never reached the step"
@@ -105,15 +127,16 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, kind, at):
         child.kill()
         child.wait()
     assert child.returncode == -signal.SIGKILL
-    step, loop = run(kind, out, resume=True)
-    assert _strip(loop.history) == _strip(ref_loop.history)
-    for name, m in step.modules.items():
-        a, b = m.state_dict(), ref_step.modules[name].state_dict()
-        assert all(np.array_equal(a[k], b[k]) for k in a), name
-    for name, g in step.rngs.items():
-        assert g.bit_generator.state == ref_step.rngs[name].bit_generator.state, name
-    sa, sb = step.state_arrays(), ref_step.state_arrays()
-    assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
+    resumed = _child(kind, out, "resume")
+    for p in (reference, resumed):
+        assert p.wait(timeout=240) == 0, p.stdout.read().decode()
+    a, b = (json.load(open(os.path.join(d, "final.json"))) for d in (out, ref))
+    assert a == b and a["global_step"] == (16 if kind == "vae" else 12)
+    za, zb = (np.load(os.path.join(d, "final.npz")) for d in (out, ref))
+    assert sorted(za.files) == sorted(zb.files) and any(k.startswith("arrays/") for k in
+                                                         za.files) == (kind == "gan")
+    for k in za.files:
+        assert np.array_equal(za[k], zb[k]), k
 
 
 def test_vae_learns_and_logs_both_terms():
