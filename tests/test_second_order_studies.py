@@ -79,8 +79,8 @@ def test_studies_run_from_the_cli_with_their_figures(tmp_path):
     from tensorcalc.cli import main
 
     out = tmp_path / "saddle"
-    assert main(["train", "saddle-escape", "--max-exponent", "6", "--seeds", "2", "--chain-d", "3", "--out",
-                 str(out)]) in (0, None)
+    assert main(["train", "saddle-escape", "--max-exponent", "6", "--seeds", "2", "--chain-d",
+                 "3", "--out", str(out)]) in (0, None)
     assert (out / "escape.png").exists() and "<img" in (out / "report.html").read_text()
     out = tmp_path / "ln"
     assert main(["train", "logistic-newton", "--downsample", "4", "--gd-iters", "20",
