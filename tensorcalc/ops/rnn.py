@@ -271,6 +271,7 @@ class LstmScan(Function):
         m = None if mask is None else mask[..., None].astype(hs.dtype)
         ga = xp.empty((T, B, 4 * H), dtype=hs.dtype)
         ga4 = ga.reshape(T, B, 4, H)
+        p4 = p.reshape(T, B, 4, H)
         gh = xp.zeros((B, H), dtype=hs.dtype)
         gc = xp.zeros((B, H), dtype=hs.dtype)
         with_gates = bool(gg.any())  # the gates are rarely used downstream: skip zeros
@@ -283,9 +284,8 @@ class LstmScan(Function):
                 ht *= m[t]
                 ct *= m[t]
             ct += ht * k_h[t]
-            ga4[t, :, :3] = ct[:, None, :]
-            ga4[t, :, 3] = ht
-            ga[t] *= p[t]
+            xp.multiply(p4[t, :, :3], ct[:, None, :], out=ga4[t, :, :3])
+            xp.multiply(p4[t, :, 3], ht, out=ga4[t, :, 3])
             if with_gates:
                 ga[t] += gg[t] * d[t]
             gc = ct * f[t]
