@@ -27,7 +27,7 @@ from __future__ import annotations
 from ..autodiff.function import Function, primitive
 from ..backend import xp_of
 from ..tensor import Tensor
-from ._util import cast_like, public, shape_of
+from ._util import cast_like, data_of, public, shape_of
 from .elementwise import tanh
 from .shape import concat, expand_dims, reshape, stack
 
@@ -50,8 +50,12 @@ def _mm_steps(a, w):
 
 
 def _mask_f(mask, like):
-    """The (T, B) boolean mask as (T, B, 1) 0/1 values of ``like``'s dtype (a constant)."""
-    return None if mask is None else cast_like(mask[..., None], like)
+    """The (T, B) boolean mask as (T, B, 1) 0/1 values of ``like``'s dtype and device (a
+    constant)."""
+    if mask is None:
+        return None
+    xp = xp_of((data_of(like),))
+    return cast_like(xp.asarray(mask)[..., None], like)
 
 
 def _sig_xp(xp, z):
@@ -77,6 +81,7 @@ class RnnScan(Function):
 
     @staticmethod
     def forward(xp, xs, h0, w, *, nonlinearity="tanh", mask=None):
+        mask = None if mask is None else xp.asarray(mask)
         hs = xp.empty(xs.shape, dtype=xs.dtype)
         wt = w.T
         h = h0
@@ -167,6 +172,7 @@ class LstmScan(Function):
 
     @staticmethod
     def forward(xp, zs, h0, c0, w, *, mask=None):
+        mask = None if mask is None else xp.asarray(mask)
         T, B, H4 = zs.shape
         H = H4 // 4
         hs = xp.empty((T, B, H), dtype=zs.dtype)
@@ -268,7 +274,7 @@ class LstmScan(Function):
         p[..., 2 * H:3 * H] = i
         p[..., 3 * H:] = tch
         p *= d
-        m = None if mask is None else mask[..., None].astype(hs.dtype)
+        m = None if mask is None else xp.asarray(mask)[..., None].astype(hs.dtype)
         ga = xp.empty((T, B, 4 * H), dtype=hs.dtype)
         ga4 = ga.reshape(T, B, 4, H)
         p4 = p.reshape(T, B, 4, H)
@@ -367,6 +373,7 @@ class GruScan(Function):
 
     @staticmethod
     def forward(xp, xs, h0, w, b, *, mask=None):
+        mask = None if mask is None else xp.asarray(mask)
         T, B, H3 = xs.shape
         H = H3 // 3
         hs = xp.empty((T, B, H), dtype=xs.dtype)
