@@ -115,6 +115,10 @@ def _np_scan(kind, xs, h0, c0, w, b, nonlinearity="tanh", mask=None):
 
 _LstmScan = tc.ops.rnn.LstmScan  # all three outputs, the gate activations included
 _SCAN_MASK = np.array([[1, 0], [1, 0], [1, 0], [0, 0]], dtype=bool)  # (T=4, B=2)
+_ATT_BOOL = np.array([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 1]], dtype=bool)  # may attend
+_ATT_KPM = np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], dtype=bool)  # (B=2, Lk=5), True = pad
+_ATT_DEAD = _ATT_BOOL.copy()
+_ATT_DEAD[1] = False  # query 1 sees no key: zero output, zero gradient
 
 # Broadcasting pairs, scalars and size-1 axes used by the binary ops.
 BIN_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3)), ((5,), ())]
@@ -666,6 +670,29 @@ OPS: list[OpSpec] = [
       kwargs=[{}, {"mask": _SCAN_MASK}], covers=("gru_scan",),
       special=[sv([[[1e4, -1e4, 1e4]]], [[0.5]], [[1.0], [1.0], [1.0]], [0.0, 0.0, 0.0],
                   value=[[[1.0]]], grads=(FINITE, FINITE, FINITE, FINITE))]),
+    # -- attention (functional/attention.py composites): every mask kind, against NumPy
+    S("scaled_dot_product_attention", tc.functional.scaled_dot_product_attention,
+      lambda q, k, v, **kw: _np_sdpa(q, k, v, **kw), [((2, 3, 4), (2, 5, 4), (2, 5, 3))],
+      kwargs=[{}, {"is_causal": True}, {"attn_mask": _ATT_BOOL},
+              {"attn_mask": np.where(_ATT_BOOL, 0.0, -np.inf)},
+              {"key_padding_mask": _ATT_KPM}, {"attn_mask": _ATT_DEAD}, {"scale": 0.3}],
+      special=[sv([[[1e4, -1e4]]], [[[1.0, 0.0], [-1.0, 0.0]]], [[[2.0], [3.0]]], value=[[[2.0]]],
+                  grads=(FINITE, FINITE, [[[1.0], [0.0]]]))]),
+    S("dot_attention", tc.functional.dot_attention,
+      lambda q, k, v, **kw: _np_luong(q, k, v, None, **kw), [((2, 3, 4), (2, 5, 4), (2, 5, 3))],
+      kwargs=[{}, {"key_padding_mask": _ATT_KPM}]),
+    S("general_attention", tc.functional.general_attention,
+      lambda q, k, v, w, **kw: _np_luong(q, k, v, w, **kw),
+      [((2, 3, 4), (2, 5, 2), (2, 5, 3), (4, 2))], kwargs=[{}, {"key_padding_mask": _ATT_KPM}]),
+    S("additive_attention", tc.functional.additive_attention,
+      lambda q, k, v, wq, wk, a, **kw: _np_additive(q, k, v, wq, wk, a, **kw),
+      [((2, 1, 4), (2, 5, 3), (2, 5, 3), (6, 4), (6, 3), (6,))],
+      kwargs=[{}, {"key_padding_mask": _ATT_KPM}]),
+    S("multi_head_attention", lambda q, k, v, wi, bi, wo, bo, **kw: tc.functional.
+      multi_head_attention(q, k, v, 2, wi, bi, wo, bo, **kw)[0],
+      lambda q, k, v, wi, bi, wo, bo, **kw: _np_mha(q, k, v, 2, wi, bi, wo, bo, **kw),
+      [((2, 3, 4), (2, 5, 4), (2, 5, 4), (12, 4), (12,), (4, 4), (4,))],
+      kwargs=[{}, {"key_padding_mask": _ATT_KPM}, {"attn_mask": ~_ATT_BOOL}]),
 ]
 
 
@@ -870,3 +897,67 @@ def _nn_group_norm(x, g, w, b, eps=1e-5):
     y = (xg - xg.mean(-1, keepdims=True)) / np.sqrt(xg.var(-1, keepdims=True) + eps)
     shape = (1, c) + (1,) * (x.ndim - 2)
     return y.reshape(x.shape) * w.reshape(shape) + b.reshape(shape)
+
+
+# ---------------------------------------------------------------- attention references (NumPy)
+
+
+def _np_attend(e, v, allowed=None, weights=False):
+    """softmax over the allowed keys (none allowed: zero weights), then the weighted values."""
+    if allowed is not None:
+        allowed = np.broadcast_to(allowed, e.shape)
+        e = np.where(allowed, e, -np.inf)
+    m = np.max(e, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    p = np.exp(e - m)
+    z = p.sum(-1, keepdims=True)
+    a = np.where(z > 0, p / np.where(z > 0, z, 1.0), 0.0)
+    return (a @ v, a) if weights else a @ v
+
+
+def _np_kpm(kpm, nd):
+    return None if kpm is None else (~kpm).reshape(kpm.shape[:1] + (1,) * (nd - 1) + kpm.shape[1:])
+
+
+def _np_sdpa(q, k, v, attn_mask=None, key_padding_mask=None, is_causal=False, scale=None):
+    e = q @ np.swapaxes(k, -1, -2) * (1 / np.sqrt(q.shape[-1]) if scale is None else scale)
+    allowed = np.ones(e.shape, dtype=bool)
+    if attn_mask is not None and attn_mask.dtype == bool:
+        allowed &= attn_mask
+    elif attn_mask is not None:
+        e = e + attn_mask
+        allowed &= np.isfinite(attn_mask)
+    if key_padding_mask is not None:
+        allowed &= _np_kpm(key_padding_mask, e.ndim - 1)
+    if is_causal:
+        lq, lk = e.shape[-2:]
+        allowed &= np.arange(lk)[None, :] <= np.arange(lq)[:, None] + lk - lq
+    return _np_attend(e, v, allowed)
+
+
+def _np_luong(q, k, v, w, key_padding_mask=None):
+    e = (q if w is None else q @ w) @ np.swapaxes(k, -1, -2)
+    return _np_attend(e, v, _np_kpm(key_padding_mask, e.ndim - 1), weights=True)
+
+
+def _np_additive(q, k, v, wq, wk, a, key_padding_mask=None):
+    e = np.tanh((q @ wq.T)[..., :, None, :] + (k @ wk.T)[..., None, :, :]) @ a
+    return _np_attend(e, v, _np_kpm(key_padding_mask, e.ndim - 1), weights=True)
+
+
+def _np_mha(q, k, v, h, wi, bi, wo, bo, key_padding_mask=None, attn_mask=None):
+    """Per head, by the definition: head_h = softmax(Q_h K_hᵀ/√d) V_h, concatenated, projected."""
+    E = q.shape[-1]
+    d = E // h
+    Q, K, V = q @ wi[:E].T + bi[:E], k @ wi[E:2 * E].T + bi[E:2 * E], v @ wi[2 * E:].T + bi[2 * E:]
+    heads = []
+    for i in range(h):
+        s = slice(i * d, (i + 1) * d)
+        e = Q[..., s] @ np.swapaxes(K[..., s], -1, -2) / np.sqrt(d)
+        allowed = np.ones(e.shape, dtype=bool)
+        if key_padding_mask is not None:
+            allowed &= _np_kpm(key_padding_mask, e.ndim - 1)
+        if attn_mask is not None:
+            allowed &= ~attn_mask
+        heads.append(_np_attend(e, V[..., s], allowed))
+    return np.concatenate(heads, axis=-1) @ wo.T + bo

@@ -30,6 +30,14 @@ from .activations import (  # noqa: F401
     swish,
     tanh,
 )
+from .attention import (  # noqa: F401  (attention composites)
+    additive_attention,
+    causal_mask,
+    dot_attention,
+    general_attention,
+    multi_head_attention,
+    scaled_dot_product_attention,
+)
 from .basic import (  # noqa: F401
     argmax,
     argmin,

@@ -28,6 +28,12 @@ from .activation import (  # noqa: F401
     Swish,
     Tanh,
 )
+from .attention import (  # noqa: F401  (attention and transformers)
+    AdditiveAttention,
+    LearnedPositionalEmbedding,
+    MultiheadAttention,
+    SinusoidalPositionalEncoding,
+)
 from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
 from .conv import (  # noqa: F401  (CNN work)
     AdaptiveAvgPool2d,
@@ -66,3 +72,10 @@ from .module import (  # noqa: F401
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: F401
 from .ode import ODEBlock  # noqa: F401  (neural ODEs)
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: F401
+from .transformer import (  # noqa: F401
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
