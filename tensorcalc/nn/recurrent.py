@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from .. import backend, ops
+from ..functional.dropout import dropout as _dropout
 from ..functional.rnn import gru as _gru
 from ..functional.rnn import gru_cell as _gru_cell
 from ..functional.rnn import lstm as _lstm
@@ -26,7 +27,6 @@ from ..functional.rnn import lstm_cell as _lstm_cell
 from ..functional.rnn import reverse_time as _reverse_time
 from ..functional.rnn import rnn as _rnn
 from ..functional.rnn import rnn_cell as _rnn_cell
-from ..functional.dropout import dropout as _dropout
 from ..ops._util import data_of, shape_of
 from . import init
 from .module import Module, Parameter
