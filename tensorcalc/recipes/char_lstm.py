@@ -37,7 +37,7 @@ from ..serialization import save_weights
 from ..tensor import Tensor
 from ..train.loop import Loop
 from ..train.steps import Step
-from . import Data, Recipe, RunResult, register
+from . import Data, Recipe, RecipeError, RunResult, register
 
 LN2 = math.log(2.0)
 _TEXT: dict = {}
@@ -54,7 +54,26 @@ def shakespeare_split():
     return _TEXT["split"]
 
 
+def _check_settings(cfg):
+    """The settings this recipe has no use for are refused, not silently ignored."""
+    if cfg.get("optimizer", "adamw") != "adamw" or cfg.get("schedule", "cosine") != "cosine":
+        raise RecipeError(f"{cfg.get('recipe', 'char-lstm')} trains with AdamW and a cosine "
+                          "schedule (set --lr, --weight-decay, --final-lr-fraction); got "
+                          f"--optimizer {cfg.get('optimizer')} --schedule {cfg.get('schedule')}")
+    if cfg.get("epochs", 1) != 1:
+        raise RecipeError(f"{cfg.get('recipe', 'char-lstm')} counts updates, not epochs: use "
+                          "--steps")
+    for k in ("steps", "bptt", "batch_size", "hidden", "layers", "embed", "eval_every"):
+        if k in cfg and (not isinstance(cfg[k], int) or cfg[k] < (0 if k == "eval_every" else 1)):
+            raise RecipeError(f"--{k.replace('_', '-')} must be a positive integer, got "
+                              f"{cfg[k]}")
+    if not 0.0 <= cfg.get("dropout", 0.0) < 1.0:
+        raise RecipeError(f"--dropout must lie in [0, 1), got {cfg['dropout']}")
+
+
 def _data(cfg):
+    if cfg.get("recipe") == "char-lstm":
+        _check_settings(cfg)
     vocab, tr, va = shakespeare_split()
     if cfg.get("limit"):
         tr = tr[:cfg["limit"]]
@@ -308,6 +327,7 @@ register(Recipe(
     name="char-lstm",
     description="character language model (embedding, LSTM/GRU/RNN layers, softmax)",
     defaults={"steps": 3000, "batch_size": 32, "bptt": 64, "lr": 3e-3, "optimizer": "adamw",
+              "schedule": "cosine",
               "weight_decay": 0.01, "final_lr_fraction": 0.05, "clip": 1.0, "embed": 64,
               "hidden": 192, "layers": 2, "cell": "lstm", "dropout": 0.0, "eval_every": 200,
               "full_eval": True, "sample_length": 400, "epochs": 1},

@@ -84,3 +84,12 @@ def test_vanishing_gradients_study_small(tmp_path):
     assert max(no_clip["grad_norm"]) > 1e3 and max(clipped["grad_norm"][1:]) < 1e3
     assert all(math.isfinite(v) for v in clipped["loss"])
     assert (tmp_path / "run" / "vanishing.png").exists()
+
+
+def test_char_lstm_refuses_settings_it_would_ignore(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "char-lstm", "--optimizer", "sgd", "--out", str(out)]) == 2
+    assert "AdamW" in capsys.readouterr().err
+    assert main(["train", "char-lstm", "--epochs", "3", "--out", str(out)]) == 2
+    assert "--steps" in capsys.readouterr().err
+    assert not out.exists()  # refused before the run directory was made
