@@ -116,3 +116,38 @@ def test_recipe_flags_are_checked():
                      quiet=True)
     with pytest.raises(RecipeError, match="--window"):
         train_recipe("ode-spiral", {"window": 2000}, out_dir="/nonexistent/x", quiet=True)
+
+
+def test_ode_spiral_resumes_exactly_after_sigterm(tmp_path, monkeypatch):
+    import signal
+
+    from tensorcalc.recipes import ode_spiral
+    from tensorcalc.serialization import load_state
+    from tensorcalc.train.loop import TrainingInterrupted
+
+    flags = {"epochs": 2, "points": 120, "window": 4, "t_end": 3.0, "lr": 1e-2,
+             "batch_size": 29}
+    ref = train_recipe("ode-spiral", flags, out_dir=str(tmp_path / "ref"), quiet=True,
+                       progress=False, report=False)
+    calls = []
+    forward = ode_spiral.SpiralODE.forward
+
+    def stopping(self, y0):  # a scheduler's SIGTERM in the middle of the first epoch
+        if self.training:
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, y0)
+
+    monkeypatch.setattr(ode_spiral.SpiralODE, "forward", stopping)
+    out = str(tmp_path / "run")
+    with pytest.raises(TrainingInterrupted):
+        train_recipe("ode-spiral", flags, out_dir=out, quiet=True, progress=False)
+    monkeypatch.setattr(ode_spiral.SpiralODE, "forward", forward)
+    assert load_state(os.path.join(out, "checkpoints", "last")).meta["step"] == 3
+    res = train_recipe("ode-spiral", {}, out_dir=out, resume=True, quiet=True, progress=False,
+                       report=False)
+    assert res.test["trajectory_mse"] == ref.test["trajectory_mse"]
+    a = load_state(os.path.join(str(tmp_path / "ref"), "checkpoints", "last")).arrays
+    b = load_state(os.path.join(out, "checkpoints", "last")).arrays
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

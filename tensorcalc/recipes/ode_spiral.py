@@ -124,8 +124,12 @@ def learned_trajectory(model, t):
     return ys.data[:, 0].astype(np.float64)
 
 
-def run_spiral(cfg, run_dir=None, quiet=False, progress=None, **_):
+def run_spiral(cfg, run_dir=None, quiet=False, progress=None, resume=False, **_):
     recipe = get_recipe("ode-spiral")
+    ck = os.path.join(run_dir, "checkpoints", "last") if resume and run_dir else None
+    if ck is not None and not os.path.isdir(ck):
+        raise RecipeError(f"--resume: there is no checkpoint at {ck}; start the run without "
+                          "--resume")
     streams = seed_streams(cfg["seed"])
     data = prepare_data(recipe, cfg, streams["split"])
     model = _model(cfg, data, streams["init"])
@@ -134,8 +138,10 @@ def run_spiral(cfg, run_dir=None, quiet=False, progress=None, **_):
               f"{cfg['epochs']} epochs of batches of {cfg['batch_size']} "
               f"({cfg['method']}, rtol {cfg['rtol']:g}, atol {cfg['atol']:g}, "
               f"{'adjoint' if cfg['adjoint'] else 'backprop through the solver'})", flush=True)
+    # the standard run: checkpoints, and with ``resume`` the exact continuation of one (the NFE
+    # record then starts at the resumed step)
     res = run_standard(recipe, cfg, data, model=model, out_dir=run_dir, streams=streams,
-                       report=False, quiet=quiet, progress=progress)
+                       resume_from=ck, report=False, quiet=quiet, progress=progress)
     t, y = data.extra["t"], data.extra["y"]
     pred = learned_trajectory(model, t)
     mse = float(np.mean((pred - y) ** 2))
@@ -220,7 +226,7 @@ register(Recipe(
               "schedule": "cosine", "val_fraction": 0.0, "hidden": 50, "points": 1000,
               "t_end": 25.0, "window": 10, "method": "dopri5", "rtol": 1e-5, "atol": 1e-7,
               "adjoint": True},
-    data=_data, model=_model, loss=_loss, figures=_figures, run=run_spiral,
+    data=_data, model=_model, loss=_loss, figures=_figures, run=run_spiral, resumable=True,
     headline=("trajectory_mse", "trajectory MSE (all points)"),
     help={"hidden": "width of the dynamics MLP's hidden layer",
           "points": "observations of the true trajectory", "t_end": "end of the time span",
