@@ -16,6 +16,7 @@
     tensorcalc op NAME / tensorcalc ops               one primitive's math + live check / all
     tensorcalc curvature RUN_DIR [--samples N]        Hessian top eigenvalues, trace, density
     tensorcalc generate RUN_DIR --prompt "ROMEO:"     sample text from a char-lstm run
+    tensorcalc translate RUN_DIR "¿Dónde está el pan?"  Spanish → English (translate run)
 
 Every command takes --threads N (or TENSORCALC_THREADS): the BLAS threads to use [1]. One
 thread is the default because on a machine shared with other work OpenBLAS's threads wait on
@@ -482,7 +483,7 @@ def cmd_generate(argv):
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely")
     p.add_argument("--seed", type=int, default=0, help="random seed [0]")
     ns = p.parse_args(argv)
-    from .recipes.char_lstm import generate
+    from .recipes.char_transformer import generate_any as generate  # char-lstm or transformer
 
     print(generate(ns.path, ns.prompt.replace("\\n", "\n"), ns.length, ns.temperature,
                    ns.top_k, ns.seed))
@@ -490,6 +491,25 @@ def cmd_generate(argv):
 
 
 COMMANDS["generate"] = cmd_generate
+
+
+def cmd_translate(argv):
+    """tensorcalc translate RUN "¿Dónde está el pan?": English from a translate run."""
+    p = argparse.ArgumentParser(prog="tensorcalc translate",
+                                description="Translate Spanish sentences with a trained "
+                                "translate run (beam search).")
+    p.add_argument("path", help="run directory of a translate run")
+    p.add_argument("sentence", nargs="+", help="Spanish sentence(s)")
+    p.add_argument("--beam", type=int, default=4, help="beam width (0: greedy) [4]")
+    ns = p.parse_args(argv)
+    from .recipes.translate import translate
+
+    for s in ns.sentence:
+        print(translate(ns.path, s, ns.beam))
+    return 0
+
+
+COMMANDS["translate"] = cmd_translate
 
 
 def _usage() -> str:
