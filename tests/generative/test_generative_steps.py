@@ -202,3 +202,19 @@ def test_shipped_classifier_scores_real_digits_near_the_floor_and_noise_far():
     assert b["floor_fid"] < 20 < 300 < b["noise_fid"]   # 500 images: FID has a small-n bias
     assert b["floor_is"] > 8.5 and b["noise_is"] < 2
     assert sc(test)["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_gaussian_decoder_and_beta_weight_the_kl():
+    x, _ = _images(128)
+    x = x.reshape(-1, 784)
+    m = VAE(784, 32, 3, decoder="gaussian", rng=0)
+    step = VAEStep(m, optim.Adam(m.parameters(), lr=3e-3), beta=4.0, rng=1)
+    first = step.step((x,))
+    for _ in range(15):
+        last = step.step((x,))
+    assert last["loss"] < first["loss"]
+    assert last["loss"] == pytest.approx(last["recon"] + 4.0 * last["kl"], rel=1e-5)
+    ev = step.evaluate((x,))
+    assert ev["loss"] == pytest.approx(ev["recon"] + 4.0 * ev["kl"])
+    assert ev["elbo"] == pytest.approx(-(ev["recon"] + ev["kl"]))
+    assert "decoder_logvar" in dict(m.named_parameters())
