@@ -127,9 +127,7 @@ class TBPTTStep(Step):
         loss.backward()
         gnorm = clip_grad_norm_(model.parameters(), self.clip) if self.clip > 0 else 0.0
         self.after_backward("model")
-        opt.step()
-        for s in self.schedules.values():
-            s.step()
+        opt.step()  # the Loop steps the schedule (it owns ``schedules``): once per step
         self.after_update("model")
         return {"loss": value, "bpc": value / LN2, "grad_norm": float(gnorm)}
 
@@ -200,7 +198,7 @@ def full_text_loss(model, ids, stripes=128, chunk=256):
     return total / count, count
 
 
-def _run(cfg, run_dir, quiet=False, progress=None):
+def _run(cfg, run_dir, quiet=False, progress=None, resume=False):
     vocab, tr, va = shakespeare_split()
     if cfg.get("limit"):
         tr = tr[:cfg["limit"]]
@@ -223,9 +221,9 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     loop = Loop(step, None, steps=steps, val_data=windows, out_dir=run_dir, quiet=quiet,
                 progress=progress, config=cfg, eval_every=cfg["eval_every"] or None,
                 checkpoint_every=cfg["checkpoint_every"] or None)
-    t0 = time.perf_counter()
-    history = loop.run()
-    train_s = time.perf_counter() - t0
+    last = os.path.join(run_dir, "checkpoints", "last")
+    history = loop.run(resume_from=last if resume and os.path.isdir(last) else None)
+    train_s = loop.train_seconds  # counted across resumes
     save_weights(model.state_dict(), os.path.join(run_dir, "model.safetensors"))
     with open(os.path.join(run_dir, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump({"chars": vocab.chars}, f)
@@ -331,7 +329,7 @@ register(Recipe(
               "weight_decay": 0.01, "final_lr_fraction": 0.05, "clip": 1.0, "embed": 64,
               "hidden": 192, "layers": 2, "cell": "lstm", "dropout": 0.0, "eval_every": 200,
               "full_eval": True, "sample_length": 400, "epochs": 1},
-    data=_data, model=_model, run=_run,
+    data=_data, model=_model, run=_run, resumable=True,
     help={"steps": "updates (truncated-BPTT chunks)", "bptt": "characters per chunk",
           "clip": "gradient clipping: global norm (0: none)", "cell": "lstm | gru | rnn",
           "hidden": "hidden units per layer", "layers": "recurrent layers",

@@ -34,6 +34,49 @@ def test_char_lstm_smoke_loss_goes_down(char_run):
     assert all(s.startswith("ROMEO:\n") and len(s) == 7 + 40 for s in m["samples"].values())
 
 
+def test_char_lstm_cosine_schedule_is_stepped_once_per_step(char_run):
+    # lr at step 20 of 40 is the cosine's midpoint; at step 40 its floor (lr × 0.05). A schedule
+    # stepped twice per update (by the step and by the Loop) would be back at its peak.
+    _, res = char_run
+    lr0, floor = 1e-2, 1e-2 * 0.05
+    by_step = {r["step"]: r["lr"] for r in res.history}
+    assert by_step[20] == pytest.approx(floor + (lr0 - floor) * 0.5, rel=1e-9)
+    assert by_step[40] == pytest.approx(floor, rel=1e-9)
+
+
+def test_char_lstm_resumes_where_it_stopped(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from tensorcalc.recipes import char_lstm
+    from tensorcalc.train import TrainingInterrupted
+
+    cfg = {"steps": 20, "eval_every": 10, "checkpoint_every": 5, "hidden": 16, "layers": 1,
+           "embed": 8, "batch_size": 8, "bptt": 16, "full_eval": False, "limit": 50_000,
+           "sample_length": 10}
+    ref = train_recipe("char-lstm", cfg, out_dir=str(tmp_path / "ref"), quiet=True,
+                       progress=False)
+    real = char_lstm.TBPTTStep.step
+    calls = []
+
+    def ctrl_c_at_13(self, batch):
+        calls.append(1)
+        if len(calls) == 13:
+            os.kill(os.getpid(), signal.SIGINT)  # the Loop saves after this step and stops
+        return real(self, batch)
+
+    monkeypatch.setattr(char_lstm.TBPTTStep, "step", ctrl_c_at_13)
+    with pytest.raises(TrainingInterrupted):
+        train_recipe("char-lstm", cfg, out_dir=str(tmp_path / "run"), quiet=True,
+                     progress=False)
+    monkeypatch.undo()
+    res = train_recipe("char-lstm", {}, out_dir=str(tmp_path / "run"), resume=True,
+                       quiet=True, progress=False)
+    assert [r["step"] for r in res.history] == [10, 20]
+    assert res.history[-1]["train_loss"] == ref.history[-1]["train_loss"]
+    assert res.history[-1]["val_loss"] == ref.history[-1]["val_loss"]
+
+
 def test_generate_cli_deterministic_for_a_seed(char_run, capsys):
     out, _ = char_run
     args = ["generate", str(out), "--prompt", "KING:", "--length", "80", "--top-k", "10",
