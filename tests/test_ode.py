@@ -168,3 +168,24 @@ def test_odenet_shapes_and_parameter_budget():
     out = m(tc.tensor(np.zeros((2, 1, 28, 28), np.float32)))
     assert out.shape == (2, 10)
     assert m.num_parameters() <= 250_000
+
+
+def test_backward_nfe_on_the_demo_is_the_forward_grid_plus_one_restart_per_output():
+    # ode-spiral's setting (20 windows of 10 outputs, Δt = 0.025, rtol 1e-5, atol 1e-7, the
+    # demo's MLP at initialisation): both solves take one step per output interval. Forward:
+    # f(t₀) + the initial-step probe + 9 × 6 stages (FSAL). Backward: the adjoint a jumps by
+    # ∂L/∂y(tᵢ) at each output time, so every interval starts with a fresh f (1 + 6) and only
+    # the first step is probed. docs/math/ode.md, "Backward NFE against forward NFE".
+    rng = np.random.default_rng(0)
+    f = tc.models.SpiralDynamics(2, 50, rng=rng)
+    for lin in (f.fc1, f.fc2):
+        lin.weight.data[...] = rng.normal(0.0, 0.1, lin.weight.shape)
+        lin.bias.data[...] = 0.0
+    angle = rng.uniform(0, 2 * np.pi, 20)
+    y0 = tc.tensor((np.stack([np.cos(angle), np.sin(angle)], 1) * 1.2).astype(np.float32))
+    s = ODEStats()
+    ys = tc.odeint(f, y0, np.arange(10) * 0.025, rtol=1e-5, atol=1e-7, adjoint=True, stats=s)
+    tc.gradients(ys.sum(), list(f.parameters()))
+    assert (s.steps_forward, s.steps_backward, s.rejected) == (9, 9, 0)
+    assert s.nfe_forward == 1 + 1 + 9 * 6
+    assert s.nfe_backward == 1 + 9 * (1 + 6)
