@@ -94,18 +94,35 @@ class LRSchedule(Callback):
         self.interval = interval
         self.monitor = monitor
 
+    def _step(self, *args):
+        # The Loop owns a step's schedules: a schedule also stepped elsewhere (inside a Step's
+        # update, say) would run at twice its planned speed — a silent wrong run. Its counter
+        # must be where this callback left it.
+        t = getattr(self.scheduler, "last_epoch", None)
+        seen = getattr(self, "_seen", None)
+        if t is not None and seen is not None and t != seen:
+            raise RuntimeError(
+                f"LRSchedule: {type(self.scheduler).__name__} was stepped outside the Loop "
+                f"(its counter is {t}, the Loop last left it at {seen}); a Step must not step "
+                "the schedules it hands to the Loop")
+        self.scheduler.step(*args)
+        self._seen = getattr(self.scheduler, "last_epoch", None)
+
+    def on_fit_start(self, trainer):
+        self._seen = getattr(self.scheduler, "last_epoch", None)
+
     def on_batch_end(self, trainer, logs):
         if self.interval == "step":
-            self.scheduler.step()
+            self._step()
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self.interval != "epoch":
             return
         if self.plateau:
             key = self.monitor if self.monitor in logs else "train_loss"
-            self.scheduler.step(logs[key])
+            self._step(logs[key])
         else:
-            self.scheduler.step()
+            self._step()
 
 
 class EarlyStopping(Callback):

@@ -571,3 +571,26 @@ def test_loop_plan_is_checked():
         Loop(step, None, epochs=3, steps=5).run()
     with pytest.raises(ValueError, match="steps must be >= 1"):
         Loop(step, None, steps=0).run()
+
+
+def test_a_schedule_stepped_outside_the_loop_is_refused():
+    # A Step that steps the schedule it hands to the Loop would run it at twice its speed.
+    from tensorcalc.optim.lr_scheduler import CosineAnnealingLR
+    from tensorcalc.train.steps import SupervisedStep
+
+    model = nn.Linear(2, 1, rng=0)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    sched = CosineAnnealingLR(opt, T_max=10)
+
+    class Twice(SupervisedStep):
+        def step(self, batch):
+            out = super().step(batch)
+            sched.step()  # wrong: the Loop steps it too
+            return out
+
+    x = np.ones((8, 2), dtype=np.float32)
+    y = np.ones((8, 1), dtype=np.float32)
+    step = Twice(model, lambda z, t: ((z - t) ** 2).mean(), opt, scheduler=sched)
+    loop = Loop(step, [(x, y)], steps=4, quiet=True)
+    with pytest.raises(RuntimeError, match="stepped outside the Loop"):
+        loop.run()
