@@ -138,8 +138,12 @@ def _print_result(res, recipe_name: str):
                                    if isinstance(v, float))
     print(line)
     if res.history:
-        n = len(res.history)
-        print(f"training time {res.train_seconds:.1f} s for {n} epoch{'' if n == 1 else 's'}")
+        last = res.history[-1]
+        if "epoch" in last:
+            n, unit = len(res.history), "epoch"
+        else:  # a run counted in steps (a language model, DQN): rows are periods, not epochs
+            n, unit = int(last.get("step", 0)), "step"
+        print(f"training time {res.train_seconds:.1f} s for {n:,} {unit}{'' if n == 1 else 's'}")
     if res.report:
         print(f"report: {res.report}")
 

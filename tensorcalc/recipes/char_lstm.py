@@ -77,7 +77,7 @@ def _data(cfg):
     vocab, tr, va = shakespeare_split()
     if cfg.get("limit"):
         tr = tr[:cfg["limit"]]
-    n = 2 * 256
+    n = min(2 * 256, len(tr) - 1)  # a sample of (character, next character) pairs
     return Data(name="shakespeare", task="multiclass", train=(tr[:n, None], tr[1:n + 1]),
                 test=(va[:n, None], va[1:n + 1]), num_classes=len(vocab),
                 title="Shakespeare (first 90 % train, last 10 % validation)")

@@ -136,3 +136,13 @@ def test_char_lstm_refuses_settings_it_would_ignore(tmp_path, capsys):
     assert main(["train", "char-lstm", "--epochs", "3", "--out", str(out)]) == 2
     assert "--steps" in capsys.readouterr().err
     assert not out.exists()  # refused before the run directory was made
+
+
+def test_char_lstm_small_limits_work_or_say_why(tmp_path, capsys):
+    out = tmp_path / "small"
+    assert main(["train", "char-lstm", "--limit", "64", "--steps", "2", "--out", str(out)]) == 2
+    assert "too few" in capsys.readouterr().err  # not "64 inputs but 63 targets"
+    assert main(["train", "char-lstm", "--limit", "5000", "--steps", "2", "--eval-every", "1",
+                 "--hidden", "8", "--embed", "4", "--layers", "1", "--no-full-eval",
+                 "--sample-length", "5", "--out", str(tmp_path / "ok")]) == 0
+    assert "for 2 steps" in capsys.readouterr().out
