@@ -2,6 +2,7 @@
 
 from .char_lm import CharLM  # noqa: F401
 from .digit_cnn import DigitCNN  # noqa: F401
+from .dqn import QNetwork  # noqa: F401
 from .feedback_mlp import FeedbackMLP  # noqa: F401
 from .gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator  # noqa: F401,E501
 from .inception import InceptionBlock, InceptionNet  # noqa: F401
