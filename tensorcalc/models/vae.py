@@ -65,10 +65,9 @@ class VAE(nn.Module):
         onehot = np.zeros((len(yy), self.num_classes), np.float32)
         onehot[np.arange(len(yy)), yy] = 1.0
         like = x.data if isinstance(x, Tensor) else x
-        xp = backend.array_module(like)
-        oh = Tensor(xp.asarray(onehot, dtype=like.dtype)) if xp is not np else Tensor(
-            onehot.astype(like.dtype))
-        return ops.concat([x, oh], axis=1)
+        dev = backend.device_of(like)
+        oh = onehot.astype(like.dtype)
+        return ops.concat([x, Tensor(oh) if dev == "cpu" else Tensor(oh, device=dev)], axis=1)
 
     def encode(self, x, y=None):
         """(μ, log σ²) of q(z|x[, y]), each (N, latent)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autodiff import mode as _mode
-from ..backend import as_rng
+from ..backend import as_rng, to_numpy
 from ..functional import generative as G
 from ..tensor import Tensor
 from .steps import Step
@@ -40,7 +40,13 @@ def _batch_xy(batch):
 
 
 def _np(x):
-    return np.asarray(x.data if isinstance(x, Tensor) else x)
+    """A NumPy array of a Tensor or array on any device (an explicit copy off a device)."""
+    return to_numpy(x.data if isinstance(x, Tensor) else x)
+
+
+def _on(x, device):
+    """A Tensor of NumPy ``x`` on ``device``."""
+    return Tensor(x) if device == "cpu" else Tensor(x, device=device)
 
 
 class VAEStep(Step):
@@ -82,8 +88,9 @@ class VAEStep(Step):
 
     def terms(self, x, y, rng):
         """(recon (N,), kl (N,), logits) for a batch, ε from ``rng``."""
-        eps = rng.standard_normal((len(x), self.model.latent)).astype(np.float32)
-        xt = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=np.float32))
+        dev = self.device
+        eps = _on(rng.standard_normal((len(x), self.model.latent)).astype(np.float32), dev)
+        xt = x if isinstance(x, Tensor) else _on(np.asarray(x, dtype=np.float32), dev)
         logits, mu, logvar = self.model(xt, eps, y if self.conditional else None)
         return -self.model.log_px_z(logits, xt), G.gaussian_kl(mu, logvar), logits
 
@@ -131,6 +138,7 @@ class VAEStep(Step):
         y = None if y is None else _np(y)
         rng = np.random.default_rng(seed)
         m, d = self.model, self.model.latent
+        dev = self.device
         out = []
         was = m.training
         m.eval()
@@ -140,11 +148,12 @@ class VAEStep(Step):
                     xb = x[i:i + batch_size]
                     n = len(xb)
                     yb = None if y is None else y[i:i + batch_size]
-                    mu, logvar = (_np(t) for t in m.encode(Tensor(xb), yb))
+                    mu, logvar = (_np(t) for t in m.encode(_on(xb, dev), yb))
                     eps = rng.standard_normal((k, n, d)).astype(np.float32)
                     z = (mu + np.exp(0.5 * logvar) * eps).reshape(k * n, d)
                     yk = None if yb is None else np.tile(yb, k)
-                    lpx = _np(m.log_px_z(m.decode(Tensor(z), yk), Tensor(np.tile(xb, (k, 1)))))
+                    zt = _on(z, dev)
+                    lpx = _np(m.log_px_z(m.decode(zt, yk), _on(np.tile(xb, (k, 1)), dev)))
                     lpz = _np(G.log_normal(Tensor(z)))
                     lqz = _np(G.log_normal(Tensor(z), Tensor(np.tile(mu, (k, 1))),
                                            Tensor(np.tile(logvar, (k, 1)))))
@@ -215,17 +224,18 @@ class GANStep(Step):
 
     def _d_update(self, real) -> dict:
         n = len(real)
+        dev = self.device
         with _mode.no_grad():
-            fake = self.G(Tensor(self.noise(n)))
-        xr = Tensor(real)
+            fake = self.G(_on(self.noise(n), dev))
+        xr = _on(real, dev)
         fr, ff = self.D(xr), self.D(fake)
         figs = {}
         if self.wasserstein:
             loss = G.wasserstein_critic_loss(fr, ff)
             figs["wasserstein"] = -float(loss.item())
             if self.kind == "wgan-gp":
-                u = self.rng.random(n).astype(np.float32)
-                gp = G.gradient_penalty(self.D, real, fake.data, u, lam=self.gp_lambda)
+                u = _on(self.rng.random(n).astype(np.float32), dev)
+                gp = G.gradient_penalty(self.D, xr, fake, u, lam=self.gp_lambda)
                 figs["gp"] = float(gp.item())
                 loss = loss + gp
         else:
@@ -255,7 +265,7 @@ class GANStep(Step):
             for k, v in self._d_update(real[i * m:(i + 1) * m]).items():
                 sums[k] = sums.get(k, 0.0) + v
         figs = {k: v / self.n_critic for k, v in sums.items()}
-        fake = self.G(Tensor(self.noise(m)))
+        fake = self.G(_on(self.noise(m), self.device))
         scores = self.D(fake)
         if self.wasserstein:
             loss_g = G.wasserstein_g_loss(scores)
@@ -289,7 +299,7 @@ class GANStep(Step):
         self.G.eval()
         try:
             with _mode.no_grad():
-                outs = [_np(self.G(Tensor(np.asarray(z[i:i + 500], np.float32))))
+                outs = [_np(self.G(_on(np.asarray(z[i:i + 500], np.float32), self.device)))
                         for i in range(0, len(z), 500)]
         finally:
             self.G.train(was)
