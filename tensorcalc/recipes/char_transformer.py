@@ -79,7 +79,6 @@ class WindowStep(Step):
         gnorm = clip_grad_norm_(model.parameters(), self.clip) if self.clip > 0 else 0.0
         self.after_backward("model")
         opt.step()
-        self.schedules["lr"].step()
         self.after_update("model")
         return {"loss": value, "grad_norm": float(gnorm)}
 
