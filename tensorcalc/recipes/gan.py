@@ -93,6 +93,13 @@ def _check(cfg):
         raise RecipeError("--eval-samples must be >= 100")
 
 
+def _has_tensorboard() -> bool:
+    """TensorBoard event files where tensorboardX is installed (a bare GPU box may lack it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboardX") is not None
+
+
 _SCORERS: dict = {}
 
 
@@ -138,7 +145,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
               + (f" β = ({cfg['beta1']:g}, {cfg['beta2']:g})" if cfg["optimizer"] == "adam"
                  else ""), flush=True)
     loop = Loop(step, data=loader, steps=cfg["steps"], eval_every=cfg["eval_every"],
-                val_data=0, out_dir=run_dir, monitor="val_fid",
+                val_data=0, out_dir=run_dir, monitor="val_fid", tensorboard=_has_tensorboard(),
                 checkpoint_every=cfg["checkpoint_every"] or None, quiet=quiet,
                 progress=progress, config=cfg)
     hist = loop.run()
