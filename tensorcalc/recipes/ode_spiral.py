@@ -16,6 +16,8 @@ The test is the whole trajectory: from y(0) = [2, 0] the learned dynamics are in
 all 1,000 times and compared with the truth (trajectory MSE, the headline); the report draws the
 learned and the true trajectories against time, in the phase plane, and both vector fields, and
 tables the forward and backward function evaluations (NFE) of the last training steps.
+``--resume`` continues an interrupted run exactly from its last checkpoint (the NFE record then
+covers the steps since the resume).
 """
 
 from __future__ import annotations
