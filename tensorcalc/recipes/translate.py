@@ -295,7 +295,7 @@ register(Recipe(
               "arch": "gru", "embed": 128, "enc_hidden": 128, "enc_layers": 2,
               "dec_hidden": 256, "dropout": 0.2, "d_model": 128, "heads": 4, "layers": 2,
               "min_count": 2, "eval_every": 100, "beam": 4, "limit": 0, "epochs": 1},
-    data=_data, model=lambda cfg, data, rng: None, run=_run,
+    data=_data, run=_run,  # its model needs the vocabularies: built inside the run
     help={"arch": "gru | transformer", "steps": "updates (batches of sentence pairs)",
           "clip": "gradient clipping: global norm (0: none)",
           "beam": "beam width for the final test decoding (0: greedy only)",
