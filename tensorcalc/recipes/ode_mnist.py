@@ -5,12 +5,14 @@ channels), one ODE block dh/dt = f_θ(h) integrated from t = 0 to 1
 (:class:`~tensorcalc.nn.ODEBlock` with :class:`~tensorcalc.models.ConvDynamics`: norm, relu,
 conv 3×3, twice), then norm, relu and a linear layer from the flattened 32×7×7 maps to the 10
 logits (:class:`~tensorcalc.models.ODENet`, 67,722 parameters at width 32). Cross-entropy, Adam
-with a cosine schedule, batches of 64, three epochs.
+with a cosine schedule, batches of 64, five epochs.
 
 The ODE block solves with dopri5 (``--rtol``/``--atol``) and differentiates by the adjoint ODE
 (``--no-adjoint``: through the solver's steps). The report plots the function evaluations of
-the forward and backward solves per training step: as training sharpens the dynamics the
-solver needs more of them (Chen et al., Figure 3).
+the forward and backward solves per training step. Chen et al. (Figure 3) saw the forward NFE
+grow as training went on; at these settings (t ∈ [0, 1], rtol = atol = 1e-3, width 32) it stayed
+at 26 (four dopri5 steps) for the whole measured run, while the adjoint's backward solve took
+20–26 (three or four steps): backward ≤ forward, as Chen et al. report.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def _figures(ctx):
 register(Recipe(
     name="ode-mnist",
     description="ODE-Net (conv front, one ODE block, linear head)",
-    defaults={"epochs": 3, "batch_size": 64, "lr": 3e-3, "optimizer": "adam",
+    defaults={"epochs": 5, "batch_size": 64, "lr": 3e-3, "optimizer": "adam",
               "schedule": "cosine", "width": 32, "rtol": 1e-3, "atol": 1e-3, "adjoint": True,
               "dataset": "mnist10k"},
     data=_data, model=_model, figures=_figures,
