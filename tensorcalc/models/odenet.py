@@ -31,7 +31,7 @@ class SpiralDynamics(nn.Module):
 
 def _groups(c: int) -> int:
     # several channels per group: with one channel per group the norm removes each channel's
-    # spatial mean, and the head's global average pooling would then see nearly constants
+    # spatial mean, and a globally pooled head (torchdiffeq's) would then see nearly constants
     for g in (8, 4, 2):
         if c % g == 0 and c // g >= 2:
             return g
