@@ -205,7 +205,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
                     continue
             fn = node.fn
             if type(g) is list:  # multi-output: missing cotangents are zero
-                g = tuple(_ones_like(o) * 0 if gi is None else gi
+                g = tuple(xp_of((o,)).zeros(o.shape, dtype=o.dtype) if gi is None else gi
                           for gi, o in zip(g, node.out, strict=True))
                 if create_graph:
                     g = tuple(gi if isinstance(gi, T) else T._wrap(gi, None, 0) for gi in g)

@@ -257,7 +257,6 @@ class LstmScan(Function):
         order runs this one; second order the Tensor path)."""
         T, B, H = hs.shape
         i, f, g, o = LstmScan._split(gates)
-        hp = xp.concatenate([h0[None], hs[:-1]], axis=0)
         tch = xp.tanh(cs)
         k_h = tch * tch
         xp.subtract(1, k_h, out=k_h)
@@ -281,9 +280,10 @@ class LstmScan(Function):
         gh = xp.zeros((B, H), dtype=hs.dtype)
         gc = xp.zeros((B, H), dtype=hs.dtype)
         with_gates = bool(gg.any())  # the gates are rarely used downstream: skip zeros
+        with_gcs = bool(gcs.any())  # c̄ₜ: zero unless the cell states are used downstream
         for t in range(T - 1, -1, -1):
             ht = ghs[t] + gh
-            ct = gcs[t] + gc
+            ct = gcs[t] + gc if with_gcs else gc.copy()
             if m is not None:
                 keep = 1 - m[t]
                 carry_h, carry_c = ht * keep, ct * keep
@@ -299,7 +299,11 @@ class LstmScan(Function):
             if m is not None:
                 gc += carry_c
                 gh += carry_h
-        gw = ga.reshape(T * B, 4 * H).T @ hp.reshape(T * B, H) if needs[3] else None
+        gw = None
+        if needs[3]:  # W̄ = Σₜ āₜᵀ hₜ₋₁, with h₀ for t = 1 (no concatenated copy of the states)
+            gw = ga[0].T @ h0
+            if T > 1:
+                gw += ga[1:].reshape((T - 1) * B, 4 * H).T @ hs[:-1].reshape((T - 1) * B, H)
         return ga, gh, gc, gw
 
     @staticmethod
