@@ -134,9 +134,10 @@ def _print_result(res, recipe_name: str):
     elif "r2" in t:
         line = f"test R² {t['r2']:.4f}  (MSE {t.get('mse', t.get('loss')):.4g})"
     else:
-        line = "test " + ", ".join(f"{k} {v:.4g}" for k, v in t.items()
-                                   if isinstance(v, float))
-    print(line)
+        figs = ", ".join(f"{k} {v:.4g}" for k, v in t.items() if isinstance(v, float))
+        line = f"test {figs}" if figs else ""  # a study's figures are its own tables
+    if line:
+        print(line)
     if res.history:
         last = res.history[-1]
         if "epoch" in last:
