@@ -106,7 +106,8 @@ def corpus_bleu(hypotheses, references) -> float:
 
     hyp = [" ".join(h) for h in hypotheses]
     ref = [" ".join(r) for r in references]
-    return float(sacrebleu.corpus_bleu(hyp, [ref], tokenize="none").score)
+    # force: the text is tokenised on purpose (no detokenisation warning per evaluation)
+    return float(sacrebleu.corpus_bleu(hyp, [ref], tokenize="none", force=True).score)
 
 
 __all__ = ["tokenize", "load_pairs", "book_split", "WordVocab", "pad_batch", "corpus_bleu",
