@@ -71,16 +71,14 @@ class _Residuals:
 
 
 def _as_tensor(a):
-    T = Tensor
-    return a if isinstance(a, T) else T._wrap(a, None, 0)
+    return a if isinstance(a, Tensor) else Tensor._wrap(a, None, 0)
 
 
 def _residuals(spec, res, xs, kwargs):
     """The residuals of the forward pass; when the rule is being recorded (higher order: the
     inputs are traced Tensors), ``fwd`` is run again on the traced inputs so that residuals
     depending on them (y = eˣ saved by an exp, say) carry their own derivatives."""
-    T = Tensor
-    if spec.fwd is None or not any(isinstance(x, T) and x.requires_grad for x in xs):
+    if spec.fwd is None or not any(isinstance(x, Tensor) and x.requires_grad for x in xs):
         return res.value
     with mode.enable_grad():
         return spec.fwd(*xs, **kwargs)[1]
@@ -94,10 +92,9 @@ class CustomFunction(F.Function):
 
     @staticmethod
     def forward(xp, *xs, spec, res, kwargs):
-        T = Tensor
         with mode.no_grad():
-            ins = [T._wrap(x, None, 0) if not isinstance(x, T) and hasattr(x, "shape") else x
-                   for x in xs]
+            ins = [Tensor._wrap(x, None, 0)
+                   if not isinstance(x, Tensor) and hasattr(x, "shape") else x for x in xs]
             if spec.fwd is None:
                 out, residuals = spec.fun(*ins, **kwargs), None
             else:
@@ -109,32 +106,30 @@ class CustomFunction(F.Function):
         res.value = residuals
         if isinstance(out, (tuple, list)):
             res.multi = True
-            return tuple(o.data if isinstance(o, T) else xp.asarray(o) for o in out)
-        return out.data if isinstance(out, T) else xp.asarray(out)
+            return tuple(o.data if isinstance(o, Tensor) else xp.asarray(o) for o in out)
+        return out.data if isinstance(out, Tensor) else xp.asarray(out)
 
     @staticmethod
     def vjp(g, y, *xs, needs, spec, res, kwargs):
         if spec.bwd is None:
             raise RuntimeError(f"custom_vjp {spec.name}: no rule; call "
                                f"{spec.name}.defvjp(fwd, bwd) first")
-        T = Tensor
-        ts = any(isinstance(x, T) for x in xs) or isinstance(g, T)
+        ts = any(isinstance(x, Tensor) for x in xs) or isinstance(g, Tensor)
         gxs = spec.bwd(_residuals(spec, res, xs, kwargs), g)
         if not isinstance(gxs, (tuple, list)):
             gxs = (gxs,)
         if len(gxs) != len(xs):
             raise ValueError(f"custom_vjp {spec.name}: bwd returned {len(gxs)} cotangents for "
                              f"{len(xs)} positional inputs")
-        T = Tensor
-        ts = any(isinstance(x, T) for x in xs) or isinstance(g, T)
+        ts = any(isinstance(x, Tensor) for x in xs) or isinstance(g, Tensor)
         out = []
         for gx, x, n in zip(gxs, xs, needs, strict=True):
             if not n or gx is None:
                 out.append(None)
                 continue
-            if isinstance(gx, T) and not ts:
+            if isinstance(gx, Tensor) and not ts:
                 gx = gx.data
-            elif not isinstance(gx, T):
+            elif not isinstance(gx, Tensor):
                 gx = xp_of((gx,)).asarray(gx, dtype=x.dtype)
             out.append(gx)
         return tuple(out)
@@ -142,13 +137,12 @@ class CustomFunction(F.Function):
     @classmethod
     def jvp(cls, dxs, y, *xs, spec, res, kwargs):
         # ẏ = ∂/∂u ⟨bwd(res, u), ẋ⟩: bwd is linear in u, so this gradient is J ẋ.
-        T = Tensor
         ys = y if type(y) is tuple else (y,)
         with mode.enable_grad():
             us = []
             for yi in ys:
-                u = T._wrap(xp_of((yi.data if isinstance(yi, T) else yi,)).zeros_like(
-                    yi.data if isinstance(yi, T) else yi), None, 0)
+                u = Tensor._wrap(xp_of((yi.data if isinstance(yi, Tensor) else yi,)).zeros_like(
+                    yi.data if isinstance(yi, Tensor) else yi), None, 0)
                 u.requires_grad = True
                 us.append(u)
             gxs = spec.bwd(_residuals(spec, res, xs, kwargs),
@@ -163,11 +157,11 @@ class CustomFunction(F.Function):
                 s = t if s is None else s + t
             if s is None or not s.requires_grad:
                 return None
-            create = any(isinstance(d, T) and d.requires_grad for d in dxs if d is not None)
+            create = any(isinstance(d, Tensor) and d.requires_grad for d in dxs if d is not None)
             dys = gradients(s, us, create_graph=create, allow_unused=True)
         dys = [d if d is not None else _as_tensor(xp_of((u.data,)).zeros_like(u.data))
                for d, u in zip(dys, us, strict=True)]
-        if not any(isinstance(d, T) and d.requires_grad for d in dys):
+        if not any(isinstance(d, Tensor) and d.requires_grad for d in dys):
             dys = [d.data for d in dys]
         return tuple(dys) if type(y) is tuple else dys[0]
 
@@ -186,8 +180,7 @@ class _CustomVJP:
         return self
 
     def __call__(self, *args, **kwargs):
-        T = Tensor
-        if not any(isinstance(a, T) for a in args):
+        if not any(isinstance(a, Tensor) for a in args):
             args = (_as_tensor(args[0]),) + args[1:] if args else args
         return CustomFunction.apply(*args, spec=self.spec, res=_Residuals(), kwargs=kwargs)
 
@@ -208,10 +201,9 @@ def checkpoint(fn, *args, params=None):
 
         y = tc.checkpoint(block, h)            # block: a Module
     """
-    T = Tensor
     if params is None:
         params = list(fn.parameters()) if hasattr(fn, "parameters") else []
-    params = [p for p in params if isinstance(p, T) and p.requires_grad]
+    params = [p for p in params if isinstance(p, Tensor) and p.requires_grad]
     n = len(args)
 
     def fwd(*xs):
@@ -219,13 +211,13 @@ def checkpoint(fn, *args, params=None):
 
     def bwd(saved, g):
         gs = g if isinstance(g, tuple) else (g,)
-        create = any(isinstance(x, T) and x.requires_grad for x in (*gs, *saved))
+        create = any(isinstance(x, Tensor) and x.requires_grad for x in (*gs, *saved))
         ins = []
         for a in saved:
-            if create and isinstance(a, T) and a.requires_grad:
+            if create and isinstance(a, Tensor) and a.requires_grad:
                 t = a  # higher order: differentiate the recomputation through the traced input
             else:
-                t = T(a.data if isinstance(a, T) else a)
+                t = Tensor(a.data if isinstance(a, Tensor) else a)
                 if t.dtype.kind in "fc":
                     t.requires_grad = True
             ins.append(t)

@@ -24,14 +24,13 @@ def push_tangents(primals, tangents, outputs, create_graph=False, since=0):
     ``since``: a node sequence number no larger than that of any node depending on the primals
     (nodes older than it are not visited).
     """
-    T = Tensor
     tan: dict = {}  # id(primal) -> its tangent
     for p, t in zip(primals, tangents, strict=True):
         tan[id(p)] = t
     node_tan: dict = {}
 
     def tangent_of(x):
-        if not isinstance(x, T):
+        if not isinstance(x, Tensor):
             return None
         t = tan.get(id(x))
         if t is not None or x._node is None:
@@ -55,7 +54,7 @@ def push_tangents(primals, tangents, outputs, create_graph=False, since=0):
                 y = _output_tensors(node)
             else:
                 ins = node.datas
-                dxs = tuple(d.data if isinstance(d, T) else d for d in dxs)
+                dxs = tuple(d.data if isinstance(d, Tensor) else d for d in dxs)
                 y = node.out
             dy = node.fn.jvp(dxs, y, *ins, **node.kw)
             node_tan[id(node)] = _fit_tangent(node, dy)

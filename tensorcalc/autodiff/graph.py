@@ -31,11 +31,10 @@ def walk(outputs, *, stop=(), since: int = 0, freed: str = "raise") -> list:
     ``since``: nodes created before this sequence number are not entered; ``freed``: what to do
     at a node whose saved arrays backward has freed — "raise" or "skip".
     """
-    T = Tensor
     stop_ids = {id(t) for t in stop}
     seen: dict = {}
     stack = [y._node for y in outputs
-             if isinstance(y, T) and y._node is not None and id(y) not in stop_ids
+             if isinstance(y, Tensor) and y._node is not None and id(y) not in stop_ids
              and y._node.seq >= since]
     while stack:
         node = stack.pop()
@@ -50,7 +49,7 @@ def walk(outputs, *, stop=(), since: int = 0, freed: str = "raise") -> list:
             )
         seen[id(node)] = node
         for x in node.inputs:
-            if (isinstance(x, T) and x._node is not None and id(x) not in stop_ids
+            if (isinstance(x, Tensor) and x._node is not None and id(x) not in stop_ids
                     and x._node.seq >= since and id(x._node) not in seen):
                 stack.append(x._node)
     return sorted(seen.values(), key=lambda n: n.seq)
@@ -116,7 +115,6 @@ def trace(outputs, model=None, *, names: dict | None = None) -> Graph:
     """The graph behind ``outputs`` (a Tensor or a list), readable: ops, shapes, and — given the
     ``model`` that ran — module paths and parameter names for the leaves. ``names`` maps extra
     leaf tensors to names (``{"x": x}``)."""
-    T = Tensor
     outs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     nodes = walk(outs)
     mod_path: dict = {}
@@ -134,9 +132,9 @@ def trace(outputs, model=None, *, names: dict | None = None) -> Graph:
     for i, node in enumerate(nodes):
         ins = []
         for x in node.inputs:
-            if isinstance(x, T) and x._node is not None and id(x._node) in index:
+            if isinstance(x, Tensor) and x._node is not None and id(x._node) in index:
                 ins.append(("step", index[id(x._node)], _shape_of(x)))
-            elif isinstance(x, T) and x._rg:
+            elif isinstance(x, Tensor) and x._rg:
                 name = leaf_name.get(id(x)) or f"leaf{len(leaves)}"
                 leaf_name[id(x)] = name
                 leaves[name] = _shape_of(x)

@@ -43,27 +43,22 @@ from .pytree import tree_flatten, tree_unflatten
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp"]
 
 
-def _T():
-    return Tensor
-
-
 def _argnums(argnums):
     return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
 
 def _fresh(leaf):
     """A new variable for one input leaf: an alias node of a traced Tensor, else a new leaf."""
-    T = _T()
-    if isinstance(leaf, T):
+    if isinstance(leaf, Tensor):
         if leaf._rg:
             with mode.enable_grad():
                 return F.REGISTRY["cast"].apply(leaf, dtype=leaf.dtype), True
         data = leaf.data
     else:
         data = leaf
-    t = T(data)
+    t = Tensor(data)
     if t.dtype.kind not in "fc":
-        t = T(xp_of((t.data,)).asarray(t.data, dtype=np.float64))
+        t = Tensor(xp_of((t.data,)).asarray(t.data, dtype=np.float64))
     t.requires_grad = True
     return t, False
 
@@ -103,11 +98,10 @@ class _Trace:
         than our fresh leaves (so the results must stay differentiable)?"""
         if self.nested:
             return
-        T = _T()
         fresh = {id(v) for v in self.vars}
         for node in walk(outputs, freed="skip"):
             for x in node.inputs:
-                if isinstance(x, T) and x._node is None and x._rg and id(x) not in fresh:
+                if isinstance(x, Tensor) and x._node is None and x._rg and id(x) not in fresh:
                     self.nested = True
                     return
 
@@ -121,21 +115,19 @@ class _Trace:
 
     def finish(self, x):
         """Leave a result on the tape when nested, else detach it."""
-        T = _T()
-        if isinstance(x, T) and not self.nested:
+        if isinstance(x, Tensor) and not self.nested:
             return x.detach()
         return x
 
 
 def _zeros_like(t):
-    return _T()._wrap(xp_of((t.data,)).zeros_like(t.data), None, 0)
+    return Tensor._wrap(xp_of((t.data,)).zeros_like(t.data), None, 0)
 
 
 def _tensor_leaves(out, who):
-    T = _T()
     leaves, tree = tree_flatten(out)
     for leaf in leaves:
-        if not isinstance(leaf, T):
+        if not isinstance(leaf, Tensor):
             raise TypeError(f"{who}: f must return Tensors (or a pytree of them), got "
                             f"{type(leaf).__name__}")
     return leaves, tree
@@ -150,7 +142,6 @@ def value_and_grad(f, argnums=0, has_aux=False):
     nums = _argnums(argnums)
 
     def g(*args):
-        T = _T()
         with mode.enable_grad():
             tr = _Trace(args, nums)
             out = f(*tr.args)
@@ -160,7 +151,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
                 val, aux = out
             else:
                 val, aux = out, None
-            if not isinstance(val, T) or val.size != 1:
+            if not isinstance(val, Tensor) or val.size != 1:
                 shape = getattr(val, "shape", type(val).__name__)
                 raise ValueError(f"grad: f must return a scalar Tensor, got {shape}")
             tr.observe([val])
@@ -233,7 +224,6 @@ def jvp(f, primals, tangents, create_graph=False):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    T = _T()
     nums = tuple(range(len(primals)))
     with mode.enable_grad():
         tr = _Trace(primals, nums)
@@ -250,20 +240,20 @@ def jvp(f, primals, tangents, create_graph=False):
         tans.extend(tl)
     fixed = []
     for p, t in zip(tr.vars, tans, strict=True):
-        tshape = tuple(np.shape(t.data if isinstance(t, T) else t))
+        tshape = tuple(np.shape(t.data if isinstance(t, Tensor) else t))
         if tshape != tuple(p.shape):
             raise ValueError(f"jvp: tangent of shape {tshape} for primal of shape {p.shape}")
-        if isinstance(t, T) and keep:
+        if isinstance(t, Tensor) and keep:
             fixed.append(t)
         else:
-            d = t.data if isinstance(t, T) else t
+            d = t.data if isinstance(t, Tensor) else t
             fixed.append(xp_of((p.data,)).asarray(d, dtype=p.dtype))
     dys = push_tangents(tr.vars, fixed, leaves, create_graph=keep, since=tr.start)
     res = []
     for o, d in zip(leaves, dys, strict=True):
         if d is None:
             d = _zeros_like(o)
-        res.append(tr.finish(d if isinstance(d, T) else T._wrap(d, None, 0)))
+        res.append(tr.finish(d if isinstance(d, Tensor) else Tensor._wrap(d, None, 0)))
     outs = [tr.finish(o) for o in leaves]
     return tree_unflatten(otree, outs), tree_unflatten(otree, res)
 
@@ -306,7 +296,6 @@ def _reverse_rows(y, tr):
     """d y / d vars by one VJP per element of y."""
     from . import mode as gm
 
-    T = _T()
     rows = [[] for _ in tr.vars]
     xp = xp_of((y.data,))
     for k in range(y.size):
@@ -324,7 +313,7 @@ def _reverse_rows(y, tr):
     out = []
     for r, v in zip(rows, tr.vars, strict=True):
         if not r:
-            out.append(T._wrap(xp.zeros(y.shape + v.shape, dtype=v.dtype), None, 0))
+            out.append(Tensor._wrap(xp.zeros(y.shape + v.shape, dtype=v.dtype), None, 0))
             continue
         st = ops["stack"].apply(*r, axis=0)
         out.append(ops["reshape"].apply(st, shape=tuple(y.shape) + tuple(v.shape)))
@@ -333,7 +322,6 @@ def _reverse_rows(y, tr):
 
 def _forward_cols(outs, tr):
     """d outs / d vars by one JVP per element of each variable."""
-    T = _T()
     ops = F.REGISTRY
     blocks = [[None] * len(tr.vars) for _ in outs]
     xps = [xp_of((v.data,)) for v in tr.vars]
@@ -347,11 +335,11 @@ def _forward_cols(outs, tr):
             tans[j] = e.reshape(v.shape)
             ds = push_tangents(tr.vars, tans, outs, create_graph=tr.nested, since=tr.start)
             for c, d, y in zip(cols, ds, outs, strict=True):
-                c.append(_zeros_like(y) if d is None else (d if isinstance(d, T) else
-                                                           T._wrap(d, None, 0)))
+                c.append(_zeros_like(y) if d is None else (d if isinstance(d, Tensor) else
+                                                           Tensor._wrap(d, None, 0)))
         for i, (c, y) in enumerate(zip(cols, outs, strict=True)):
             if not c:
-                blocks[i][j] = T._wrap(xps[j].zeros(y.shape + v.shape, dtype=y.dtype), None, 0)
+                blocks[i][j] = Tensor._wrap(xps[j].zeros(y.shape + v.shape, dtype=y.dtype), None, 0)
                 continue
             st = ops["reshape"].apply(ops["stack"].apply(*c, axis=0), shape=(n, y.size))
             blocks[i][j] = ops["reshape"].apply(ops["transpose"].apply(st, axes=(1, 0)),
