@@ -221,3 +221,33 @@ def check_fraction(cfg):
     f = cfg.get("train_fraction", 1.0)
     if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0 < f <= 1):
         raise RecipeError(f"--train-fraction must be in (0, 1], got {f!r}")
+
+
+def write_markdown_report(run_dir: str, lines) -> str:
+    """A study's ``report.md`` from its lines (figures beside it as PNGs); returns its path."""
+    import os
+
+    path = os.path.join(run_dir, "report.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def read_finished_run(run_dir: str, who: str, kind: str) -> tuple[dict, dict, str]:
+    """(config, vocabulary JSON, weights path) of a finished run that saved ``config.json``,
+    ``vocab.json`` and ``model.safetensors`` (char-lstm, char-transformer, translate); a
+    ValueError naming what is missing otherwise."""
+    import json
+    import os
+
+    paths = {n: os.path.join(run_dir, n)
+             for n in ("config.json", "vocab.json", "model.safetensors")}
+    missing = [n for n, q in paths.items() if not os.path.exists(q)]
+    if missing:
+        raise ValueError(f"{who}: {run_dir} is not a finished {kind} run (missing "
+                         f"{', '.join(missing)})")
+    with open(paths["config.json"], encoding="utf-8") as f:
+        cfg = json.load(f)
+    with open(paths["vocab.json"], encoding="utf-8") as f:
+        vocab = json.load(f)
+    return cfg, vocab, paths["model.safetensors"]

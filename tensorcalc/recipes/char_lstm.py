@@ -38,6 +38,7 @@ from ..tensor import Tensor
 from ..train.loop import Loop
 from ..train.steps import Step
 from . import Data, Recipe, RecipeError, RunResult, register
+from ._common import read_finished_run, write_markdown_report
 
 LN2 = math.log(2.0)
 _TEXT: dict = {}
@@ -278,29 +279,18 @@ def _report(run_dir, cfg, history, test, samples):
              f"{test['parameters']:,} parameters.", "", "![loss](loss.png)", ""]
     for t, txt in samples.items():
         lines += [f"## Sample at temperature {t}", "", "```", txt, "```", ""]
-    path = os.path.join(run_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    return path
+    return write_markdown_report(run_dir, lines)
 
 
 def load_char_model(run_dir):
     """(model, vocab) of a finished char-lstm run: config.json, vocab.json, model.safetensors."""
     from ..serialization import load_into
 
-    paths = {n: os.path.join(run_dir, n) for n in ("config.json", "vocab.json",
-                                                    "model.safetensors")}
-    missing = [n for n, q in paths.items() if not os.path.exists(q)]
-    if missing:
-        raise ValueError(f"generate: {run_dir} is not a finished char-lstm run (missing "
-                         f"{', '.join(missing)})")
-    with open(paths["config.json"], encoding="utf-8") as f:
-        cfg = json.load(f)
-    with open(paths["vocab.json"], encoding="utf-8") as f:
-        vocab = CharVocab(json.load(f)["chars"])
+    cfg, v, weights = read_finished_run(run_dir, "generate", "char-lstm")
+    vocab = CharVocab(v["chars"])
     model = CharLM(len(vocab), cfg["embed"], cfg["hidden"], cfg["layers"], cfg["cell"], 0.0,
                    rng=0)
-    load_into(model, paths["model.safetensors"])
+    load_into(model, weights)
     return model, vocab
 
 

@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from . import Recipe, RunResult, register
+from ._common import write_markdown_report
 from .char_lstm import _data, shakespeare_split
 
 LN2 = math.log(2.0)
@@ -76,9 +77,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
         lines.append(f"| {n} | " + " | ".join(f"{v:.4f}" for v in r.values()) + " |")
     lines += ["", f"Best: {best_n}-gram, k = {best_k:g}: {best:.4f} nats/char = "
               f"{best / LN2:.4f} bits/char.", ""]
-    report = os.path.join(run_dir, "report.md")
-    with open(report, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    report = write_markdown_report(run_dir, lines)
     return RunResult(run_dir=run_dir, test=test, report=report, config=cfg)
 
 

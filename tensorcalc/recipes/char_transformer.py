@@ -33,6 +33,7 @@ from ..tensor import Tensor
 from ..train.loop import Loop
 from ..train.steps import Step
 from . import Data, Recipe, RunResult, register
+from ._common import read_finished_run, write_markdown_report
 from .char_lstm import LN2, shakespeare_split
 
 
@@ -202,10 +203,7 @@ def _report(run_dir, history, test, samples):
              "![loss](loss.png)", ""]
     for t, txt in samples.items():
         lines += [f"## Sample at temperature {t}", "", "```", txt, "```", ""]
-    path = os.path.join(run_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    return path
+    return write_markdown_report(run_dir, lines)
 
 
 def generate_any(run_dir, prompt="ROMEO:", length=500, temperature=0.8, top_k=None, seed=0):
@@ -220,10 +218,10 @@ def generate_any(run_dir, prompt="ROMEO:", length=500, temperature=0.8, top_k=No
             cfg = json.load(f)
     if "n_layer" not in cfg:
         return char_lstm.generate(run_dir, prompt, length, temperature, top_k, seed)
-    with open(os.path.join(run_dir, "vocab.json"), encoding="utf-8") as f:
-        vocab = CharVocab(json.load(f)["chars"])
+    cfg, v, weights = read_finished_run(run_dir, "generate", "char-transformer")
+    vocab = CharVocab(v["chars"])
     model = _model({**cfg, "dropout": 0.0}, len(vocab), np.random.default_rng(0))
-    load_into(model, os.path.join(run_dir, "model.safetensors"))
+    load_into(model, weights)
     bad = sorted({c for c in prompt if c not in vocab})
     if not prompt or bad:
         raise ValueError(f"generate: the prompt must be non-empty and use only characters the "

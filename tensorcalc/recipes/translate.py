@@ -38,6 +38,7 @@ from ..serialization import save_weights
 from ..train.loop import Loop
 from ..train.steps import Step
 from . import Data, Recipe, RunResult, register
+from ._common import read_finished_run, write_markdown_report
 
 
 def prepare(cfg):
@@ -251,28 +252,16 @@ def _report(run_dir, cfg, history, figures, samples, model, sv, tv):
              "![curves](curves.png)", ""] + [f"![{p}]({p})" for p in pngs] + ["", "## Samples", ""]
     lines += [f"- {s['es']} → **{s['en']}**" + (f" (reference: {s['reference']})"
                                                 if "reference" in s else "") for s in samples]
-    path = os.path.join(run_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    return path
+    return write_markdown_report(run_dir, lines)
 
 
 def load_translator(run_dir):
     from ..serialization import load_into
 
-    paths = {n: os.path.join(run_dir, n) for n in ("config.json", "vocab.json",
-                                                    "model.safetensors")}
-    missing = [n for n, q in paths.items() if not os.path.exists(q)]
-    if missing:
-        raise ValueError(f"translate: {run_dir} is not a finished translate run (missing "
-                         f"{', '.join(missing)})")
-    with open(paths["config.json"], encoding="utf-8") as f:
-        cfg = json.load(f)
-    with open(paths["vocab.json"], encoding="utf-8") as f:
-        v = json.load(f)
+    cfg, v, weights = read_finished_run(run_dir, "translate", "translate")
     sv, tv = WordVocab(v["src"][4:]), WordVocab(v["tgt"][4:])
     model = build_model(cfg, sv, tv, np.random.default_rng(0))
-    load_into(model, paths["model.safetensors"])
+    load_into(model, weights)
     return model, sv, tv
 
 

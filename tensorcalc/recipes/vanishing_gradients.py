@@ -38,6 +38,7 @@ from ..optim import SGD, Adam
 from ..optim.clip import clip_grad_norm_
 from ..tensor import Tensor
 from . import Recipe, RunResult, register
+from ._common import write_markdown_report
 
 KINDS = (("rnn-tanh", "RNN (tanh)"), ("rnn-relu", "RNN (relu)"), ("lstm", "LSTM"),
          ("gru", "GRU"))
@@ -200,10 +201,7 @@ def _report(run_dir, cfg, results, explode):
                      f"{fin[-1] if fin else float('nan'):.3g}"
                      + ("" if math.isfinite(r["loss"][-1]) else "; then the loss became "
                         "non-finite and training stopped"))
-    path = os.path.join(run_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    return write_markdown_report(run_dir, lines)
 
 
 def _data(cfg):
