@@ -693,6 +693,16 @@ OPS: list[OpSpec] = [
       lambda q, k, v, wi, bi, wo, bo, **kw: _np_mha(q, k, v, 2, wi, bi, wo, bo, **kw),
       [((2, 3, 4), (2, 5, 4), (2, 5, 4), (12, 4), (12,), (4, 4), (4,))],
       kwargs=[{}, {"key_padding_mask": _ATT_KPM}, {"attn_mask": ~_ATT_BOOL}]),
+    # -- fused transformer primitives (issue 11): exact GELU and its derivative
+    S("ops.gelu", tc.gelu, lambda x: x * sps.ndtr(x), UN_SHAPES, domain=(-4, 4),
+      covers=("gelu", "gelu_grad"),
+      special=[sv([0.0, INF, -INF, 1e4, -1e4, -40.0], value=[0, INF, 0, 1e4, 0, 0],
+                  grads=([0.5, 1, 0, 1, 0, 0],))]),
+    S("gelu_grad", tc.gelu_grad,
+      lambda x: sps.ndtr(x) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi), UN_SHAPES,
+      domain=(-4, 4), covers=("gelu_grad",),
+      special=[sv([0.0, 40.0, -40.0, INF, -INF], value=[0.5, 1, 0, 1, 0],
+                  grads=([2 / np.sqrt(2 * np.pi), 0, 0, 0, 0],))]),
 ]
 
 

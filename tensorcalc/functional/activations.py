@@ -17,7 +17,6 @@ from .. import ops
 from ..ops._util import data_of, ndim_of, shape_of
 from .basic import log_softmax, softmax
 
-_SQRT1_2 = 1.0 / math.sqrt(2.0)
 _SQRT_2_PI = math.sqrt(2.0 / math.pi)
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -101,11 +100,12 @@ def celu(x, alpha=1.0):
 def gelu(x, approximate="none"):
     """GELU(x) = x·Φ(x) with Φ the standard normal CDF.
 
-    approximate='none':  Φ(x) = ½(1 + erf(x/√2));  GELU′(x) = Φ(x) + x·φ(x), φ the normal pdf.
+    approximate='none':  Φ(x) = ½(1 + erf(x/√2));  GELU′(x) = Φ(x) + x·φ(x), φ the normal pdf
+                         (the primitive ops.gelu: one chunked kernel each way).
     approximate='tanh':  Φ(x) ≈ ½(1 + tanh(√(2/π)(x + 0.044715x³))).
     """
     if approximate == "none":
-        return x * (ops.erf(x * _SQRT1_2) * 0.5 + 0.5)
+        return ops.gelu(x)
     if approximate == "tanh":
         inner = x * ((x * x) * (0.044715 * _SQRT_2_PI) + _SQRT_2_PI)
         return x * (ops.tanh(inner) * 0.5 + 0.5)

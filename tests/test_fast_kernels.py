@@ -1,0 +1,66 @@
+"""The float32 fast paths of ops (chunked NumPy kernels) against scipy in float64.
+
+The generic op suite checks every primitive in float64, where erf and GELU use scipy; these
+tests bound the error of the float32 kernels (ops/elementwise.py) on a dense grid instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.special as sps
+
+import tensorcalc as tc
+
+# a dense grid over the whole float32 range that matters, plus the edges
+GRID = np.concatenate([np.linspace(-12, 12, 2_400_001), [0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30]])
+X32 = GRID.astype(np.float32)
+X = X32.astype(np.float64)  # the exact values of the float32 inputs
+ULP1 = float(np.finfo(np.float32).eps)  # 2⁻²³, the spacing of float32 just above 1
+
+
+def _f32(fn, x=X32):
+    y = fn(tc.tensor(x)).data
+    assert y.dtype == np.float32
+    return y.astype(np.float64)
+
+
+def test_erf_float32_error_is_a_few_ulps():
+    got, ref = _f32(tc.erf), sps.erf(X)
+    err = np.abs(got - ref)
+    assert err.max() <= 4 * ULP1  # |erf| ≤ 1: absolute error of a few ulps of 1
+    small = (np.abs(X) < 1) & (X != 0)
+    assert (err[small] / np.abs(ref[small])).max() <= 4 * ULP1  # relative near 0
+    assert np.array_equal(got[np.abs(X) >= 4], np.sign(X[np.abs(X) >= 4]))
+    assert np.all(np.abs(got) <= 1)
+
+
+def test_gelu_float32_error():
+    got, ref = _f32(tc.gelu), X * sps.ndtr(X)
+    err = np.abs(got - ref)
+    # x·Φ(x) with Φ = ½(1 + erf(x/√2)): |x|·(error of Φ) + the rounding of the product
+    assert (err <= 2 * ULP1 * np.abs(X) + 1e-7 + 2 * ULP1 * np.abs(ref)).all()
+    assert np.isfinite(got[np.isfinite(X)]).all()
+
+
+def test_gelu_grad_float32_error():
+    got = _f32(tc.gelu_grad)
+    ref = sps.ndtr(X) + X * np.exp(-X * X / 2) / np.sqrt(2 * np.pi)
+    assert np.abs(got - ref).max() <= 4 * ULP1
+
+
+def test_gelu_float32_limits_and_empty():
+    x = np.array([-np.inf, np.inf, 0.0, -0.0, -200.0, 200.0], np.float32)
+    np.testing.assert_array_equal(tc.gelu(x), [0, np.inf, 0, 0, 0, 200])
+    np.testing.assert_array_equal(tc.gelu_grad(x), [0, 1, 0.5, 0.5, 0, 1])
+    assert tc.gelu(np.zeros((0, 3), np.float32)).shape == (0, 3)
+
+
+def test_gelu_float32_matches_float64_path_on_odd_shapes():
+    """Chunk boundaries and non-contiguous inputs: the kernel sees every element once."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 40_000)).astype(np.float32)[:, ::3]  # a strided view
+    for fn in (tc.gelu, tc.gelu_grad, tc.erf):
+        got = np.asarray(fn(x))
+        want = np.asarray(fn(x.astype(np.float64)))
+        assert got.shape == x.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
