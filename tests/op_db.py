@@ -357,6 +357,13 @@ OPS: list[OpSpec] = [
       kwargs=[{}, {"stride": 2, "padding": 1}, {"padding": "same"},
               {"dilation": (2, 1), "padding": (1, 0), "stride": (1, 2)}],
       covers=("unfold", "matmul", "reshape", "transpose")),
+    S("conv2d_primitive", tc.ops.windows.conv2d, __import__("cnn.refs").refs.conv2d,
+      [((2, 3, 5, 4), (4, 3, 2, 3)), ((2, 1, 6, 7), (3, 1, 3, 3)), ((2, 3, 5, 5), (2, 3, 1, 1))],
+      kwargs=[{}, {"stride": 2, "padding": 1}, {"padding": ((1, 0), (2, 1))},
+              {"dilation": (2, 1), "padding": (1, 0), "stride": (1, 2)}],
+      covers=("conv2d", "unfold", "fold", "matmul", "reshape", "transpose"),
+      special=[sv([[[[INF, 0.0]]]], [[[[1.0]]]], value=[[[[INF, 0]]]],
+                  grads=([[[[1, 1]]]], [[[[INF]]]]))]),
     S("conv2d_groups", tc.functional.conv2d, __import__("cnn.refs").refs.conv2d,
       [((2, 4, 5, 4), (6, 2, 3, 2), (6,))],
       kwargs=[{"groups": 2}, {"groups": 2, "stride": 2, "padding": 1, "dilation": (1, 2)}]),
@@ -703,7 +710,20 @@ OPS: list[OpSpec] = [
       domain=(-4, 4), covers=("gelu_grad",),
       special=[sv([0.0, 40.0, -40.0, INF, -INF], value=[0.5, 1, 0, 1, 0],
                   grads=([2 / np.sqrt(2 * np.pi), 0, 0, 0, 0],))]),
+    # standardisation (layer / batch / group norm's core) over trailing, leading and split axes
+    S("standardize", tc.standardize, lambda x, axis=-1, eps=1e-5: _np_standardize(x, axis, eps),
+      [((3, 4),), ((2, 3, 4),)], kwargs=[{}, {"axis": (0,)}], covers=("standardize",),
+      special=[sv([[1.0, 1.0, 1.0], [1e4, -1e4, 0.0], [0.0, 0.0, 3.0]], axis=1,
+                  value=FINITE, grads=(np.zeros((3, 3)),))]),
+    S("standardize_axes", tc.standardize,
+      lambda x, axis=-1, eps=1e-5: _np_standardize(x, axis, eps), [((2, 3, 4),)],
+      kwargs=[{"axis": (0, 2)}, {"axis": (1, 2), "eps": 0.1}], covers=("standardize",)),
 ]
+
+
+def _np_standardize(x, axis, eps):
+    ax = tuple(a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis))
+    return (x - x.mean(ax, keepdims=True)) / np.sqrt(x.var(ax, keepdims=True) + eps)
 
 
 @tc.custom_vjp

@@ -1,8 +1,9 @@
 """Normalisation layers as functions: batch norm, layer norm, group norm (composites only).
 
 All standardise with the biased variance: x̂ = (x − μ) / √(σ² + ε), then y = γ ⊙ x̂ + β. The
-derivative through μ and σ² (the reason batch norm's gradient is not just γ/σ) is the chain
-rule over the primitives: mean, subtract, square, mean, add ε, power −½, multiply.
+standardisation is one primitive over the normalised axes, ``ops.standardize``, whose rules
+carry the derivative through μ and σ² (the reason batch norm's gradient is not just γ/σ):
+x̄ = (x̂̄ − mean x̂̄ − x̂ ⊙ mean(x̂̄ ⊙ x̂)) / √(σ² + ε).
 
 Input dtypes: x of another dtype is cast to the dtype of γ (or of the running statistics);
 complex x is rejected (the policy of every layer family, ``functional._dtypes``).
@@ -16,15 +17,15 @@ from .. import ops
 from ..ops._util import data_of, shape_of
 from ..tensor import Tensor
 from ._dtypes import operand_or_real
-from .basic import mean
 
 
-def _standardise(x, axes, eps):
-    """(x − μ)·(σ² + ε)^(−½) over ``axes`` (kept), plus μ and σ² for bookkeeping."""
-    mu = mean(x, axes, keepdims=True)
-    d = x - mu
-    var = mean(ops.pow(d, 2), axes, keepdims=True)
-    return d, ops.pow(var + eps, -0.5), mu, var
+def _batch_stats(x, axes):
+    """μ and the biased σ² over ``axes`` of the data (for the running statistics only)."""
+    xd = data_of(x)
+    mu = xd.mean(axis=axes, keepdims=True)
+    d = xd - mu
+    d *= d
+    return mu, d.mean(axis=axes, keepdims=True)
 
 
 def _update_running(buf, stat, momentum):
@@ -69,19 +70,25 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
                 f"batch_norm: training needs more than one value per channel, got x of shape "
                 f"{sx}; use eval mode or a larger batch"
             )
-        d, inv, mu, var = _standardise(x, axes, eps)
-        if running_mean is not None:
-            _update_running(running_mean, data_of(mu), momentum)
-        if running_var is not None:
-            _update_running(running_var, data_of(var) * (n / (n - 1)), momentum)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: eval mode needs running_mean and running_var")
-        xd = data_of(x)
-        rm = data_of(running_mean).astype(xd.dtype, copy=False).reshape(bshape)
-        rv = data_of(running_var).astype(xd.dtype, copy=False).reshape(bshape)
-        d = x - rm
-        inv = (rv + eps) ** -0.5
+        y = ops.standardize(x, axes, eps)
+        if running_mean is not None or running_var is not None:
+            mu, var = _batch_stats(x, axes)
+            if running_mean is not None:
+                _update_running(running_mean, mu, momentum)
+            if running_var is not None:
+                _update_running(running_var, var * (n / (n - 1)), momentum)
+        if weight is not None:
+            y = y * ops.reshape(weight, bshape)
+        if bias is not None:
+            y = y + ops.reshape(bias, bshape)
+        return y
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+    xd = data_of(x)
+    rm = data_of(running_mean).astype(xd.dtype, copy=False).reshape(bshape)
+    rv = data_of(running_var).astype(xd.dtype, copy=False).reshape(bshape)
+    d = x - rm
+    inv = (rv + eps) ** -0.5
     scale = inv if weight is None else inv * ops.reshape(weight, bshape)
     y = d * scale
     if bias is not None:
@@ -105,8 +112,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
             raise ValueError(f"layer_norm: {name} must have shape {ns}, got {shape_of(t)}")
     x = operand_or_real(x, (weight, bias), "layer_norm")
     axes = tuple(range(len(sx) - k, len(sx)))
-    d, inv, _, _ = _standardise(x, axes, eps)
-    y = d * inv
+    y = ops.standardize(x, axes, eps)
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -127,8 +133,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     C = sx[1]
     x = operand_or_real(x, (weight, bias), "group_norm")
     g = ops.reshape(x, (sx[0], num_groups, C // num_groups) + sx[2:])
-    d, inv, _, _ = _standardise(g, tuple(range(2, len(sx) + 1)), eps)
-    y = ops.reshape(d * inv, sx)
+    y = ops.reshape(ops.standardize(g, tuple(range(2, len(sx) + 1)), eps), sx)
     bshape = (C,) + (1,) * (len(sx) - 2)
     if weight is not None:
         y = y * ops.reshape(weight, bshape)
