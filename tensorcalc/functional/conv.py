@@ -18,8 +18,8 @@ every layer family, ``functional._dtypes``).
 from __future__ import annotations
 
 from .. import ops
-from ..ops._util import data_of, shape_of
-from ..ops.windows import Fold, Unfold, norm_padding, pair, window_geometry
+from ..ops._util import shape_of
+from ..ops.windows import Conv2d, Fold, Unfold, norm_padding, pair, window_geometry
 from ._dtypes import operand
 
 
@@ -71,21 +71,19 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
     k, s, p, d, (ho, wo) = window_geometry("conv2d", xs, ws[2:], stride, padding, dilation)
     n, c = xs[0], xs[1]
+    if groups == 1:  # the convolution primitive (ops/windows.py): unfold + one GEMM
+        y = Conv2d.apply(x, w, stride=s, padding=p, dilation=d)
+        if b is not None:
+            y = y + ops.reshape(b, (o, 1, 1))
+        return y
     cols = Unfold.apply(x, kernel=k, stride=s, padding=p, dilation=d)  # (N, L, kh·kw·C)
     nl, kk = n * ho * wo, k[0] * k[1]
-    if groups == 1:
-        wt = ops.reshape(ops.transpose(w, (2, 3, 1, 0)), (kk * c, o))  # rows (i, j, c)
-        if data_of(cols).flags.c_contiguous:
-            y = ops.matmul(ops.reshape(cols, (nl, kk * c)), wt)  # (N·L, O): one GEMM
-        else:  # cols in (N, K, L) memory (few input channels): N GEMMs on transposed operands
-            y = ops.reshape(ops.matmul(cols, wt), (nl, o))
-    else:
-        g, cg, og = groups, c // groups, o // groups
-        cg_cols = ops.transpose(ops.reshape(cols, (nl, kk, g, cg)), (2, 0, 1, 3))
-        cg_cols = ops.reshape(cg_cols, (g, nl, kk * cg))
-        wg = ops.transpose(ops.reshape(w, (g, og, cg, k[0], k[1])), (0, 3, 4, 2, 1))
-        wg = ops.reshape(wg, (g, kk * cg, og))
-        y = ops.reshape(ops.transpose(ops.matmul(cg_cols, wg), (1, 0, 2)), (nl, o))
+    g, cg, og = groups, c // groups, o // groups
+    cg_cols = ops.transpose(ops.reshape(cols, (nl, kk, g, cg)), (2, 0, 1, 3))
+    cg_cols = ops.reshape(cg_cols, (g, nl, kk * cg))
+    wg = ops.transpose(ops.reshape(w, (g, og, cg, k[0], k[1])), (0, 3, 4, 2, 1))
+    wg = ops.reshape(wg, (g, kk * cg, og))
+    y = ops.reshape(ops.transpose(ops.matmul(cg_cols, wg), (1, 0, 2)), (nl, o))
     if b is not None:
         y = y + b
     return ops.transpose(ops.reshape(y, (n, ho, wo, o)), (0, 3, 1, 2))
