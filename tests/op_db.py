@@ -718,7 +718,24 @@ OPS: list[OpSpec] = [
     S("standardize_axes", tc.standardize,
       lambda x, axis=-1, eps=1e-5: _np_standardize(x, axis, eps), [((2, 3, 4),)],
       kwargs=[{"axis": (0, 2)}, {"axis": (1, 2), "eps": 0.1}], covers=("standardize",)),
+    # fused softmax; the mask (True = allowed) has a fully masked row (all-zero weights)
+    S("ops.softmax", tc.ops.reduce.softmax,
+      lambda x, axis=-1, mask=None: _np_masked_softmax(x, axis, mask), [((3, 4),), ((2, 3, 4),)],
+      kwargs=[{}, {"axis": 0}, {"mask": np.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 0]],
+                                                 dtype=bool)}], covers=("softmax",),
+      special=[sv([[1e4, 0.0, -1e4], [0.0, -INF, 0.0]], value=[[1, 0, 0], [0.5, 0, 0.5]],
+                  grads=(np.zeros((2, 3)),)),
+               sv([[0.0, 7.0, 1e30], [1.0, 2.0, 3.0]], mask=np.array([[1, 0, 0], [0, 0, 0]], bool),
+                  value=[[1, 0, 0], [0, 0, 0]], grads=(np.zeros((2, 3)),))]),
 ]
+
+
+def _np_masked_softmax(x, axis, mask):
+    if mask is None:
+        return sps.softmax(x, axis)
+    e = np.where(mask, np.exp(x - x.max(axis, keepdims=True)), 0.0)
+    s = e.sum(axis, keepdims=True)
+    return e / np.where(s > 0, s, 1.0)
 
 
 def _np_standardize(x, axis, eps):

@@ -24,9 +24,10 @@ PyTorch, and each function says which it takes:
 - ``key_padding_mask`` everywhere, and ``nn.MultiheadAttention(attn_mask=...)``: True = **masked
   out** (padding / not allowed; nn.MultiheadAttention's convention).
 
-A removed pair gets the score −10³⁰ (not −∞, so no ∞ − ∞ enters the chain rule) and its weight
-is exactly 0 (exp underflows); a query whose every key is removed gets α = 0 and a zero context,
-with zero gradients — never a NaN. Padding therefore never changes a result: the padded keys
+A removed pair is masked inside the softmax primitive (``ops.reduce.softmax(mask=...)``): its
+weight is exactly 0 and its score gets no gradient; a query whose every key is removed gets α = 0
+and a zero context, with zero gradients — never a NaN. An additive mask is clamped at −10³⁰ (not
+−∞, so no ∞ − ∞ enters the chain rule). Padding therefore never changes a result: the padded keys
 contribute exactly 0 to every sum.
 """
 
@@ -37,7 +38,7 @@ import math
 from .. import ops
 from ..backend import array_module
 from ..ops._util import data_of, shape_of
-from .basic import softmax
+from ..ops.reduce import softmax as _softmax
 from .dropout import dropout
 
 NEG = -1e30  # the score of a removed query-key pair (finite: exp(NEG − max) = 0 exactly)
@@ -97,14 +98,7 @@ def attend(scores, values, allowed=None, additive=None, dropout_p=0.0, training=
     """
     if additive is not None:
         scores = scores + additive
-    if allowed is not None:
-        scores = ops.where(allowed, scores, NEG)
-    w = softmax(scores, axis=-1)
-    if allowed is not None:
-        xp = _xp(scores)
-        dead = ~xp.any(xp.broadcast_to(allowed, shape_of(scores)), axis=-1, keepdims=True)
-        if bool(dead.any()):
-            w = ops.where(dead, 0.0, w)
+    w = _softmax(scores, axis=-1, mask=allowed)  # one primitive: removed pairs and dead rows 0
     if dropout_p > 0.0 and training:
         w = dropout(w, dropout_p, True, rng)
     return ops.matmul(w, values), w

@@ -292,6 +292,72 @@ def standardize(x, axis=-1, eps=1e-5):
     return Standardize.apply(x, axis=ax, eps=float(eps))
 
 
+
+@primitive
+class Softmax(Function):
+    """Softmax along one axis, over the entries a boolean ``mask`` allows (all by default).
+
+    Forward:  y = exp(x − m) / Σ_axis exp(x − m),  m = max_axis x  (masked-out entries: y = 0)
+    VJP:      x̄ = y ⊙ (ȳ − Σ_axis ȳ ⊙ y)
+    JVP:      ẏ = y ⊙ (ẋ − Σ_axis ẋ ⊙ y)
+
+    A primitive by DESIGN §2 rule (3): composed as exp(log_softmax) it is eight nodes and a
+    softmax recomputed in logsumexp's rule; here five passes forward (six with a mask) and four
+    back. ``mask`` (keyword, broadcastable to x, True = allowed) is attention's: a masked entry
+    gets y = 0 and x̄ = 0 whatever its score, and a slice with no allowed entry gets y = 0 (not
+    0/0). The max shift m is a constant (softmax is invariant to it), so the rules are exact.
+    """
+
+    @staticmethod
+    def forward(xp, x, *, axis, mask=None):
+        if mask is None:
+            z = x - _finite_max(xp, x, axis)
+        else:
+            z = xp.where(mask, x, -math.inf)
+            z -= _finite_max(xp, z, axis)
+        e = xp.exp(z, out=z)
+        s = e.sum(axis=axis, keepdims=True)
+        if mask is not None:
+            s = xp.where(s > 0, s, 1)  # no allowed entry: 0/1 = 0
+        e /= s
+        return e
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, axis, mask=None):
+        return ((g - (g * y).sum(axis=axis, keepdims=True)) * y,)
+
+    @staticmethod
+    def jvp(dxs, y, x, *, axis, mask=None):
+        dx = dxs[0]
+        return (dx - (dx * y).sum(axis=axis, keepdims=True)) * y
+
+
+def _finite_max(xp, x, axis):
+    """max over ``axis`` (kept), with non-finite maxima (an all −∞ slice) replaced by 0."""
+    m = x.max(axis=axis, keepdims=True)
+    if _cuda.uses(xp):  # no host synchronisation on a GPU
+        return _cuda.finite_or_zero(m)
+    if not xp.isfinite(m).all():
+        m = xp.where(xp.isfinite(m), m, 0)
+    return m
+
+
+def softmax(x, axis=-1, mask=None):
+    """exp(x) / Σ_axis exp(x) along one ``axis``, stable for any finite logits; with ``mask``
+    (boolean, broadcastable to x, True = allowed) over the allowed entries only. (tc.softmax is
+    functional.basic's wrapper of this primitive.)"""
+    ax = norm_axis(axis, ndim_of(x), "softmax")
+    if len(ax) != 1:
+        raise ValueError(f"softmax: one axis expected, got {axis}")
+    _nonempty(x, ax, "softmax")
+    if mask is not None:
+        xp = xp_of((data_of(x),))
+        mask = xp.asarray(data_of(mask))
+        if mask.dtype != bool:
+            raise TypeError(f"softmax: mask must be boolean (True = allowed), got {mask.dtype}")
+    return Softmax.apply(x, axis=ax[0], mask=mask)
+
+
 def _nonempty(x, axis, who):
     s = shape_of(x)
     if any(s[a] == 0 for a in axis):
