@@ -64,3 +64,28 @@ def test_gelu_float32_matches_float64_path_on_odd_shapes():
         want = np.asarray(fn(x.astype(np.float64)))
         assert got.shape == x.shape
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_gelu_float32_backward_uses_the_saved_cdf_and_agrees():
+    """The float32 forward keeps Φ next to y; the backward from it equals ȳ ⊙ gelu′(x)."""
+    from tensorcalc.ops.elementwise import _saved_cdf
+
+    rng = np.random.default_rng(1)
+    xd = np.concatenate([rng.standard_normal(70_001) * 3, [np.inf, -np.inf, 0.0, -7.0]])
+    x = tc.tensor(xd.astype(np.float32), requires_grad=True)
+    y = tc.gelu(x)
+    assert _saved_cdf(y.data) is not None
+    g = rng.standard_normal(xd.shape).astype(np.float32)
+    (y * tc.tensor(g)).sum().backward()
+    assert x.grad.dtype == np.float32
+    want = g.astype(np.float64) * np.asarray(tc.gelu_grad(xd))
+    np.testing.assert_allclose(x.grad.data, want, rtol=4 * ULP1, atol=1e-6)
+
+
+def test_gelu_float32_second_derivative():
+    """Under create_graph the rule is gelu_grad's (no saved Φ): f″ = φ(x)(2 − x²)."""
+    zd = np.array([0.3, -1.2, 2.5], np.float32)
+    d2 = tc.grad(lambda t: tc.grad(lambda u: tc.gelu(u).sum())(t).sum())(tc.tensor(zd))
+    z = zd.astype(np.float64)
+    np.testing.assert_allclose(np.asarray(d2.data), np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+                               * (2 - z * z), rtol=1e-5)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 from ..autodiff.function import Elementwise, primitive
-from ..backend import special
+from ..backend import special, xp_of
 from ..devices import cuda as _cuda
+from ..tensor import Tensor
 from . import arithmetic as _arith
 from ._util import cast_like, public
 
@@ -317,7 +318,7 @@ class Erf(Elementwise):
     @staticmethod
     def forward(xp, x):
         if _fast32(xp, x):
-            return _chunked(xp, x, _erf32_chunk)
+            return _chunked(xp, _erf32_chunk, (x,))[0]
         return special(xp).erf(x)
 
     @staticmethod
@@ -361,18 +362,21 @@ def _fast32(xp, x):
     return getattr(xp, "__name__", "") == "numpy" and x.dtype.char == "f"
 
 
-def _chunked(xp, x, kernel):
-    """kernel(x) elementwise, evaluated chunk by chunk into one output with shared scratch."""
-    xf = xp.ascontiguousarray(x).reshape(-1)
-    out = xp.empty(xf.shape, dtype=x.dtype)
-    n = xf.size
+def _chunked(xp, kernel, xs, nout=1):
+    """Outputs (nout, *x.shape) of kernel(xs...) elementwise over same-shape arrays ``xs``,
+    evaluated chunk by chunk with shared scratch buffers."""
+    flats = [xp.ascontiguousarray(a).reshape(-1) for a in xs]
+    x = xs[0]
+    n = flats[0].size
+    out = xp.empty((nout, n), dtype=x.dtype)
     m = max(1, min(n, _CHUNK))
     bufs = [xp.empty(m, dtype=x.dtype) for _ in range(3)]
     for s in range(0, n, m):
         e = min(n, s + m)
         k = e - s
-        kernel(xp, xf[s:e], out[s:e], *(b[:k] for b in bufs))
-    return out.reshape(x.shape)
+        kernel(xp, *(f[s:e] for f in flats), *(out[i, s:e] for i in range(nout)),
+               *(b[:k] for b in bufs))
+    return out.reshape((nout,) + x.shape)
 
 
 def _erf_clobber(xp, t, out, x2, q):
@@ -410,10 +414,33 @@ def _cdf32_into(xp, x, out, t, x2, q):
     out += f(0.5)
 
 
-def _gelu32_chunk(xp, x, out, t, x2, q):
-    _cdf32_into(xp, x, out, t, x2, q)
+def _gelu32_chunk(xp, x, y, cdf, t, x2, q):
+    _cdf32_into(xp, x, cdf, t, x2, q)
     xp.maximum(x, x.dtype.type(_XMIN), out=t)
-    out *= t
+    xp.multiply(t, cdf, out=y)
+
+
+def _gelu_vjp32_chunk(xp, g, x, cdf, out, t, x2, q):
+    """out ← ḡ ⊙ (Φ + x·φ(x)) with Φ saved by the forward."""
+    f = x.dtype.type
+    xp.clip(x, f(-_XBIG), f(_XBIG), out=t)
+    xp.multiply(t, t, out=x2)
+    x2 *= f(-0.5)
+    xp.exp(x2, out=x2)
+    t *= f(_INV_SQRT_2PI)
+    t *= x2
+    t += cdf
+    xp.multiply(t, g, out=out)
+
+
+def _saved_cdf(y):
+    """Φ(x) kept by Gelu's float32 forward: y is row 0 of a (2, ...) buffer whose row 1 is Φ."""
+    b = getattr(y, "base", None)
+    if b is None or getattr(b, "shape", None) != (2,) + y.shape or b.dtype != y.dtype:
+        return None
+    if b.__array_interface__["data"][0] != y.__array_interface__["data"][0]:
+        return None
+    return b[1]
 
 
 def _gelu_grad32_chunk(xp, x, out, t, x2, q):
@@ -443,18 +470,29 @@ class Gelu(Elementwise):
 
     A primitive by DESIGN §2 rule (3): composed as x·(½ erf(x/√2) + ½) it is five passes and
     scipy's float32 erf, ~15× slower than one chunked kernel (see the erf kernels above). The
-    limits: y → 0 and f′ → 0 as x → −∞; y → x and f′ → 1 as x → +∞.
+    float32 forward keeps Φ(x) next to y (y is row 0 of a (2, ...) buffer, Φ row 1), so the
+    ordinary backward is ȳ ⊙ (Φ + x·φ) without a second erf; elsewhere (float64, Tensors under
+    create_graph) f′ is the primitive gelu_grad. The limits: y → 0 and f′ → 0 as x → −∞;
+    y → x and f′ → 1 as x → +∞.
     """
 
     @staticmethod
     def forward(xp, x):
         if _fast32(xp, x):
-            return _chunked(xp, x, _gelu32_chunk)
+            return _chunked(xp, _gelu32_chunk, (x,), nout=2)[0]
         return xp.maximum(x, _XMIN) * _normal_cdf(xp, x)
 
     @staticmethod
     def derivative(y, x):
         return GeluGrad.apply(x)
+
+    @classmethod
+    def vjp(cls, g, y, x, *, needs):
+        if not isinstance(g, Tensor) and g.shape == x.shape and g.dtype == x.dtype:
+            cdf = _saved_cdf(y)
+            if cdf is not None and _fast32(xp_of((x,)), x):
+                return (_chunked(xp_of((x,)), _gelu_vjp32_chunk, (g, x, cdf))[0],)
+        return (g * GeluGrad.apply(x),)
 
 
 @public
@@ -476,7 +514,7 @@ class GeluGrad(Elementwise):
     @staticmethod
     def forward(xp, x):
         if _fast32(xp, x):
-            return _chunked(xp, x, _gelu_grad32_chunk)
+            return _chunked(xp, _gelu_grad32_chunk, (x,))[0]
         xc = xp.clip(x, -_XBIG, _XBIG)
         return _normal_cdf(xp, x) + xc * (xp.exp(xc * xc * -0.5) * _INV_SQRT_2PI)
 
