@@ -435,12 +435,12 @@ def _gelu_vjp32_chunk(xp, g, x, cdf, out, t, x2, q):
 
 def _saved_cdf(y):
     """Φ(x) kept by Gelu's float32 forward: y is row 0 of a (2, ...) buffer whose row 1 is Φ."""
-    b = getattr(y, "base", None)
-    if b is None or getattr(b, "shape", None) != (2,) + y.shape or b.dtype != y.dtype:
+    b = getattr(y, "base", None)  # the buffer that owns the memory, of shape (2, n)
+    if b is None or b.dtype != y.dtype or b.size != 2 * y.size or not b.flags.c_contiguous:
         return None
     if b.__array_interface__["data"][0] != y.__array_interface__["data"][0]:
         return None
-    return b[1]
+    return b.reshape((2,) + y.shape)[1]
 
 
 def _gelu_grad32_chunk(xp, x, out, t, x2, q):
