@@ -7,12 +7,10 @@ dilation) are a reshape (N, C, H_out, kh, W_out, kw), not an unfold: no copy at 
 
 from __future__ import annotations
 
-import math
-
 from .. import ops
 from ..backend import xp_of
 from ..ops._util import data_of, shape_of
-from ..ops.windows import Unfold, window_geometry
+from ..ops.windows import MaxPool2d, Unfold, window_geometry
 
 
 def _geometry(who, x, kernel_size, stride, padding, dilation):
@@ -84,11 +82,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     equally (1/k each), as in the ``max`` primitive.
     """
     xs, k, s, p, d, out = _geometry("max_pool2d", x, kernel_size, stride, padding, dilation)
-    if _simple(k, s, p, d):
-        win, cl = _stacked_windows(x, xs, k, out)
-        return _from_stacked(ops.max(win, axis=0), cl)
-    win = _windows(x, xs, k, s, d, out, pad_value=-math.inf, padding=p)
-    return _to_nchw(ops.max(win, axis=2), xs, out)
+    return MaxPool2d.apply(x, kernel=k, stride=s, padding=p, dilation=d)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):

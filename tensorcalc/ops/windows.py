@@ -22,12 +22,13 @@ pixels). Padding is a pair (before, after) per axis, so 'same' works for even ke
 
 from __future__ import annotations
 
-from ..autodiff.function import Bilinear, Linear, primitive
+from ..autodiff.function import Bilinear, Function, Linear, primitive
 from ..backend import xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import public, shape_of
 from .fft import Irfft2, Rfft2, irfft2, rfft2  # noqa: F401  (registered with the window ops)
+from .reduce import sum as rsum
 from .shape import reshape, transpose
 
 
@@ -287,6 +288,161 @@ def conv2d(x, w, stride=1, padding=0, dilation=1):
         raise ValueError(f"conv2d: expected x (N, C, H, W) and W (O, C, kh, kw), got {xs}, {ws}")
     _, s, p, d, _ = window_geometry("conv2d", xs, ws[2:], stride, padding, dilation)
     return Conv2d.apply(x, w, stride=s, padding=p, dilation=d)
+
+
+@primitive
+class MaxPool2d(Function):
+    """Max over every (kh × kw) window of x (padding −∞); tied maxima share the cotangent.
+
+    Forward:  y[n, c, h, w] = max_{i,j} x_pad[n, c, h·s₁ + i·d₁, w·s₂ + j·d₂]
+    VJP:      x̄_ij += (m_ij / k) ⊙ ȳ for every offset (i, j),  m_ij = [x_ij = y],  k = Σ_ij m_ij
+    JVP:      ẏ = Σ_ij (m_ij / k) ⊙ ẋ_ij   (x_ij: the entry at offset (i, j) of every window)
+
+    A primitive by DESIGN §2 rule (3): the composite (pad, unfold, max, and fold back) copies
+    every window; here the forward is kh·kw elementwise maxima of strided views of x (in x's
+    own memory order, so channels-last stays channels-last) and the VJP kh·kw compares and
+    strided adds. The rules on Tensors (create_graph) are written with unfold/fold and constant
+    weights m/k, so higher derivatives come from those.
+    """
+
+    @staticmethod
+    def forward(xp, x, *, kernel, stride, padding, dilation):
+        cl, a = _spatial(x)
+        buf = _padded(xp, a, cl, padding, -xp.inf)
+        y = None
+        for idx in _offsets(cl, kernel, stride, dilation, _pooled_size(x.shape, kernel, stride,
+                                                                        padding, dilation)):
+            if y is None:
+                y = buf[idx].copy()  # C order of the spatial view: x's memory order
+            else:
+                xp.maximum(y, buf[idx], out=y)
+        return y.transpose(0, 3, 1, 2) if cl else y
+
+    @staticmethod
+    def _masks(xp, x, y, geo):
+        """(masks m_ij, k = Σ m_ij) in the spatial layout of x (see _spatial)."""
+        cl, a = _spatial(x)
+        buf = _padded(xp, a, cl, geo["padding"], -xp.inf)
+        yl = y.transpose(0, 2, 3, 1) if cl else y
+        masks = [buf[idx] == yl for idx in _offsets(cl, geo["kernel"], geo["stride"],
+                                                    geo["dilation"], yl.shape[1:3] if cl
+                                                    else yl.shape[2:])]
+        k = masks[0].astype(y.dtype)
+        for m in masks[1:]:
+            k += m
+        return cl, masks, k
+
+    @staticmethod
+    def _weights(x, y, geo):
+        """The constant weights m_ij / k as an (N, L, kh·kw, C) array (the unfold layout)."""
+        xd, yd = _data(x), _data(y)
+        xp = xp_of((xd,))
+        cl, masks, k = MaxPool2d._masks(xp, xd, yd, geo)
+        n, c = xd.shape[0], xd.shape[1]
+        L = yd.shape[2] * yd.shape[3]
+        rows = [(m if cl else m.transpose(0, 2, 3, 1)).reshape(n, L, c) for m in masks]
+        kk = (k if cl else k.transpose(0, 2, 3, 1)).reshape(n, L, 1, c)
+        return xp.stack(rows, axis=2) / kk
+
+    @staticmethod
+    def vjp(g, y, x, *, needs, kernel, stride, padding, dilation):
+        geo = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+        if not any(isinstance(v, Tensor) for v in (g, y, x)):
+            return (_maxpool_grad(xp_of((g,)), g, y, x, geo),)
+        n, c, h, w = shape_of(x)
+        ho, wo = shape_of(g)[2:]
+        wts = MaxPool2d._weights(x, y, geo)
+        rows = reshape(transpose(g, (0, 2, 3, 1)), (n, ho * wo, 1, c))
+        cols = reshape(wts * rows, (n, ho * wo, kernel[0] * kernel[1] * c))
+        return (Fold.apply(cols, size=(h, w), **geo),)
+
+    @staticmethod
+    def jvp(dxs, y, x, *, kernel, stride, padding, dilation):
+        geo = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
+        n, c = shape_of(x)[:2]
+        ho, wo = shape_of(y)[2:]
+        wts = MaxPool2d._weights(x, y, geo)
+        cols = reshape(Unfold.apply(dxs[0], **geo), (n, ho * wo, kernel[0] * kernel[1], c))
+        dy = rsum(cols * wts, axis=2)  # (N, L, C)
+        return transpose(reshape(dy, (n, ho, wo, c)), (0, 3, 1, 2))
+
+
+def _data(v):
+    return v.data if isinstance(v, Tensor) else v
+
+
+def _spatial(x):
+    """(channels_last, x as an array whose spatial axes are contiguous-ish): the (N, H, W, C)
+    view when x's memory is channels-last (a conv output), else x itself (N, C, H, W)."""
+    st = x.strides
+    if x.shape[1] > 1 and st[1] < st[3]:
+        return True, x.transpose(0, 2, 3, 1)
+    return False, x
+
+
+def _sp_index(cl, hs, ws):
+    return (slice(None), hs, ws, slice(None)) if cl else (slice(None), slice(None), hs, ws)
+
+
+def _padded(xp, a, cl, padding, value):
+    (p0, p1), (q0, q1) = padding
+    if not (p0 or p1 or q0 or q1):
+        return a
+    shape = list(a.shape)
+    ax = 1 if cl else 2
+    h, w = shape[ax], shape[ax + 1]
+    shape[ax] += p0 + p1
+    shape[ax + 1] += q0 + q1
+    buf = xp.full(shape, value, dtype=a.dtype)
+    buf[_sp_index(cl, slice(p0, p0 + h), slice(q0, q0 + w))] = a
+    return buf
+
+
+def _pooled_size(xshape, kernel, stride, padding, dilation):
+    return tuple(out_size(xshape[2 + a], kernel[a], stride[a], padding[a], dilation[a])
+                 for a in (0, 1))
+
+
+def _offsets(cl, kernel, stride, dilation, out):
+    """Index tuples of the kh·kw strided views: offset (i, j) of every window."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out
+    for i in range(kh):
+        hs = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+        for j in range(kw):
+            yield _sp_index(cl, hs, slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
+
+
+def _maxpool_grad(xp, g, y, x, geo):
+    """x̄ on arrays: kh·kw compares, and ȳ/k added into the strided views where x_ij = y."""
+    cl, masks, k = MaxPool2d._masks(xp, x, y, geo)
+    gl = g.transpose(0, 2, 3, 1) if cl else g
+    gs = gl / k
+    (p0, p1), (q0, q1) = geo["padding"]
+    shape = list(gl.shape)
+    n, c, h, w = x.shape
+    if cl:
+        shape[1:3] = h + p0 + p1, w + q0 + q1
+    else:
+        shape[2:4] = h + p0 + p1, w + q0 + q1
+    buf = xp.zeros(shape, dtype=g.dtype)
+    tmp = xp.empty_like(gs)
+    for m, idx in zip(masks, _offsets(cl, geo["kernel"], geo["stride"], geo["dilation"],
+                                      gl.shape[1:3] if cl else gl.shape[2:]), strict=True):
+        tmp.fill(0)
+        xp.copyto(tmp, gs, where=m)  # not m·gs: an infinite ȳ must not reach the other entries
+        buf[idx] += tmp
+    buf = buf[_sp_index(cl, slice(p0, p0 + h), slice(q0, q0 + w))]
+    return buf.transpose(0, 3, 1, 2) if cl else buf
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """The max-pooling primitive on x (N, C, H, W); ``functional.max_pool2d`` is the checked,
+    public entry point (this wrapper normalises the window arguments only)."""
+    if stride is None:
+        stride = kernel_size
+    k, s, p, d, _ = window_geometry("max_pool2d", shape_of(x), kernel_size, stride, padding,
+                                    dilation)
+    return MaxPool2d.apply(x, kernel=k, stride=s, padding=p, dilation=d)
 
 
 # ---------------------------------------------------------------- argument normalisation
