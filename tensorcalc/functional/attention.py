@@ -209,7 +209,6 @@ def multi_head_attention(query, key, value, num_heads, in_proj_weight, in_proj_b
     query (B, Lq, E), key/value (B, Lk, E); W_in (3E, E), b_in (3E,), W_O (E, E), b_O (E,).
     Masks as nn.MultiheadAttention: ``attn_mask`` (Lq, Lk) or (B·H, Lq, Lk), boolean with
     True = **not allowed**, or additive float; ``key_padding_mask`` (B, Lk), True = padding.
-    Self-attention (query is key is value) projects with one GEMM.
 
     ``cache``: a dict for incremental decoding; the projected keys and values (B, H, L, d_h) of
     earlier calls are kept under "k" and "v" and the new ones appended, so generating n tokens
@@ -228,33 +227,30 @@ def multi_head_attention(query, key, value, num_heads, in_proj_weight, in_proj_b
                          f"{num_heads}")
     B, Lq, H = sq[0], sq[1], num_heads
     d = E // H
-    if query is key and key is value:
-        from .linear import linear
+    from .linear import linear
 
-        qkv = linear(query, in_proj_weight, in_proj_bias)            # (B, L, 3E)
-        qkv = ops.transpose(ops.reshape(qkv, (B, Lq, 3, H, d)), (2, 0, 3, 1, 4))
-        q, k, v = qkv[0], qkv[1], qkv[2]                              # (B, H, L, d)
-    else:
-        from .linear import linear
+    # Three GEMMs with the rows of W_in (views), not one (B, L, 3E) GEMM split afterwards: as
+    # fast, and the backward then has no full-size scatter of Q̄, K̄, V̄ into a zero (B, L, 3E).
+    # The 1/√d of the scores is folded into W_Q and b_Q: an (E, E) product, not a (B, L, E) one.
+    scale = 1.0 / math.sqrt(d)
+    bq = bk = bv = None
+    if in_proj_bias is not None:
+        bq, bk, bv = in_proj_bias[:E] * scale, in_proj_bias[E:2 * E], in_proj_bias[2 * E:]
 
-        bq = bk = bv = None
-        if in_proj_bias is not None:
-            bq, bk, bv = in_proj_bias[:E], in_proj_bias[E:2 * E], in_proj_bias[2 * E:]
+    def heads(x, w, b):
+        s = shape_of(x)
+        return ops.transpose(ops.reshape(linear(x, w, b), (s[0], s[1], H, d)), (0, 2, 1, 3))
 
-        def heads(x, w, b):
-            s = shape_of(x)
-            return ops.transpose(ops.reshape(linear(x, w, b), (s[0], s[1], H, d)), (0, 2, 1, 3))
-
-        q = heads(query, in_proj_weight[:E], bq)
-        k = heads(key, in_proj_weight[E:2 * E], bk)
-        v = heads(value, in_proj_weight[2 * E:], bv)
+    q = heads(query, in_proj_weight[:E] * scale, bq)                  # (B, H, L, d), scaled
+    k = heads(key, in_proj_weight[E:2 * E], bk)
+    v = heads(value, in_proj_weight[2 * E:], bv)
     if cache is not None:
         if "k" in cache:
             k = ops.concat([cache["k"], k], axis=2)
             v = ops.concat([cache["v"], v], axis=2)
         cache["k"], cache["v"] = k, v
     Lk = shape_of(k)[2]
-    scores = ops.matmul(q * (1.0 / math.sqrt(d)), ops.swapaxes(k, -1, -2))   # (B, H, Lq, Lk)
+    scores = ops.matmul(q, ops.swapaxes(k, -1, -2))                  # (B, H, Lq, Lk)
     am = attn_mask
     if am is not None:
         ad = data_of(am)
@@ -264,8 +260,6 @@ def multi_head_attention(query, key, value, num_heads, in_proj_weight, in_proj_b
                                  mask_true_allows=False)
     ctx, w = attend(scores, v, allowed, additive, dropout_p, training, rng)
     ctx = ops.reshape(ops.transpose(ctx, (0, 2, 1, 3)), (B, Lq, E))
-    from .linear import linear
-
     out = linear(ctx, out_proj_weight, out_proj_bias)
     if not need_weights:
         return out, None
