@@ -8,6 +8,7 @@ import math
 from ..autodiff.function import Function, Linear, primitive
 from ..backend import xp_of
 from ..devices import cuda as _cuda
+from ..tensor import Tensor
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of
 from .elementwise import exp, log
 from .shape import BroadcastTo
@@ -225,7 +226,6 @@ def softmax_cross_entropy(z, q, axis=-1):
     return SoftmaxCrossEntropy.apply(z, q, axis=ax)
 
 
-
 def _count(shape, axis):
     return math.prod(shape[a] for a in axis)
 
@@ -254,19 +254,20 @@ class Standardize(Function):
 
     @staticmethod
     def forward(xp, x, *, axis, eps):
-        r = 1.0 / _count(x.shape, axis)
-        d = x - x.mean(axis=axis, keepdims=True)
-        v = xp.square(d)
-        var = v.sum(axis=axis, keepdims=True)
-        var *= r
-        var += eps
-        inv = xp.sqrt(var, out=var)
+        mean = _row_mean if _trailing(xp, x, axis) else _axis_mean
+        d = x - mean(xp, x, axis)
+        v = xp.multiply(d, d)
+        inv = mean(xp, v, axis)
+        inv += eps
+        xp.sqrt(inv, out=inv)
         xp.divide(1.0, inv, out=inv)
         d *= inv
         return d
 
     @staticmethod
     def _pull(t, y, x, axis, eps):
+        if not (isinstance(t, Tensor) or isinstance(y, Tensor) or isinstance(x, Tensor)):
+            return _standardize_pull(xp_of((x,)), t, y, x, axis, eps)
         r = 1.0 / _count(x.shape, axis)
         m1 = t.sum(axis=axis, keepdims=True) * r
         m2 = (t * y).sum(axis=axis, keepdims=True) * r
@@ -279,6 +280,43 @@ class Standardize(Function):
     @staticmethod
     def jvp(dxs, y, x, *, axis, eps):
         return Standardize._pull(dxs[0], y, x, axis, eps)
+
+
+def _trailing(xp, x, axis):
+    """The axes are the trailing ones of a C-contiguous NumPy array: means are GEMVs."""
+    return (getattr(xp, "__name__", "") == "numpy" and x.flags.c_contiguous
+            and axis == tuple(range(x.ndim - len(axis), x.ndim)))
+
+
+def _row_mean(xp, x, axis):
+    """Mean over the trailing axes (kept) as one GEMV with a vector of 1/n: BLAS runs it ~4×
+    faster than NumPy's reduction over short rows."""
+    n = _count(x.shape, axis)
+    w = xp.full(n, 1.0 / n, dtype=x.dtype)
+    return (x.reshape(-1, n) @ w).reshape(x.shape[:x.ndim - len(axis)] + (1,) * len(axis))
+
+
+def _axis_mean(xp, x, axis):
+    return x.mean(axis=axis, keepdims=True)
+
+
+def _standardize_pull(xp, t, y, x, axis, eps):
+    """The rule on arrays, with the temporaries reused: (t − m₁ − y·m₂)·(σ² + ε)^(−½)."""
+    mean = _row_mean if _trailing(xp, x, axis) and t.flags.c_contiguous \
+        and y.flags.c_contiguous else _axis_mean
+    d = x - mean(xp, x, axis)
+    d *= d
+    inv = mean(xp, d, axis)
+    inv += eps
+    xp.sqrt(inv, out=inv)
+    xp.divide(1.0, inv, out=inv)
+    ty = xp.multiply(t, y, out=d)
+    m2 = mean(xp, ty, axis)
+    xp.multiply(y, m2, out=d)
+    out = t - mean(xp, t, axis)
+    out -= d
+    out *= inv
+    return out
 
 
 @public
