@@ -324,10 +324,13 @@ class MaxPool2d(Function):
         cl, a = _spatial(x)
         buf = _padded(xp, a, cl, geo["padding"], -xp.inf)
         yl = y.transpose(0, 2, 3, 1) if cl else y
-        masks = [buf[idx] == yl for idx in _offsets(cl, geo["kernel"], geo["stride"],
-                                                    geo["dilation"], yl.shape[1:3] if cl
-                                                    else yl.shape[2:])]
-        k = masks[0].astype(y.dtype)
+        masks = []
+        for idx in _offsets(cl, geo["kernel"], geo["stride"], geo["dilation"],
+                            yl.shape[1:3] if cl else yl.shape[2:]):
+            m = xp.empty(yl.shape, dtype=y.dtype)  # 0/1 in y's dtype: no casts later
+            xp.equal(buf[idx], yl, out=m)
+            masks.append(m)
+        k = masks[0].copy()
         for m in masks[1:]:
             k += m
         return cl, masks, k
@@ -424,13 +427,19 @@ def _maxpool_grad(xp, g, y, x, geo):
         shape[1:3] = h + p0 + p1, w + q0 + q1
     else:
         shape[2:4] = h + p0 + p1, w + q0 + q1
-    buf = xp.zeros(shape, dtype=g.dtype)
-    tmp = xp.empty_like(gs)
+    (kh, kw), (sh, sw), (dh, dw) = geo["kernel"], geo["stride"], geo["dilation"]
+    (ho, wo) = gl.shape[1:3] if cl else gl.shape[2:]
+    # windows that tile the image exactly: every entry is written once, by assignment
+    tiles = (sh, sw) == (kh, kw) and (dh, dw) == (1, 1) and (shape[1:3] if cl else shape[2:]) \
+        == [ho * kh, wo * kw]
+    buf = xp.empty(shape, dtype=g.dtype) if tiles else xp.zeros(shape, dtype=g.dtype)
     for m, idx in zip(masks, _offsets(cl, geo["kernel"], geo["stride"], geo["dilation"],
-                                      gl.shape[1:3] if cl else gl.shape[2:]), strict=True):
-        tmp.fill(0)
-        xp.copyto(tmp, gs, where=m)  # not m·gs: an infinite ȳ must not reach the other entries
-        buf[idx] += tmp
+                                      (ho, wo)), strict=True):
+        m *= gs  # the mask becomes this offset's share of ȳ (m·ȳ/k; ȳ = ±inf gives NaN
+        if tiles:  # at the non-maximal entries of its window)
+            buf[idx] = m
+        else:
+            buf[idx] += m
     buf = buf[_sp_index(cl, slice(p0, p0 + h), slice(q0, q0 + w))]
     return buf.transpose(0, 3, 1, 2) if cl else buf
 
