@@ -735,6 +735,13 @@ OPS: list[OpSpec] = [
     S("standardize_axes", tc.standardize,
       lambda x, axis=-1, eps=1e-5: _np_standardize(x, axis, eps), [((2, 3, 4),)],
       kwargs=[{"axis": (0, 2)}, {"axis": (1, 2), "eps": 0.1}], covers=("standardize",)),
+    S("ops.leaky_relu", tc.leaky_relu, lambda x, negative_slope=0.01: np.where(
+        x > 0, x, negative_slope * x), UN_SHAPES,
+      kwargs=[{}, {"negative_slope": 0.2}, {"negative_slope": 1.5}, {"negative_slope": -0.3},
+              {"negative_slope": 0.0}], kinks=(0.0,), covers=("leaky_relu",),
+      special=[sv([0.0, -0.0, INF, -INF, 2.0], negative_slope=0.2, value=[0, 0, INF, -INF, 2],
+                  grads=([0.2, 0.2, 1, 0.2, 1],)),
+               sv([INF, -INF, -1.0], negative_slope=0.0, value=[INF, 0, 0], grads=([1, 0, 0],))]),
     # fused softmax; the mask (True = allowed) has a fully masked row (all-zero weights)
     S("ops.softmax", tc.ops.reduce.softmax,
       lambda x, axis=-1, mask=None: _np_masked_softmax(x, axis, mask), [((3, 4),), ((2, 3, 4),)],

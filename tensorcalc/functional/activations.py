@@ -42,8 +42,9 @@ def _pos(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    """LeakyReLU(x) = x for x > 0, a·x otherwise;  derivative 1 for x > 0, a for x ≤ 0."""
-    return ops.where(_pos(x), x, x * negative_slope)
+    """LeakyReLU(x) = x for x > 0, a·x otherwise;  derivative 1 for x > 0, a for x ≤ 0
+    (the primitive ops.leaky_relu)."""
+    return ops.leaky_relu(x, negative_slope)
 
 
 def prelu(x, weight):

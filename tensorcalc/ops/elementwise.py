@@ -283,6 +283,48 @@ def relu(x):
 
 
 @primitive
+class LeakyRelu(Elementwise):
+    """Leaky ReLU with slope a (keyword ``negative_slope``); subgradient a at 0.
+
+    Forward:  y = x for x > 0,  a·x for x ≤ 0
+    VJP:      x̄ = ȳ ⊙ ([x > 0] + a·[x ≤ 0])
+    JVP:      ẏ = ẋ ⊙ ([x > 0] + a·[x ≤ 0])
+
+    A primitive by DESIGN §2 rule (3): as where(x > 0, x, a·x) it is three nodes and a mask
+    each way. For 0 < a ≤ 1 the forward is max(x, a·x) (min for a > 1): two passes.
+    """
+
+    @staticmethod
+    def forward(xp, x, *, negative_slope):
+        a = negative_slope
+        if a == 0:
+            return xp.maximum(x, 0)  # (x·0 would be NaN at ±∞)
+        ax = x * a
+        if 0 < a <= 1:
+            return xp.maximum(x, ax)
+        if a > 1:
+            return xp.minimum(x, ax)
+        return xp.where(x > 0, x, ax)
+
+    @staticmethod
+    def derivative(y, x, *, negative_slope):
+        a = negative_slope
+        return cast_like(x > 0, x) * (1.0 - a) + a  # a constant: no graph under create_graph
+
+    @classmethod
+    def vjp(cls, g, y, x, *, needs, negative_slope):
+        if isinstance(g, Tensor) or isinstance(x, Tensor) or g.shape != x.shape:
+            return (g * cls.derivative(y, x, negative_slope=negative_slope),)
+        return (xp_of((x,)).where(x > 0, g, g * negative_slope),)
+
+
+@public
+def leaky_relu(x, negative_slope=0.01):
+    """Elementwise x for x > 0, ``negative_slope``·x otherwise."""
+    return LeakyRelu.apply(x, negative_slope=float(negative_slope))
+
+
+@primitive
 class Softplus(Elementwise):
     """Softplus, computed as logaddexp(0, x): finite for every finite x.
 
