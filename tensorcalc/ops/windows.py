@@ -202,16 +202,22 @@ class Conv2d(Bilinear):
     @staticmethod
     def forward(xp, x, w, *, stride, padding, dilation):
         o, c, kh, kw = w.shape
-        cols = Unfold.forward(xp, x, kernel=(kh, kw), stride=stride, padding=padding,
-                              dilation=dilation)
-        n, L, k = cols.shape
-        wt = w.transpose(2, 3, 1, 0).reshape(k, o)  # rows (i, j, c)
-        if cols.flags.c_contiguous:
-            y = xp.matmul(cols.reshape(n * L, k), wt)
-        else:  # (N, K, L) memory (few input channels): N GEMMs on transposed operands
-            y = xp.matmul(cols, wt).reshape(n * L, o)
+        n = x.shape[0]
         ho, wo = out_size(x.shape[2], kh, stride[0], padding[0], dilation[0]), \
             out_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
+        wt = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # rows (i, j, c)
+        chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
+        if chunks is not None:  # implicit GEMM: unfold a few samples at a time, in cache
+            y = xp.empty((n * ho * wo, o), dtype=x.dtype)
+            for rs, cols in chunks:
+                xp.matmul(cols, wt, out=y[rs])
+        else:
+            cols = Unfold.forward(xp, x, kernel=(kh, kw), stride=stride, padding=padding,
+                                  dilation=dilation)
+            if cols.flags.c_contiguous:
+                y = xp.matmul(cols.reshape(n * ho * wo, -1), wt)
+            else:  # (N, K, L) memory (few input channels): N GEMMs on transposed operands
+                y = xp.matmul(cols, wt).reshape(n * ho * wo, o)
         return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
 
     @staticmethod
@@ -255,28 +261,75 @@ def _conv_input_grad(xp, g, w, xshape, *, stride, padding, dilation):
     rows = _rows(xp, g)
     wk = xp.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
     buf = xp.zeros((n, h + p0 + p1, wd + q0 + q1, c), dtype=g.dtype)
-    tmp = xp.empty((n * ho * wo, c), dtype=g.dtype)
-    t4 = tmp.reshape(n, ho, wo, c)
-    for i in range(kh):
-        hs = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-        for j in range(kw):
-            xp.matmul(rows, wk[i, j], out=tmp)
-            buf[:, hs, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += t4
+    L = ho * wo
+    # a few samples at a time, so that their x̄ rows stay in cache over the kh·kw adds
+    per = max(1, min(n, _GRAD_CHUNK_BYTES // (buf[0].nbytes + L * c * g.dtype.itemsize)))
+    tmp = xp.empty((per * L, c), dtype=g.dtype)
+    for a in range(0, n, per):
+        b = min(n, a + per)
+        r, t = rows[a * L:b * L], tmp[:(b - a) * L]
+        t4 = t.reshape(b - a, ho, wo, c)
+        for i in range(kh):
+            hs = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+            for j in range(kw):
+                xp.matmul(r, wk[i, j], out=t)
+                buf[a:b, hs, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += t4
     return buf[:, p0:p0 + h, q0:q0 + wd, :].transpose(0, 3, 1, 2)
 
 
 def _conv_weight_grad(xp, g, x, wshape, *, stride, padding, dilation):
-    """W̄ on arrays: unfold(x)ᵀ ȳ_rows, one GEMM (the columns recomputed, not kept)."""
+    """W̄ on arrays: unfold(x)ᵀ ȳ_rows (the columns recomputed a few samples at a time, not
+    kept alive from the forward)."""
     o, c, kh, kw = wshape
     rows = _rows(xp, g)
-    cols = Unfold.forward(xp, x, kernel=(kh, kw), stride=stride, padding=padding,
-                          dilation=dilation)
-    n, L, k = cols.shape
-    if cols.flags.c_contiguous:
-        gmat = cols.reshape(n * L, k).T @ rows
-    else:  # (N, K, L) memory: per-sample products, summed
-        gmat = xp.matmul(cols.transpose(0, 2, 1), rows.reshape(n, L, o)).sum(axis=0)
+    chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
+    if chunks is not None:
+        gmat = None
+        for rs, cols in chunks:
+            part = cols.T @ rows[rs]
+            gmat = part if gmat is None else xp.add(gmat, part, out=gmat)
+    else:
+        cols = Unfold.forward(xp, x, kernel=(kh, kw), stride=stride, padding=padding,
+                              dilation=dilation)
+        n, L, k = cols.shape
+        if cols.flags.c_contiguous:
+            gmat = cols.reshape(n * L, k).T @ rows
+        else:  # (N, K, L) memory: per-sample products, summed
+            gmat = xp.matmul(cols.transpose(0, 2, 1), rows.reshape(n, L, o)).sum(axis=0)
     return xp.ascontiguousarray(gmat.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
+
+
+_GRAD_CHUNK_BYTES = 1 << 19  # x̄ rows of a few samples (and their ȳ W_ij products)
+_CHUNK_BYTES = 1 << 21  # columns of a few samples at a time: ~2 MB stays in cache for the GEMM
+
+
+def _column_chunks(xp, x, kernel, stride, padding, dilation):
+    """The unfold of x in chunks of samples: yields (row slice, cols (B·L, kh·kw·C)) with the
+    columns of samples [a, b) in ONE reused buffer, so the GEMM that consumes them reads from
+    cache instead of a (N·L, K) array in memory (implicit GEMM; ~1.8x faster for a 16-channel
+    28×28 layer). None where the plain unfold is better: few channels (the (N, K, L) path of
+    Unfold) and GPUs (one gather kernel)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    n, c, h, w = x.shape
+    ho, wo = out_size(h, kh, sh, padding[0], dh), out_size(w, kw, sw, padding[1], dw)
+    if c * kw < wo or _cuda.uses(xp):
+        return None
+    buf, _ = _nhwc_padded(xp, x, padding)
+    bn, bh, bw, bc = buf.strides
+    L, k = ho * wo, kh * kw * c
+    per = max(1, min(n, _CHUNK_BYTES // (L * k * x.dtype.itemsize)))
+    cols = xp.empty((per, ho, wo, kh, kw, c), dtype=x.dtype)
+
+    def gen():
+        for a in range(0, n, per):
+            b = min(n, a + per)
+            v = _as_strided(xp, buf[a:b], (b - a, ho, wo, kh, kw, c),
+                            (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
+            cc = cols[:b - a]
+            cc[...] = v
+            yield slice(a * L, b * L), cc.reshape((b - a) * L, k)
+
+    return gen()
 
 
 def conv2d(x, w, stride=1, padding=0, dilation=1):

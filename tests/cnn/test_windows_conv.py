@@ -237,3 +237,48 @@ def test_conv_transpose2d_output_padding_must_be_below_stride():
     with pytest.raises(ValueError, match=r"output_padding 1 must be ≥ 0 and < stride = \(1, 1\)"):
         F.conv_transpose2d(x, w, stride=1, dilation=2, output_padding=1)
     assert F.conv_transpose2d(x, w, stride=2, output_padding=1).shape == (1, 1, 10, 10)
+
+
+def _conv_grads_ref(x, w, g, **kw):
+    """x̄ and W̄ of ⟨conv2d(x, W), g⟩ from the direct loops (conv2d is linear in each)."""
+    gx = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        e = np.zeros_like(x)
+        e[idx] = 1.0
+        gx[idx] = (refs.conv2d(e, w, **kw) * g).sum()
+    gw = np.zeros_like(w)
+    for idx in np.ndindex(*w.shape):
+        e = np.zeros_like(w)
+        e[idx] = 1.0
+        gw[idx] = (refs.conv2d(x, e, **kw) * g).sum()
+    return gx, gw
+
+
+@pytest.mark.parametrize("kw", [{"padding": 1}, {"stride": 2, "padding": (1, 0)},
+                                {"dilation": (1, 2), "padding": 1}])
+def test_conv2d_in_sample_chunks_matches_loops(monkeypatch, kw):
+    """The conv primitive's array paths work a few samples at a time (implicit GEMM, chunked
+    input gradient); with tiny chunk budgets a batch of 5 runs as chunks 1+1+...: same values."""
+    import tensorcalc.ops.windows as W
+
+    monkeypatch.setattr(W, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(W, "_GRAD_CHUNK_BYTES", 1)
+    x = RNG.standard_normal((5, 3, 6, 5))
+    w = RNG.standard_normal((4, 3, 3, 2))
+    y_ref = refs.conv2d(x, w, **kw)
+    g = RNG.standard_normal(y_ref.shape)
+    xt, wt = tc.tensor(x, requires_grad=True), tc.tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, **kw)
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    (y * tc.tensor(g)).sum().backward()
+    gx, gw = _conv_grads_ref(x, w, g, **kw)
+    np.testing.assert_allclose(xt.grad.numpy(), gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.numpy(), gw, rtol=1e-10, atol=1e-10)
+    monkeypatch.setattr(W, "_CHUNK_BYTES", 11000)  # chunks of 2 (or more) and a remainder
+    monkeypatch.setattr(W, "_GRAD_CHUNK_BYTES", 5000)
+    xt.grad = wt.grad = None
+    y = F.conv2d(xt, wt, **kw)
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    (y * tc.tensor(g)).sum().backward()
+    np.testing.assert_allclose(xt.grad.numpy(), gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.numpy(), gw, rtol=1e-10, atol=1e-10)
