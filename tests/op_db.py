@@ -742,6 +742,11 @@ OPS: list[OpSpec] = [
       special=[sv([0.0, -0.0, INF, -INF, 2.0], negative_slope=0.2, value=[0, 0, INF, -INF, 2],
                   grads=([0.2, 0.2, 1, 0.2, 1],)),
                sv([INF, -INF, -1.0], negative_slope=0.0, value=[INF, 0, 0], grads=([1, 0, 0],))]),
+    S("ops.layer_norm", tc.layer_norm, lambda x, w, b: _nn_layer_norm(x, w, b),
+      [((2, 3, 4), (4,), (4,)), ((2, 3, 4), (3, 4), (3, 4)), ((4,), (4,), (4,))],
+      covers=("layer_norm",),
+      special=[sv([[1.0, 1.0, 1.0], [1e4, -1e4, 0.0]], [2.0, 3.0, 4.0], [0.5, 0.0, -1.0],
+                  value=FINITE, grads=(FINITE, FINITE, [2.0, 2.0, 2.0]))]),
     # fused softmax; the mask (True = allowed) has a fully masked row (all-zero weights)
     S("ops.softmax", tc.ops.reduce.softmax,
       lambda x, axis=-1, mask=None: _np_masked_softmax(x, axis, mask), [((3, 4),), ((2, 3, 4),)],

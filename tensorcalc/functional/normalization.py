@@ -111,6 +111,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and shape_of(t) != ns:
             raise ValueError(f"layer_norm: {name} must have shape {ns}, got {shape_of(t)}")
     x = operand_or_real(x, (weight, bias), "layer_norm")
+    if weight is not None and bias is not None:
+        return ops.layer_norm(x, weight, bias, eps)  # one fused primitive
     axes = tuple(range(len(sx) - k, len(sx)))
     y = ops.standardize(x, axes, eps)
     if weight is not None:

@@ -330,6 +330,104 @@ def standardize(x, axis=-1, eps=1e-5):
     return Standardize.apply(x, axis=ax, eps=float(eps))
 
 
+@primitive
+class LayerNorm(Function):
+    """Layer normalisation with its affine map, fused: standardise over the trailing axes that
+    γ and β span, then scale and shift.
+
+    Forward:  y = γ ⊙ x̂ + β,  x̂ = (x − μ)/√(σ² + ε),  μ, σ² over the trailing axes (biased)
+    VJP:      x̄ = (ĝ − mean ĝ − x̂ ⊙ mean(ĝ ⊙ x̂))/√(σ² + ε),  ĝ = ȳ ⊙ γ;  γ̄ = Σ_lead ȳ ⊙ x̂;
+              β̄ = Σ_lead ȳ
+    JVP:      ẏ = γ ⊙ (ẋ − mean ẋ − x̂ ⊙ mean(ẋ ⊙ x̂))/√(σ² + ε) + γ̇ ⊙ x̂ + β̇
+
+    The x-part is standardize's rule applied to ĝ (its Jacobian is symmetric). A primitive by
+    DESIGN §2 rule (3): standardize, multiply and add are three nodes, and their rules take ~3×
+    the passes; the means and the Σ_lead are GEMVs with a vector of ones on NumPy. x̂ and
+    1/√(σ² + ε) are recomputed from x in the rules.
+    """
+
+    @staticmethod
+    def forward(xp, x, w, b, *, eps):
+        axis = tuple(range(x.ndim - w.ndim, x.ndim))
+        y = Standardize.forward(xp, x, axis=axis, eps=eps)
+        y *= w
+        y += b
+        return y
+
+    @staticmethod
+    def vjp(g, y, x, w, b, *, needs, eps):
+        axis = tuple(range(len(x.shape) - len(w.shape), len(x.shape)))
+        lead = tuple(range(len(x.shape) - len(w.shape)))
+        if not any(isinstance(a, Tensor) for a in (g, x, w, b)):
+            xp = xp_of((x,))
+            if _trailing(xp, x, axis) and g.flags.c_contiguous and g.dtype == x.dtype:
+                return _layer_norm_pull(xp, g, x, w, eps, axis, needs)
+        xhat = Standardize.apply(x, axis=axis, eps=eps)
+        gx = Standardize._pull(g * w, xhat, x, axis, eps) if needs[0] else None
+        gw = (g * xhat).sum(axis=lead) if needs[1] else None
+        gb = g.sum(axis=lead) if needs[2] else None
+        return gx, gw, gb
+
+    @staticmethod
+    def jvp(dxs, y, x, w, b, *, eps):
+        dx, dw, db = dxs
+        axis = tuple(range(len(x.shape) - len(w.shape), len(x.shape)))
+        xhat = Standardize.apply(x, axis=axis, eps=eps)
+        out = None if dx is None else Standardize._pull(dx, xhat, x, axis, eps) * w
+        if dw is not None:
+            out = dw * xhat if out is None else out + dw * xhat
+        if db is not None:
+            out = db if out is None else out + db
+        return out
+
+
+def _layer_norm_pull(xp, g, x, w, eps, axis, needs):
+    """LayerNorm's rule on C-contiguous NumPy arrays: GEMVs for every mean and Σ_rows, and the
+    temporaries reused."""
+    n = w.size
+    rows = x.size // n
+    g2, x2 = g.reshape(rows, n), x.reshape(rows, n)
+    col = xp.full(n, 1.0 / n, dtype=x.dtype)
+    d = x2 - (x2 @ col)[:, None]
+    t = xp.multiply(d, d)
+    inv = t @ col
+    inv += eps
+    xp.sqrt(inv, out=inv)
+    xp.divide(1.0, inv, out=inv)
+    inv = inv[:, None]
+    d *= inv  # x̂
+    ones = xp.ones(rows, dtype=x.dtype) if needs[1] or needs[2] else None
+    gw = gb = gx = None
+    if needs[1]:
+        xp.multiply(g2, d, out=t)
+        gw = (ones @ t).reshape(w.shape)
+    if needs[2]:
+        gb = (ones @ g2).reshape(w.shape)
+    if needs[0]:
+        u = g2 * w.reshape(-1)  # ĝ
+        xp.multiply(u, d, out=t)
+        m2 = (t @ col)[:, None]
+        u -= (u @ col)[:, None]
+        d *= m2
+        u -= d
+        u *= inv
+        gx = u.reshape(x.shape)
+    return gx, gw, gb
+
+
+@public
+def layer_norm(x, w, b, eps=1e-5):
+    """γ ⊙ (x − μ)/√(σ² + ε) + β over the trailing axes of x that γ and β (same shape) span;
+    the primitive behind F.layer_norm with both affine parameters."""
+    sx, sw = shape_of(x), shape_of(w)
+    k = len(sw)
+    if k == 0 or len(sx) < k or sx[len(sx) - k:] != sw or shape_of(b) != sw:
+        raise ValueError(f"layer_norm: x (..., {', '.join(map(str, sw))}) and β of γ's shape "
+                         f"{sw} expected, got x {sx}, β {shape_of(b)}")
+    _nonempty(x, tuple(range(len(sx) - k, len(sx))), "layer_norm")
+    return LayerNorm.apply(x, w, b, eps=float(eps))
+
+
 
 @primitive
 class Softmax(Function):
