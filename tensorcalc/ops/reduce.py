@@ -452,7 +452,7 @@ class Softmax(Function):
             z = xp.where(mask, x, -math.inf)
             z -= _finite_max(xp, z, axis)
         e = xp.exp(z, out=z)
-        s = e.sum(axis=axis, keepdims=True)
+        s = _row_sum(xp, e) if axis == e.ndim - 1 else e.sum(axis=axis, keepdims=True)
         if mask is not None:
             s = xp.where(s > 0, s, 1)  # no allowed entry: 0/1 = 0
         e /= s
@@ -460,12 +460,29 @@ class Softmax(Function):
 
     @staticmethod
     def vjp(g, y, x, *, needs, axis, mask=None):
+        if (axis == len(x.shape) - 1 and not isinstance(g, Tensor) and not isinstance(y, Tensor)
+                and g.shape == y.shape):
+            xp = xp_of((y,))
+            t = xp.multiply(g, y)
+            s = _row_sum(xp, t)
+            xp.subtract(g, s, out=t)
+            t *= y
+            return (t,)
         return ((g - (g * y).sum(axis=axis, keepdims=True)) * y,)
 
     @staticmethod
     def jvp(dxs, y, x, *, axis, mask=None):
         dx = dxs[0]
         return (dx - (dx * y).sum(axis=axis, keepdims=True)) * y
+
+
+def _row_sum(xp, x):
+    """Σ over the last axis (kept); a GEMV with a vector of ones for C-contiguous NumPy arrays
+    (~4× NumPy's reduction over short rows)."""
+    if getattr(xp, "__name__", "") == "numpy" and x.flags.c_contiguous and x.size:
+        n = x.shape[-1]
+        return (x.reshape(-1, n) @ xp.ones(n, dtype=x.dtype)).reshape(x.shape[:-1] + (1,))
+    return x.sum(axis=-1, keepdims=True)
 
 
 def _finite_max(xp, x, axis):
