@@ -130,8 +130,9 @@ def log_softmax(x, axis=-1):
 
 @public
 def softmax(x, axis=-1):
-    """softmax(x)ᵢ = exp(log softmax(x)ᵢ): accurate for any logits (see log_softmax)."""
-    return ops.exp(log_softmax(x, axis))
+    """softmax(x)ᵢ = exp(xᵢ − m) / Σⱼ exp(xⱼ − m), m = max x: accurate for any finite logits
+    (the fused primitive ops.reduce.softmax)."""
+    return ops.reduce.softmax(x, axis)
 
 
 def _all_finite(m):
