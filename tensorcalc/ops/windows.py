@@ -22,7 +22,7 @@ pixels). Padding is a pair (before, after) per axis, so 'same' works for even ke
 
 from __future__ import annotations
 
-from ..autodiff.function import Bilinear, Function, Linear, primitive
+from ..autodiff.function import Function, Linear, primitive
 from ..backend import xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
@@ -182,35 +182,42 @@ def fold(cols, output_size, kernel, stride=1, padding=0, dilation=1):
 
 
 @primitive
-class Conv2d(Bilinear):
-    """2-D convolution (cross-correlation, one group) of x (N, C, H, W) with W (O, C, kh, kw).
+class Conv2d(Function):
+    """2-D convolution (cross-correlation, one group) of x (N, C, H, W) with W (O, C, kh, kw),
+    plus a bias b (O,) or None.
 
-    Forward:  y[n, o, h, w] = Σ_{c,i,j} x_pad[n, c, h·s₁ + i·d₁, w·s₂ + j·d₂] · W[o, c, i, j]
-    VJP:      x̄ = fold(ȳ_rows W_matᵀ),  W̄ = unfold(x)ᵀ ȳ_rows   (W_mat: W as (kh·kw·C, O))
-    JVP:      ẏ = conv2d(ẋ, W) + conv2d(x, Ẇ)
+    Forward:  y[n, o, h, w] = b[o] + Σ_{c,i,j} x_pad[n, c, h·s₁ + i·d₁, w·s₂ + j·d₂] W[o, c, i, j]
+    VJP:      x̄ = fold(ȳ_rows W_matᵀ),  W̄ = unfold(x)ᵀ ȳ_rows,  b̄ = Σ_rows ȳ_rows  (W_mat (K, O))
+    JVP:      ẏ = conv2d(ẋ, W) + conv2d(x, Ẇ) + ḃ
 
-    The forward is unfold + one GEMM (the output is NHWC memory, returned as an NCHW view), as
-    the composite of functional/conv.py was. It is a primitive for its reverse mode: on arrays
-    the input gradient is Σ over kernel offsets (i, j) of (ȳ_rows W_ij) added into a strided
-    window of x̄ — kh·kw small GEMMs whose (N, H_out, W_out, C) results are added over long
-    contiguous rows — instead of one (N·L, kh·kw·C) product and a col2im over 16-float runs
-    (about 2x less time for a 16-channel 28×28 layer); the weight gradient recomputes the
-    columns instead of keeping them alive through the step. On Tensors (create_graph) the same
-    rules are written with unfold/fold/matmul, so higher derivatives come from those.
+    The forward is unfold + GEMM (the output is NHWC memory, returned as an NCHW view). On the
+    CPU the unfold runs a few samples at a time into one reused buffer, so the GEMM reads its
+    columns from cache (implicit GEMM). A primitive for its reverse mode: on arrays the input
+    gradient is Σ over kernel offsets (i, j) of ȳ_rows W_ij added into the strided window of x̄
+    that offset read — kh·kw small GEMMs whose (N, H_out, W_out, C) results are added over long
+    contiguous rows — instead of one (N·L, kh·kw·C) product and a col2im over C-element runs
+    (2-3x less time); the weight gradient recomputes the columns in cache-sized chunks instead of
+    keeping them alive through the step, and b̄ is one GEMV (a NumPy sum over the rows of
+    channels-last memory is ~15x slower). On Tensors (create_graph) the same rules are written
+    with unfold/fold/matmul, so higher derivatives come from those.
     """
 
     @staticmethod
-    def forward(xp, x, w, *, stride, padding, dilation):
+    def forward(xp, x, w, b=None, *, stride, padding, dilation):
         o, c, kh, kw = w.shape
         n = x.shape[0]
         ho, wo = out_size(x.shape[2], kh, stride[0], padding[0], dilation[0]), \
             out_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
         wt = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # rows (i, j, c)
+        if b is not None and b.dtype != x.dtype:
+            b = b.astype(x.dtype)
         chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
         if chunks is not None:  # implicit GEMM: unfold a few samples at a time, in cache
             y = xp.empty((n * ho * wo, o), dtype=x.dtype)
             for rs, cols in chunks:
                 xp.matmul(cols, wt, out=y[rs])
+                if b is not None:
+                    y[rs] += b
         else:
             cols = Unfold.forward(xp, x, kernel=(kh, kw), stride=stride, padding=padding,
                                   dilation=dilation)
@@ -218,19 +225,25 @@ class Conv2d(Bilinear):
                 y = xp.matmul(cols.reshape(n * ho * wo, -1), wt)
             else:  # (N, K, L) memory (few input channels): N GEMMs on transposed operands
                 y = xp.matmul(cols, wt).reshape(n * ho * wo, o)
+            if b is not None:
+                y += b
         return y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
 
     @staticmethod
-    def vjp(g, y, x, w, *, needs, stride, padding, dilation):
+    def vjp(g, y, x, w, b=None, *, needs, stride, padding, dilation):
         geo = dict(stride=stride, padding=padding, dilation=dilation)
-        if not any(isinstance(v, Tensor) for v in (g, x, w)):
+        if not any(isinstance(v, Tensor) for v in (g, x, w, b)):
             xp = xp_of((g,))
-            return (_conv_input_grad(xp, g, w, x.shape, **geo) if needs[0] else None,
-                    _conv_weight_grad(xp, g, x, w.shape, **geo) if needs[1] else None)
+            rows = _rows(xp, g)
+            gb = None
+            if b is not None and needs[2]:
+                gb = xp.ones(rows.shape[0], dtype=rows.dtype) @ rows  # one GEMV
+            return (_conv_input_grad(xp, rows, w, x.shape, g.shape, **geo) if needs[0] else None,
+                    _conv_weight_grad(xp, rows, x, w.shape, **geo) if needs[1] else None, gb)
         o, c, kh, kw = shape_of(w)
         n, _, ho, wo = shape_of(g)
         rows = reshape(transpose(g, (0, 2, 3, 1)), (n * ho * wo, o))
-        gx = gw = None
+        gx = gw = gb = None
         if needs[0]:
             wmat = reshape(transpose(w, (2, 3, 1, 0)), (kh * kw * c, o))
             cols = reshape(rows @ wmat.mT, (n, ho * wo, kh * kw * c))
@@ -239,7 +252,24 @@ class Conv2d(Bilinear):
             cols = Unfold.apply(x, kernel=(kh, kw), **geo)
             gmat = reshape(cols, (n * ho * wo, kh * kw * c)).mT @ rows  # (K, O)
             gw = transpose(reshape(gmat, (kh, kw, c, o)), (3, 2, 0, 1))
-        return gx, gw
+        if b is not None and needs[2]:
+            gb = rows.sum(axis=0)
+        return gx, gw, gb
+
+    @staticmethod
+    def jvp(dxs, y, x, w, b=None, *, stride, padding, dilation):
+        dx, dw, db = dxs
+        geo = dict(stride=stride, padding=padding, dilation=dilation)
+        out = None
+        if dx is not None:
+            out = Conv2d.apply(dx, w, None, **geo)
+        if dw is not None:
+            t = Conv2d.apply(x, dw, None, **geo)
+            out = t if out is None else out + t
+        if db is not None:
+            t = reshape(db, (shape_of(db)[0], 1, 1))
+            out = t if out is None else out + t
+        return out
 
 
 def _rows(xp, g):
@@ -251,20 +281,19 @@ def _rows(xp, g):
     return r.reshape(n * ho * wo, o)
 
 
-def _conv_input_grad(xp, g, w, xshape, *, stride, padding, dilation):
+def _conv_input_grad(xp, rows, w, xshape, gshape, *, stride, padding, dilation):
     """x̄ on arrays: for each kernel offset (i, j), ȳ_rows W_ij (N·L, C) is added into the
     strided window of x̄_pad that offset read (channels-last: the adds run over W_out·C rows)."""
     (sh, sw), (dh, dw), ((p0, p1), (q0, q1)) = stride, dilation, padding
     n, _, h, wd = xshape
     o, c, kh, kw = w.shape
-    _, _, ho, wo = g.shape
-    rows = _rows(xp, g)
+    _, _, ho, wo = gshape
     wk = xp.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
-    buf = xp.zeros((n, h + p0 + p1, wd + q0 + q1, c), dtype=g.dtype)
+    buf = xp.zeros((n, h + p0 + p1, wd + q0 + q1, c), dtype=rows.dtype)
     L = ho * wo
     # a few samples at a time, so that their x̄ rows stay in cache over the kh·kw adds
-    per = max(1, min(n, _GRAD_CHUNK_BYTES // (buf[0].nbytes + L * c * g.dtype.itemsize)))
-    tmp = xp.empty((per * L, c), dtype=g.dtype)
+    per = max(1, min(n, _GRAD_CHUNK_BYTES // (buf[0].nbytes + L * c * rows.dtype.itemsize)))
+    tmp = xp.empty((per * L, c), dtype=rows.dtype)
     for a in range(0, n, per):
         b = min(n, a + per)
         r, t = rows[a * L:b * L], tmp[:(b - a) * L]
@@ -277,11 +306,10 @@ def _conv_input_grad(xp, g, w, xshape, *, stride, padding, dilation):
     return buf[:, p0:p0 + h, q0:q0 + wd, :].transpose(0, 3, 1, 2)
 
 
-def _conv_weight_grad(xp, g, x, wshape, *, stride, padding, dilation):
+def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation):
     """W̄ on arrays: unfold(x)ᵀ ȳ_rows (the columns recomputed a few samples at a time, not
     kept alive from the forward)."""
     o, c, kh, kw = wshape
-    rows = _rows(xp, g)
     chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
     if chunks is not None:
         gmat = None
@@ -332,15 +360,15 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation):
     return gen()
 
 
-def conv2d(x, w, stride=1, padding=0, dilation=1):
-    """The one-group convolution primitive (no bias): x (N, C, H, W), W (O, C, kh, kw) ->
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
+    """The one-group convolution primitive: x (N, C, H, W), W (O, C, kh, kw), b (O,) or None ->
     (N, O, H_out, W_out). ``functional.conv2d`` is the checked, general entry point (groups,
     bias, dtype casts) and the public name; this wrapper normalises the window arguments only."""
     xs, ws = shape_of(x), shape_of(w)
     if len(ws) != 4 or len(xs) != 4 or xs[1] != ws[1]:
         raise ValueError(f"conv2d: expected x (N, C, H, W) and W (O, C, kh, kw), got {xs}, {ws}")
     _, s, p, d, _ = window_geometry("conv2d", xs, ws[2:], stride, padding, dilation)
-    return Conv2d.apply(x, w, stride=s, padding=p, dilation=d)
+    return Conv2d.apply(x, w, b, stride=s, padding=p, dilation=d)
 
 
 @primitive
