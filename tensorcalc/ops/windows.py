@@ -238,8 +238,13 @@ class Conv2d(Function):
             gb = None
             if b is not None and needs[2]:
                 gb = xp.ones(rows.shape[0], dtype=rows.dtype) @ rows  # one GEMV
-            return (_conv_input_grad(xp, rows, w, x.shape, g.shape, **geo) if needs[0] else None,
-                    _conv_weight_grad(xp, rows, x, w.shape, **geo) if needs[1] else None, gb)
+            gx = None
+            if needs[0]:
+                gx = _conv_input_grad_full(xp, g, w, x.shape, **geo)
+                if gx is None:
+                    gx = _conv_input_grad(xp, rows, w, x.shape, g.shape, **geo)
+            gw = _conv_weight_grad(xp, rows, x, w.shape, **geo) if needs[1] else None
+            return gx, gw, gb
         o, c, kh, kw = shape_of(w)
         n, _, ho, wo = shape_of(g)
         rows = reshape(transpose(g, (0, 2, 3, 1)), (n * ho * wo, o))
@@ -304,6 +309,32 @@ def _conv_input_grad(xp, rows, w, xshape, gshape, *, stride, padding, dilation):
                 xp.matmul(r, wk[i, j], out=t)
                 buf[a:b, hs, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += t4
     return buf[:, p0:p0 + h, q0:q0 + wd, :].transpose(0, 3, 1, 2)
+
+
+_FULL_MIN_CHANNELS = 32  # x̄ as a full correlation pays from 32 input channels (GEMM width)
+
+
+def _conv_input_grad_full(xp, g, w, xshape, *, stride, padding, dilation):
+    """x̄ of a stride-1 'same' convolution as the convolution of ȳ with the flipped kernel
+    (channels swapped), an implicit GEMM like the forward: x̄ lands as contiguous NHWC rows,
+    with no zero image and no strided adds. None where the per-offset form is faster (few
+    input channels: a narrow GEMM; a 'valid' conv: the full correlation would do more work)."""
+    o, c, kh, kw = w.shape
+    n, _, h, wd = xshape
+    (p0, p1), (q0, q1) = padding
+    (dh, dw) = dilation
+    full = ((dh * (kh - 1) - p0, dh * (kh - 1) - p1), (dw * (kw - 1) - q0, dw * (kw - 1) - q1))
+    if stride != (1, 1) or c < _FULL_MIN_CHANNELS or tuple(g.shape[2:]) != (h, wd) \
+            or min(min(a) for a in full) < 0:
+        return None
+    chunks = _column_chunks(xp, g, (kh, kw), (1, 1), full, dilation)
+    if chunks is None:
+        return None
+    wf = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)[::-1, ::-1]).reshape(kh * kw * o, c)
+    out = xp.empty((n * h * wd, c), dtype=g.dtype)
+    for rs, cols in chunks:
+        xp.matmul(cols, wf, out=out[rs])
+    return out.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
 
 
 def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation):

@@ -254,15 +254,19 @@ def _conv_grads_ref(x, w, g, **kw):
     return gx, gw
 
 
+@pytest.mark.parametrize("full_from", [1, 10 ** 6])  # x̄ as a full correlation, or per offset
 @pytest.mark.parametrize("kw", [{"padding": 1}, {"stride": 2, "padding": (1, 0)},
-                                {"dilation": (1, 2), "padding": 1}])
-def test_conv2d_in_sample_chunks_matches_loops(monkeypatch, kw):
+                                {"dilation": (1, 2), "padding": ((1, 1), (1, 1))},
+                                {"padding": ((1, 1), (0, 1))}])
+def test_conv2d_in_sample_chunks_matches_loops(monkeypatch, kw, full_from):
     """The conv primitive's array paths work a few samples at a time (implicit GEMM, chunked
-    input gradient); with tiny chunk budgets a batch of 5 runs as chunks 1+1+...: same values."""
+    input gradient); with tiny chunk budgets a batch of 5 runs as chunks 1+1+...: same values.
+    ``full_from`` = 1 sends every stride-1 'same' case through the full-correlation x̄."""
     import tensorcalc.ops.windows as W
 
     monkeypatch.setattr(W, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(W, "_GRAD_CHUNK_BYTES", 1)
+    monkeypatch.setattr(W, "_FULL_MIN_CHANNELS", full_from)
     x = RNG.standard_normal((5, 3, 6, 5))
     w = RNG.standard_normal((4, 3, 3, 2))
     y_ref = refs.conv2d(x, w, **kw)
