@@ -68,16 +68,20 @@ def test_gelu_float32_matches_float64_path_on_odd_shapes():
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
-def test_gelu_float32_backward_uses_the_saved_cdf_and_agrees():
-    """The float32 forward keeps Φ next to y; the backward from it equals ȳ ⊙ gelu′(x)."""
-    from tensorcalc.ops.elementwise import _saved_cdf
+def test_gelu_float32_backward_uses_the_saved_derivative_and_agrees():
+    """With a gradient to come, the float32 forward keeps GELU′ next to y; ȳ ⊙ that equals
+    ȳ ⊙ gelu_grad(x); without one (no_grad, or a plain array) nothing extra is kept."""
+    from tensorcalc.ops.elementwise import _saved_grad
 
     rng = np.random.default_rng(1)
     xd = np.concatenate([rng.standard_normal(70_003) * 3, [np.inf, -np.inf, 0.0, -7.0, 9.0]])
     xd = xd.reshape(3, 4, -1)
     x = tc.tensor(xd.astype(np.float32), requires_grad=True)
     y = tc.gelu(x)
-    assert _saved_cdf(y.data) is not None
+    assert _saved_grad(y.data) is not None
+    with tc.no_grad():
+        assert _saved_grad(tc.gelu(x).data) is None
+    assert _saved_grad(tc.gelu(tc.tensor(xd.astype(np.float32))).data) is None
     g = rng.standard_normal(xd.shape).astype(np.float32)
     (y * tc.tensor(g)).sum().backward()
     assert x.grad.dtype == np.float32

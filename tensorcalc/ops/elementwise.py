@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..autodiff.function import Elementwise, primitive
+from ..autodiff.mode import state as _grad_mode
 from ..backend import special, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
@@ -460,46 +461,50 @@ def _cdf32_into(xp, x, out, t, x2, q):
     out += x.dtype.type(0.5)
 
 
-def _gelu32_chunk(xp, x, y, cdf, t, x2, q):
-    _cdf32_into(xp, x, cdf, t, x2, q)
+def _gelu32_chunk(xp, x, y, t, x2, q):
+    """y ← x·Φ(x), float32."""
+    _cdf32_into(xp, x, q, t, x2, None)
     f = x.dtype.type
     xp.clip(x, f(_XMIN), f(math.inf), out=t)  # (clip: a faster ufunc than maximum)
-    xp.multiply(t, cdf, out=y)
+    xp.multiply(t, q, out=y)
 
 
-def _gelu_vjp32_chunk(xp, g, x, cdf, out, t, x2, q):
-    """out ← ḡ ⊙ (Φ + x·φ(x)) with Φ saved by the forward."""
+def _gelu_keep32_chunk(xp, x, y, d, t, x2, q):
+    """y ← x·Φ(x) and d ← GELU′(x) = Φ + x·φ(x), float32, sharing Φ and the clamped x."""
+    _cdf32_into(xp, x, q, t, x2, None)
+    _add_x_pdf(xp, x, q, d, t, x2)
     f = x.dtype.type
-    xp.clip(x, f(-_XBIG), f(_XBIG), out=t)
-    xp.multiply(t, t, out=x2)
-    x2 *= f(-0.5)
-    xp.exp(x2, out=x2)
-    t *= f(_INV_SQRT_2PI)
+    xp.clip(x, f(_XMIN), f(math.inf), out=t)
+    xp.multiply(t, q, out=y)
+
+
+def _add_x_pdf(xp, x, cdf, out, t, x2):
+    """out ← cdf + x·φ(x), float32; x clamped to ±1e4 first (x·φ → 0, not ∞·0, at ±∞)."""
+    f = x.dtype.type
+    xp.clip(x, f(-_XBIG), f(_XBIG), out=x2)
+    xp.multiply(x2, x2, out=t)
+    t *= f(-0.5)
+    xp.exp(t, out=t)
     t *= x2
-    t += cdf
-    xp.multiply(t, g, out=out)
+    t *= f(_INV_SQRT_2PI)
+    xp.add(cdf, t, out=out)
 
 
-def _saved_cdf(y):
-    """Φ(x) kept by Gelu's float32 forward: y is row 0 of a (2, ...) buffer whose row 1 is Φ."""
+def _gelu_grad32_chunk(xp, x, out, t, x2, q):
+    """out ← GELU′(x) = Φ(x) + x·φ(x), float32."""
+    _cdf32_into(xp, x, out, t, x2, None)
+    _add_x_pdf(xp, x, out, out, t, x2)
+
+
+def _saved_grad(y):
+    """GELU′(x) kept by Gelu's float32 forward (keep=True): y is row 0 of a (2, ...) buffer
+    whose row 1 is GELU′(x)."""
     b = getattr(y, "base", None)  # the buffer that owns the memory, of shape (2, n)
     if b is None or b.dtype != y.dtype or b.size != 2 * y.size or not b.flags.c_contiguous:
         return None
     if b.__array_interface__["data"][0] != y.__array_interface__["data"][0]:
         return None
     return b.reshape((2,) + y.shape)[1]
-
-
-def _gelu_grad32_chunk(xp, x, out, t, x2, q):
-    _cdf32_into(xp, x, out, t, x2, q)
-    f = x.dtype.type
-    xp.clip(x, f(-_XBIG), f(_XBIG), out=t)  # x·φ(x) with finite x: 0 (not ∞·0) at ±∞
-    xp.multiply(t, t, out=x2)
-    x2 *= f(-0.5)
-    xp.exp(x2, out=x2)
-    t *= f(_INV_SQRT_2PI)
-    t *= x2
-    out += t
 
 
 def _normal_cdf(xp, x):
@@ -516,36 +521,40 @@ class Gelu(Elementwise):
     JVP:      ẏ = ẋ ⊙ (Φ(x) + x·φ(x))
 
     A primitive by DESIGN §2 rule (3): composed as x·(½ erf(x/√2) + ½) it is five passes and
-    scipy's float32 erf, ~15× slower than one chunked kernel (see the erf kernels above). The
-    float32 forward keeps Φ(x) next to y (y is row 0 of a (2, ...) buffer, Φ row 1), so the
-    ordinary backward is ȳ ⊙ (Φ + x·φ) without a second erf; elsewhere (float64, Tensors under
-    create_graph) f′ is the primitive gelu_grad. The limits: y → 0 and f′ → 0 as x → −∞;
-    y → x and f′ → 1 as x → +∞.
+    scipy's float32 erf, ~15× slower than one chunked kernel (see the erf kernels above). With
+    ``keep`` (set by the wrapper when the result will be differentiated) the float32 forward
+    also writes f′(x) = Φ + x·φ, reusing Φ and x² from the same chunk, into a (2, ...) buffer
+    whose row 0 is y: the ordinary backward is then one product ȳ ⊙ f′ instead of a second
+    erf. Elsewhere (float64, Tensors under create_graph) f′ is the primitive gelu_grad. The
+    limits: y → 0 and f′ → 0 as x → −∞; y → x and f′ → 1 as x → +∞.
     """
 
     @staticmethod
-    def forward(xp, x):
+    def forward(xp, x, *, keep=False):
         if _fast32(xp, x):
-            return _chunked(xp, _gelu32_chunk, (x,), nout=2)[0]
+            if keep:
+                return _chunked(xp, _gelu_keep32_chunk, (x,), nout=2)[0]
+            return _chunked(xp, _gelu32_chunk, (x,))[0]
         return xp.maximum(x, _XMIN) * _normal_cdf(xp, x)
 
     @staticmethod
-    def derivative(y, x):
+    def derivative(y, x, *, keep=False):
         return GeluGrad.apply(x)
 
     @classmethod
-    def vjp(cls, g, y, x, *, needs):
-        if not isinstance(g, Tensor) and g.shape == x.shape and g.dtype == x.dtype:
-            cdf = _saved_cdf(y)
-            if cdf is not None and _fast32(xp_of((x,)), x):
-                return (_chunked(xp_of((x,)), _gelu_vjp32_chunk, (g, x, cdf))[0],)
+    def vjp(cls, g, y, x, *, needs, keep=False):
+        if keep and not isinstance(g, Tensor) and g.shape == x.shape and g.dtype == x.dtype:
+            d = _saved_grad(y)
+            if d is not None:
+                return (g * d,)
         return (g * GeluGrad.apply(x),)
 
 
 @public
 def gelu(x):
     """Elementwise exact GELU x·Φ(x) (F.gelu takes the tanh approximation too)."""
-    return Gelu.apply(x)
+    keep = isinstance(x, Tensor) and x._rg and _grad_mode.grad
+    return Gelu.apply(x, keep=keep) if keep else Gelu.apply(x)
 
 
 @primitive
