@@ -8,6 +8,9 @@ discriminator/critic, and MLP versions.
                          -> conv 4×4 s2 (32 -> 64) [-> BN] -> LReLU 0.2 -> (N, 64, 7, 7)
                          -> fc 1 (a logit, or a WGAN critic's score)
 
+Initial weights: the layers' defaults (PyTorch's Kaiming-uniform), or :func:`dcgan_init_` (Radford
+et al.: conv/linear weights ~ N(0, 0.02²), biases 0, batch-norm γ ~ N(1, 0.02²), β 0).
+
 ``batchnorm=False`` for a WGAN-GP critic: the gradient penalty is per example, and batch norm
 would make each example's score depend on the others (Gulrajani et al. 2017 use none; layer norm
 is their alternative).
@@ -16,6 +19,26 @@ is their alternative).
 from __future__ import annotations
 
 from .. import backend, nn, ops
+from ..nn import init as _init
+
+INITS = ("default", "dcgan")
+
+
+def dcgan_init_(model, rng=None):
+    """Re-initialise ``model`` in place as the DCGAN paper does (Radford et al. 2016, §4): every
+    (transposed) convolution and linear weight ~ N(0, 0.02²) and its bias 0; every batch norm's
+    scale γ ~ N(1, 0.02²) and shift β 0. Layers are visited in registration order. Returns
+    ``model``."""
+    rng = backend.as_rng(rng)
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            _init.normal_(m.weight, 0.0, 0.02, rng=rng)
+            if m.bias is not None:
+                _init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            _init.normal_(m.weight, 1.0, 0.02, rng=rng)
+            _init.zeros_(m.bias)
+    return model
 
 
 class Reshape(nn.Module):

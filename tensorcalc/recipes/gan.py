@@ -29,7 +29,14 @@ import numpy as np
 
 from .. import optim
 from ..data import DataLoader, TensorDataset
-from ..models.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from ..models.gan import (
+    INITS,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    dcgan_init_,
+)
 from ..train import Loop
 from ..train import report as R
 from ..train.generative_metrics import GenerativeScorer
@@ -49,12 +56,14 @@ from ._generative import (
 DEFAULTS = {"loss": "nonsaturating", "arch": "dcgan", "steps": 6225, "lr": 2e-4, "beta1": 0.5,
             "beta2": 0.999, "n_critic": 1, "clip": 0.01, "gp_lambda": 10.0, "latent": 64,
             "batch_size": 64, "eval_every": 500, "eval_samples": 2000, "dataset": "mnist10k",
-            "optimizer": "adam", "val_fraction": 0.0, "epochs": 1}
+            "optimizer": "adam", "val_fraction": 0.0, "epochs": 1, "init": "dcgan"}
 
 #: the papers' settings per loss (applied to every flag left at its DEFAULTS value)
 LOSS_DEFAULTS = {
-    "wgan": {"lr": 5e-5, "optimizer": "rmsprop", "n_critic": 5, "steps": 1508},
-    "wgan-gp": {"lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5, "steps": 1508},
+    "wgan": {"lr": 5e-5, "optimizer": "rmsprop", "n_critic": 5, "steps": 1508,
+             "init": "default"},
+    "wgan-gp": {"lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5, "steps": 1508,
+                "init": "default"},
 }
 
 
@@ -73,6 +82,9 @@ def _models(cfg, rng):
     else:
         g = MLPGenerator(cfg["latent"], rng=rng)
         d = MLPDiscriminator(rng=rng)
+    if cfg.get("init", "default") == "dcgan":
+        dcgan_init_(g, rng)
+        dcgan_init_(d, rng)
     return g, d
 
 
@@ -273,9 +285,13 @@ register(Recipe(
           "n_critic": "discriminator (critic) steps per generator step",
           "clip": "wgan: clip the critic's weights to ±clip",
           "gp_lambda": "wgan-gp: the gradient penalty's weight λ",
-          "latent": "noise dimensions", "eval_every": "score FID/IS every N generator steps",
+          "latent": "noise dimensions",
+          "init": "dcgan: N(0, 0.02²) weights, BN γ ~ N(1, 0.02²) (Radford et al.) | default: "
+                  "the layers' own (Kaiming-uniform)",
+          "eval_every": "score FID/IS every N generator steps",
           "eval_samples": "samples scored (and test images they are compared with)",
           "epochs": "(unused: GANs are counted in generator steps, --steps)"},
-    choices={"loss": GAN_KINDS, "arch": ("dcgan", "mlp"), "dataset": ("mnist10k",)},
+    choices={"loss": GAN_KINDS, "arch": ("dcgan", "mlp"), "dataset": ("mnist10k",),
+             "init": INITS},
     headline=("fid", "FID"),
 ))

@@ -218,3 +218,30 @@ def test_gaussian_decoder_and_beta_weight_the_kl():
     assert ev["loss"] == pytest.approx(ev["recon"] + 4.0 * ev["kl"])
     assert ev["elbo"] == pytest.approx(-(ev["recon"] + ev["kl"]))
     assert "decoder_logvar" in dict(m.named_parameters())
+
+
+def test_dcgan_init_draws_the_papers_distributions_and_the_recipe_picks_it_per_loss():
+    from tensorcalc.models.gan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+    from tensorcalc.recipes.gan import DEFAULTS, _models, resolve
+
+    g = dcgan_init_(DCGANGenerator(64, rng=0), rng=1)
+    sd = {k: np.asarray(v) for k, v in g.state_dict().items()}
+    for k in ("0.weight", "4.weight", "7.weight"):          # linear, two transposed convs
+        assert sd[k].dtype == np.float32 and abs(sd[k].std() - 0.02) < 0.002, k
+    for k in ("0.bias", "4.bias", "7.bias", "1.bias", "5.bias"):
+        assert not sd[k].any(), k
+    assert abs(sd["1.weight"].mean() - 1) < 0.002 and abs(sd["1.weight"].std() - 0.02) < 0.002
+    d = dcgan_init_(DCGANDiscriminator(rng=0), rng=1)
+    assert abs(np.asarray(d[0].weight.data).std() - 0.02) < 0.004
+    # same rng, same weights; the layers' default init is something else (Kaiming-uniform)
+    g2 = dcgan_init_(DCGANGenerator(64, rng=5), rng=1)
+    assert np.array_equal(np.asarray(g2[4].weight.data), sd["4.weight"])
+    assert np.asarray(DCGANGenerator(64, rng=0)[0].weight.data).std() > 0.05
+    # the non-saturating recipe takes the DCGAN init; the Wasserstein losses keep the defaults
+    base = {**DEFAULTS, "seed": 0}
+    assert resolve(base)["init"] == "dcgan"
+    assert resolve({**base, "loss": "wgan-gp"})["init"] == "default"
+    gd, _ = _models(resolve(base), np.random.default_rng(0))
+    gw, _ = _models(resolve({**base, "loss": "wgan-gp"}), np.random.default_rng(0))
+    assert abs(np.asarray(gd[0].weight.data).std() - 0.02) < 0.002
+    assert np.asarray(gw[0].weight.data).std() > 0.05
