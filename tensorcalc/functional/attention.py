@@ -41,7 +41,7 @@ from ..ops._util import data_of, shape_of
 from ..ops.reduce import softmax as _softmax
 from .dropout import dropout
 
-NEG = -1e30  # the score of a removed query-key pair (finite: exp(NEG − max) = 0 exactly)
+NEG = -1e30  # the floor of an additive mask (finite: exp(NEG − max) = 0 exactly, no ∞ − ∞)
 
 
 def _xp(x):
