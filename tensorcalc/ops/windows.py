@@ -373,16 +373,25 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation):
     ho, wo = out_size(h, kh, sh, padding[0], dh), out_size(w, kw, sw, padding[1], dw)
     if c * kw < wo or _cuda.uses(xp):
         return None
-    buf, _ = _nhwc_padded(xp, x, padding)
-    bn, bh, bw, bc = buf.strides
+    (p0, p1), (q0, q1) = padding
+    xh = x.transpose(0, 2, 3, 1)  # channels-last view (free for a conv output)
     L, k = ho * wo, kh * kw * c
     per = max(1, min(n, _CHUNK_BYTES // (L * k * x.dtype.itemsize)))
     cols = xp.empty((per, ho, wo, kh, kw, c), dtype=x.dtype)
+    pad = None  # the chunk's padded NHWC image: borders zeroed once, interior copied per chunk
+    if p0 or p1 or q0 or q1 or not xh.flags.c_contiguous:
+        pad = xp.zeros((per, h + p0 + p1, w + q0 + q1, c), dtype=x.dtype)
 
     def gen():
         for a in range(0, n, per):
             b = min(n, a + per)
-            v = _as_strided(xp, buf[a:b], (b - a, ho, wo, kh, kw, c),
+            if pad is None:
+                src = xh[a:b]
+            else:
+                src = pad[:b - a]
+                src[:, p0:p0 + h, q0:q0 + w, :] = xh[a:b]
+            bn, bh, bw, bc = src.strides
+            v = _as_strided(xp, src, (b - a, ho, wo, kh, kw, c),
                             (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
             cc = cols[:b - a]
             cc[...] = v
