@@ -4,9 +4,11 @@ shipped LeNet.
 
 Models (``--arch dcgan``, the default): G: z (64) -> fc 64·7·7 -> BN -> ReLU -> convT 64→32 -> BN
 -> ReLU -> convT 32→1 -> tanh; D: conv 1→32 -> LReLU -> conv 32→64 [-> BN] -> LReLU -> fc 1
-(no batch norm in a WGAN-GP critic). ``--arch mlp``: 256-256 MLPs. Images are scaled to
-[−1, 1]. One *step* is one generator update after ``n_critic`` discriminator updates, each on
-its own minibatch of ``batch_size`` real images (``--steps`` counts generator steps).
+(no batch norm in a WGAN-GP critic). ``--arch mlp``: 256-256 MLPs. Initial weights
+(``--init``): the DCGAN paper's N(0, 0.02²), batch-norm γ ~ N(1, 0.02²) for the non-saturating
+and minimax losses; the layers' own (Kaiming-uniform) for the Wasserstein ones. Images are
+scaled to [−1, 1]. One *step* is one generator update after ``n_critic`` discriminator updates,
+each on its own minibatch of ``batch_size`` real images (``--steps`` counts generator steps).
 
 ``--loss`` and the papers' settings it brings (every flag left at the non-saturating default
 takes them): ``nonsaturating`` / ``minimax`` (Adam 2e-4, β = (0.5, 0.999), n_critic 1, 6,225
