@@ -400,6 +400,7 @@ FUNCS = {
     "rows": lambda a, n: _rows(a, n),
     "exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos, "sign": np.sign,
     "σ": _sigmoid,
+    "Φ": lambda x: __import__("scipy.special").special.ndtr(x),  # the normal CDF (GELU′)
     "softmax": lambda z, axis: _softmax(z, axis),
     "lse": lambda z, axis: _lse(z, axis),
     "ties": lambda x, y, axis: _tie_share(x, y, axis),

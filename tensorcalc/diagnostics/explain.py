@@ -164,6 +164,12 @@ def _one_plus(e):
     return Bin("+", Num(1), e)
 
 
+def _pdf(x):
+    """φ(x) = exp(−x²/2)/√(2π), the standard normal density."""
+    return Bin("·", Num(1 / math.sqrt(2 * math.pi), "1/√(2π)"),
+               Fn("exp", [Neg(Bin("/", Bin("^", x, Num(2)), Num(2)))]))
+
+
 RULES = {
     "add": lambda c: {0: c.back(c.g, 0), 1: c.back(c.g, 1)},
     "sub": lambda c: {0: c.back(c.g, 0), 1: Neg(c.back(c.g, 1))},
@@ -192,6 +198,10 @@ RULES = {
     "erf": _unary(lambda c: Bin("·", Num(2 / math.sqrt(math.pi), "2/√π"),
                                 Fn("exp", [Neg(Bin("^", c.xs[0], Num(2)))]))),
     "atan": lambda c: {0: Bin("/", c.g, _one_plus(Bin("^", c.xs[0], Num(2))))},
+    "gelu": _unary(lambda c: Bin("+", Fn("Φ", [c.xs[0]]), _m(c.xs[0], _pdf(c.xs[0])))),
+    "gelu_grad": _unary(lambda c: _m(_pdf(c.xs[0]), Bin("−", Num(2), Bin("^", c.xs[0], Num(2))))),
+    "leaky_relu": _unary(lambda c: Bin("+", Ind(c.xs[0], ">", Num(0)), Bin(
+        "·", Num(c.kw["negative_slope"]), Bin("−", Num(1), Ind(c.xs[0], ">", Num(0)))))),
     "matmul": _matmul,
     "affine": _affine,
     "sum": lambda c: {0: Fn("broadcast_to", [c.g], {"shape": tuple(c.shapes[0]),
