@@ -361,7 +361,7 @@ OPS: list[OpSpec] = [
       [((2, 3, 5, 4), (4, 3, 2, 3)), ((2, 1, 6, 7), (3, 1, 3, 3)), ((2, 3, 5, 5), (2, 3, 1, 1)),
        ((2, 3, 5, 4), (4, 3, 2, 3), (4,)), ((2, 1, 6, 7), (3, 1, 3, 3), (3,))],
       kwargs=[{}, {"stride": 2, "padding": 1}, {"padding": ((1, 0), (2, 1))},
-              {"dilation": (2, 1), "padding": (1, 0), "stride": (1, 2)}],
+              {"dilation": (2, 1), "padding": (1, 0), "stride": (1, 2)}, {"stride": (2, 1)}],
       covers=("conv2d", "unfold", "fold", "matmul", "reshape", "transpose"),
       special=[sv([[[[INF, 0.0]]]], [[[[1.0]]]], value=[[[[INF, 0]]]],
                   grads=([[[[1, 1]]]], [[[[INF]]]])),

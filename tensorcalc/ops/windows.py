@@ -212,7 +212,11 @@ class Conv2d(Function):
         if b is not None and b.dtype != x.dtype:
             b = b.astype(x.dtype)
         chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
-        if chunks is not None:  # implicit GEMM: unfold a few samples at a time, in cache
+        if _pointwise(w.shape, padding):  # 1×1: the input's own rows, one GEMM, no unfold
+            y = xp.matmul(_pixel_rows(xp, x, stride), wt)
+            if b is not None:
+                y += b
+        elif chunks is not None:  # implicit GEMM: unfold a few samples at a time, in cache
             y = xp.empty((n * ho * wo, o), dtype=x.dtype)
             for rs, cols in chunks:
                 xp.matmul(cols, wt, out=y[rs])
@@ -239,7 +243,9 @@ class Conv2d(Function):
             if b is not None and needs[2]:
                 gb = xp.ones(rows.shape[0], dtype=rows.dtype) @ rows  # one GEMV
             gx = None
-            if needs[0]:
+            if needs[0] and _pointwise(w.shape, padding):
+                gx = _pointwise_input_grad(xp, rows, w, x.shape, g.shape, stride)
+            elif needs[0]:
                 gx = _conv_input_grad_full(xp, g, w, x.shape, **geo)
                 if gx is None:
                     gx = _conv_input_grad(xp, rows, w, x.shape, g.shape, **geo)
@@ -275,6 +281,35 @@ class Conv2d(Function):
             t = reshape(db, (shape_of(db)[0], 1, 1))
             out = t if out is None else out + t
         return out
+
+
+def _pointwise(wshape, padding):
+    """A 1×1 kernel without padding: a GEMM over the input's (strided) pixels, no unfold."""
+    return wshape[2] == wshape[3] == 1 and not any(padding[0] + padding[1])
+
+
+def _pixel_rows(xp, x, stride):
+    """The pixels a 1×1 convolution reads, as (N·H_out·W_out, C) rows (free for a stride-1
+    conv output's channels-last memory)."""
+    sh, sw = stride
+    if (sh, sw) != (1, 1):
+        x = x[:, :, ::sh, ::sw]
+    r = x.transpose(0, 2, 3, 1)
+    if not r.flags.c_contiguous:
+        r = xp.ascontiguousarray(r)
+    return r.reshape(-1, x.shape[1])
+
+
+def _pointwise_input_grad(xp, rows, w, xshape, gshape, stride):
+    """x̄ of a 1×1 convolution: ȳ_rows W (one GEMM), placed at the pixels it read."""
+    n, c, h, wd = xshape
+    ho, wo = gshape[2:]
+    t = (rows @ w.reshape(w.shape[0], c)).reshape(n, ho, wo, c)
+    if tuple(stride) != (1, 1):
+        buf = xp.zeros((n, h, wd, c), dtype=t.dtype)
+        buf[:, ::stride[0], ::stride[1], :] = t
+        t = buf
+    return t.transpose(0, 3, 1, 2)
 
 
 def _rows(xp, g):
@@ -342,7 +377,9 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation):
     kept alive from the forward)."""
     o, c, kh, kw = wshape
     chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
-    if chunks is not None:
+    if _pointwise(wshape, padding):
+        gmat = _pixel_rows(xp, x, stride).T @ rows
+    elif chunks is not None:
         gmat = None
         for rs, cols in chunks:
             part = cols.T @ rows[rs]

@@ -286,3 +286,23 @@ def test_conv2d_in_sample_chunks_matches_loops(monkeypatch, kw, full_from):
     (y * tc.tensor(g)).sum().backward()
     np.testing.assert_allclose(xt.grad.numpy(), gx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(wt.grad.numpy(), gw, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("stride", [1, 2, (2, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_conv2d_matches_loops(stride, channels_last):
+    """1×1 convolutions are one GEMM over the input's (strided) pixels, no unfold."""
+    x = RNG.standard_normal((3, 5, 7, 6))
+    if channels_last:
+        x = x.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
+    w, b = RNG.standard_normal((4, 5, 1, 1)), RNG.standard_normal(4)
+    xt, wt, bt = (tc.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.conv2d(xt, wt, bt, stride=stride)
+    y_ref = refs.conv2d(x, w, b, stride=stride)
+    np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    g = RNG.standard_normal(y_ref.shape)
+    (y * tc.tensor(g)).sum().backward()
+    gx, gw = _conv_grads_ref(x, w, g, stride=stride)
+    np.testing.assert_allclose(xt.grad.numpy(), gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.numpy(), gw, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(bt.grad.numpy(), g.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
