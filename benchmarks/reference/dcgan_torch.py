@@ -20,6 +20,11 @@ Same as ``tensorcalc train gan`` (non-saturating, DCGAN, seed 0), written in PyT
   features, classifier IS) — once with G in eval mode (BN running statistics, as the recipe
   samples) and once in train mode (BN batch statistics over batches of 500; running statistics
   restored afterwards).
+* ``--no-d-bn``: D without its batch norm (a variant, with ``--init dcgan``).
+* ``--loss wgan-gp``: the recipe's WGAN-GP instead (critic without batch norm, Adam 1e-4,
+  β = (0, 0.9), 5 critic updates per generator update on their own minibatches, λ = 10 on
+  per-example interpolates u·x + (1 − u)·G(z) with u ~ U(0, 1) from the train stream after each
+  critic's z, norm √(Σ g² + 1e-12); 1,508 generator steps).
 
 Run (about 0.2–0.3 s per step on one core):
     nice -n 10 .venv-bench/bin/python benchmarks/reference/dcgan_torch.py --steps 6225 \
@@ -50,21 +55,22 @@ from tensorcalc.train.pipeline import seed_streams  # noqa: E402
 LATENT, BATCH = 64, 64
 
 
-def torch_models():
+def torch_models(d_batchnorm=True):
     G = nn.Sequential(nn.Linear(LATENT, 64 * 49), nn.BatchNorm1d(64 * 49), nn.ReLU(),
                       nn.Unflatten(1, (64, 7, 7)), nn.ConvTranspose2d(64, 32, 4, 2, 1),
                       nn.BatchNorm2d(32), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1),
                       nn.Tanh())
     D = nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(32, 64, 4, 2, 1),
-                      nn.BatchNorm2d(64), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(64 * 49, 1),
+                      *([nn.BatchNorm2d(64)] if d_batchnorm else []), nn.LeakyReLU(0.2),
+                      nn.Flatten(), nn.Linear(64 * 49, 1),
                       nn.Flatten(0))
     return G, D
 
 
-def copy_tensorcalc_init(G, D, init_rng):
+def copy_tensorcalc_init(G, D, init_rng, d_batchnorm=True):
     """The recipe's initial weights (its ``_models``: G then D from the init stream)."""
     g = DCGANGenerator(LATENT, rng=init_rng)
-    d = DCGANDiscriminator(batchnorm=True, rng=init_rng)
+    d = DCGANDiscriminator(batchnorm=d_batchnorm, rng=init_rng)
     for tc_model, t_model in ((g, G), (d, D)):
         sd = {k: torch.tensor(np.asarray(v)) for k, v in tc_model.state_dict().items()}
         missing = t_model.load_state_dict(sd, strict=False)
@@ -104,30 +110,44 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--beta1", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-d-bn", action="store_true", help="no batch norm in D (--init dcgan)")
+    ap.add_argument("--loss", choices=("nonsaturating", "wgan-gp"), default="nonsaturating")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    gp = args.loss == "wgan-gp"
+    if gp:  # the recipe's LOSS_DEFAULTS for wgan-gp
+        args.lr, args.beta1, beta2, n_critic, lam = 1e-4, 0.0, 0.9, 5, 10.0
+        args.no_d_bn = True
+        if args.steps == 6225:
+            args.steps = 1508
+    else:
+        beta2, n_critic = 0.999, 1
     streams = seed_streams(args.seed)
-    G, D = torch_models()
+    G, D = torch_models(not args.no_d_bn)
     if args.init == "tensorcalc":
-        copy_tensorcalc_init(G, D, streams["init"])
+        if args.no_d_bn and not gp:
+            ap.error("--no-d-bn goes with --init dcgan")
+        copy_tensorcalc_init(G, D, streams["init"], d_batchnorm=not gp)
     else:
         dcgan_init(G, D, args.seed)
-    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(args.beta1, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(args.beta1, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(args.beta1, beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(args.beta1, beta2))
     sp = nn.functional.softplus
 
     (xtr, _), _ = images01("mnist10k")
     real = (xtr.reshape(-1, 1, 28, 28) * 2.0 - 1.0).astype(np.float32)
-    loader = DataLoader(TensorDataset(real), batch_size=BATCH, shuffle=True, drop_last=True,
+    loader = DataLoader(TensorDataset(real), batch_size=BATCH * n_critic, shuffle=True,
+                        drop_last=True,
                         rng=streams["loader"])
     noise_rng = streams["train"]
     eval_noise = np.random.default_rng(4321).standard_normal((2000, LATENT)).astype(np.float32)
     sc = scorer("mnist10k", 2000)
     base = sc.baselines()
-    print(f"torch DCGAN ({args.init} init), {args.steps} generator steps; floor FID "
+    variant = f"{args.loss}, {args.init} init" + (", no BN in D" if args.no_d_bn else "")
+    print(f"torch DCGAN ({variant}), {args.steps} generator steps; floor FID "
           f"{base['floor_fid']:.2f}, noise FID {base['noise_fid']:.0f}", flush=True)
 
     def noise(n):
@@ -141,13 +161,25 @@ def main():
             xr = torch.from_numpy(np.asarray(batch[0] if isinstance(batch, (list, tuple))
                                              else batch, np.float32))
             t0 = time.process_time()
-            with torch.no_grad():
-                fake = G(noise(len(xr)))
-            loss_d = sp(-D(xr)).mean() + sp(D(fake)).mean()
-            opt_d.zero_grad()
-            loss_d.backward()
-            opt_d.step()
-            loss_g = sp(-D(G(noise(len(xr))))).mean()
+            for i in range(n_critic):
+                xb = xr[i * BATCH:(i + 1) * BATCH]
+                with torch.no_grad():
+                    fake = G(noise(len(xb)))
+                if gp:
+                    loss_d = D(fake).mean() - D(xb).mean()
+                    u = torch.from_numpy(noise_rng.random(len(xb)).astype(np.float32))
+                    xh = (u.view(-1, 1, 1, 1) * xb + (1 - u.view(-1, 1, 1, 1)) * fake)
+                    xh.requires_grad_(True)
+                    (g,) = torch.autograd.grad(D(xh).sum(), xh, create_graph=True)
+                    norm = torch.sqrt((g * g).flatten(1).sum(1) + 1e-12)
+                    loss_d = loss_d + lam * ((norm - 1) ** 2).mean()
+                else:
+                    loss_d = sp(-D(xb)).mean() + sp(D(fake)).mean()
+                opt_d.zero_grad()
+                loss_d.backward()
+                opt_d.step()
+            s = D(G(noise(BATCH)))
+            loss_g = -s.mean() if gp else sp(-s).mean()
             opt_g.zero_grad()
             opt_d.zero_grad()
             loss_g.backward()
