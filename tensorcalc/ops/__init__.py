@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (importing registers the primitives and their pub
     reduce,
     rnn,
     shape,
+    split,
     windows,
 )
 from ._util import METHODS, PUBLIC, public  # noqa: F401
