@@ -229,21 +229,24 @@ def multi_head_attention(query, key, value, num_heads, in_proj_weight, in_proj_b
     d = E // H
     from .linear import linear
 
-    # Three GEMMs with the rows of W_in (views), not one (B, L, 3E) GEMM split afterwards: as
-    # fast, and the backward then has no full-size scatter of Q̄, K̄, V̄ into a zero (B, L, 3E).
-    # The 1/√d of the scores is folded into W_Q and b_Q: an (E, E) product, not a (B, L, E) one.
+    # Three GEMMs with the rows of W_in (one split: views forward, one concatenation back), not
+    # one (B, L, 3E) GEMM split afterwards: as fast, and the backward has no full-size scatter
+    # of Q̄, K̄, V̄ into a zero (B, L, 3E). The 1/√d of the scores is folded into W_Q and b_Q:
+    # an (E, E) product, not a (B, L, E) one.
     scale = 1.0 / math.sqrt(d)
+    wq, wk, wv = ops.split_sizes(in_proj_weight, (E, E, E))
     bq = bk = bv = None
     if in_proj_bias is not None:
-        bq, bk, bv = in_proj_bias[:E] * scale, in_proj_bias[E:2 * E], in_proj_bias[2 * E:]
+        bq, bk, bv = ops.split_sizes(in_proj_bias, (E, E, E))
+        bq = bq * scale
 
     def heads(x, w, b):
         s = shape_of(x)
         return ops.transpose(ops.reshape(linear(x, w, b), (s[0], s[1], H, d)), (0, 2, 1, 3))
 
-    q = heads(query, in_proj_weight[:E] * scale, bq)                  # (B, H, L, d), scaled
-    k = heads(key, in_proj_weight[E:2 * E], bk)
-    v = heads(value, in_proj_weight[2 * E:], bv)
+    q = heads(query, wq * scale, bq)                                  # (B, H, L, d), scaled
+    k = heads(key, wk, bk)
+    v = heads(value, wv, bv)
     if cache is not None:
         if "k" in cache:
             k = ops.concat([cache["k"], k], axis=2)
