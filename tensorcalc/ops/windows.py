@@ -396,6 +396,7 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation):
 
 
 _GRAD_CHUNK_BYTES = 1 << 19  # x̄ rows of a few samples (and their ȳ W_ij products)
+_FEW_CHANNELS_RUN = 0.75  # below c·kw = this × W_out: Unfold's (N, K, L) copy (longer runs)
 _CHUNK_BYTES = 1 << 21  # columns of a few samples at a time: ~2 MB stays in cache for the GEMM
 
 
@@ -408,7 +409,7 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation):
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, padding[0], dh), out_size(w, kw, sw, padding[1], dw)
-    if c * kw < wo or _cuda.uses(xp):
+    if c * kw < _FEW_CHANNELS_RUN * wo or _cuda.uses(xp):
         return None
     (p0, p1), (q0, q1) = padding
     xh = x.transpose(0, 2, 3, 1)  # channels-last view (free for a conv output)
