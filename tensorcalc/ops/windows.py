@@ -483,15 +483,16 @@ class MaxPool2d(Function):
         cl, a = _spatial(x)
         buf = _padded(xp, a, cl, geo["padding"], -xp.inf)
         yl = y.transpose(0, 2, 3, 1) if cl else y
-        masks = []
-        for idx in _offsets(cl, geo["kernel"], geo["stride"], geo["dilation"],
-                            yl.shape[1:3] if cl else yl.shape[2:]):
-            m = xp.empty(yl.shape, dtype=y.dtype)  # 0/1 in y's dtype: no casts later
-            xp.equal(buf[idx], yl, out=m)
-            masks.append(m)
-        k = masks[0].copy()
-        for m in masks[1:]:
-            k += m
+        masks = [buf[idx] == yl for idx in _offsets(cl, geo["kernel"], geo["stride"],
+                                                    geo["dilation"], yl.shape[1:3] if cl
+                                                    else yl.shape[2:])]
+        if len(masks) < 256:  # count the ties in bytes (a float count would cast every mask)
+            k8 = masks[0].astype(xp.uint8)
+            for m in masks[1:]:
+                k8 += m.view(xp.uint8)
+            k = k8.astype(y.dtype)
+        else:
+            k = sum(m.astype(y.dtype) for m in masks)
         return cl, masks, k
 
     @staticmethod
@@ -592,13 +593,14 @@ def _maxpool_grad(xp, g, y, x, geo):
     tiles = (sh, sw) == (kh, kw) and (dh, dw) == (1, 1) and (shape[1:3] if cl else shape[2:]) \
         == [ho * kh, wo * kw]
     buf = xp.empty(shape, dtype=g.dtype) if tiles else xp.zeros(shape, dtype=g.dtype)
+    tmp = xp.empty_like(gs)
     for m, idx in zip(masks, _offsets(cl, geo["kernel"], geo["stride"], geo["dilation"],
                                       (ho, wo)), strict=True):
-        m *= gs  # the mask becomes this offset's share of ȳ (m·ȳ/k; ȳ = ±inf gives NaN
-        if tiles:  # at the non-maximal entries of its window)
-            buf[idx] = m
+        xp.multiply(gs, m, out=tmp)  # this offset's share m·ȳ/k (ȳ = ±inf: NaN at the
+        if tiles:  # non-maximal entries of its window; a masked copy is ~10x slower)
+            buf[idx] = tmp
         else:
-            buf[idx] += m
+            buf[idx] += tmp
     buf = buf[_sp_index(cl, slice(p0, p0 + h), slice(q0, q0 + w))]
     return buf.transpose(0, 3, 1, 2) if cl else buf
 
