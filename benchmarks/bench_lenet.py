@@ -95,6 +95,7 @@ def main():
                     help="skip the second, 1-thread comparison")
     args = ap.parse_args()
     common.set_threads(args.threads)
+    common.set_clock(args.clock)
     rng = np.random.default_rng(0)
     p0 = params(rng)
     x_np = rng.standard_normal((N, 1, 28, 28)).astype(np.float32)
