@@ -72,7 +72,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     k, s, p, d, (ho, wo) = window_geometry("conv2d", xs, ws[2:], stride, padding, dilation)
     n, c = xs[0], xs[1]
     if groups == 1:  # the convolution primitive (ops/windows.py): unfold + one GEMM
-        return Conv2d.apply(x, w, b, stride=s, padding=p, dilation=d)
+        bias = () if b is None else (b,)  # a missing bias is no operand (as in affine)
+        return Conv2d.apply(x, w, *bias, stride=s, padding=p, dilation=d)
     cols = Unfold.apply(x, kernel=k, stride=s, padding=p, dilation=d)  # (N, L, kh·kw·C)
     nl, kk = n * ho * wo, k[0] * k[1]
     g, cg, og = groups, c // groups, o // groups

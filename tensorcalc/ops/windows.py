@@ -269,13 +269,14 @@ class Conv2d(Function):
 
     @staticmethod
     def jvp(dxs, y, x, w, b=None, *, stride, padding, dilation):
-        dx, dw, db = dxs
+        dx, dw = dxs[:2]
+        db = dxs[2] if len(dxs) > 2 else None
         geo = dict(stride=stride, padding=padding, dilation=dilation)
         out = None
         if dx is not None:
-            out = Conv2d.apply(dx, w, None, **geo)
+            out = Conv2d.apply(dx, w, **geo)
         if dw is not None:
-            t = Conv2d.apply(x, dw, None, **geo)
+            t = Conv2d.apply(x, dw, **geo)
             out = t if out is None else out + t
         if db is not None:
             t = reshape(db, (shape_of(db)[0], 1, 1))
@@ -446,7 +447,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
     if len(ws) != 4 or len(xs) != 4 or xs[1] != ws[1]:
         raise ValueError(f"conv2d: expected x (N, C, H, W) and W (O, C, kh, kw), got {xs}, {ws}")
     _, s, p, d, _ = window_geometry("conv2d", xs, ws[2:], stride, padding, dilation)
-    return Conv2d.apply(x, w, b, stride=s, padding=p, dilation=d)
+    bias = () if b is None else (b,)  # a missing bias is no operand (as in affine)
+    return Conv2d.apply(x, w, *bias, stride=s, padding=p, dilation=d)
 
 
 @primitive
