@@ -349,6 +349,42 @@ def _unfold(x, kernel, stride, padding, dilation):
     return out
 
 
+def _conv_transpose(g, w, size, stride, padding, dilation):
+    """x̄ of conv2d (the transposed convolution): fold(ȳ_rows W_matᵀ), W_mat = W as (K, O)."""
+    o, c, kh, kw = w.shape
+    n, _, ho, wo = g.shape
+    rows = np.transpose(g, (0, 2, 3, 1)).reshape(-1, o)
+    wmat = np.transpose(w, (2, 3, 1, 0)).reshape(kh * kw * c, o)
+    cols = (rows @ wmat.T).reshape(n, ho * wo, kh * kw * c)
+    return _fold(cols, size, (kh, kw), stride, padding, dilation)
+
+
+def _conv_wgrad(x, g, kernel, stride, padding, dilation):
+    """W̄ of conv2d: unfold(x)ᵀ ȳ_rows, as (O, C, kh, kw)."""
+    cols = _unfold(x, kernel, stride, padding, dilation)
+    o, c = g.shape[1], x.shape[1]
+    rows = np.transpose(g, (0, 2, 3, 1)).reshape(-1, o)
+    gm = cols.reshape(-1, cols.shape[2]).T @ rows
+    return np.transpose(gm.reshape(kernel[0], kernel[1], c, o), (3, 2, 0, 1))
+
+
+def _pool_route(g, x, y, kernel, stride, padding, dilation):
+    """x̄ of max pooling: each window's ȳ shared equally among its maxima, added back."""
+    (p0, p1), (q0, q1) = padding
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p0, p1), (q0, q1)), constant_values=-np.inf)
+    none = ((0, 0), (0, 0))
+    cols = _unfold(xp, kernel, stride, none, dilation)
+    L, kk = cols.shape[1], kernel[0] * kernel[1]
+    cols = cols.reshape(n, L, kk, c)
+    yr = np.transpose(y, (0, 2, 3, 1)).reshape(n, L, 1, c)
+    gr = np.transpose(g, (0, 2, 3, 1)).reshape(n, L, 1, c)
+    m = cols == yr
+    back = (m * (gr / m.sum(axis=2, keepdims=True))).reshape(n, L, kk * c)
+    img = _fold(back, xp.shape, kernel, stride, none, dilation)
+    return img[:, :, p0:p0 + h, q0:q0 + w]
+
+
 def _scatter_add(g, index, shape):
     out = np.zeros(shape, dtype=np.asarray(g).dtype)
     np.add.at(out, index, g)
@@ -406,6 +442,9 @@ FUNCS = {
     "ties": lambda x, y, axis: _tie_share(x, y, axis),
     "fold": lambda g, **kw: _fold(g, **kw),
     "unfold": lambda g, **kw: _unfold(g, **kw),
+    "conv_transpose": lambda g, w, **kw: _conv_transpose(g, w, **kw),
+    "conv_wgrad": lambda x, g, **kw: _conv_wgrad(x, g, **kw),
+    "pool_route": lambda g, x, y, **kw: _pool_route(g, x, y, **kw),
     "scatter_add": lambda g, index, shape: _scatter_add(g, index, shape),
     "gather": lambda g, index: np.asarray(g)[index],
     "take_back": lambda g, indices, axis, shape: _take_back(g, indices, axis, shape),

@@ -121,6 +121,17 @@ def _affine(c):
     return out
 
 
+def _conv2d(c):
+    geo = {k: c.kw[k] for k in ("stride", "padding", "dilation")}
+    out = {0: Fn("conv_transpose", [c.g, c.xs[1]], {"size": tuple(c.shapes[0]), **geo},
+                 show=["size", "stride", "padding"]),
+           1: Fn("conv_wgrad", [c.xs[0], c.g], {"kernel": tuple(c.shapes[1][2:]), **geo},
+                 show=["stride", "padding"])}
+    if len(c.xs) > 2:
+        out[2] = Fn("sum", [c.g], {"axis": (0, 2, 3)})
+    return out
+
+
 def _matmul(c):
     x, y = c.xs
     return {0: c.back(Bin("@", c.g, Tr(y)), 0), 1: c.back(Bin("@", Tr(x), c.g), 1)}
@@ -239,6 +250,11 @@ RULES = {
                                                **{k: c.kw[k] for k in
                                                   ("kernel", "stride", "padding", "dilation")}},
                                show=["size", "kernel", "stride"])},
+    "conv2d": _conv2d,
+    "max_pool2d": lambda c: {0: Fn("pool_route", [c.g, c.xs[0], c.y],
+                                   {k: c.kw[k] for k in ("kernel", "stride", "padding",
+                                                         "dilation")},
+                                   show=["kernel", "stride"])},
     "fold": lambda c: {0: Fn("unfold", [c.g], {k: c.kw[k] for k in
                                                ("kernel", "stride", "padding", "dilation")},
                              show=["kernel", "stride"])},
@@ -643,6 +659,10 @@ def _flops(op, shapes, yshape, needs):
         f = 2 * n_out * n_in
         b = f * (int(needs[0]) + int(needs[1])) + (n_out if len(needs) > 2 and needs[2] else 0)
         return f, b
+    if op == "conv2d":  # (N, O, H_out, W_out) outputs, each a C·kh·kw dot product
+        f = 2 * n_out * int(np.prod(shapes[1][1:]))
+        b = f * (int(needs[0]) + int(needs[1])) + (n_out if len(needs) > 2 and needs[2] else 0)
+        return f, b
     if op == "matmul":
         k = shapes[0][-1]
         f = 2 * n_out * k
@@ -658,7 +678,7 @@ def _flops(op, shapes, yshape, needs):
 
 
 # ------------------------------------------------------------------------------ explain()
-_LETTER = {"affine": "z", "matmul": "z", "unfold": "u"}
+_LETTER = {"affine": "z", "matmul": "z", "conv2d": "z", "unfold": "u"}
 
 
 def _fd_forward(node, datas):
