@@ -1,4 +1,4 @@
-"""Convolution as unfold + one GEMM (composites only: every derivative comes from the primitives).
+"""Convolution (composites only: every derivative comes from the primitives).
 
 Convention (as in every deep-learning library): "convolution" is the cross-correlation
 
@@ -6,11 +6,12 @@ Convention (as in every deep-learning library): "convolution" is the cross-corre
 
 with output size per axis  H_out = ⌊(H + 2p − d(k − 1) − 1)/s⌋ + 1.
 
-Algorithm: ``cols = unfold(x)`` (N, L, kh·kw·C), channels fastest (see ``ops/windows.py``), then
-``Y = cols.reshape(N·L, K) @ Wᵀ`` with Wᵀ the weight rearranged to (kh·kw·C, O). The product is
-the output in channels-last memory; the returned (N, O, H_out, W_out) tensor is a transposed view
-of it. Reverse mode follows from the primitives: W̄ = colsᵀ Ȳ (one GEMM), x̄ = fold(Ȳ W).
-Groups split C and O into G blocks and become a batched matmul over the G blocks.
+Algorithm: one group is the ``conv2d`` primitive of ``ops/windows.py``: ``cols = unfold(x)``
+(N, L, kh·kw·C), channels fastest, then ``Y = cols.reshape(N·L, K) @ W`` with W rearranged to
+(kh·kw·C, O); the product is the output in channels-last memory and the returned
+(N, O, H_out, W_out) tensor is a transposed view of it. Reverse mode: W̄ = colsᵀ Ȳ and
+x̄ = fold(Ȳ Wᵀ) — on arrays computed without the (N·L, K) cotangent (per kernel offset, see the
+primitive). Groups split C and O into G blocks: unfold + a batched matmul over the G blocks.
 Input dtypes: x of another dtype is cast to the weight's, complex x is rejected (the policy of
 every layer family, ``functional._dtypes``).
 """

@@ -1,8 +1,9 @@
-"""Pooling: max / average over sliding windows (composites of unfold or reshape, and max / sum).
+"""Pooling: max / average over sliding windows (max: the ``max_pool2d`` primitive of
+``ops/windows.py``; average: composites of unfold or reshape, and sum).
 
 Output size per axis as for convolution:  H_out = ⌊(H + 2p − d(k − 1) − 1)/s⌋ + 1 (floor mode;
-stride defaults to the kernel size). Non-overlapping windows (stride = kernel, no padding, no
-dilation) are a reshape (N, C, H_out, kh, W_out, kw), not an unfold: no copy at all.
+stride defaults to the kernel size). For average pooling, non-overlapping windows (stride =
+kernel, no padding, no dilation) are a reshape (N, C, H_out, kh, W_out, kw), not an unfold.
 """
 
 from __future__ import annotations

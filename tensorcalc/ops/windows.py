@@ -1,4 +1,6 @@
-"""Sliding windows: unfold (im2col) and fold (col2im), a transpose pair of Linear primitives.
+"""Sliding windows: unfold (im2col) and fold (col2im), a transpose pair of Linear primitives;
+the convolution (conv2d) and max pooling (max_pool2d) built on the same windows, primitives for
+their speed (DESIGN §2 rule 3; see their docstrings).
 
 Layout (chosen so that a convolution is ONE contiguous GEMM, and documented once here):
 
