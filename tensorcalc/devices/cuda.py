@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 
 from .. import backend
+from .gemv_sum import gemv_sum
 
 ENABLED = os.environ.get("TENSORCALC_CUDA_KERNELS", "1") != "0"
 _cp = backend._cupy
@@ -180,71 +181,16 @@ def adam_update(p, g, m, v, lr, b1, b2, eps, wd, t):
 # products with a vector of ones, the same sums are cuBLAS GEMV / strided batched GEMM calls,
 # which spread any shape over the whole GPU (float32 accumulation, like the reduction kernel).
 _MIN_SUM = 1 << 15
-_ones: dict = {}
-
-
-def _ones_vec(n, dtype):
-    key = (n, dtype)
-    v = _ones.get(key)
-    if v is None:
-        if len(_ones) > 64:
-            _ones.clear()
-        v = _ones[key] = _cp.ones(n, dtype=dtype)
-    return v
 
 
 def reduce_sum(x, axis, keepdims=False):
     """Σ over ``axis`` (a tuple of non-negative axes) as GEMVs over x's memory, or None when
     that does not apply (small, non-float, a full reduction, memory not dense): the caller then
-    uses ``x.sum``. Same values as ``x.sum(axis=axis, keepdims=keepdims)`` up to rounding."""
-    if not ENABLED or axis is None or x.size < _MIN_SUM or x.dtype.kind != "f":
+    uses ``x.sum``. Same values as ``x.sum(axis=axis, keepdims=keepdims)`` up to rounding.
+    The algorithm is device-independent: devices/gemv_sum.py."""
+    if not ENABLED:
         return None
-    nd, shape, strides = x.ndim, x.shape, x.strides
-    red = set(axis)
-    big = [a for a in range(nd) if shape[a] != 1]
-    if not any(a in red for a in big) or all(a in red for a in big):
-        return None  # nothing to sum, or everything (CuPy's full reduction is fast)
-    order = sorted(big, key=lambda a: -strides[a])
-    step = x.itemsize
-    for a in reversed(order):  # dense memory in this axis order (any view of it, no gaps)
-        if strides[a] != step:
-            return None
-        step *= shape[a]
-    xm = x.transpose(order + [a for a in range(nd) if shape[a] == 1])
-    # runs of summed / kept axes in memory order, e.g. (N, [C], H·W) for an NCHW batch norm
-    runs = []
-    for a in order:
-        r = a in red
-        if runs and runs[-1][1] == r:
-            runs[-1][0] *= shape[a]
-        else:
-            runs.append([shape[a], r])
-    a2 = xm.reshape(-1)
-    total = x.size
-    for i in range(len(runs) - 1, -1, -1):
-        size, r = runs[i]
-        if not r:
-            continue
-        inner = 1
-        for s, _ in runs[i + 1:]:
-            inner *= s
-        outer = total // (size * inner)
-        ones = _ones_vec(size, x.dtype)
-        if inner == 1:
-            a2 = a2.reshape(outer, size) @ ones
-        elif outer == 1:
-            a2 = ones @ a2.reshape(size, inner)
-        else:
-            a2 = _cp.matmul(ones.reshape(1, size), a2.reshape(outer, size, inner))
-        a2 = a2.reshape(-1)
-        total //= size
-        runs[i][0] = 1
-    kept = [a for a in order if a not in red]  # memory order of the result
-    y = a2.reshape([shape[a] for a in kept]).transpose(sorted(range(len(kept)),
-                                                              key=lambda i: kept[i]))
-    out_shape = tuple(1 if a in red else shape[a] for a in range(nd)) if keepdims else \
-        tuple(shape[a] for a in range(nd) if a not in red)
-    return y.reshape(out_shape)
+    return gemv_sum(_cp, x, axis, keepdims, min_size=_MIN_SUM)
 
 
 _finite_or_zero = None

@@ -9,7 +9,7 @@ from ..autodiff.function import Function, Linear, primitive
 from ..backend import xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
-from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of
+from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
 from .elementwise import exp, log
 from .shape import BroadcastTo
 
@@ -33,11 +33,8 @@ class Sum(Linear):
 
     @staticmethod
     def forward(xp, x, *, axis, keepdims=False):
-        if _cuda.uses(xp):  # on a GPU: sums over outer axes as GEMVs (devices/cuda.py)
-            y = _cuda.reduce_sum(x, axis, keepdims)
-            if y is not None:
-                return y
-        return x.sum(axis=axis, keepdims=keepdims)
+        # sums over outer memory axes as GEMVs (ops._util.sum_axes, devices/gemv_sum.py)
+        return sum_axes(xp, x, axis, keepdims)
 
     @staticmethod
     def vjp(g, y, x, *, needs, axis, keepdims=False):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 from ..autodiff.function import Linear, primitive
-from ..devices import cuda as _cuda
-from ._util import ndim_of, norm_axis, public, shape_of
+from ._util import ndim_of, norm_axis, public, shape_of, sum_axes
 from .indexing import getitem
 
 
@@ -153,18 +152,14 @@ class SumTo(Linear):
     @staticmethod
     def forward(xp, x, *, shape):
         lead = x.ndim - len(shape)
-        gpu = _cuda.uses(xp)  # on a GPU: sums over outer axes as GEMVs (devices/cuda.py)
         if x.shape[lead:] == shape:  # the common case: only leading axes were broadcast
             if not lead:
                 return x
-            y = _cuda.reduce_sum(x, tuple(range(lead))) if gpu else None
-            return x.sum(axis=tuple(range(lead))) if y is None else y
+            return sum_axes(xp, x, tuple(range(lead)))
         axes = tuple(range(lead)) + tuple(
             lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1
         )
-        y = _cuda.reduce_sum(x, axes, True) if gpu and axes else None
-        if y is None:
-            y = x.sum(axis=axes, keepdims=True) if axes else x
+        y = sum_axes(xp, x, axes, True) if axes else x
         if lead:
             y = y.reshape(shape)
         return y
