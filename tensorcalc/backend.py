@@ -282,3 +282,139 @@ _THREAD_LIMIT = None
 def as_dtype(dtype) -> np.dtype:
     """``numpy.dtype(dtype)`` — lets code that must not import numpy normalise a dtype."""
     return np.dtype(dtype)
+
+
+# ----------------------------------------------------------------------------- kernel threads
+# NumPy runs every ufunc on one core; PyTorch splits its elementwise kernels over its OpenMP
+# threads. tensorcalc's own chunked kernels (GELU, erf, softmax / layer-norm rows, ...) may split
+# their index range over a small process-wide pool instead: NumPy releases the GIL inside ufuncs
+# and BLAS calls, so T threads run T chunks at once. T is the thread count of NumPy's BLAS as it
+# stands at the call (``--threads`` / TENSORCALC_THREADS via :func:`set_num_threads`,
+# OPENBLAS_NUM_THREADS, or any threadpoolctl limit), so one setting governs both, and
+# ``threadpool_limits(1)`` gives the serial code path exactly (the pool is not even created).
+# Splits are contiguous and fixed by the size and T; each chunk computes what the serial loop
+# computes for it, so results are bitwise the same at any T (tests/test_parallel_kernels.py).
+
+PARALLEL_MIN = 1 << 17  # elements below which one thread wins (dispatch ~30-60 µs per call)
+_KERNEL_THREADS = {"blas": None, "override": None, "pool": None, "size": 0, "calls": 0}
+
+
+def _blas_threads() -> int:
+    ctl = _KERNEL_THREADS["blas"]
+    if ctl is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            libs = ThreadpoolController().select(user_api="blas").lib_controllers
+            ctl = libs[0] if libs else False
+        except Exception:  # pragma: no cover - threadpoolctl missing or broken
+            ctl = False
+        _KERNEL_THREADS["blas"] = ctl
+    if ctl is False:
+        return 1
+    try:
+        return max(1, int(ctl.get_num_threads()))
+    except Exception:  # pragma: no cover
+        return 1
+
+
+def kernel_threads() -> int:
+    """T, the threads tensorcalc's own NumPy kernels use: NumPy's BLAS thread count at the
+    moment (follows ``--threads``, OPENBLAS_NUM_THREADS and threadpoolctl limits), capped at the
+    CPUs this process may run on; :func:`set_kernel_threads` overrides it (tests)."""
+    o = _KERNEL_THREADS["override"]
+    t = o if o is not None else _blas_threads()
+    return max(1, min(int(t), _cpu_count()))
+
+
+def _cpu_count() -> int:
+    n = _KERNEL_THREADS.get("cpus")
+    if n is None:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # pragma: no cover - not Linux
+            n = os.cpu_count() or 1
+        _KERNEL_THREADS["cpus"] = n
+    return n
+
+
+def set_kernel_threads(n: int | None) -> None:
+    """Fix T for tensorcalc's own kernels (None: follow the BLAS thread count again)."""
+    _KERNEL_THREADS["override"] = None if n is None else max(1, int(n))
+    if n is not None:
+        _KERNEL_THREADS["cpus"] = max(_cpu_count(), int(n))  # tests may ask for more than cores
+
+
+def _pool(t: int):
+    ex = _KERNEL_THREADS["pool"]
+    if ex is None or _KERNEL_THREADS["size"] < t:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if ex is not None:
+            ex.shutdown(wait=True)
+        ex = ThreadPoolExecutor(max_workers=t, thread_name_prefix="tensorcalc-kernel")
+        _KERNEL_THREADS["pool"], _KERNEL_THREADS["size"] = ex, t
+    return ex
+
+
+def split_range(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+    """[0, n) as ≤ ``parts`` contiguous (start, stop) ranges of near-equal length whose inner
+    boundaries are multiples of ``align``; a function of (n, parts, align) only."""
+    units = -(-n // align) if n > 0 else 0
+    parts = max(1, min(parts, units))
+    q, r = divmod(units, parts)
+    out, s = [], 0
+    for i in range(parts):
+        e = min(n, (s // align + q + (i < r)) * align)
+        out.append((s, e))
+        s = e
+    return out
+
+
+def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
+                    cost: int | None = None):
+    """Run ``fn(start, stop)`` over [0, n) and return the results in order.
+
+    With T = :func:`kernel_threads` > 1 and ``cost`` (the elements touched; ``n`` by default) at
+    least ``min_size``, [0, n) is cut into ≤ T contiguous ranges (:func:`split_range`, inner
+    boundaries multiples of ``align``) run on the kernel pool, the first on the calling thread;
+    otherwise ``fn(0, n)`` runs once, here, and no pool is created. ``fn`` must write disjoint
+    outputs for disjoint ranges and compute each element as the serial call would (NumPy ufuncs
+    on slices do): the result is then the same bits at any T. For NumPy arrays only.
+    """
+    size = n if cost is None else cost
+    t = kernel_threads() if size >= min_size and n > 1 and not _INSIDE.active else 1
+    if t <= 1:
+        return [fn(0, n)]
+    ranges = split_range(n, t, align)
+    if len(ranges) == 1:
+        return [fn(0, n)]
+    _KERNEL_THREADS["calls"] += 1
+    ex = _pool(len(ranges) - 1)
+    futs = [ex.submit(_nested_serial, fn, s, e) for s, e in ranges[1:]]
+    try:
+        first = _nested_serial(fn, *ranges[0])
+    finally:
+        rest = [f.result() for f in futs]  # (all finished before anything is returned/raised)
+    return [first] + rest
+
+
+class _Inside(__import__("threading").local):
+    active = False
+
+
+_INSIDE = _Inside()
+
+
+def _nested_serial(fn, s, e):
+    """fn(s, e) with nested parallel_chunks calls run serially (no pool deadlock)."""
+    _INSIDE.active = True
+    try:
+        return fn(s, e)
+    finally:
+        _INSIDE.active = False
+
+
+def parallel_calls() -> int:
+    """How many times :func:`parallel_chunks` has used the pool (for tests)."""
+    return _KERNEL_THREADS["calls"]

@@ -6,7 +6,7 @@ import math
 
 from ..autodiff.function import Elementwise, primitive
 from ..autodiff.mode import state as _grad_mode
-from ..backend import special, xp_of
+from ..backend import parallel_chunks, special, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from . import arithmetic as _arith
@@ -399,6 +399,7 @@ _ERF_G = (1.1283793091681624, 0.10276876478415371, -0.00019119867129981715,
 # value and lets the GELU kernels reuse the clamped x for φ(x), which underflows to 0 there.
 _ERF_ZMAX = 14.1
 _CHUNK = 1 << 16
+_PAR_MIN = 1 << 17  # two chunks at least: below, one thread wins (measured, fast_erf.md)
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _XMIN = -1e4  # Φ(−1e4) = 0 in any float, so x·Φ(x) → 0 (not −∞·0) as x → −∞
@@ -418,12 +419,18 @@ def _chunked(xp, kernel, xs, nout=1):
     n = flats[0].size
     out = xp.empty((nout, n), dtype=x.dtype)
     m = max(1, min(n, _CHUNK))
-    bufs = [xp.empty(m, dtype=x.dtype) for _ in range(3)]
-    for s in range(0, n, m):
-        e = min(n, s + m)
-        k = e - s
-        kernel(xp, *(f[s:e] for f in flats), *(out[i, s:e] for i in range(nout)),
-               *(b[:k] for b in bufs))
+
+    def run(lo, hi):  # chunks [lo, hi) of the fixed _CHUNK grid, with their own scratch
+        bufs = [xp.empty(m, dtype=x.dtype) for _ in range(3)]
+        for s in range(lo, hi, m):
+            e = min(hi, s + m)
+            k = e - s
+            kernel(xp, *(f[s:e] for f in flats), *(out[i, s:e] for i in range(nout)),
+                   *(b[:k] for b in bufs))
+
+    # with T > 1 kernel threads, contiguous runs of whole chunks go to the pool: the chunk grid
+    # (and so every value) is the serial one (backend.parallel_chunks)
+    parallel_chunks(n, run, align=m, min_size=_PAR_MIN)
     return out.reshape((nout,) + x.shape)
 
 

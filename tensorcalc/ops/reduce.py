@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..autodiff.function import Function, Linear, primitive
-from ..backend import xp_of
+from ..backend import PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
@@ -251,6 +251,8 @@ class Standardize(Function):
 
     @staticmethod
     def forward(xp, x, *, axis, eps):
+        if _trailing(xp, x, axis) and _par_rows(xp, x):
+            return _standardize_rows(xp, x, axis, eps)
         mean = _row_mean if _trailing(xp, x, axis) else _axis_mean
         d = x - mean(xp, x, axis)
         v = xp.multiply(d, d)
@@ -346,6 +348,8 @@ class LayerNorm(Function):
     @staticmethod
     def forward(xp, x, w, b, *, eps):
         axis = tuple(range(x.ndim - w.ndim, x.ndim))
+        if _trailing(xp, x, axis) and _par_rows(xp, x) and w.dtype == b.dtype == x.dtype:
+            return _standardize_rows(xp, x, axis, eps, w, b)
         y = Standardize.forward(xp, x, axis=axis, eps=eps)
         y *= w
         y += b
@@ -443,6 +447,8 @@ class Softmax(Function):
 
     @staticmethod
     def forward(xp, x, *, axis, mask=None):
+        if axis == x.ndim - 1 and _par_rows(xp, x):
+            return _softmax_rows(xp, x, mask)
         if mask is None:
             z = x - _finite_max(xp, x, axis)
         else:
@@ -460,6 +466,8 @@ class Softmax(Function):
         if (axis == len(x.shape) - 1 and not isinstance(g, Tensor) and not isinstance(y, Tensor)
                 and g.shape == y.shape):
             xp = xp_of((y,))
+            if _par_rows(xp, y) and g.flags.c_contiguous and g.dtype == y.dtype:
+                return (_softmax_pull_rows(xp, g, y),)
             t = xp.multiply(g, y)
             s = _row_sum(xp, t)
             xp.subtract(g, s, out=t)
@@ -471,6 +479,88 @@ class Softmax(Function):
     def jvp(dxs, y, x, *, axis, mask=None):
         dx = dxs[0]
         return (dx - (dx * y).sum(axis=axis, keepdims=True)) * y
+
+
+# ---- row-parallel forms (backend.parallel_chunks; only with T > 1 kernel threads and big
+# C-contiguous NumPy arrays). Each is the serial code with its elementwise passes and row maxima
+# split over row ranges and its GEMVs (row sums, means) kept whole: a GEMV's value for a row
+# depends on how its rows are blocked, an elementwise pass's or a max's never, so the bits are
+# those of the serial path (tests/test_parallel_kernels.py). The GEMVs use BLAS's own threads.
+
+
+def _par_rows(xp, x):
+    return (getattr(xp, "__name__", "") == "numpy" and x.size >= PARALLEL_MIN
+            and x.ndim >= 1 and x.flags.c_contiguous and kernel_threads() > 1)
+
+
+def _softmax_rows(xp, x, mask):
+    n = x.shape[-1]
+    x2 = x.reshape(-1, n)
+    m2 = None if mask is None else xp.broadcast_to(mask, x.shape).reshape(-1, n)
+    z = xp.empty_like(x2)
+
+    def shift_exp(a, b):
+        xa = x2[a:b] if m2 is None else xp.where(m2[a:b], x2[a:b], -math.inf)
+        za = z[a:b]
+        xp.subtract(xa, _finite_max(xp, xa, 1), out=za)
+        xp.exp(za, out=za)
+
+    parallel_chunks(z.shape[0], shift_exp, cost=z.size)
+    s = _row_sum(xp, z)
+    if mask is not None:
+        s = xp.where(s > 0, s, 1)
+    parallel_chunks(z.shape[0], lambda a, b: xp.divide(z[a:b], s[a:b], out=z[a:b]),
+                    cost=z.size)
+    return z.reshape(x.shape)
+
+
+def _softmax_pull_rows(xp, g, y):
+    n = y.shape[-1]
+    g2, y2 = g.reshape(-1, n), y.reshape(-1, n)
+    t = xp.empty_like(y2)
+    rows = y2.shape[0]
+    parallel_chunks(rows, lambda a, b: xp.multiply(g2[a:b], y2[a:b], out=t[a:b]), cost=t.size)
+    s = _row_sum(xp, t)
+
+    def finish(a, b):
+        xp.subtract(g2[a:b], s[a:b], out=t[a:b])
+        t[a:b] *= y2[a:b]
+
+    parallel_chunks(rows, finish, cost=t.size)
+    return t.reshape(y.shape)
+
+
+def _standardize_rows(xp, x, axis, eps, w=None, b=None):
+    """Standardize.forward (and LayerNorm's γ, β) over the trailing ``axis`` of a C-contiguous
+    NumPy array, row-parallel; the serial code's values."""
+    n = _count(x.shape, axis)
+    x2 = x.reshape(-1, n)
+    rows = x2.shape[0]
+    mu = _row_mean(xp, x2, (1,))
+    d = xp.empty_like(x2)
+    v = xp.empty_like(x2)
+
+    def center(a, c):
+        xp.subtract(x2[a:c], mu[a:c], out=d[a:c])
+        xp.multiply(d[a:c], d[a:c], out=v[a:c])
+
+    parallel_chunks(rows, center, cost=x.size)
+    inv = _row_mean(xp, v, (1,))
+    inv += eps
+    xp.sqrt(inv, out=inv)
+    xp.divide(1.0, inv, out=inv)
+    w1 = None if w is None else w.reshape(-1)
+    b1 = None if b is None else b.reshape(-1)
+
+    def scale(a, c):
+        da = d[a:c]
+        da *= inv[a:c]
+        if w1 is not None:
+            da *= w1
+            da += b1
+
+    parallel_chunks(rows, scale, cost=x.size)
+    return d.reshape(x.shape)
 
 
 def _row_sum(xp, x):

@@ -1,0 +1,135 @@
+"""The kernel thread pool (backend.parallel_chunks): the parallel path gives the serial path's
+bits, T = 1 never touches the pool, and arrays under the threshold stay serial."""
+
+import numpy as np
+import pytest
+
+from tensorcalc import backend
+from tensorcalc.ops import elementwise as E
+from tensorcalc.ops import reduce as R
+
+N0 = backend.PARALLEL_MIN
+
+
+@pytest.fixture
+def threads():
+    """Run a callable with T kernel threads; restore 'follow BLAS' afterwards."""
+    def run(t, fn):
+        backend.set_kernel_threads(t)
+        try:
+            return fn()
+        finally:
+            backend.set_kernel_threads(None)
+    yield run
+    backend.set_kernel_threads(None)
+
+
+def _same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), "bits differ"
+
+
+def test_split_range_is_a_function_of_the_size():
+    assert backend.split_range(10, 2) == [(0, 5), (5, 10)]
+    assert backend.split_range(10, 3, align=4) == [(0, 4), (4, 8), (8, 10)]
+    assert backend.split_range(1, 4) == [(0, 1)]
+    for n in (0, 1, 7, 65536, 200001):
+        for t in (1, 2, 3, 5):
+            r = backend.split_range(n, t, align=16)
+            assert r[0][0] == 0 and r[-1][1] == n and len(r) <= max(1, t)
+            assert all(a[1] == b[0] for a, b in zip(r, r[1:]))
+            assert all(e % 16 == 0 for _, e in r[:-1])
+
+
+def test_parallel_chunks_runs_every_range_once(threads):
+    seen = []
+    out = threads(3, lambda: backend.parallel_chunks(1000, lambda a, b: seen.append((a, b)) or b,
+                                                     min_size=10))
+    assert sorted(seen) == [(0, 334), (334, 667), (667, 1000)] and out == [334, 667, 1000]
+
+
+def test_one_thread_never_touches_the_pool(threads):
+    calls = backend.parallel_calls()
+    x = np.random.default_rng(0).standard_normal(4 * N0).astype(np.float32)
+    threads(1, lambda: (E.Gelu.forward(np, x), R.Softmax.forward(np, x.reshape(-1, 64), axis=1)))
+    assert backend.parallel_calls() == calls
+    r = threads(1, lambda: backend.parallel_chunks(10 * N0, lambda a, b: (a, b)))
+    assert r == [(0, 10 * N0)] and backend.parallel_calls() == calls
+
+
+def test_pool_unused_under_the_threshold(threads):
+    calls = backend.parallel_calls()
+    x = np.random.default_rng(1).standard_normal(N0 - 1).astype(np.float32)
+    threads(2, lambda: E.Gelu.forward(np, x))
+    assert backend.parallel_calls() == calls
+    threads(2, lambda: E.Gelu.forward(np, np.concatenate([x, x])))
+    assert backend.parallel_calls() > calls
+
+
+def test_nested_calls_run_serially(threads):
+    def outer(a, b):
+        return backend.parallel_chunks(4 * N0, lambda c, d: (c, d))
+    r = threads(2, lambda: backend.parallel_chunks(4 * N0, outer))
+    assert r == [[(0, 4 * N0)], [(0, 4 * N0)]]
+
+
+SIZES = [N0 - 1, N0, N0 + 1, 2 * N0 + 12345, 3 * 65536 + 7]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("t", [2, 3])
+def test_gelu_erf_kernels_bitwise(threads, n, t):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    x[:5] = [np.inf, -np.inf, 0.0, -0.0, 20.0]
+    for f in (lambda v: E.Gelu.forward(np, v), lambda v: E.Gelu.forward(np, v, keep=True),
+              lambda v: E.GeluGrad.forward(np, v), lambda v: E.Erf.forward(np, v)):
+        _same(threads(1, lambda: f(x)), threads(t, lambda: f(x)))
+    xs = np.stack([x, x])[:, ::1][0][::-1]  # non-contiguous (reversed) input
+    _same(threads(1, lambda: E.Gelu.forward(np, xs)), threads(t, lambda: E.Gelu.forward(np, xs)))
+    x2 = np.repeat(x, 2)[::2]  # strided view
+    _same(threads(1, lambda: E.GeluGrad.forward(np, x2)),
+          threads(t, lambda: E.GeluGrad.forward(np, x2)))
+
+
+ROW_SHAPES = [(N0 // 64, 64), (N0 // 64 + 1, 64), (7, 301, 127), (2049, 100), (3, 5, 19, 513)]
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("t", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_kernels_bitwise(threads, shape, t, dtype):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    n = shape[-1]
+    w = rng.standard_normal(n).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    mask = rng.random(shape[-2:]) > 0.3
+    mask[0] = False  # a row with no allowed entry
+    ax = x.ndim - 1
+    cases = [
+        lambda: R.Softmax.forward(np, x, axis=ax),
+        lambda: R.Softmax.forward(np, x, axis=ax, mask=mask),
+        lambda: R.Softmax.vjp(g, R.Softmax.forward(np, x, axis=ax), x, needs=(True,), axis=ax)[0],
+        lambda: R.Standardize.forward(np, x, axis=(ax,), eps=1e-5),
+        lambda: R.Standardize.forward(np, x, axis=(ax - 1, ax), eps=1e-5),
+        lambda: R.LayerNorm.forward(np, x, w, b, eps=1e-5),
+    ]
+    for f in cases:
+        _same(threads(1, f), threads(t, f))
+    used = backend.parallel_calls()
+    threads(t, cases[0])
+    assert backend.parallel_calls() > used  # the parallel path really ran
+    xt = np.ascontiguousarray(x.swapaxes(-1, -2)).swapaxes(-1, -2)  # non-contiguous
+    _same(threads(1, lambda: R.Softmax.forward(np, xt, axis=ax)),
+          threads(t, lambda: R.Softmax.forward(np, xt, axis=ax)))
+
+
+def test_kernel_threads_follows_blas_limit():
+    from threadpoolctl import threadpool_limits
+
+    backend.set_kernel_threads(None)
+    with threadpool_limits(1):
+        assert backend.kernel_threads() == 1
