@@ -6,9 +6,11 @@ Same as ``tensorcalc train gan`` (non-saturating, DCGAN, seed 0), written in PyT
 * G: z (64) -> fc 64·7·7 -> BN1d -> ReLU -> (64, 7, 7) -> convT 4×4 s2 64→32 -> BN2d -> ReLU
   -> convT 4×4 s2 32→1 -> tanh;  D: conv 4×4 s2 1→32 -> LReLU 0.2 -> conv 4×4 s2 32→64 -> BN2d
   -> LReLU 0.2 -> fc 1 (a logit).
-* Initial weights: ``--init tensorcalc`` copies the recipe's own initial weights (its seed-0
-  init stream; PyTorch-default Kaiming-uniform), ``--init dcgan`` draws the DCGAN paper's
-  N(0, 0.02) for conv/linear weights, BN γ ~ N(1, 0.02), biases and β 0 (torch seed 0).
+* Initial weights: ``--init tensorcalc`` copies the weights of ``tensorcalc train gan --init
+  default`` (the layers' own Kaiming-uniform, from the recipe's init stream; the recipe's default
+  before this comparison), ``--init dcgan`` draws the DCGAN paper's N(0, 0.02²) for conv/linear
+  weights, BN γ ~ N(1, 0.02²), biases and β 0 (torch's generator, seeded with ``--seed``; the
+  recipe's default now, with NumPy's draws).
 * Data, batches and noise: the recipe's — MNIST-10k's 8,000 training images scaled to [−1, 1],
   tensorcalc's DataLoader with the recipe's loader stream (batch 64, shuffled, last partial batch
   dropped), z drawn from the recipe's train stream in GANStep's order (D's fake batch, then G's).
