@@ -11,6 +11,12 @@ Machine tuning, done once at import (see ``benchmarks/RESULTS.md`` for the measu
   "Illegal instruction". So :func:`tune_blas_env` sets it only when ``/proc/cpuinfo`` lists
   ``avx512f``, NumPy is not yet imported, and the user has not set it. Opt out with
   ``TENSORCALC_NO_BLAS_TUNING=1``.
+* ``OPENBLAS_THREAD_TIMEOUT=10``: after each call OpenBLAS's worker threads busy-wait for
+  2^28 cycles by default (~0.1 s), holding the other core; with 2 threads that core is then
+  unavailable to tensorcalc's own kernel pool (:func:`parallel_chunks`). 2^10 cycles lets them
+  sleep at once. Measured (2 threads, wall clock, load 0.7-0.8): a 2048x128x512 GEMM unchanged
+  (1.45-1.65 ms either way); GEMM + GELU with the pool 5.96-7.3 ms -> 4.2-4.5 ms. Set only when
+  NumPy is not yet imported and the user has not set it (same opt-out as above).
 * glibc ``malloc``: arrays above the mmap threshold are served by fresh ``mmap`` pages that
   page-fault on first touch, every step; raising ``M_MMAP_THRESHOLD`` (to glibc's maximum, 32 MiB)
   and ``M_TRIM_THRESHOLD`` keeps such temporaries in the heap for reuse. Measured: the LeNet
@@ -64,7 +70,18 @@ def tune_malloc() -> bool:
         return False
 
 
+def tune_blas_spin() -> str | None:
+    """Let idle OpenBLAS threads sleep soon after a call (see module doc); what was set."""
+    if os.environ.get("TENSORCALC_NO_BLAS_TUNING") or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return None
+    if "numpy" in sys.modules:
+        return None
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "10"
+    return "10"
+
+
 BLAS_TUNING = tune_blas_env()
+BLAS_SPIN = tune_blas_spin()
 MALLOC_TUNED = tune_malloc()
 
 import numpy as np  # noqa: E402  (after the environment is tuned)

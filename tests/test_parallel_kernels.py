@@ -38,7 +38,7 @@ def test_split_range_is_a_function_of_the_size():
         for t in (1, 2, 3, 5):
             r = backend.split_range(n, t, align=16)
             assert r[0][0] == 0 and r[-1][1] == n and len(r) <= max(1, t)
-            assert all(a[1] == b[0] for a, b in zip(r, r[1:]))
+            assert all(a[1] == b[0] for a, b in zip(r, r[1:], strict=False))
             assert all(e % 16 == 0 for _, e in r[:-1])
 
 
@@ -53,6 +53,7 @@ def test_one_thread_never_touches_the_pool(threads):
     calls = backend.parallel_calls()
     x = np.random.default_rng(0).standard_normal(4 * N0).astype(np.float32)
     threads(1, lambda: (E.Gelu.forward(np, x), R.Softmax.forward(np, x.reshape(-1, 64), axis=1)))
+    assert x.size >= R._ROW_MIN
     assert backend.parallel_calls() == calls
     r = threads(1, lambda: backend.parallel_chunks(10 * N0, lambda a, b: (a, b)))
     assert r == [(0, 10 * N0)] and backend.parallel_calls() == calls
@@ -85,7 +86,7 @@ def test_gelu_erf_kernels_bitwise(threads, n, t):
     x[:5] = [np.inf, -np.inf, 0.0, -0.0, 20.0]
     for f in (lambda v: E.Gelu.forward(np, v), lambda v: E.Gelu.forward(np, v, keep=True),
               lambda v: E.GeluGrad.forward(np, v), lambda v: E.Erf.forward(np, v)):
-        _same(threads(1, lambda: f(x)), threads(t, lambda: f(x)))
+        _same(threads(1, lambda f=f: f(x)), threads(t, lambda f=f: f(x)))
     xs = np.stack([x, x])[:, ::1][0][::-1]  # non-contiguous (reversed) input
     _same(threads(1, lambda: E.Gelu.forward(np, xs)), threads(t, lambda: E.Gelu.forward(np, xs)))
     x2 = np.repeat(x, 2)[::2]  # strided view
@@ -93,7 +94,8 @@ def test_gelu_erf_kernels_bitwise(threads, n, t):
           threads(t, lambda: E.GeluGrad.forward(np, x2)))
 
 
-ROW_SHAPES = [(N0 // 64, 64), (N0 // 64 + 1, 64), (7, 301, 127), (2049, 100), (3, 5, 19, 513)]
+RN = R._ROW_MIN
+ROW_SHAPES = [(RN // 64, 64), (RN // 64 + 1, 64), (7, 601, 127), (4099, 129), (3, 5, 71, 513)]
 
 
 @pytest.mark.parametrize("shape", ROW_SHAPES)
@@ -125,6 +127,13 @@ def test_row_kernels_bitwise(threads, shape, t, dtype):
     xt = np.ascontiguousarray(x.swapaxes(-1, -2)).swapaxes(-1, -2)  # non-contiguous
     _same(threads(1, lambda: R.Softmax.forward(np, xt, axis=ax)),
           threads(t, lambda: R.Softmax.forward(np, xt, axis=ax)))
+
+
+def test_rows_under_their_threshold_stay_serial(threads):
+    x = np.random.default_rng(2).standard_normal((R._ROW_MIN // 64 - 1, 64)).astype(np.float32)
+    calls = backend.parallel_calls()
+    threads(2, lambda: R.Softmax.forward(np, x, axis=1))
+    assert backend.parallel_calls() == calls
 
 
 def test_kernel_threads_follows_blas_limit():
