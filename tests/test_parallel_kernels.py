@@ -87,6 +87,12 @@ def test_gelu_erf_kernels_bitwise(threads, n, t):
     for f in (lambda v: E.Gelu.forward(np, v), lambda v: E.Gelu.forward(np, v, keep=True),
               lambda v: E.GeluGrad.forward(np, v), lambda v: E.Erf.forward(np, v)):
         _same(threads(1, lambda f=f: f(x)), threads(t, lambda f=f: f(x)))
+    g = rng.standard_normal(n).astype(np.float32)
+    for a in (0.01, 0.0, 2.0, -0.5):
+        f = lambda a=a: E.LeakyRelu.forward(np, x, negative_slope=a)  # noqa: E731
+        _same(threads(1, f), threads(t, f))
+        f = lambda a=a: E.LeakyRelu.vjp(g, None, x, needs=(True,), negative_slope=a)[0]  # noqa: E731
+        _same(threads(1, f), threads(t, f))
     xs = np.stack([x, x])[:, ::1][0][::-1]  # non-contiguous (reversed) input
     _same(threads(1, lambda: E.Gelu.forward(np, xs)), threads(t, lambda: E.Gelu.forward(np, xs)))
     x2 = np.repeat(x, 2)[::2]  # strided view

@@ -6,7 +6,7 @@ import math
 
 from ..autodiff.function import Elementwise, primitive
 from ..autodiff.mode import state as _grad_mode
-from ..backend import parallel_chunks, special, xp_of
+from ..backend import kernel_threads, parallel_chunks, special, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from . import arithmetic as _arith
@@ -297,7 +297,24 @@ class LeakyRelu(Elementwise):
 
     @staticmethod
     def forward(xp, x, *, negative_slope):
-        a = negative_slope
+        if _par_flat(xp, x):  # T > 1 kernel threads: the same passes on row ranges
+            y = xp.empty_like(x)
+            xf, yf = x.reshape(-1), y.reshape(-1)
+            parallel_chunks(xf.size, lambda s, e: LeakyRelu._fwd(xp, xf[s:e], negative_slope,
+                                                                  yf[s:e]), min_size=_PAR_MIN)
+            return y
+        return LeakyRelu._fwd(xp, x, negative_slope)
+
+    @staticmethod
+    def _fwd(xp, x, a, out=None):
+        if out is not None:  # the same passes, written into out
+            if a == 0:
+                return xp.maximum(x, 0, out=out)
+            if a > 0:
+                xp.multiply(x, a, out=out)
+                return (xp.maximum if a <= 1 else xp.minimum)(x, out, out=out)
+            out[...] = LeakyRelu._fwd(xp, x, a)
+            return out
         if a == 0:
             return xp.maximum(x, 0)  # (x·0 would be NaN at ±∞)
         ax = x * a
@@ -316,7 +333,17 @@ class LeakyRelu(Elementwise):
     def vjp(cls, g, y, x, *, needs, negative_slope):
         if isinstance(g, Tensor) or isinstance(x, Tensor) or g.shape != x.shape:
             return (g * cls.derivative(y, x, negative_slope=negative_slope),)
-        return (xp_of((x,)).where(x > 0, g, g * negative_slope),)
+        xp = xp_of((x,))
+        if _par_flat(xp, x) and g.flags.c_contiguous and g.dtype == x.dtype:
+            out = xp.empty_like(x)
+            xf, gf, of = x.reshape(-1), g.reshape(-1), out.reshape(-1)
+
+            def pull(s, e):
+                of[s:e] = xp.where(xf[s:e] > 0, gf[s:e], gf[s:e] * negative_slope)
+
+            parallel_chunks(xf.size, pull, min_size=_PAR_MIN)
+            return (out,)
+        return (xp.where(x > 0, g, g * negative_slope),)
 
 
 @public
@@ -409,6 +436,12 @@ _XBIG = 1e4  # φ(±1e4) = 0 in any float, so x·φ(x) → 0 as |x| → ∞
 def _fast32(xp, x):
     """The chunked float32 kernels apply: NumPy arrays of float32."""
     return getattr(xp, "__name__", "") == "numpy" and x.dtype.char == "f"
+
+
+def _par_flat(xp, x):
+    """A big C-contiguous NumPy array and T > 1 kernel threads (backend.parallel_chunks)."""
+    return (getattr(xp, "__name__", "") == "numpy" and x.size >= _PAR_MIN
+            and x.flags.c_contiguous and kernel_threads() > 1)
 
 
 def _chunked(xp, kernel, xs, nout=1):
