@@ -364,13 +364,15 @@ def set_kernel_threads(n: int | None) -> None:
 
 def _pool(t: int):
     ex = _KERNEL_THREADS["pool"]
+    if _KERNEL_THREADS.get("pid") != os.getpid():  # a forked child (DataLoader workers): the
+        ex = None  # parent's pool threads do not exist here, so never submit to its copy
     if ex is None or _KERNEL_THREADS["size"] < t:
         from concurrent.futures import ThreadPoolExecutor
 
         if ex is not None:
             ex.shutdown(wait=True)
         ex = ThreadPoolExecutor(max_workers=t, thread_name_prefix="tensorcalc-kernel")
-        _KERNEL_THREADS["pool"], _KERNEL_THREADS["size"] = ex, t
+        _KERNEL_THREADS.update(pool=ex, size=t, pid=os.getpid())
     return ex
 
 

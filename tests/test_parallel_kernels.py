@@ -148,3 +148,27 @@ def test_kernel_threads_follows_blas_limit():
     backend.set_kernel_threads(None)
     with threadpool_limits(1):
         assert backend.kernel_threads() == 1
+
+
+def _child_gelu(x):
+    assert backend.kernel_threads() == 2
+    calls = backend.parallel_calls()
+    y = E.Gelu.forward(np, x)
+    assert backend.parallel_calls() > calls  # it used a pool (its own, or it would hang)
+    return y
+
+
+def test_forked_child_gets_its_own_pool(threads):
+    import multiprocessing as mp
+
+    x = np.random.default_rng(3).standard_normal(2 * N0).astype(np.float32)
+    want = threads(1, lambda: E.Gelu.forward(np, x))
+    threads(2, lambda: E.Gelu.forward(np, x))  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    backend.set_kernel_threads(2)
+    try:
+        with ctx.Pool(1) as p:
+            got = p.apply_async(_child_gelu, (x,)).get(timeout=60)
+    finally:
+        backend.set_kernel_threads(None)
+    _same(want, got)
