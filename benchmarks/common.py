@@ -30,11 +30,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# tensorcalc's BLAS environment (OPENBLAS_CORETYPE on AVX-512, OPENBLAS_THREAD_TIMEOUT) is set
+# by tensorcalc.backend only before NumPy loads: import it first, as a user importing tensorcalc
+# first gets it. Without the spin timeout, OpenBLAS's idle workers hold the second core for
+# ~0.1 s after every call and paired 2-thread rows measure that contention (RESULTS.md).
+import tensorcalc.backend  # noqa: E402,F401
+
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "TENSORCALC_NO_MALLOPT", "TENSORCALC_NO_BLAS_TUNING")
+            "TENSORCALC_NO_MALLOPT", "TENSORCALC_NO_BLAS_TUNING", "OPENBLAS_THREAD_TIMEOUT")
 
 
 # ---------------------------------------------------------------------------------------- timing
