@@ -118,6 +118,10 @@ class World:
         print(f"tensorcalc: rank {self.rank} of {self.size}: {message}", file=sys.stderr,
               flush=True)
         if self.comm is not None:
+            # MPI_Abort makes mpiexec kill every process at once, and output its I/O proxy has
+            # not forwarded yet is lost: give it a moment, so the line above always arrives
+            # (without this the message went missing in about 1 run of 6)
+            time.sleep(0.3)
             self.comm.Abort(code)
         os._exit(code)
 
