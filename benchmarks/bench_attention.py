@@ -300,12 +300,7 @@ def main():
         rows += run(threads, rep, have_torch)
     common.print_rows(rows)
     common.dump_json(args.json, rows)
-    try:
-        with open("/proc/loadavg") as f:
-            load_end = " ".join(f.read().split()[:3])
-    except OSError:
-        load_end = "?"
-    print(f"load average at start {' '.join(info.get('loadavg', ['?']))}, at end {load_end}")
+    load_end = common.load_at_end(info)
     if args.write:
         body = "\n".join([
             f"### Attention and transformers (bench_attention.py, issue 11), {common.stamp()}",

@@ -303,12 +303,7 @@ def main():
         rows += run(names, threads, rep, have_torch, args.clock)
     common.print_rows(rows)
     common.dump_json(args.json, rows)
-    try:
-        with open("/proc/loadavg") as f:
-            load_end = " ".join(f.read().split()[:3])
-    except OSError:
-        load_end = "?"
-    print(f"load average at start {' '.join(info.get('loadavg', ['?']))}, at end {load_end}")
+    load_end = common.load_at_end(info)
     if args.write:
         body = "\n".join([
             f"### Convolutional networks (bench_cnn.py, issue 19), {common.stamp()}", "",

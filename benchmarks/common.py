@@ -369,6 +369,17 @@ def write_section(name: str, body: str, path: Path = RESULTS_MD) -> None:
     path.write_text(text if text.endswith("\n") else text + "\n")
 
 
+def load_at_end(info: dict) -> str:
+    """The load average now (``?`` where unknown), printed beside the one at start."""
+    try:
+        with open("/proc/loadavg") as f:
+            end = " ".join(f.read().split()[:3])
+    except OSError:
+        end = "?"
+    print(f"load average at start {' '.join(info.get('loadavg', ['?']))}, at end {end}")
+    return end
+
+
 def stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z")
 
