@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 
 def _cpu_has_avx512() -> bool:
@@ -418,7 +419,7 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     return [first] + rest
 
 
-class _Inside(__import__("threading").local):
+class _Inside(threading.local):
     active = False
 
 
