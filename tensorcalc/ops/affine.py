@@ -10,16 +10,8 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
 from ..backend import xp_of
-from ..devices import cuda as _cuda
 from ..tensor import Tensor
-from ._util import public, shape_of
-
-
-def _rows_gemv(g):
-    """Σ over the rows of g as a GEMV: a C-contiguous 2-D NumPy array (not a Tensor)."""
-    xp = xp_of((g,)) if not isinstance(g, Tensor) else None
-    return (xp is not None and getattr(xp, "__name__", "") == "numpy" and g.ndim == 2
-            and g.flags.c_contiguous and g.shape[0] > 0)
+from ._util import public, shape_of, sum_axes
 
 
 @primitive
@@ -57,11 +49,8 @@ class Affine(Function):
             x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
             gw = g2.mT @ x2
         if needs[2]:
-            gb = _cuda.reduce_sum(g2, (0,)) if _cuda.on_cuda(g2) else None  # GPU: one GEMV
-            if gb is None and _rows_gemv(g2):  # NumPy: 1ᵀ ȳ as a GEMV, ~2-3x its column sum
-                gb = xp_of((g2,)).ones(g2.shape[0], dtype=g2.dtype) @ g2
-            if gb is None:
-                gb = g2.sum(axis=0)
+            # arrays: 1ᵀ ȳ as a GEMV on NumPy and GPUs (~2-3x a column sum; ops._util.sum_axes)
+            gb = g2.sum(axis=0) if isinstance(g2, Tensor) else sum_axes(xp_of((g2,)), g2, (0,))
         return gx, gw, gb
 
     @staticmethod

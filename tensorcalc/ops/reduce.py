@@ -397,13 +397,12 @@ def _layer_norm_pull(xp, g, x, w, eps, axis, needs):
     xp.divide(1.0, inv, out=inv)
     inv = inv[:, None]
     d *= inv  # x̂
-    ones = xp.ones(rows, dtype=x.dtype) if needs[1] or needs[2] else None
     gw = gb = gx = None
     if needs[1]:
         xp.multiply(g2, d, out=t)
-        gw = (ones @ t).reshape(w.shape)
+        gw = sum_axes(xp, t, (0,)).reshape(w.shape)  # Σ_rows as GEMVs
     if needs[2]:
-        gb = (ones @ g2).reshape(w.shape)
+        gb = sum_axes(xp, g2, (0,)).reshape(w.shape)
     if needs[0]:
         u = g2 * w.reshape(-1)  # ĝ
         xp.multiply(u, d, out=t)

@@ -28,7 +28,7 @@ from ..autodiff.function import Function, Linear, primitive
 from ..backend import xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
-from ._util import public, shape_of
+from ._util import public, shape_of, sum_axes
 from .fft import Irfft2, Rfft2, irfft2, rfft2  # noqa: F401  (registered with the window ops)
 from .reduce import sum as rsum
 from .shape import reshape, transpose
@@ -243,7 +243,7 @@ class Conv2d(Function):
             rows = _rows(xp, g)
             gb = None
             if b is not None and needs[2]:
-                gb = xp.ones(rows.shape[0], dtype=rows.dtype) @ rows  # one GEMV
+                gb = sum_axes(xp, rows, (0,))  # Σ_rows: one GEMV (ops._util.sum_axes)
             gx = None
             if needs[0] and _pointwise(w.shape, padding):
                 gx = _pointwise_input_grad(xp, rows, w, x.shape, g.shape, stride)
