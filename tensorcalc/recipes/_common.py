@@ -223,6 +223,32 @@ def check_fraction(cfg):
         raise RecipeError(f"--train-fraction must be in (0, 1], got {f!r}")
 
 
+def char_loss_png(run_dir: str, history, title: str, ref: float, ref_label: str) -> str:
+    """loss.png of a character LM run (char-lstm, char-transformer): training and validation
+    nats/char against the step, with a reference line (a baseline or a target)."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    s = [r["step"] for r in history]
+    ax.plot(s, [r.get("train_loss", np.nan) for r in history], label="train (running mean)")
+    ax.plot(s, [r.get("val_loss", np.nan) for r in history], label="validation (32 windows)")
+    ax.axhline(ref, color="gray", ls="--", lw=1, label=ref_label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats / character")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    png = os.path.join(run_dir, "loss.png")
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
 def write_markdown_report(run_dir: str, lines) -> str:
     """A study's ``report.md`` from its lines (figures beside it as PNGs); returns its path."""
     import os

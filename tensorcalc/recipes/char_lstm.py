@@ -38,7 +38,7 @@ from ..tensor import Tensor
 from ..train.loop import Loop
 from ..train.steps import Step
 from . import Data, Recipe, RecipeError, RunResult, register
-from ._common import read_finished_run, write_markdown_report
+from ._common import char_loss_png, read_finished_run, write_markdown_report
 
 LN2 = math.log(2.0)
 _TEXT: dict = {}
@@ -254,24 +254,8 @@ def _run(cfg, run_dir, quiet=False, progress=None, resume=False):
 
 
 def _report(run_dir, cfg, history, test, samples):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    s = [r["step"] for r in history]
-    ax.plot(s, [r.get("train_loss", np.nan) for r in history], label="train (running mean)")
-    ax.plot(s, [r.get("val_loss", np.nan) for r in history], label="validation (32 windows)")
-    ax.axhline(1.662, color="gray", ls="--", lw=1, label="5-gram baseline 1.662")
-    ax.set_xlabel("step")
-    ax.set_ylabel("nats / character")
-    ax.set_title(f"char-{cfg['cell']} on Shakespeare")
-    ax.legend()
-    fig.tight_layout()
-    png = os.path.join(run_dir, "loss.png")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    char_loss_png(run_dir, history, f"char-{cfg['cell']} on Shakespeare", 1.662,
+                  "5-gram baseline 1.662")
     lines = [f"# char-{cfg['cell']} on Shakespeare", "",
              f"Validation ({test['estimate']}): **{test['val_nats']:.4f} nats/char = "
              f"{test['val_bpc']:.4f} bits/char**, perplexity {test['val_perplexity']:.2f}.",

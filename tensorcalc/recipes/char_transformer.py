@@ -33,7 +33,7 @@ from ..tensor import Tensor
 from ..train.loop import Loop
 from ..train.steps import Step
 from . import Data, Recipe, RunResult, register
-from ._common import read_finished_run, write_markdown_report
+from ._common import char_loss_png, read_finished_run, write_markdown_report
 from .char_lstm import LN2, shakespeare_split
 
 
@@ -180,23 +180,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
 
 
 def _report(run_dir, history, test, samples):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    s = [r["step"] for r in history]
-    ax.plot(s, [r.get("train_loss", np.nan) for r in history], label="train (running mean)")
-    ax.plot(s, [r.get("val_loss", np.nan) for r in history], label="validation (32 windows)")
-    ax.axhline(1.90, color="gray", ls="--", lw=1, label="target 1.90")
-    ax.set_xlabel("step")
-    ax.set_ylabel("nats / character")
-    ax.set_title("char-transformer on Shakespeare")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, "loss.png"), dpi=110)
-    plt.close(fig)
+    char_loss_png(run_dir, history, "char-transformer on Shakespeare", 1.90, "target 1.90")
     lines = ["# char-transformer on Shakespeare", "",
              f"Validation ({test['estimate']}): **{test['val_nats']:.4f} nats/char**; "
              f"{test['seconds_per_step']:.3f} s/step, {test['parameters']:,} parameters.", "",
