@@ -57,11 +57,12 @@ DEFAULTS = {"env": "CartPole-v1", "steps": 50_000, "lr": 2.3e-3, "batch_size": 6
             "epochs": 1}
 
 
-def resolve(cfg: dict) -> dict:
-    """``cfg`` with the environment's defaults for every setting left at CartPole's."""
+def resolve(cfg: dict, given=frozenset()) -> dict:
+    """``cfg`` with the environment's defaults for every setting not in ``given`` (the keys
+    the user set), then checked."""
     cfg = dict(cfg)
     for k, v in ENV_DEFAULTS.get(cfg["env"], {}).items():
-        if cfg.get(k) == DEFAULTS[k]:
+        if k not in given:
             cfg[k] = v
     for k in ("steps", "buffer_size", "train_freq", "gradient_steps", "target_update",
               "eval_every", "eval_episodes", "seeds", "batch_size"):
@@ -160,7 +161,6 @@ def train_seed(cfg, seed: int, out_dir: str, quiet=True, progress=None,
 def _run(cfg, run_dir, quiet=False, progress=None, resume=False):
     from ..rl.dqn import greedy_actions, moving_average
 
-    cfg = resolve(cfg)
     seeds = [cfg["seed"] + i for i in range(cfg["seeds"])]
     results = []
     for s in seeds:
@@ -254,7 +254,7 @@ def evaluate_checkpoint(ck: str, cfg: dict, episodes: int | None = None) -> dict
     from .. import serialization as S
     from ..rl.dqn import evaluate_policy
 
-    cfg = resolve(dict(DEFAULTS, **cfg))
+    cfg = dict(DEFAULTS, **cfg)  # the run's own (resolved) settings
     q = _model(cfg, None, 0)
     S.load_state(ck, modules={"q_net": q}, strict=False)
     n = int(episodes or cfg["eval_episodes"])
@@ -271,7 +271,7 @@ register(Recipe(
     description="deep Q-network (replay, target network, ε-greedy; Double/Dueling options)",
     defaults=DEFAULTS, data=_data, model=_model, run=_run,
     evaluate=lambda ck, cfg, episodes=None: evaluate_checkpoint(ck, cfg, episodes),
-    resumable=True,
+    resumable=True, resolve=resolve,
     help={"env": "gymnasium environment: " + ", ".join(ENVS),
           "steps": "environment steps per seed",
           "buffer_size": "replay buffer capacity (transitions)",

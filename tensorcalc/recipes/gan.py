@@ -1,6 +1,6 @@
-"""gan — generative adversarial networks on MNIST-10k: minimax and non-saturating GANs, DCGAN,
+"""gan — generative adversarial networks on MNIST-10k or Fashion-MNIST: minimax and non-saturating GANs, DCGAN,
 WGAN with weight clipping, WGAN-GP; scored by FID and the classifier inception score on the
-shipped LeNet.
+shipped LeNet of that data set (``tensorcalc/models/weights/``).
 
 Models (``--arch dcgan``, the default): G: z (64) -> fc 64·7·7 -> BN -> ReLU -> convT 64→32 -> BN
 -> ReLU -> convT 32→1 -> tanh; D: conv 1→32 -> LReLU -> conv 32→64 [-> BN] -> LReLU -> fc 1
@@ -10,9 +10,9 @@ and minimax losses; the layers' own (Kaiming-uniform) for the Wasserstein ones. 
 scaled to [−1, 1]. One *step* is one generator update after ``n_critic`` discriminator updates,
 each on its own minibatch of ``batch_size`` real images (``--steps`` counts generator steps).
 
-``--loss`` and the papers' settings it brings (every flag left at the non-saturating default
-takes them): ``nonsaturating`` / ``minimax`` (Adam 2e-4, β = (0.5, 0.999), n_critic 1, 6,225
-steps); ``wgan`` (RMSProp 5e-5, clip ±0.01, n_critic 5); ``wgan-gp`` (Adam 1e-4,
+``--loss`` and the papers' settings it brings (every flag not given takes them; a given one
+wins, and ``config.json`` records what ran): ``nonsaturating`` / ``minimax`` (Adam 2e-4,
+β = (0.5, 0.999), n_critic 1, 6,225 steps); ``wgan`` (RMSProp 5e-5, clip ±0.01, n_critic 5); ``wgan-gp`` (Adam 1e-4,
 β = (0, 0.9), n_critic 5, λ = 10, 1,508 steps).
 
 Every ``eval_every`` steps 2,000 samples of fixed noise are scored against the 2,000 test
@@ -46,6 +46,8 @@ from ..train.generative_steps import GAN_KINDS, GANStep
 from ..train.pipeline import seed_streams, write_json
 from . import COMMON_DEFAULTS, Recipe, RecipeError, RunResult, register
 from ._generative import (
+    DATA_NAMES,
+    GEN_DATASETS,
     history_series,
     image_data,
     images01,
@@ -60,7 +62,7 @@ DEFAULTS = {"loss": "nonsaturating", "arch": "dcgan", "steps": 6225, "lr": 2e-4,
             "batch_size": 64, "eval_every": 500, "eval_samples": 2000, "dataset": "mnist10k",
             "optimizer": "adam", "val_fraction": 0.0, "epochs": 1, "init": "dcgan"}
 
-#: the papers' settings per loss (applied to every flag left at its DEFAULTS value)
+#: the papers' settings per loss (applied to every setting the user did not give)
 LOSS_DEFAULTS = {
     "wgan": {"lr": 5e-5, "optimizer": "rmsprop", "n_critic": 5, "steps": 1508,
              "init": "default"},
@@ -69,10 +71,12 @@ LOSS_DEFAULTS = {
 }
 
 
-def resolve(cfg: dict) -> dict:
+def resolve(cfg: dict, given=frozenset()) -> dict:
+    """``cfg`` with the loss's own settings (:data:`LOSS_DEFAULTS`) for every key not in
+    ``given`` (the keys the user set: those win, even where they equal a default)."""
     out = dict(cfg)
     for k, v in LOSS_DEFAULTS.get(cfg["loss"], {}).items():
-        if out.get(k) == DEFAULTS[k]:
+        if k not in given:
             out[k] = v
     return out
 
@@ -139,11 +143,7 @@ def build(cfg, with_scorer=True):
 
 
 def _run(cfg, run_dir, quiet=False, progress=None):
-    cfg = resolve(cfg)
     _check(cfg)
-    if cfg["dataset"] != "mnist10k":
-        raise RecipeError("gan: only --dataset mnist10k has a shipped classifier for FID/IS "
-                          "so far")
     step, streams = build(cfg)
     (xtr, _), _ = images01(cfg["dataset"])
     if cfg["limit"]:
@@ -152,7 +152,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     loader = DataLoader(TensorDataset(real), batch_size=cfg["batch_size"] * cfg["n_critic"],
                         shuffle=True, drop_last=True, rng=streams["loader"])
     if not quiet:
-        print(f"gan ({cfg['loss']}, {cfg['arch']}): {len(real):,} MNIST-10k training images; "
+        print(f"gan ({cfg['loss']}, {cfg['arch']}): {len(real):,} {DATA_NAMES[cfg['dataset']]} training images; "
               f"G {step.G.num_parameters():,} / D {step.D.num_parameters():,} parameters; "
               f"{cfg['steps']:,} generator steps × {cfg['n_critic']} critic steps, batch "
               f"{cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']:g}"
@@ -177,7 +177,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
               f"{test['noise_fid']:.0f} / IS {test['noise_is']:.2f}); "
               f"{test['seconds_per_step']:.3f} s per generator step", flush=True)
     figs = figures(step, cfg, hist, s, run_dir)
-    rep = R.HTMLReport(f"gan ({cfg['loss']}, {cfg['arch']}) on MNIST-10k",
+    rep = R.HTMLReport(f"gan ({cfg['loss']}, {cfg['arch']}) on {DATA_NAMES[cfg['dataset']]}",
                        f"{loop.global_step:,} generator steps")
     rep.cards([("FID (2,000 samples vs test)", f"{test['fid']:.2f}"),
                ("classifier IS", f"{test['is']:.2f}"),
@@ -263,7 +263,7 @@ def figures(step, cfg, hist, s, run_dir):
 def evaluate_checkpoint(ck, cfg, **_):
     from .. import serialization as S
 
-    cfg = resolve({**COMMON_DEFAULTS, **DEFAULTS, **cfg})
+    cfg = {**COMMON_DEFAULTS, **DEFAULTS, **cfg}  # the run's own (resolved) settings
     step, _ = build(cfg)
     S.load_state(ck, modules={"generator": step.G}, strict=False)
     s = step.scorer(step.sample(step.eval_noise))
@@ -280,7 +280,7 @@ register(Recipe(
     description="GANs: minimax / non-saturating DCGAN, WGAN (clipping), WGAN-GP; FID and "
                 "classifier IS on a shipped LeNet",
     defaults=DEFAULTS, data=image_data, model=lambda cfg, data, rng: _models(cfg, rng)[0],
-    run=_run, evaluate=evaluate_checkpoint,
+    run=_run, evaluate=evaluate_checkpoint, resolve=resolve,
     help={"loss": "minimax | nonsaturating | wgan | wgan-gp (brings the paper's settings)",
           "arch": "dcgan | mlp", "steps": "generator steps",
           "beta1": "Adam β₁", "beta2": "Adam β₂",
@@ -293,7 +293,7 @@ register(Recipe(
           "eval_every": "score FID/IS every N generator steps",
           "eval_samples": "samples scored (and test images they are compared with)",
           "epochs": "(unused: GANs are counted in generator steps, --steps)"},
-    choices={"loss": GAN_KINDS, "arch": ("dcgan", "mlp"), "dataset": ("mnist10k",),
+    choices={"loss": GAN_KINDS, "arch": ("dcgan", "mlp"), "dataset": GEN_DATASETS,
              "init": INITS},
     headline=("fid", "FID"),
 ))

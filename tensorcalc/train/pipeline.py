@@ -165,6 +165,9 @@ class Recipe:
     ``choices`` (allowed values), ``headline`` (``(test key, label)``: the figure the report
     leads with, default accuracy or R² by the task). ``description`` says what is trained,
     not on which data set or how well: report titles add the run's real data set.
+    ``resolve(cfg, given) -> cfg`` fills settings whose defaults depend on other settings (a
+    loss's or an environment's published hyperparameters) for every key not in ``given``, the
+    keys the user set; :meth:`config` applies it, so ``config.json`` records what ran.
     """
 
     name: str
@@ -185,6 +188,8 @@ class Recipe:
     evaluate: Callable | None = None
     #: the ``run`` hook accepts ``resume=True`` (continues from its own checkpoints)
     resumable: bool = False
+    #: ``resolve(cfg, given) -> cfg``: defaults that depend on other settings (see above)
+    resolve: Callable | None = None
 
     def config(self, overrides: dict | None = None) -> dict:
         """The hyperparameters: common defaults, then the recipe's, then ``overrides``."""
@@ -195,6 +200,8 @@ class Recipe:
                 raise RecipeError(f"recipe {self.name!r} has no hyperparameter {k!r}; it has "
                                   f"{', '.join(sorted(cfg))}")
             cfg[k] = v
+        if self.resolve is not None:
+            cfg = self.resolve(cfg, frozenset(overrides or ()))
         cfg["recipe"] = self.name
         return cfg
 

@@ -57,18 +57,18 @@ def test_dqn_recipe_report_and_evaluate_episodes(tmp_path):
 
 
 def test_dqn_other_environments_take_their_zoo_defaults():
-    from tensorcalc.recipes.dqn import resolve
-
     rec = get_recipe("dqn")
-    cfg = resolve(rec.config({"env": "MountainCar-v0"}))
+    cfg = rec.config({"env": "MountainCar-v0"})      # the recipe's resolve runs in config()
     assert (cfg["steps"], cfg["gamma"], cfg["target_update"], cfg["lr"]) == (120_000, 0.98,
                                                                               600, 4e-3)
-    cfg = resolve(rec.config({"env": "Acrobot-v1", "lr": 1e-3}))
+    cfg = rec.config({"env": "Acrobot-v1", "lr": 1e-3})
     assert cfg["lr"] == 1e-3 and cfg["train_freq"] == 4  # a given value wins
+    cfg = rec.config({"env": "Acrobot-v1", "lr": 2.3e-3})  # even CartPole's own value
+    assert cfg["lr"] == 2.3e-3 and cfg["train_freq"] == 4
     with pytest.raises(RecipeError, match="tau"):
-        resolve(rec.config({"tau": 0.0}))
+        rec.config({"tau": 0.0})
     with pytest.raises(RecipeError, match="schedule"):
-        resolve(rec.config({"schedule": "cosine"}))
+        rec.config({"schedule": "cosine"})
 
 
 def test_missing_gymnasium_says_how_to_install(monkeypatch, tmp_path):
