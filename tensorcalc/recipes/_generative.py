@@ -15,6 +15,8 @@ from ..train import report as R
 from . import Data, RecipeError
 
 GEN_DATASETS = ("mnist10k", "fashion-mnist")
+#: how reports and logs name them
+DATA_NAMES = {"mnist10k": "MNIST-10k", "fashion-mnist": "Fashion-MNIST"}
 
 
 def images01(dataset: str = "mnist10k"):

@@ -206,7 +206,7 @@ def _run(cfg, run_dir, quiet=False, progress=None):
                 progress=progress, config=cfg)
     hist = loop.run()
     res = score(step, test, cfg["iw_samples"], cfg["iw_images"] or None)
-    if cfg["conditional"] and cfg["dataset"] == "mnist10k":
+    if cfg["conditional"]:
         res["cond_acc"] = conditional_accuracy(step, cfg["dataset"])
     res["train_seconds"] = loop.train_seconds
     k = cfg["iw_samples"]

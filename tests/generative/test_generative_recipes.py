@@ -59,3 +59,26 @@ def test_autoencoder_recipe_against_pca(tmp_path):
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     img = np.asarray(Image.open(os.path.join(str(tmp_path / "ae"), "reconstructions.png")))
     assert img.ndim == 3 and img.shape[0] > 50
+
+
+def test_gan_recipe_on_fashion_mnist_is_scored_by_the_fashion_classifier(tmp_path, monkeypatch):
+    import tensorcalc as tc
+    import tensorcalc.recipes.gan as G
+    import tensorcalc.train.generative_metrics as GM
+
+    rng = np.random.default_rng(0)
+    fake = {s: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+                np.arange(n, dtype=np.uint8) % 10) for s, n in (("train", 256), ("test", 120))}
+    monkeypatch.setattr(tc.data, "load_fashion_mnist", lambda split="train", **k: fake[split])
+    monkeypatch.setattr(G, "_SCORERS", {})        # the fake data must not stay cached
+    used = []
+    real = GM.classifier_outputs
+    monkeypatch.setattr(GM, "classifier_outputs",
+                        lambda images, dataset="mnist10k", **k: used.append(dataset)
+                        or real(images, dataset, **k))
+    out = str(tmp_path / "gan-fashion")
+    res = train_recipe("gan", {"dataset": "fashion-mnist", "arch": "mlp", "steps": 2,
+                               "eval_every": 2, "eval_samples": 100}, out, quiet=True)
+    assert set(used) == {"fashion-mnist"}
+    assert res.test["floor_fid"] < res.test["noise_fid"] and res.test["fid"] > 0
+    assert "Fashion-MNIST" in open(os.path.join(out, "report.html")).read()

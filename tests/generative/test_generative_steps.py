@@ -204,6 +204,25 @@ def test_shipped_classifier_scores_real_digits_near_the_floor_and_noise_far():
     assert sc(test)["fid"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_shipped_fashion_classifier_is_the_lenet_recipes_and_scores_fashion_images():
+    from safetensors import safe_open
+
+    path = os.path.join(GM.WEIGHTS_DIR, GM.CLASSIFIERS["fashion-mnist"][0])
+    with safe_open(path, "np") as f:
+        meta = f.metadata()
+    assert meta["recipe"] == "lenet" and meta["dataset"] == "fashion-mnist"
+    assert json.loads(meta["config"])["dataset"] == "fashion-mnist"
+    assert GM.load_classifier("fashion-mnist") is not GM.load_classifier("mnist10k")
+    try:
+        x, y = D.load_fashion_mnist("test")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST is not on this machine (the weights were checked above)")
+    f, p = GM.classifier_outputs(x[:1000] / 255.0, "fashion-mnist")
+    assert f.shape == (1000, 84) and (p.argmax(1) == y[:1000]).mean() > 0.85
+    b = GM.GenerativeScorer(x[:1000] / 255.0, dataset="fashion-mnist").baselines()
+    assert b["noise_fid"] > 100 and b["noise_is"] < 2.5
+
+
 def test_gaussian_decoder_and_beta_weight_the_kl():
     x, _ = _images(128)
     x = x.reshape(-1, 784)
@@ -241,6 +260,12 @@ def test_dcgan_init_draws_the_papers_distributions_and_the_recipe_picks_it_per_l
     base = {**DEFAULTS, "seed": 0}
     assert resolve(base)["init"] == "dcgan"
     assert resolve({**base, "loss": "wgan-gp"})["init"] == "default"
+    # a setting the user gives wins, even where it equals the non-saturating default
+    from tensorcalc.recipes import get_recipe
+    rec = get_recipe("gan")
+    assert rec.config({"loss": "wgan-gp"})["init"] == "default"
+    c = rec.config({"loss": "wgan-gp", "init": "dcgan", "lr": 2e-4})
+    assert (c["init"], c["lr"], c["beta1"], c["n_critic"]) == ("dcgan", 2e-4, 0.0, 5)
     gd, _ = _models(resolve(base), np.random.default_rng(0))
     gw, _ = _models(resolve({**base, "loss": "wgan-gp"}), np.random.default_rng(0))
     assert abs(np.asarray(gd[0].weight.data).std() - 0.02) < 0.002
