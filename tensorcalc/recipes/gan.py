@@ -1,6 +1,6 @@
-"""gan — generative adversarial networks on MNIST-10k or Fashion-MNIST: minimax and non-saturating GANs, DCGAN,
-WGAN with weight clipping, WGAN-GP; scored by FID and the classifier inception score on the
-shipped LeNet of that data set (``tensorcalc/models/weights/``).
+"""gan — generative adversarial networks on MNIST-10k or Fashion-MNIST: minimax and
+non-saturating GANs, DCGAN, WGAN with weight clipping, WGAN-GP; scored by FID and the classifier
+inception score on the shipped LeNet of that data set (``tensorcalc/models/weights/``).
 
 Models (``--arch dcgan``, the default): G: z (64) -> fc 64·7·7 -> BN -> ReLU -> convT 64→32 -> BN
 -> ReLU -> convT 32→1 -> tanh; D: conv 1→32 -> LReLU -> conv 32→64 [-> BN] -> LReLU -> fc 1
@@ -12,8 +12,8 @@ each on its own minibatch of ``batch_size`` real images (``--steps`` counts gene
 
 ``--loss`` and the papers' settings it brings (every flag not given takes them; a given one
 wins, and ``config.json`` records what ran): ``nonsaturating`` / ``minimax`` (Adam 2e-4,
-β = (0.5, 0.999), n_critic 1, 6,225 steps); ``wgan`` (RMSProp 5e-5, clip ±0.01, n_critic 5); ``wgan-gp`` (Adam 1e-4,
-β = (0, 0.9), n_critic 5, λ = 10, 1,508 steps).
+β = (0.5, 0.999), n_critic 1, 6,225 steps); ``wgan`` (RMSProp 5e-5, clip ±0.01, n_critic 5);
+``wgan-gp`` (Adam 1e-4, β = (0, 0.9), n_critic 5, λ = 10, 1,508 steps).
 
 Every ``eval_every`` steps 2,000 samples of fixed noise are scored against the 2,000 test
 images (FID on the classifier's 84-d features, classifier IS), and 64 of them become a frame of
@@ -152,7 +152,8 @@ def _run(cfg, run_dir, quiet=False, progress=None):
     loader = DataLoader(TensorDataset(real), batch_size=cfg["batch_size"] * cfg["n_critic"],
                         shuffle=True, drop_last=True, rng=streams["loader"])
     if not quiet:
-        print(f"gan ({cfg['loss']}, {cfg['arch']}): {len(real):,} {DATA_NAMES[cfg['dataset']]} training images; "
+        print(f"gan ({cfg['loss']}, {cfg['arch']}): {len(real):,} "
+              f"{DATA_NAMES[cfg['dataset']]} training images; "
               f"G {step.G.num_parameters():,} / D {step.D.num_parameters():,} parameters; "
               f"{cfg['steps']:,} generator steps × {cfg['n_critic']} critic steps, batch "
               f"{cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']:g}"
