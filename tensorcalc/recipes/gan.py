@@ -18,7 +18,7 @@ wins, and ``config.json`` records what ran): ``nonsaturating`` / ``minimax`` (Ad
 Every ``eval_every`` steps 2,000 samples of fixed noise are scored against the 2,000 test
 images (FID on the classifier's 84-d features, classifier IS), and 64 of them become a frame of
 ``samples.gif``. The report puts every number beside the real-data floor (2,000 training
-images) and uniform noise, and shows the class histogram of the generated digits (mode
+images) and uniform noise, and shows the class histogram of the generated images (mode
 collapse), latent interpolations, both losses and the critic's Wasserstein estimate.
 ``tensorcalc evaluate RUN`` re-scores a saved generator.
 """
@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from .. import optim
-from ..data import DataLoader, TensorDataset
+from ..data import FASHION_MNIST_CLASSES, DataLoader, TensorDataset
 from ..models.gan import (
     INITS,
     DCGANDiscriminator,
@@ -254,8 +254,12 @@ def figures(step, cfg, hist, s, run_dir):
                             hlines=[(base["floor_fid"], "real-data floor")], logy=True),
                  f"FID of {cfg['eval_samples']:,} fixed-noise samples against the test images;"
                  f" uniform noise scores {base['noise_fid']:.0f}."))
+    fashion = cfg["dataset"] == "fashion-mnist"
     figs.append((plot_class_histogram(s["class_hist"], os.path.join(run_dir, "classes.png"),
-                                      title="classes of the generated digits"),
+                                      class_names=list(FASHION_MNIST_CLASSES) if fashion
+                                      else None,
+                                      title="classes of the generated "
+                                            + ("images" if fashion else "digits")),
                  "The shipped classifier's labels for the generated samples: a missing or "
                  "dominant class is mode collapse made visible."))
     return figs
