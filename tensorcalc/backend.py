@@ -392,7 +392,7 @@ def split_range(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
 
 
 def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
-                    cost: int | None = None):
+                    cost: int | None = None, serial_blas: bool = False):
     """Run ``fn(start, stop)`` over [0, n) and return the results in order.
 
     With T = :func:`kernel_threads` > 1 and ``cost`` (the elements touched; ``n`` by default) at
@@ -401,6 +401,12 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     otherwise ``fn(0, n)`` runs once, here, and no pool is created. ``fn`` must write disjoint
     outputs for disjoint ranges and compute each element as the serial call would (NumPy ufuncs
     on slices do): the result is then the same bits at any T. For NumPy arrays only.
+
+    ``serial_blas``: ``fn`` calls BLAS (a GEMM per chunk). Then BLAS runs one thread per call
+    while the ranges run side by side — T single-threaded GEMMs at once scale like one T-thread
+    GEMM and leave nothing serial between them (OpenBLAS also serialises concurrent *threaded*
+    level-3 calls) — and its thread count is restored afterwards. With T = 1 BLAS is untouched,
+    so a chunk's GEMM is the same single-threaded call at any T.
     """
     size = n if cost is None else cost
     t = kernel_threads() if size >= min_size and n > 1 and not _INSIDE.active else 1
@@ -411,11 +417,20 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
         return [fn(0, n)]
     _KERNEL_THREADS["calls"] += 1
     ex = _pool(len(ranges) - 1)
-    futs = [ex.submit(_nested_serial, fn, s, e) for s, e in ranges[1:]]
+    ctl = _KERNEL_THREADS["blas"] if serial_blas else None
+    prev = None
+    if ctl:
+        prev = ctl.get_num_threads()
+        ctl.set_num_threads(1)
     try:
-        first = _nested_serial(fn, *ranges[0])
+        futs = [ex.submit(_nested_serial, fn, s, e) for s, e in ranges[1:]]
+        try:
+            first = _nested_serial(fn, *ranges[0])
+        finally:
+            rest = [f.result() for f in futs]  # (all finished before anything returns/raises)
     finally:
-        rest = [f.result() for f in futs]  # (all finished before anything is returned/raised)
+        if prev is not None:
+            ctl.set_num_threads(prev)
     return [first] + rest
 
 

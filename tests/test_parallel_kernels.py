@@ -172,3 +172,37 @@ def test_forked_child_gets_its_own_pool(threads):
     finally:
         backend.set_kernel_threads(None)
     _same(want, got)
+
+
+@pytest.mark.parametrize("geo", [dict(stride=(1, 1), padding=((1, 1), (1, 1)), c=16),
+                                 dict(stride=(2, 2), padding=((1, 1), (1, 1)), c=16),
+                                 dict(stride=(1, 1), padding=((0, 0), (0, 0)), c=6),
+                                 dict(stride=(1, 1), padding=((1, 1), (1, 1)), c=32)])
+def test_conv2d_chunks_split_over_threads_give_the_serial_result(threads, geo):
+    """Implicit GEMM over the kernel pool (each range its own column buffer, single-threaded
+    GEMMs): y and x̄ are the serial bits; W̄ is summed per range, so equal to rounding."""
+    from tensorcalc.ops.windows import _CHUNK_BYTES, Conv2d
+
+    rng = np.random.default_rng(0)
+    n, c = 24, geo["c"]
+    x = rng.standard_normal((n, c, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((32, c, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    kw = dict(stride=geo["stride"], padding=geo["padding"], dilation=(1, 1))
+    assert 14 * 14 * 9 * c * 4 * 2 < _CHUNK_BYTES * n  # several chunks: the split is exercised
+
+    def run():
+        y = Conv2d.forward(np, x, w, b, **kw)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        return (y,) + Conv2d.vjp(g, y, x, w, b, needs=(True, True, True), **kw)
+
+    rng = np.random.default_rng(1)
+    serial = threads(1, run)
+    calls = backend.parallel_calls()
+    rng = np.random.default_rng(1)
+    par = threads(2, run)
+    assert backend.parallel_calls() > calls
+    for a, p in zip(serial[:2], par[:2], strict=True):
+        _same(a, p)
+    np.testing.assert_allclose(par[2], serial[2], rtol=2e-5, atol=1e-4)
+    _same(serial[3], par[3])

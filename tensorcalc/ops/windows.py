@@ -25,7 +25,7 @@ pixels). Padding is a pair (before, after) per axis, so 'same' works for even ke
 from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
-from ..backend import xp_of
+from ..backend import PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import public, shape_of, sum_axes
@@ -213,18 +213,22 @@ class Conv2d(Function):
         wt = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # rows (i, j, c)
         if b is not None and b.dtype != x.dtype:
             b = b.astype(x.dtype)
-        chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
+        y = None
         if _pointwise(w.shape, padding):  # 1×1: the input's own rows, one GEMM, no unfold
             y = xp.matmul(_pixel_rows(xp, x, stride), wt)
             if b is not None:
                 y += b
-        elif chunks is not None:  # implicit GEMM: unfold a few samples at a time, in cache
+        else:  # implicit GEMM: unfold a few samples at a time, in cache
             y = xp.empty((n * ho * wo, o), dtype=x.dtype)
-            for rs, cols in chunks:
+
+            def gemm(rs, cols):
                 xp.matmul(cols, wt, out=y[rs])
                 if b is not None:
                     y[rs] += b
-        else:
+
+            if _column_chunks(xp, x, (kh, kw), stride, padding, dilation, gemm) is None:
+                y = None
+        if y is None:
             cols = Unfold.forward(xp, x, kernel=(kh, kw), stride=stride, padding=padding,
                                   dilation=dilation)
             if cols.flags.c_contiguous:
@@ -335,17 +339,24 @@ def _conv_input_grad(xp, rows, w, xshape, gshape, *, stride, padding, dilation):
     buf = xp.zeros((n, h + p0 + p1, wd + q0 + q1, c), dtype=rows.dtype)
     L = ho * wo
     # a few samples at a time, so that their x̄ rows stay in cache over the kh·kw adds
-    per = max(1, min(n, _GRAD_CHUNK_BYTES // (buf[0].nbytes + L * c * rows.dtype.itemsize)))
-    tmp = xp.empty((per * L, c), dtype=rows.dtype)
-    for a in range(0, n, per):
-        b = min(n, a + per)
-        r, t = rows[a * L:b * L], tmp[:(b - a) * L]
-        t4 = t.reshape(b - a, ho, wo, c)
-        for i in range(kh):
-            hs = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-            for j in range(kw):
-                xp.matmul(r, wk[i, j], out=t)
-                buf[a:b, hs, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += t4
+    per = _balanced(n, max(1, min(n, _GRAD_CHUNK_BYTES // (buf[0].nbytes + L * c
+                                                             * rows.dtype.itemsize))),
+                    n * L * c * kh * kw)
+
+    def run(lo, hi):  # samples [lo, hi) (whole chunks; a thread's own product buffer)
+        tmp = xp.empty((min(per, hi - lo) * L, c), dtype=rows.dtype)
+        for a in range(lo, hi, per):
+            b = min(hi, a + per)
+            r, t = rows[a * L:b * L], tmp[:(b - a) * L]
+            t4 = t.reshape(b - a, ho, wo, c)
+            for i in range(kh):
+                hs = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+                for j in range(kw):
+                    xp.matmul(r, wk[i, j], out=t)
+                    buf[a:b, hs, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += t4
+
+    # with T > 1 kernel threads the samples are split over the pool (the serial chunk grid)
+    parallel_chunks(n, run, align=per, cost=n * L * c * kh * kw, serial_blas=True)
     return buf[:, p0:p0 + h, q0:q0 + wd, :].transpose(0, 3, 1, 2)
 
 
@@ -365,13 +376,11 @@ def _conv_input_grad_full(xp, g, w, xshape, *, stride, padding, dilation):
     if stride != (1, 1) or c < _FULL_MIN_CHANNELS or tuple(g.shape[2:]) != (h, wd) \
             or min(min(a) for a in full) < 0:
         return None
-    chunks = _column_chunks(xp, g, (kh, kw), (1, 1), full, dilation)
-    if chunks is None:
-        return None
     wf = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)[::-1, ::-1]).reshape(kh * kw * o, c)
     out = xp.empty((n * h * wd, c), dtype=g.dtype)
-    for rs, cols in chunks:
-        xp.matmul(cols, wf, out=out[rs])
+    if _column_chunks(xp, g, (kh, kw), (1, 1), full, dilation,
+                      lambda rs, cols: xp.matmul(cols, wf, out=out[rs])) is None:
+        return None
     return out.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
 
 
@@ -379,15 +388,12 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation):
     """W̄ on arrays: unfold(x)ᵀ ȳ_rows (the columns recomputed a few samples at a time, not
     kept alive from the forward)."""
     o, c, kh, kw = wshape
-    chunks = _column_chunks(xp, x, (kh, kw), stride, padding, dilation)
     if _pointwise(wshape, padding):
         gmat = _pixel_rows(xp, x, stride).T @ rows
-    elif chunks is not None:
-        gmat = None
-        for rs, cols in chunks:
-            part = cols.T @ rows[rs]
-            gmat = part if gmat is None else xp.add(gmat, part, out=gmat)
-    else:
+    else:  # Σ over chunks of their (K, O) products
+        gmat = _column_chunks(xp, x, (kh, kw), stride, padding, dilation,
+                              lambda rs, cols: cols.T @ rows[rs], accumulate=True)
+    if gmat is None:
         cols = Unfold.forward(xp, x, kernel=(kh, kw), stride=stride, padding=padding,
                               dilation=dilation)
         n, L, k = cols.shape
@@ -398,17 +404,37 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation):
     return xp.ascontiguousarray(gmat.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
 
 
+def _balanced(n, per, cost):
+    """Samples per chunk: at most ``per``, and with T > 1 kernel threads (and work enough for
+    the pool) an equal number of near-equal chunks for each thread, so no thread idles at the
+    end (n = 64, per = 18, T = 2: four chunks of 16, not 18 + 18 | 18 + 10)."""
+    t = kernel_threads() if cost >= PARALLEL_MIN else 1
+    if t <= 1 or n <= 1:
+        return per
+    m = -(-n // (t * per))  # chunks per thread
+    return max(1, -(-n // (t * m)))
+
+
 _GRAD_CHUNK_BYTES = 1 << 19  # x̄ rows of a few samples (and their ȳ W_ij products)
 _FEW_CHANNELS_RUN = 0.75  # below c·kw = this × W_out: Unfold's (N, K, L) copy (longer runs)
 _CHUNK_BYTES = 1 << 21  # columns of a few samples at a time: ~2 MB stays in cache for the GEMM
 
 
-def _column_chunks(xp, x, kernel, stride, padding, dilation):
-    """The unfold of x in chunks of samples: yields (row slice, cols (B·L, kh·kw·C)) with the
-    columns of samples [a, b) in ONE reused buffer, so the GEMM that consumes them reads from
-    cache instead of a (N·L, K) array in memory (implicit GEMM; ~1.8x faster for a 16-channel
-    28×28 layer). None where the plain unfold is better: few channels (the (N, K, L) path of
-    Unfold) and GPUs (one gather kernel)."""
+def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=False):
+    """Implicit GEMM's driver: ``fn(rows, cols)`` for the unfold of x in chunks of samples,
+    results in chunk order. ``cols`` (B·L, kh·kw·C) holds the columns of samples [a, b) in a
+    reused buffer, so the GEMM that consumes them reads from cache instead of a (N·L, K) array
+    in memory (~1.8x faster for a 16-channel 28×28 layer); ``rows`` is slice(a·L, b·L).
+
+    With T > 1 kernel threads the samples are split over the kernel pool in equal whole chunks
+    (:func:`_balanced`), each range with its own buffers and single-threaded GEMMs
+    (backend.parallel_chunks, serial_blas); a GEMM's rows do not depend on how many rows it is
+    given, so the values are the serial ones. ``accumulate``: the sum of the results instead,
+    added in place in chunk order within each range, then over the ranges (at T > 1 its
+    rounding differs from T = 1's; it is the same at every run with the same T).
+
+    None where the plain unfold is better: few channels (the (N, K, L) path of Unfold) and GPUs
+    (one gather kernel)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, padding[0], dh), out_size(w, kw, sw, padding[1], dw)
@@ -417,15 +443,17 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation):
     (p0, p1), (q0, q1) = padding
     xh = x.transpose(0, 2, 3, 1)  # channels-last view (free for a conv output)
     L, k = ho * wo, kh * kw * c
-    per = max(1, min(n, _CHUNK_BYTES // (L * k * x.dtype.itemsize)))
-    cols = xp.empty((per, ho, wo, kh, kw, c), dtype=x.dtype)
-    pad = None  # the chunk's padded NHWC image: borders zeroed once, interior copied per chunk
-    if p0 or p1 or q0 or q1 or not xh.flags.c_contiguous:
-        pad = xp.zeros((per, h + p0 + p1, w + q0 + q1, c), dtype=x.dtype)
+    per = _balanced(n, max(1, min(n, _CHUNK_BYTES // (L * k * x.dtype.itemsize))), n * L * k)
+    padded = p0 or p1 or q0 or q1 or not xh.flags.c_contiguous
 
-    def gen():
-        for a in range(0, n, per):
-            b = min(n, a + per)
+    def run(lo, hi):  # samples [lo, hi): whole chunks of the serial grid, own buffers
+        cols = xp.empty((min(per, hi - lo), ho, wo, kh, kw, c), dtype=x.dtype)
+        pad = None  # the chunk's padded NHWC image: borders zeroed once, interior per chunk
+        if padded:
+            pad = xp.zeros((len(cols), h + p0 + p1, w + q0 + q1, c), dtype=x.dtype)
+        out, acc = [], None
+        for a in range(lo, hi, per):
+            b = min(hi, a + per)
             if pad is None:
                 src = xh[a:b]
             else:
@@ -436,9 +464,22 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation):
                             (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
             cc = cols[:b - a]
             cc[...] = v
-            yield slice(a * L, b * L), cc.reshape((b - a) * L, k)
+            r = fn(slice(a * L, b * L), cc.reshape((b - a) * L, k))
+            if not accumulate:
+                out.append(r)
+            elif acc is None:
+                acc = r
+            else:
+                xp.add(acc, r, out=acc)
+        return [acc] if accumulate else out
 
-    return gen()
+    parts = parallel_chunks(n, run, align=per, cost=n * L * k, serial_blas=True)
+    out = [r for part in parts for r in part]
+    if accumulate:
+        for r in out[1:]:
+            xp.add(out[0], r, out=out[0])
+        return out[0]
+    return out
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
