@@ -206,3 +206,30 @@ def test_conv2d_chunks_split_over_threads_give_the_serial_result(threads, geo):
         _same(a, p)
     np.testing.assert_allclose(par[2], serial[2], rtol=2e-5, atol=1e-4)
     _same(serial[3], par[3])
+
+
+@pytest.mark.parametrize("geo", [dict(kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1))),
+                                 dict(kernel=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)))])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool2d_sample_chunks_over_threads_give_the_serial_bits(threads, geo, channels_last):
+    from tensorcalc.ops.windows import _POOL_CHUNK_BYTES, MaxPool2d
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 24, 16, 16)).astype(np.float32)
+    x[:, :, ::3, ::3] = 0.5  # ties
+    if channels_last:  # the memory order of a convolution's output
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert x[0].nbytes * 4 < _POOL_CHUNK_BYTES * 2 < x.nbytes  # several chunks
+    kw = dict(geo, dilation=(1, 1))
+
+    def run():
+        y = MaxPool2d.forward(np, x, **kw)
+        g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+        return y, MaxPool2d.vjp(g, y, x, needs=(True,), **kw)[0]
+
+    serial = threads(1, run)
+    calls = backend.parallel_calls()
+    par = threads(2, run)
+    assert backend.parallel_calls() > calls
+    for a, p in zip(serial, par, strict=True):
+        _same(a, p)

@@ -512,14 +512,20 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(xp, x, *, kernel, stride, padding, dilation):
         cl, a = _spatial(x)
-        buf = _padded(xp, a, cl, padding, -xp.inf)
-        y = None
-        for idx in _offsets(cl, kernel, stride, dilation, _pooled_size(x.shape, kernel, stride,
-                                                                        padding, dilation)):
-            if y is None:
-                y = buf[idx].copy()  # C order of the spatial view: x's memory order
-            else:
-                xp.maximum(y, buf[idx], out=y)
+        out = _pooled_size(x.shape, kernel, stride, padding, dilation)
+        shape = (a.shape[0],) + ((out + a.shape[3:]) if cl else (a.shape[1],) + out)
+        y = xp.empty(shape, dtype=x.dtype)  # in x's memory order (channels-last stays so)
+
+        def run(lo, hi):  # a few samples at a time: their maxima stay in cache
+            buf = _padded(xp, a[lo:hi], cl, padding, -xp.inf)
+            yy = y[lo:hi]
+            for t, idx in enumerate(_offsets(cl, kernel, stride, dilation, out)):
+                if t == 0:
+                    yy[...] = buf[idx]
+                else:
+                    xp.maximum(yy, buf[idx], out=yy)
+
+        _over_samples(xp, x, run)
         return y.transpose(0, 3, 1, 2) if cl else y
 
     @staticmethod
@@ -621,10 +627,10 @@ def _offsets(cl, kernel, stride, dilation, out):
 
 
 def _maxpool_grad(xp, g, y, x, geo):
-    """x̄ on arrays: kh·kw compares, and ȳ/k added into the strided views where x_ij = y."""
-    cl, masks, k = MaxPool2d._masks(xp, x, y, geo)
+    """x̄ on arrays: kh·kw compares, and ȳ/k added into the strided views where x_ij = y —
+    a few samples at a time, so the masks and sums stay in cache."""
+    cl, _ = _spatial(x)
     gl = g.transpose(0, 2, 3, 1) if cl else g
-    gs = gl / k
     (p0, p1), (q0, q1) = geo["padding"]
     shape = list(gl.shape)
     n, c, h, w = x.shape
@@ -638,16 +644,42 @@ def _maxpool_grad(xp, g, y, x, geo):
     tiles = (sh, sw) == (kh, kw) and (dh, dw) == (1, 1) and (shape[1:3] if cl else shape[2:]) \
         == [ho * kh, wo * kw]
     buf = xp.empty(shape, dtype=g.dtype) if tiles else xp.zeros(shape, dtype=g.dtype)
-    tmp = xp.empty_like(gs)
-    for m, idx in zip(masks, _offsets(cl, geo["kernel"], geo["stride"], geo["dilation"],
-                                      (ho, wo)), strict=True):
-        xp.multiply(gs, m, out=tmp)  # this offset's share m·ȳ/k (ȳ = ±inf: NaN at the
-        if tiles:  # non-maximal entries of its window; a masked copy is ~10x slower)
-            buf[idx] = tmp
-        else:
-            buf[idx] += tmp
+
+    def run(lo, hi):
+        _, masks, k = MaxPool2d._masks(xp, x[lo:hi], y[lo:hi], geo)
+        gs = gl[lo:hi] / k
+        tmp = xp.empty_like(gs)
+        bb = buf[lo:hi]
+        for m, idx in zip(masks, _offsets(cl, geo["kernel"], geo["stride"], geo["dilation"],
+                                          (ho, wo)), strict=True):
+            xp.multiply(gs, m, out=tmp)  # this offset's share m·ȳ/k (ȳ = ±inf: NaN at the
+            if tiles:  # non-maximal entries of its window; a masked copy is ~10x slower)
+                bb[idx] = tmp
+            else:
+                bb[idx] += tmp
+
+    _over_samples(xp, x, run)
     buf = buf[_sp_index(cl, slice(p0, p0 + h), slice(q0, q0 + w))]
     return buf.transpose(0, 3, 1, 2) if cl else buf
+
+
+_POOL_CHUNK_BYTES = 1 << 18  # input samples per chunk of the pooling loops (~256 KB)
+
+
+def _over_samples(xp, x, run):
+    """``run(lo, hi)`` over x's samples in chunks of ~256 KB of input (whole samples), the
+    chunks split over the kernel pool with T > 1 threads; each sample's windows are its own,
+    so the values do not depend on the split. GPUs: one call over everything."""
+    n = x.shape[0]
+    if _cuda.uses(xp) or n <= 1:
+        return run(0, n)
+    per = max(1, min(n, _POOL_CHUNK_BYTES // max(1, x[0].nbytes)))
+
+    def ranges(lo, hi):
+        for a in range(lo, hi, per):
+            run(a, min(hi, a + per))
+
+    parallel_chunks(n, ranges, align=per, cost=x.size)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
