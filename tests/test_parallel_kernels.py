@@ -233,3 +233,24 @@ def test_max_pool2d_sample_chunks_over_threads_give_the_serial_bits(threads, geo
     assert backend.parallel_calls() > calls
     for a, p in zip(serial, par, strict=True):
         _same(a, p)
+
+
+def test_batched_matmul_splits_its_batch_over_threads_with_the_serial_bits(threads):
+    from tensorcalc.ops.matmul import Matmul
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((32, 4, 64, 32)).astype(np.float32)
+    k = rng.standard_normal((32, 4, 32, 64)).astype(np.float32)
+    g = rng.standard_normal((32, 4, 64, 64)).astype(np.float32)
+
+    def run():
+        z = Matmul.forward(np, q, k)
+        return (z,) + Matmul.vjp(g, z, q, k, needs=(True, True))
+
+    serial = threads(1, run)
+    calls = backend.parallel_calls()
+    par = threads(2, run)
+    assert backend.parallel_calls() >= calls + 3
+    for a, p in zip(serial, par, strict=True):
+        _same(a, p)
+    np.testing.assert_allclose(serial[0], q @ k, rtol=1e-6)
