@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..autodiff.function import Bilinear, primitive
-from ..backend import kernel_threads, parallel_chunks
+from ..backend import kernel_threads, parallel_chunks, xp_of
 from ..tensor import Tensor
 from ._util import public, shape_of
 from .shape import expand_dims, squeeze
@@ -31,7 +31,7 @@ class Matmul(Bilinear):
             gx = g @ y.mT if needs[0] else None
             gy = x.mT @ g if needs[1] else None
             return gx, gy
-        xp = _np_of(g)
+        xp = xp_of((g,))
         gx = _batched(xp, g, y.mT) if needs[0] else None
         gy = _batched(xp, x.mT, g) if needs[1] else None
         return gx, gy
@@ -40,20 +40,14 @@ class Matmul(Bilinear):
 _BMM_MIN = 1 << 21  # multiply-adds below which one thread wins (dispatch ~30-60 µs)
 
 
-def _np_of(a):
-    import numpy as np
-
-    return np if isinstance(a, np.ndarray) else None
-
-
 def _batched(xp, a, b):
     """a @ b; on NumPy with T > 1 kernel threads a big batched product (leading axis ≥ 2 on
     both) runs its batch in ranges over the kernel pool, each a single-threaded GEMM per matrix
     (backend.parallel_chunks, serial_blas): the many small GEMMs of attention scale with the
     threads where one threaded BLAS call per matrix would not. The same values as one call."""
-    if xp is None or getattr(xp, "__name__", "") != "numpy" or a.ndim < 3 or a.ndim != b.ndim \
+    if getattr(xp, "__name__", "") != "numpy" or a.ndim < 3 or a.ndim != b.ndim \
             or a.shape[0] != b.shape[0] or a.shape[0] < 2:
-        return xp.matmul(a, b) if xp is not None else a @ b
+        return xp.matmul(a, b)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     lead = xp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     macs = m * k * n

@@ -10,8 +10,9 @@ from ..backend import PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
+from .arithmetic import pow as ops_pow
 from .elementwise import exp, log
-from .shape import BroadcastTo
+from .shape import BroadcastTo, reshape
 
 
 def _keep(g, x_shape, axis, keepdims):
@@ -426,6 +427,149 @@ def layer_norm(x, w, b, eps=1e-5):
                          f"{sw} expected, got x {sx}, β {shape_of(b)}")
     _nonempty(x, tuple(range(len(sx) - k, len(sx))), "layer_norm")
     return LayerNorm.apply(x, w, b, eps=float(eps))
+
+
+@primitive
+class BatchNorm(Function):
+    """Batch normalisation in training mode with its affine map, fused: per channel c of
+    x (N, C, ...), statistics over the n values of every other axis A.
+
+    Forward:  μ = mean_A x,  σ² = mean_A (x − μ)²  (biased),  x̂ = (x − μ)·s,  s = (σ² + ε)^(−½),
+              y = γ ⊙ x̂ + β;  outputs (y, μ, σ²) — μ and σ² for the running statistics
+    VJP:      β̄ = Σ_A ȳ,  γ̄ = Σ_A ȳ ⊙ x̂,
+              x̄ = γs ⊙ (ȳ − β̄/n − x̂ ⊙ γ̄/n) + μ̄/n + 2 σ̄² ⊙ (x − μ)/n
+    JVP:      μ̇ = mean_A ẋ,  σ̇² = 2 mean_A (x − μ) ẋ,
+              ẏ = γs ⊙ (ẋ − μ̇ − x̂ ⊙ s σ̇²/2) + γ̇ ⊙ x̂ + β̇
+
+    (x̄ is standardize's symmetric rule applied to γ ⊙ ȳ, plus the paths through the two
+    statistic outputs.) A primitive by DESIGN §2 rule (3): the composite (mean, subtract,
+    square, mean, add ε, power −½, multiply, multiply, add) is nine nodes whose reverse pass
+    materialises a full-size array per node and sums four of them back to (C,); here the
+    forward is four passes and two channel sums, the VJP five passes and two sums (GEMVs over
+    the memory, channels-last or not: ops._util.sum_axes), about half the time of the composite
+    (64×16×28×28: 3.0 vs 5.7 ms forward + backward). A constant channel gives x̂ = 0, x̄ = 0.
+    """
+
+    @staticmethod
+    def forward(xp, x, w, b, *, eps):
+        axes, n, bs = _bn_geometry(x.shape)
+        mu = _bn_sum(xp, x, axes) / n
+        d = x - mu.reshape(bs)  # (follows x's memory order: channels-last stays so)
+        t = xp.multiply(d, d)
+        var = _bn_sum(xp, t, axes) / n
+        a = w * _bn_scale(xp, var, eps)
+        d *= a.reshape(bs)
+        d += b.reshape(bs)
+        return d, mu, var
+
+    @staticmethod
+    def vjp(g, y, x, w, b, *, needs, eps):
+        gy, gmu, gvar = g
+        mu, var = y[1], y[2]
+        if any(isinstance(v, Tensor) for v in (gy, gmu, gvar, x, w, b, mu, var)):
+            return _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs)
+        xp = xp_of((x,))
+        axes, n, bs = _bn_geometry(x.shape)
+        s = _bn_scale(xp, var, eps)
+        d = x - mu.reshape(bs)
+        t = xp.multiply(gy, d)
+        gb = _bn_sum(xp, gy, axes)
+        gw = _bn_sum(xp, t, axes) * s  # Σ ȳ ⊙ x̂
+        gx = None
+        if needs[0]:
+            a = w * s
+            # x̄ = a ȳ + k1 (x − μ) + k0, with every per-channel factor folded first
+            k1 = -a * s * gw / n + 2.0 * gvar / n
+            k0 = -a * gb / n + gmu / n
+            gx = xp.multiply(gy, a.reshape(bs))
+            xp.multiply(d, k1.reshape(bs), out=t)
+            gx += t
+            gx += k0.reshape(bs)
+        return gx, (gw if needs[1] else None), (gb if needs[2] else None)
+
+    @staticmethod
+    def jvp(dxs, y, x, w, b, *, eps):
+        dx, dw, db = dxs
+        mu, var = y[1], y[2]
+        axes, n, bs = _bn_geometry(shape_of(x))
+        s = reshape(ops_pow(var + eps, -0.5), bs)
+        d = x - reshape(mu, bs)
+        xhat = d * s
+        dmu = dvar = dy = None
+        if dx is not None:
+            dmu = sum(dx, axis=axes) / n
+            dvar = sum(d * dx, axis=axes) * (2.0 / n)
+            dy = (dx - reshape(dmu, bs) - xhat * s * reshape(dvar, bs) * 0.5) * (s * reshape(w, bs))
+        if dw is not None:
+            t = xhat * reshape(dw, bs)
+            dy = t if dy is None else dy + t
+        if db is not None:
+            t = BroadcastTo.apply(reshape(db, bs), shape=tuple(shape_of(x)))
+            dy = t if dy is None else dy + t
+        if dy is None:
+            dy = xhat * 0.0
+        if dmu is None:
+            dmu = mu * 0.0
+            dvar = var * 0.0
+        return dy, dmu, dvar
+
+
+def _bn_geometry(shape):
+    """(the statistics' axes, values per channel n, the (C, 1, ...) broadcast shape)."""
+    axes = (0,) + tuple(range(2, len(shape)))
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return axes, n, (shape[1],) + (1,) * (len(shape) - 2)
+
+
+def _bn_sum(xp, t, axes):
+    """Σ over the statistics' axes in two stages, the batch first and then the rest, each a
+    GEMV over the memory (ops._util.sum_axes): one long run of n additions would round like
+    √n·ε (1.3e-5 relative for 64×28×28 in float32), two runs of N and H·W like (√N + √HW)·ε."""
+    if len(axes) > 1:
+        return sum_axes(xp, sum_axes(xp, t, (0,)), tuple(a - 1 for a in axes[1:]))
+    return sum_axes(xp, t, axes)
+
+
+def _bn_scale(xp, var, eps):
+    """s = (σ² + ε)^(−½) per channel, in var's dtype."""
+    s = var + eps
+    xp.sqrt(s, out=s)
+    return xp.divide(1.0, s, out=s)
+
+
+def _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs):
+    """BatchNorm's VJP on Tensors (create_graph): the same formula as recorded operations, so
+    higher derivatives come from those."""
+    axes, n, bs = _bn_geometry(shape_of(x))
+    s = ops_pow(var + eps, -0.5)
+    d = x - reshape(mu, bs)
+    xhat = d * reshape(s, bs)
+    gb = sum(gy, axis=axes)
+    gw = sum(gy * xhat, axis=axes)
+    gx = None
+    if needs[0]:
+        a = reshape(w * s, bs)
+        gx = a * (gy - reshape(gb, bs) / n - xhat * reshape(gw, bs) / n) \
+            + reshape(gmu, bs) / n + d * reshape(gvar, bs) * (2.0 / n)
+    return gx, (gw if needs[1] else None), (gb if needs[2] else None)
+
+
+@public
+def batch_norm(x, w, b, eps=1e-5):
+    """Training-mode batch normalisation of x (N, C, ...) over every axis but the channels,
+    with γ = ``w`` and β = ``b`` (C,): returns (y, μ, σ²), the batch mean and biased variance
+    per channel beside y (the primitive behind F.batch_norm in training mode)."""
+    sx = shape_of(x)
+    if len(sx) < 2 or shape_of(w) != (sx[1],) or shape_of(b) != (sx[1],):
+        raise ValueError(f"batch_norm: x (N, C, ...) and γ, β of shape (C,) expected, got x "
+                         f"{sx}, γ {shape_of(w)}, β {shape_of(b)}")
+    _bn = _bn_geometry(sx)[1]
+    if _bn <= 1:
+        raise ValueError(f"batch_norm: training needs more than one value per channel, got x "
+                         f"of shape {sx}")
+    return BatchNorm.apply(x, w, b, eps=float(eps))
 
 
 
