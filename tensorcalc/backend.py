@@ -417,11 +417,9 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
         return [fn(0, n)]
     _KERNEL_THREADS["calls"] += 1
     ex = _pool(len(ranges) - 1)
-    ctl = _KERNEL_THREADS["blas"] if serial_blas else None
-    prev = None
-    if ctl:
-        prev = ctl.get_num_threads()
-        ctl.set_num_threads(1)
+    serial = bool(serial_blas and _KERNEL_THREADS["blas"])
+    if serial:
+        _serial_blas_enter()
     try:
         futs = [ex.submit(_nested_serial, fn, s, e) for s, e in ranges[1:]]
         try:
@@ -429,9 +427,32 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
         finally:
             rest = [f.result() for f in futs]  # (all finished before anything returns/raises)
     finally:
-        if prev is not None:
-            ctl.set_num_threads(prev)
+        if serial:
+            _serial_blas_exit()
     return [first] + rest
+
+
+_SERIAL_BLAS = {"lock": threading.Lock(), "depth": 0, "prev": None}
+
+
+def _serial_blas_enter():
+    """BLAS at one thread while any serial_blas region runs (several user threads may be inside
+    at once: the first saves the thread count, the last restores it)."""
+    st = _SERIAL_BLAS
+    with st["lock"]:
+        if st["depth"] == 0:
+            ctl = _KERNEL_THREADS["blas"]
+            st["prev"] = ctl.get_num_threads()
+            ctl.set_num_threads(1)
+        st["depth"] += 1
+
+
+def _serial_blas_exit():
+    st = _SERIAL_BLAS
+    with st["lock"]:
+        st["depth"] -= 1
+        if st["depth"] == 0:
+            _KERNEL_THREADS["blas"].set_num_threads(st["prev"])
 
 
 class _Inside(threading.local):

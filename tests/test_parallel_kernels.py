@@ -254,3 +254,35 @@ def test_batched_matmul_splits_its_batch_over_threads_with_the_serial_bits(threa
     for a, p in zip(serial, par, strict=True):
         _same(a, p)
     np.testing.assert_allclose(serial[0], q @ k, rtol=1e-6)
+
+
+def test_serial_blas_regions_restore_the_blas_thread_count_even_from_several_threads():
+    """Conv chunks run with BLAS at one thread; concurrent callers must not leave it there."""
+    import threading
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from tensorcalc.ops.windows import Conv2d
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 16, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    kw = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
+    blas = lambda: [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"][0]  # noqa: E731
+    with threadpool_limits(2, user_api="blas"):
+        assert blas() == 2 and backend.kernel_threads() == 2
+        errors = []
+
+        def work():
+            try:
+                for _ in range(20):
+                    Conv2d.forward(np, x, w, None, **kw)
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=work) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors and blas() == 2
