@@ -178,6 +178,28 @@ def test_layout_of_the_input_does_not_change_results():
         tc.gradcheck(f, cl)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_max_pool_tiles_of_channels_last_input_give_the_per_offset_bits(k):
+    """The broadcast path for exactly tiling windows on channels-last x with ≥ 32 channels
+    (windows._maxpool_grad_tiles) against the per-offset loop it replaces (the same x in
+    NCHW memory takes that loop): ties, ±inf cotangents and float32 included."""
+    from tensorcalc.ops.windows import _TILE_MIN_CHANNELS, MaxPool2d
+
+    c = _TILE_MIN_CHANNELS + 8
+    x = np.maximum(RNG.standard_normal((3, c, 4 * k, 2 * k)), 0).astype(np.float32)  # ties at 0
+    x[0, 0, :k, :k] = 1.0
+    cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    geo = dict(kernel=(k, k), stride=(k, k), padding=((0, 0), (0, 0)), dilation=(1, 1))
+    y = MaxPool2d.forward(np, x, **geo)
+    g = RNG.standard_normal(y.shape).astype(np.float32)
+    g[1, 2, 0, 0], g[2, 3, 1, 1] = np.inf, -np.inf
+    want = MaxPool2d.vjp(g, y, x, needs=(True,), **geo)[0]
+    got = MaxPool2d.vjp(g, MaxPool2d.forward(np, cl, **geo), cl, needs=(True,), **geo)[0]
+    assert got.dtype == np.float32 and got.shape == x.shape
+    np.testing.assert_array_equal(np.ascontiguousarray(got), np.ascontiguousarray(want))
+    assert want[0, 0, 0, 0] == g[0, 0, 0, 0] / (k * k)  # a k·k-way tie shares ȳ equally
+
+
 def test_float32_stays_float32_through_conv_and_pool():
     x = tc.randn(2, 3, 8, 8, rng=0)
     w = tc.tensor(RNG.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
