@@ -396,14 +396,20 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     """Run ``fn(start, stop)`` over [0, n) and return the results in order.
 
     With T = :func:`kernel_threads` > 1 and ``cost`` (the elements touched; ``n`` by default) at
-    least ``min_size``, [0, n) is cut into ≤ T contiguous ranges (:func:`split_range`, inner
-    boundaries multiples of ``align``) run on the kernel pool, the first on the calling thread;
-    otherwise ``fn(0, n)`` runs once, here, and no pool is created. ``fn`` must write disjoint
-    outputs for disjoint ranges and compute each element as the serial call would (NumPy ufuncs
-    on slices do): the result is then the same bits at any T. For NumPy arrays only.
+    least ``min_size``, [0, n) is cut into ≤ 4·T contiguous pieces (:func:`split_range`, inner
+    boundaries multiples of ``align``) that the calling thread and T − 1 pool threads take one
+    at a time from a shared counter; otherwise ``fn(0, n)`` runs once, here, and no pool is
+    created. Taking pieces as they come (not one fixed range per thread) matters when a core is
+    busy with something else: a pool thread that is not scheduled simply takes fewer pieces, or
+    none, and the caller never waits for it to start — with fixed ranges the step stalled until
+    it ran (a LeNet step 11 → 24 ms at 2 threads beside PyTorch's spinning OpenMP workers).
+    ``fn`` must write disjoint outputs for disjoint ranges and compute each element as the
+    serial call would (NumPy ufuncs on slices do): the result is then the same bits at any T.
+    The pieces depend on (n, T, align) only, so results that ``fn`` returns per piece (partial
+    sums) are the same at every run with the same T. For NumPy arrays only.
 
     ``serial_blas``: ``fn`` calls BLAS (a GEMM per chunk). Then BLAS runs one thread per call
-    while the ranges run side by side — T single-threaded GEMMs at once scale like one T-thread
+    while the pieces run side by side — T single-threaded GEMMs at once scale like one T-thread
     GEMM and leave nothing serial between them (OpenBLAS also serialises concurrent *threaded*
     level-3 calls) — and its thread count is restored afterwards. With T = 1 BLAS is untouched,
     so a chunk's GEMM is the same single-threaded call at any T.
@@ -412,24 +418,64 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     t = kernel_threads() if size >= min_size and n > 1 and not _INSIDE.active else 1
     if t <= 1:
         return [fn(0, n)]
-    ranges = split_range(n, t, align)
+    ranges = split_range(n, t * _PIECES_PER_THREAD, align)
     if len(ranges) == 1:
         return [fn(0, n)]
     _KERNEL_THREADS["calls"] += 1
-    ex = _pool(len(ranges) - 1)
+    ex = _pool(t - 1)
     serial = bool(serial_blas and _KERNEL_THREADS["blas"])
     if serial:
         _serial_blas_enter()
     try:
-        futs = [ex.submit(_nested_serial, fn, s, e) for s, e in ranges[1:]]
-        try:
-            first = _nested_serial(fn, *ranges[0])
-        finally:
-            rest = [f.result() for f in futs]  # (all finished before anything returns/raises)
+        job = _Job(fn, ranges)
+        for _ in range(min(t - 1, len(ranges) - 1)):
+            ex.submit(job.work)
+        job.work()
+        return job.results()  # (every piece finished before anything returns or raises)
     finally:
         if serial:
             _serial_blas_exit()
-    return [first] + rest
+
+
+_PIECES_PER_THREAD = 4
+
+
+class _Job:
+    """The pieces of one parallel_chunks call, handed out by a shared counter."""
+
+    def __init__(self, fn, ranges):
+        import itertools
+
+        self.fn, self.ranges = fn, ranges
+        self.out = [None] * len(ranges)
+        self.error = None
+        self.next = itertools.count()  # next() on it is atomic under the GIL
+        self.left = len(ranges)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def work(self):
+        """Take pieces until none is left (a pool thread that starts late may take none)."""
+        n = len(self.ranges)
+        while True:
+            i = next(self.next)
+            if i >= n:
+                return
+            try:
+                if self.error is None:
+                    self.out[i] = _nested_serial(self.fn, *self.ranges[i])
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                self.error = e
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.done.set()
+
+    def results(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.out
 
 
 _SERIAL_BLAS = {"lock": threading.Lock(), "depth": 0, "prev": None}

@@ -46,7 +46,31 @@ def test_parallel_chunks_runs_every_range_once(threads):
     seen = []
     out = threads(3, lambda: backend.parallel_chunks(1000, lambda a, b: seen.append((a, b)) or b,
                                                      min_size=10))
-    assert sorted(seen) == [(0, 334), (334, 667), (667, 1000)] and out == [334, 667, 1000]
+    pieces = backend.split_range(1000, 3 * backend._PIECES_PER_THREAD)
+    assert len(pieces) == 12 and sorted(seen) == pieces and out == [e for _, e in pieces]
+
+
+def test_a_pool_thread_that_never_runs_does_not_stall_the_caller(threads, monkeypatch):
+    """Pieces are taken from a shared counter: if the pool thread is held up (a busy core), the
+    caller does every piece itself and returns without waiting for it."""
+    import threading
+
+    gate = threading.Event()
+    real = backend._pool(1)
+
+    class Stuck:  # a pool whose thread only starts once the caller has returned
+        def submit(self, fn):
+            return real.submit(lambda: (gate.wait(), fn()))
+
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pool", Stuck())
+    monkeypatch.setitem(backend._KERNEL_THREADS, "size", 8)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pid", __import__("os").getpid())
+    who = []
+    out = threads(2, lambda: backend.parallel_chunks(
+        100, lambda a, b: who.append(threading.current_thread().name) or (a, b), min_size=1))
+    gate.set()
+    assert out == backend.split_range(100, 2 * backend._PIECES_PER_THREAD)
+    assert set(who) == {threading.current_thread().name}
 
 
 def test_one_thread_never_touches_the_pool(threads):
@@ -72,7 +96,7 @@ def test_nested_calls_run_serially(threads):
     def outer(a, b):
         return backend.parallel_chunks(4 * N0, lambda c, d: (c, d))
     r = threads(2, lambda: backend.parallel_chunks(4 * N0, outer))
-    assert r == [[(0, 4 * N0)], [(0, 4 * N0)]]
+    assert r == [[(0, 4 * N0)]] * (2 * backend._PIECES_PER_THREAD)
 
 
 SIZES = [N0 - 1, N0, N0 + 1, 2 * N0 + 12345, 3 * 65536 + 7]

@@ -713,19 +713,17 @@ def _over_samples(xp, x, run, overlap=True):
     n = x.shape[0]
     if _cuda.uses(xp) or n <= 1:
         return run(0, n)
-    if overlap:
-        per = max(1, min(n, _POOL_CHUNK_BYTES // max(1, x[0].nbytes)))
-    else:
-        t = kernel_threads() if x.size >= PARALLEL_MIN else 1
-        per = -(-n // t)
-        if t <= 1:
-            return run(0, n)
+    if not overlap:
+        parallel_chunks(n, run, cost=x.size)
+        return None
+    per = max(1, min(n, _POOL_CHUNK_BYTES // max(1, x[0].nbytes)))
 
     def ranges(lo, hi):
         for a in range(lo, hi, per):
             run(a, min(hi, a + per))
 
     parallel_chunks(n, ranges, align=per, cost=x.size)
+    return None
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
