@@ -355,8 +355,12 @@ def _conv_input_grad(xp, rows, w, xshape, gshape, *, stride, padding, dilation):
                     xp.matmul(r, wk[i, j], out=t)
                     buf[a:b, hs, j * dw:j * dw + sw * (wo - 1) + 1:sw, :] += t4
 
-    # with T > 1 kernel threads the samples are split over the pool (the serial chunk grid)
-    parallel_chunks(n, run, align=per, cost=n * L * c * kh * kw, serial_blas=True)
+    # with T > 1 kernel threads the samples are split over the pool (the serial chunk grid);
+    # a GPU's kernels are queued from this thread only
+    if _cuda.uses(xp):
+        run(0, n)
+    else:
+        parallel_chunks(n, run, align=per, cost=n * L * c * kh * kw, serial_blas=True)
     return buf[:, p0:p0 + h, q0:q0 + wd, :].transpose(0, 3, 1, 2)
 
 
