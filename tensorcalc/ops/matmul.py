@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..autodiff.function import Bilinear, primitive
-from ..backend import kernel_threads, parallel_chunks, xp_of
+from ..backend import parallel_chunks, xp_of
 from ..tensor import Tensor
 from ._util import public, shape_of
 from .shape import expand_dims, squeeze
@@ -42,7 +42,7 @@ _BMM_MIN = 1 << 21  # multiply-adds below which one thread wins (dispatch ~30-60
 
 def _batched(xp, a, b):
     """a @ b; on NumPy with T > 1 kernel threads a big batched product (leading axis ≥ 2 on
-    both) runs its batch in ranges over the kernel pool, each a single-threaded GEMM per matrix
+    both) runs its batch in pieces over the kernel pool, each a single-threaded GEMM per matrix
     (backend.parallel_chunks, serial_blas): the many small GEMMs of attention scale with the
     threads where one threaded BLAS call per matrix would not. The same values as one call."""
     if getattr(xp, "__name__", "") != "numpy" or a.ndim < 3 or a.ndim != b.ndim \
@@ -53,9 +53,7 @@ def _batched(xp, a, b):
     macs = m * k * n
     for d in lead:
         macs *= d
-    if macs < _BMM_MIN or kernel_threads() <= 1:
-        return xp.matmul(a, b)
-    out = xp.empty(lead + (m, n), dtype=xp.result_type(a, b))
+    out = xp.empty(lead + (m, n), dtype=xp.result_type(a, b))  # (serial: one call into it)
     parallel_chunks(a.shape[0], lambda lo, hi: xp.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]),
                     min_size=_BMM_MIN, cost=macs, serial_blas=True)
     return out

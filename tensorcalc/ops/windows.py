@@ -343,7 +343,7 @@ def _conv_input_grad(xp, rows, w, xshape, gshape, *, stride, padding, dilation):
                                                              * rows.dtype.itemsize))),
                     n * L * c * kh * kw)
 
-    def run(lo, hi):  # samples [lo, hi) (whole chunks; a thread's own product buffer)
+    def run(lo, hi):  # samples [lo, hi) (whole chunks; the piece's own product buffer)
         tmp = xp.empty((min(per, hi - lo) * L, c), dtype=rows.dtype)
         for a in range(lo, hi, per):
             b = min(hi, a + per)
@@ -410,8 +410,8 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation):
 
 def _balanced(n, per, cost):
     """Samples per chunk: at most ``per``, and with T > 1 kernel threads (and work enough for
-    the pool) an equal number of near-equal chunks for each thread, so no thread idles at the
-    end (n = 64, per = 18, T = 2: four chunks of 16, not 18 + 18 | 18 + 10)."""
+    the pool) near-equal chunks, a multiple of T of them, so the pool's pieces come out even
+    (n = 64, per = 18, T = 2: four chunks of 16, not 18, 18, 18 and 10)."""
     t = kernel_threads() if cost >= PARALLEL_MIN else 1
     if t <= 1 or n <= 1:
         return per
@@ -430,11 +430,11 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=Fals
     reused buffer, so the GEMM that consumes them reads from cache instead of a (N·L, K) array
     in memory (~1.8x faster for a 16-channel 28×28 layer); ``rows`` is slice(a·L, b·L).
 
-    With T > 1 kernel threads the samples are split over the kernel pool in equal whole chunks
-    (:func:`_balanced`), each range with its own buffers and single-threaded GEMMs
+    With T > 1 kernel threads the samples go to the kernel pool as pieces of whole, near-equal
+    chunks (:func:`_balanced`), each piece with its own buffers and single-threaded GEMMs
     (backend.parallel_chunks, serial_blas); a GEMM's rows do not depend on how many rows it is
     given, so the values are the serial ones. ``accumulate``: the sum of the results instead,
-    added in place in chunk order within each range, then over the ranges (at T > 1 its
+    added in place in chunk order within each piece, then over the pieces (at T > 1 its
     rounding differs from T = 1's; it is the same at every run with the same T).
 
     None where the plain unfold is better: few channels (the (N, K, L) path of Unfold) and GPUs
@@ -450,7 +450,7 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=Fals
     per = _balanced(n, max(1, min(n, _CHUNK_BYTES // (L * k * x.dtype.itemsize))), n * L * k)
     padded = p0 or p1 or q0 or q1 or not xh.flags.c_contiguous
 
-    def run(lo, hi):  # samples [lo, hi): whole chunks of the serial grid, own buffers
+    def run(lo, hi):  # samples [lo, hi): whole chunks, the piece's own buffers
         cols = xp.empty((min(per, hi - lo), ho, wo, kh, kw, c), dtype=x.dtype)
         pad = None  # the chunk's padded NHWC image: borders zeroed once, interior per chunk
         if padded:
@@ -529,7 +529,7 @@ class MaxPool2d(Function):
                 else:
                     xp.maximum(yy, buf[idx], out=yy)
 
-        _over_samples(xp, x, run, overlap=False)  # (kh·kw streaming maxima: a chunk per thread)
+        _over_samples(xp, x, run, overlap=False)  # (kh·kw streaming maxima: no cache chunks)
         return y.transpose(0, 3, 1, 2) if cl else y
 
     @staticmethod
@@ -711,8 +711,9 @@ def _over_samples(xp, x, run, overlap=True):
     kernel pool with T > 1 threads; each sample's windows are its own, so the values do not
     depend on the split. Overlapping windows (stride < kernel: every input is read kh·kw times)
     go in chunks of ~256 KB of input, so those reads hit the cache; windows that do not overlap
-    read each input once, and there a chunk per thread is fastest (the loop's ufunc calls cost
-    more than the cache saves: LeNet's 2×2 pool VJP 1.05 ms whole, 1.37 ms in 256 KB chunks).
+    read each input once, and there the pool's pieces are the only split (the loop's ufunc calls
+    cost more than the cache saves: LeNet's 2×2 pool VJP 1.05 ms whole, 1.37 ms in 256 KB
+    chunks).
     GPUs: one call over everything."""
     n = x.shape[0]
     if _cuda.uses(xp) or n <= 1:
