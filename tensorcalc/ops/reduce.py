@@ -565,8 +565,7 @@ def batch_norm(x, w, b, eps=1e-5):
     if len(sx) < 2 or shape_of(w) != (sx[1],) or shape_of(b) != (sx[1],):
         raise ValueError(f"batch_norm: x (N, C, ...) and γ, β of shape (C,) expected, got x "
                          f"{sx}, γ {shape_of(w)}, β {shape_of(b)}")
-    _bn = _bn_geometry(sx)[1]
-    if _bn <= 1:
+    if _bn_geometry(sx)[1] <= 1:
         raise ValueError(f"batch_norm: training needs more than one value per channel, got x "
                          f"of shape {sx}")
     return BatchNorm.apply(x, w, b, eps=float(eps))
