@@ -59,15 +59,20 @@ class ODEStats:
 
     Pass one to ``odeint(..., stats=s)``; the counts accumulate until :meth:`reset`. The backward
     counts are filled in when the adjoint's backward pass runs.
+
+    ``reused_backward``: reverse passes of the adjoint that needed no evaluation of f, because
+    they ran on the graph of f the forward solve kept at an output time (not counted in
+    ``nfe_backward``, which counts evaluations of f, each with its reverse pass).
     """
 
-    __slots__ = ("nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "rejected")
+    __slots__ = ("nfe_forward", "nfe_backward", "steps_forward", "steps_backward", "rejected",
+                 "reused_backward")
 
     def __init__(self):
         self.reset()
 
     def reset(self) -> None:
-        self.nfe_forward = self.nfe_backward = 0
+        self.nfe_forward = self.nfe_backward = self.reused_backward = 0
         self.steps_forward = self.steps_backward = self.rejected = 0
 
     def as_dict(self) -> dict:
@@ -181,10 +186,13 @@ def _initial_step(f, t0, y0, f0, direction, rtol, atol, n_norm):
 
 
 def _solve_dopri5(f, y0, ts, rtol, atol, stats, backward, max_steps, n_norm=None,
-                  carry=None):
+                  carry=None, k1=None, f_land=None):
+    """``k1``: f(t₀, y₀) when the caller has it. ``f_land(j, t, y)``: evaluates the FSAL stage
+    of a step that lands on output time ``ts[j]`` (the adjoint's forward keeps that graph)."""
     t = float(ts[0])
     y = y0
-    k1 = f(t, y)
+    if k1 is None:
+        k1 = f(t, y)
     direction = 1.0 if ts[-1] >= ts[0] else -1.0
     first = carry.get("h") if carry is not None else None
     h = first if first else _initial_step(
@@ -193,7 +201,7 @@ def _solve_dopri5(f, y0, ts, rtol, atol, stats, backward, max_steps, n_norm=None
     was_rejected = False
     ys = [y0]
     steps = 0
-    for t_next in ts[1:]:
+    for j, t_next in enumerate(ts[1:], 1):
         t_next = float(t_next)
         while direction * (t_next - t) > 0:
             if steps >= max_steps:
@@ -208,7 +216,9 @@ def _solve_dopri5(f, y0, ts, rtol, atol, stats, backward, max_steps, n_norm=None
             for i in range(1, 6):
                 ks.append(f(t + _DP_C[i] * hh, _comb(y, hh, _DP_A[i], ks)))
             y_new = _comb(y, hh, _DP_B, ks)
-            ks.append(f(t + hh, y_new))  # the 7th stage: f at the new point (FSAL)
+            # the 7th stage: f at the new point (FSAL)
+            ks.append(f_land(j, t_next, y_new) if last and f_land is not None
+                      else f(t_next if last else t + hh, y_new))
             err = _comb(0.0, hh, _DP_E, [_raw(k) for k in ks])
             r = _ratio(err, y, y_new, rtol, atol, n_norm)
             steps += 1
@@ -243,18 +253,27 @@ METHODS = ("euler", "midpoint", "rk4", "dopri5")
 
 
 def _solve(f, y0, ts, method, rtol, atol, step_size, stats, backward=False, max_steps=10000,
-           n_norm=None, carry=None):
-    """The states at ``ts`` (a list, ys[0] = y0); ``f`` counted into ``stats``."""
+           n_norm=None, carry=None, k1=None, f_land=None):
+    """The states at ``ts`` (a list, ys[0] = y0); ``f`` (and ``f_land``) counted into
+    ``stats``. ``carry``, ``k1``, ``f_land``: see :func:`_solve_dopri5` (dopri5 only)."""
 
-    def fc(t, y):
+    def count():
         if backward:
             stats.nfe_backward += 1
         else:
             stats.nfe_forward += 1
+
+    def fc(t, y):
+        count()
         return f(t, y)
 
+    def fl(j, t, y):
+        count()
+        return f_land(j, t, y)
+
     if method == "dopri5":
-        return _solve_dopri5(fc, y0, ts, rtol, atol, stats, backward, max_steps, n_norm, carry)
+        return _solve_dopri5(fc, y0, ts, rtol, atol, stats, backward, max_steps, n_norm, carry,
+                             k1, None if f_land is None else fl)
     return _solve_fixed(fc, y0, ts, _FIXED[method], step_size, stats, backward)
 
 
@@ -285,10 +304,25 @@ def _adjoint_fwd(y0, *_params, f, ts, opts):
     if mode.is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad
                                       for x in (y0, *_params)):
         return None, _TRACED
+    # dopri5's FSAL stage at an output time tᵢ is the backward solve's first evaluation at tᵢ
+    # (the augmented f there is [f(yᵢ), −a ∂f/∂y, −a ∂f/∂θ] at the same point): that stage is
+    # recorded and its graph kept, one per output time, so the backward needs only its reverse
+    # pass there. The memory is one graph of f per output, still independent of the steps.
+    kept, carry = {}, {}
+
+    def f_land(j, t, y):
+        with mode.enable_grad():
+            yt = Tensor(_raw(y), requires_grad=True)
+            out = _call(f, t, yt)
+        kept[j] = (yt, out)   # a rejected attempt is overwritten by the accepted one
+        return out.detach()
+
+    dopri = opts["method"] == "dopri5"
     ys = _solve(lambda t, y: _call(f, t, y), y0, ts, opts["method"], opts["rtol"],
-                opts["atol"], opts["step_size"], opts["stats"], max_steps=opts["max_steps"])
+                opts["atol"], opts["step_size"], opts["stats"], max_steps=opts["max_steps"],
+                carry=carry if dopri else None, f_land=f_land if dopri else None)
     out = stack(ys, axis=0)
-    return out, (out.data, f, ts, opts)
+    return out, (out.data, f, ts, opts, kept, carry.get("h"))
 
 
 def _adjoint_bwd(res, g):
@@ -298,7 +332,7 @@ def _adjoint_bwd(res, g):
                                       "gradients; for forward mode or second derivatives use "
                                       "adjoint=False (backpropagation through the solver)")
         g = g.data
-    ys, f, ts, opts = res
+    ys, f, ts, opts, kept, h_forward = res
     params = opts["params"]
     xp = array_module(ys)
     shape, n = ys.shape[1:], int(np.prod(ys.shape[1:], dtype=np.int64))
@@ -316,6 +350,10 @@ def _adjoint_bwd(res, g):
         with mode.enable_grad():
             yt = Tensor(y, requires_grad=True)
             out = _call(f, t, yt)
+        return pull(yt, out, a)
+
+    def pull(yt, out, a):
+        with mode.enable_grad():
             grads = gradients([out], [yt, *params], grad_outputs=[a], allow_unused=True)
         parts = [out.data.reshape(-1)]
         for gr, size in zip(grads, [n, *psizes], strict=True):
@@ -329,13 +367,19 @@ def _adjoint_bwd(res, g):
     a_theta = xp.zeros(sum(psizes), dtype)
     rtol = opts["adjoint_rtol"] if opts["adjoint_rtol"] is not None else opts["rtol"]
     atol = opts["adjoint_atol"] if opts["adjoint_atol"] is not None else opts["atol"]
-    carry = {}  # the step size carries over from one output interval to the next
+    # The step size carries over from one output interval to the next; the first interval
+    # starts with the forward solve's last proposal (no probe evaluation).
+    carry = {"h": h_forward} if h_forward else {}
     with mode.no_grad():
         for i in range(len(ts) - 1, 0, -1):
             s = xp.concatenate([ys[i].reshape(-1), a, a_theta])
+            k1 = None
+            if i in kept:  # the forward kept f's graph at tᵢ: its reverse pass is the first stage
+                k1 = pull(*kept.pop(i), a.reshape(shape))
+                stats.reused_backward += 1
             s = _solve(aug, s, [float(ts[i]), float(ts[i - 1])], opts["method"], rtol, atol,
                        opts["step_size"], stats, backward=True, max_steps=opts["max_steps"],
-                       n_norm=2 * n, carry=carry)[-1]
+                       n_norm=2 * n, carry=carry, k1=k1)[-1]
             # restart y from the stored forward state (no drift); add this output's cotangent
             a = s[n:2 * n] + g[i - 1].reshape(-1)
             a_theta = s[2 * n:]
