@@ -83,6 +83,11 @@ def tune_blas_spin() -> str | None:
 
 BLAS_TUNING = tune_blas_env()
 BLAS_SPIN = tune_blas_spin()
+# Whether BLAS's idle workers sleep soon after a call: the timeout set here, or by the user
+# before NumPy loaded. If not (NumPy imported before tensorcalc, no OPENBLAS_THREAD_TIMEOUT),
+# they spin ~0.1 s after every threaded GEMM, and the kernel pool's threads only fight them for
+# the cores: kernel_threads() is then 1 and only BLAS runs in parallel.
+BLAS_SPIN_TAMED = BLAS_SPIN is not None or "OPENBLAS_THREAD_TIMEOUT" in os.environ
 MALLOC_TUNED = tune_malloc()
 
 import numpy as np  # noqa: E402  (after the environment is tuned)
@@ -339,9 +344,18 @@ def _blas_threads() -> int:
 def kernel_threads() -> int:
     """T, the threads tensorcalc's own NumPy kernels use: NumPy's BLAS thread count at the
     moment (follows ``--threads``, OPENBLAS_NUM_THREADS and threadpoolctl limits), capped at the
-    CPUs this process may run on; :func:`set_kernel_threads` overrides it (tests)."""
+    CPUs this process may run on; :func:`set_kernel_threads` overrides it (tests). 1 when
+    NumPy was loaded before tensorcalc without OPENBLAS_THREAD_TIMEOUT: OpenBLAS's workers
+    then spin between calls and the pool loses to them (2 threads, numpy imported first, pool
+    on/off per step: LeNet 15.2/11.7 ms, resnet 119/108, vgg 79/66, block 36.6/33.9; with the
+    timeout set the pool wins: LeNet 10.2/11.4, resnet 98.8/109.4, block 32.0/34.5)."""
     o = _KERNEL_THREADS["override"]
-    t = o if o is not None else _blas_threads()
+    if o is not None:
+        t = o
+    else:
+        t = _blas_threads()
+        if t > 1 and not BLAS_SPIN_TAMED:
+            t = 1  # BLAS's spinning workers hold the other cores (see BLAS_SPIN_TAMED)
     return max(1, min(int(t), _cpu_count()))
 
 
