@@ -220,3 +220,7 @@ def test_kept_output_graphs_survive_rejected_steps_and_time_dependence():
     assert s.reused_backward == len(ts) - 1
     for a, b in zip(grads[False], grads[True], strict=True):
         assert np.linalg.norm(a - b) <= 1e-6 * np.linalg.norm(a)
+    kept.clear()
+    with tc.no_grad():  # no backward can follow: nothing is recorded or kept
+        tc.odeint(f, y0, ts, rtol=1e-8, atol=1e-10, adjoint=True, params=[w])
+    assert kept == []

@@ -317,7 +317,7 @@ def _adjoint_fwd(y0, *_params, f, ts, opts):
         kept[j] = (yt, out)   # a rejected attempt is overwritten by the accepted one
         return out.detach()
 
-    dopri = opts["method"] == "dopri5"
+    dopri = opts["method"] == "dopri5" and opts["keep"]  # keep: a backward pass may follow
     ys = _solve(lambda t, y: _call(f, t, y), y0, ts, opts["method"], opts["rtol"],
                 opts["atol"], opts["step_size"], opts["stats"], max_steps=opts["max_steps"],
                 carry=carry if dopri else None, f_land=f_land if dopri else None)
@@ -439,5 +439,7 @@ def odeint(f, y0, t, *, method="dopri5", rtol=1e-7, atol=1e-9, step_size=None, a
     params = _find_params(f) if params is None else [p for p in params]
     opts = {"method": method, "rtol": rtol, "atol": atol, "step_size": step_size,
             "stats": stats, "adjoint_rtol": adjoint_rtol, "adjoint_atol": adjoint_atol,
-            "max_steps": max_steps, "params": params}
+            "max_steps": max_steps, "params": params,
+            "keep": mode.is_grad_enabled() and (y0.requires_grad
+                                                or any(p.requires_grad for p in params))}
     return _odeint_adjoint(y0, *params, f=f, ts=ts, opts=opts)
