@@ -551,8 +551,10 @@ class Explanation:
             tol = 1e-9 if dt == np.float64 else 2e-3
         # A gradient that is zero in exact arithmetic (a bias before batch norm) is rounding
         # noise in both; its difference is measured against the largest gradient's scale.
-        floor = 1e-3 * max((float(np.linalg.norm(np.asarray(g, dtype=np.float64)))
-                            for g in engine if g is not None), default=0.0)
+        # (Norms scaled by the largest entry: a gradient of 1e200 squares past float64, and an
+        # infinite floor would excuse every leaf.)
+        floor = 1e-3 * max((n for n in (_norm(g) for g in engine if g is not None)
+                            if math.isfinite(n)), default=0.0)
         rows = []
         for v, ge in zip(self.leaves, engine, strict=True):
             gi = env.get(v.sym.barred().key)
@@ -560,8 +562,8 @@ class Explanation:
                 continue
             gi = np.zeros(v.shape) if gi is None else np.asarray(gi, dtype=np.float64)
             ge = np.zeros(v.shape) if ge is None else np.asarray(ge, dtype=np.float64)
-            den = max(float(np.linalg.norm(ge)), float(np.linalg.norm(gi)), floor, 1e-30)
-            err = float(np.linalg.norm(gi - ge)) / den if gi.shape == ge.shape else float("inf")
+            den = max(_norm(ge), _norm(gi), floor, 1e-30)
+            err = _norm(gi - ge) / den if gi.shape == ge.shape else float("inf")
             if not math.isfinite(err):
                 err = float("inf")
             rows.append((v.sym.text(), v.path or "", v.shape, err))
@@ -688,6 +690,19 @@ def _fd_forward(node, datas):
     with _mode.no_grad():
         out = node.fn.forward(np, *datas, **kw)
     return out if type(out) is tuple else (out,)
+
+
+def _norm(a) -> float:
+    """‖a‖₂ in float64 without overflow in the squares: max|a| · ‖a / max|a|‖₂ (inf or NaN
+    entries give inf or NaN)."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 0:
+        return 0.0
+    with np.errstate(all="ignore"):
+        m = float(np.max(np.abs(a)))
+        if not math.isfinite(m) or m == 0.0:
+            return m
+        return m * float(np.linalg.norm(a / m))
 
 
 def _fd_check(node, gs, gxs) -> tuple[float, float]:
