@@ -96,3 +96,35 @@ def test_gelu_float32_second_derivative():
     z = zd.astype(np.float64)
     np.testing.assert_allclose(np.asarray(d2.data), np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
                                * (2 - z * z), rtol=1e-5)
+
+
+def test_layer_norm_keeps_its_statistics_for_the_backward_and_agrees():
+    """With a gradient to come, layer_norm's forward keeps x̂ and 1/√(σ² + ε) behind y; the rule
+    that reads them gives the recomputing rule's x̄, γ̄, β̄ (float32 and float64, 1 and 2 kernel
+    threads); under no_grad nothing extra is kept."""
+    from tensorcalc import backend
+    from tensorcalc.ops.reduce import LayerNorm, _ln_saved
+
+    rng = np.random.default_rng(4)
+    for dtype, tol in ((np.float32, 2e-6), (np.float64, 1e-13)):
+        xd = (rng.standard_normal((6, 5, 48)) * 3 + 1).astype(dtype)
+        xd[0, 0] = 2.5  # a constant row: x̂ = 0, x̄ = (ĝ − mean ĝ)/√ε
+        wd, bd = rng.standard_normal(48).astype(dtype), rng.standard_normal(48).astype(dtype)
+        g = rng.standard_normal(xd.shape).astype(dtype)
+        for t in (1, 2):
+            backend.set_kernel_threads(t)
+            try:
+                x = tc.tensor(xd, requires_grad=True)
+                w, b = tc.tensor(wd, requires_grad=True), tc.tensor(bd, requires_grad=True)
+                y = tc.layer_norm(x, w, b)
+                assert _ln_saved(y.data, 30) is not None
+                with tc.no_grad():
+                    assert _ln_saved(tc.layer_norm(x, w, b).data, 30) is None
+                np.testing.assert_array_equal(y.data, LayerNorm.forward(np, xd, wd, bd, eps=1e-5))
+                (y * tc.tensor(g)).sum().backward()
+                want = LayerNorm.vjp(g, y.data, xd, wd, bd, needs=(True, True, True), eps=1e-5)
+                for got, ref in zip((x.grad, w.grad, b.grad), want, strict=True):
+                    assert got.dtype == dtype
+                    np.testing.assert_allclose(got.data, ref, rtol=tol, atol=tol)
+            finally:
+                backend.set_kernel_threads(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from ..autodiff.function import Function, Linear, primitive
+from ..autodiff.mode import state as _grad_mode
 from ..backend import PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
@@ -247,7 +248,8 @@ class Standardize(Function):
     A primitive by DESIGN §2 rule (3): the composite (mean, subtract, square, mean, add ε,
     power −½, multiply) is seven nodes and ~20 passes each way; this is five passes forward and
     ~11 back. 1/√(σ² + ε) is recomputed from x in the rules (a few cheap passes, and exact under
-    create_graph) rather than stored. A constant slice gives y = 0 and x̄ = 0 (ε > 0).
+    create_graph) rather than stored. A constant slice gives y = 0 and the finite
+    x̄ = (ȳ − mean ȳ)/√ε (ε > 0).
     """
 
     @staticmethod
@@ -342,27 +344,34 @@ class LayerNorm(Function):
 
     The x-part is standardize's rule applied to ĝ (its Jacobian is symmetric). A primitive by
     DESIGN §2 rule (3): standardize, multiply and add are three nodes, and their rules take ~3×
-    the passes; the means and the Σ_lead are GEMVs with a vector of ones on NumPy. x̂ and
-    1/√(σ² + ε) are recomputed from x in the rules.
+    the passes; the means and the Σ_lead are GEMVs with a vector of ones on NumPy. With
+    ``keep`` (set by the wrapper when the result will be differentiated; NumPy, C-contiguous x)
+    the forward writes y, x̂ and the per-row 1/√(σ² + ε) into one buffer whose head is y, and
+    the array rule reads them back (7 passes instead of 11: no second centring, squaring and
+    scaling); otherwise, and under create_graph, x̂ and 1/√(σ² + ε) are recomputed from x.
     """
 
     @staticmethod
-    def forward(xp, x, w, b, *, eps):
+    def forward(xp, x, w, b, *, eps, keep=False):
         axis = tuple(range(x.ndim - w.ndim, x.ndim))
-        if _trailing(xp, x, axis) and _par_rows(xp, x) and w.dtype == b.dtype == x.dtype:
-            return _standardize_rows(xp, x, axis, eps, w, b)
+        same = w.dtype == b.dtype == x.dtype
+        if same and _trailing(xp, x, axis) and (keep or _par_rows(xp, x)):
+            return _standardize_rows(xp, x, axis, eps, w, b, keep=keep)
         y = Standardize.forward(xp, x, axis=axis, eps=eps)
         y *= w
         y += b
         return y
 
     @staticmethod
-    def vjp(g, y, x, w, b, *, needs, eps):
+    def vjp(g, y, x, w, b, *, needs, eps, keep=False):
         axis = tuple(range(len(x.shape) - len(w.shape), len(x.shape)))
         lead = tuple(range(len(x.shape) - len(w.shape)))
-        if not any(isinstance(a, Tensor) for a in (g, x, w, b)):
+        if not any(isinstance(a, Tensor) for a in (g, y, x, w, b)):
             xp = xp_of((x,))
             if _trailing(xp, x, axis) and g.flags.c_contiguous and g.dtype == x.dtype:
+                saved = _ln_saved(y, x.size // w.size) if keep else None
+                if saved is not None:
+                    return _layer_norm_pull_saved(xp, g, w, *saved, needs)
                 return _layer_norm_pull(xp, g, x, w, eps, axis, needs)
         xhat = Standardize.apply(x, axis=axis, eps=eps)
         gx = Standardize._pull(g * w, xhat, x, axis, eps) if needs[0] else None
@@ -371,7 +380,7 @@ class LayerNorm(Function):
         return gx, gw, gb
 
     @staticmethod
-    def jvp(dxs, y, x, w, b, *, eps):
+    def jvp(dxs, y, x, w, b, *, eps, keep=False):
         dx, dw, db = dxs
         axis = tuple(range(len(x.shape) - len(w.shape), len(x.shape)))
         xhat = Standardize.apply(x, axis=axis, eps=eps)
@@ -381,6 +390,44 @@ class LayerNorm(Function):
         if db is not None:
             out = db if out is None else out + db
         return out
+
+
+def _ln_saved(y, rows):
+    """(x̂ (rows, n), 1/√(σ² + ε) (rows, 1)) kept by LayerNorm's forward with ``keep``: y is the
+    head of a flat buffer [y, x̂, inv] (see _standardize_rows), else None."""
+    buf = getattr(y, "base", None)
+    if buf is None or buf.ndim != 1 or buf.dtype != y.dtype or not buf.flags.c_contiguous:
+        return None
+    size = y.size
+    if buf.size != 2 * size + rows or \
+            buf.__array_interface__["data"][0] != y.__array_interface__["data"][0]:
+        return None
+    return buf[size:2 * size].reshape(rows, size // rows), buf[2 * size:].reshape(rows, 1)
+
+
+def _layer_norm_pull_saved(xp, g, w, xh, inv, needs):
+    """LayerNorm's rule from the kept x̂ and 1/√(σ² + ε): γ̄ = Σ_rows ȳ ⊙ x̂, β̄ = Σ_rows ȳ,
+    x̄ = (ĝ − mean ĝ − x̂ ⊙ mean(ĝ ⊙ x̂)) ⊙ inv with ĝ = ȳ ⊙ γ; means and Σ_rows are GEMVs."""
+    rows, n = xh.shape
+    g2 = g.reshape(rows, n)
+    gw = gb = gx = None
+    t = xp.empty_like(xh)
+    if needs[1]:
+        xp.multiply(g2, xh, out=t)
+        gw = sum_axes(xp, t, (0,)).reshape(w.shape)
+    if needs[2]:
+        gb = sum_axes(xp, g2, (0,)).reshape(w.shape)
+    if needs[0]:
+        col = xp.full(n, 1.0 / n, dtype=xh.dtype)
+        u = g2 * w.reshape(-1)  # ĝ
+        xp.multiply(u, xh, out=t)
+        m2 = (t @ col)[:, None]
+        u -= (u @ col)[:, None]
+        xp.multiply(xh, m2, out=t)
+        u -= t
+        u *= inv
+        gx = u.reshape(g.shape)
+    return gx, gw, gb
 
 
 def _layer_norm_pull(xp, g, x, w, eps, axis, needs):
@@ -426,6 +473,9 @@ def layer_norm(x, w, b, eps=1e-5):
         raise ValueError(f"layer_norm: x (..., {', '.join(map(str, sw))}) and β of γ's shape "
                          f"{sw} expected, got x {sx}, β {shape_of(b)}")
     _nonempty(x, tuple(range(len(sx) - k, len(sx))), "layer_norm")
+    keep = _grad_mode.grad and any(isinstance(v, Tensor) and v._rg for v in (x, w, b))
+    if keep:
+        return LayerNorm.apply(x, w, b, eps=float(eps), keep=True)
     return LayerNorm.apply(x, w, b, eps=float(eps))
 
 
@@ -678,15 +728,21 @@ def _softmax_pull_rows(xp, g, y):
     return t.reshape(y.shape)
 
 
-def _standardize_rows(xp, x, axis, eps, w=None, b=None):
+def _standardize_rows(xp, x, axis, eps, w=None, b=None, keep=False):
     """Standardize.forward (and LayerNorm's γ, β) over the trailing ``axis`` of a C-contiguous
-    NumPy array, row-parallel; the serial code's values."""
+    NumPy array, row-parallel; the serial code's values. ``keep`` (with w, b): y, x̂ and the
+    per-row 1/√(σ² + ε) in one flat buffer, y its head (read back by _ln_saved)."""
     n = _count(x.shape, axis)
     x2 = x.reshape(-1, n)
     rows = x2.shape[0]
     mu = _row_mean(xp, x2, (1,))
-    d = xp.empty_like(x2)
-    v = xp.empty_like(x2)
+    if keep:
+        buf = xp.empty(2 * x.size + rows, dtype=x.dtype)
+        v = buf[:x.size].reshape(rows, n)  # y's place, scratch until the last pass
+        d = buf[x.size:2 * x.size].reshape(rows, n)  # x̂
+    else:
+        d = xp.empty_like(x2)
+        v = xp.empty_like(x2)
 
     def center(a, c):
         xp.subtract(x2[a:c], mu[a:c], out=d[a:c])
@@ -694,6 +750,10 @@ def _standardize_rows(xp, x, axis, eps, w=None, b=None):
 
     parallel_chunks(rows, center, cost=x.size)
     inv = _row_mean(xp, v, (1,))
+    if keep:  # the variance into the buffer's tail, then 1/√(σ² + ε) in place there
+        slot = buf[2 * x.size:].reshape(rows, 1)
+        xp.copyto(slot, inv.reshape(rows, 1))
+        inv = slot
     inv += eps
     xp.sqrt(inv, out=inv)
     xp.divide(1.0, inv, out=inv)
@@ -703,12 +763,16 @@ def _standardize_rows(xp, x, axis, eps, w=None, b=None):
     def scale(a, c):
         da = d[a:c]
         da *= inv[a:c]
-        if w1 is not None:
+        if keep:
+            ya = v[a:c]
+            xp.multiply(da, w1, out=ya)
+            ya += b1
+        elif w1 is not None:
             da *= w1
             da += b1
 
     parallel_chunks(rows, scale, cost=x.size)
-    return d.reshape(x.shape)
+    return (v if keep else d).reshape(x.shape)
 
 
 def _row_sum(xp, x):
