@@ -405,8 +405,27 @@ def split_range(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     return out
 
 
+# Work (elements) per piece for chains of NumPy passes (the elementwise kernels): every ufunc
+# call hands the GIL back and forth between the threads (~10-20 µs a hand-off on this VM), so
+# a piece must be long. GELU on 2 threads, one piece per chunk: 393k values in 2 pieces 1.7x
+# the one-thread speed, in 4 1.0-1.4x, in 6 (64k) 0.8-0.95x; 1M values in 4 pieces 1.9-2.0x,
+# in 8 1.75-1.8x, in 2 1.4-1.7x (benchmarks/RESULTS.md, round 4).
+EW_PIECE = 200_000
+
+
+def piece_count(cost: int, t: int, piece: int | None = None) -> int:
+    """How many pieces :func:`parallel_chunks` cuts ``cost`` into for T = ``t`` threads:
+    ``_PIECES_PER_THREAD`` per thread, or with ``piece`` (the least work worth a piece) as many
+    per thread as fit, 1 to ``_PIECES_PER_THREAD``."""
+    if piece is None:
+        return t * _PIECES_PER_THREAD
+    k = cost // (t * piece)
+    return t * max(1, min(_PIECES_PER_THREAD, k))
+
+
 def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
-                    cost: int | None = None, serial_blas: bool = False):
+                    cost: int | None = None, serial_blas: bool = False,
+                    piece: int | None = None):
     """Run ``fn(start, stop)`` over [0, n) and return the results in order.
 
     With T = :func:`kernel_threads` > 1 and ``cost`` (the elements touched; ``n`` by default) at
@@ -422,6 +441,10 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     The pieces depend on (n, T, align) only, so results that ``fn`` returns per piece (partial
     sums) are the same at every run with the same T. For NumPy arrays only.
 
+    ``piece``: for ``fn`` that are chains of short NumPy passes, the least cost worth one
+    piece (:data:`EW_PIECE`; :func:`piece_count`) — fewer, longer pieces, as each pass of each
+    piece takes the GIL back.
+
     ``serial_blas``: ``fn`` calls BLAS (a GEMM per chunk). Then BLAS runs one thread per call
     while the pieces run side by side — T single-threaded GEMMs at once scale like one T-thread
     GEMM and leave nothing serial between them (OpenBLAS also serialises concurrent *threaded*
@@ -432,7 +455,7 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     t = kernel_threads() if size >= min_size and n > 1 and not _INSIDE.active else 1
     if t <= 1:
         return [fn(0, n)]
-    ranges = split_range(n, t * _PIECES_PER_THREAD, align)
+    ranges = split_range(n, piece_count(size, t, piece), align)
     if len(ranges) == 1:
         return [fn(0, n)]
     _KERNEL_THREADS["calls"] += 1
@@ -513,6 +536,24 @@ def _serial_blas_exit():
         st["depth"] -= 1
         if st["depth"] == 0:
             _KERNEL_THREADS["blas"].set_num_threads(st["prev"])
+
+
+class serial_blas:
+    """``with serial_blas():`` BLAS at one thread inside (when T > 1 kernel threads): for the
+    small GEMVs between the row kernels' pooled passes, where waking BLAS's sleeping workers
+    costs more than the second thread saves (2048×128 layer norm forward at 2 threads 470 µs
+    with threaded GEMVs, against 303 µs at one thread)."""
+
+    def __enter__(self):
+        self.on = bool(_KERNEL_THREADS["blas"]) and kernel_threads() > 1
+        if self.on:
+            _serial_blas_enter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.on:
+            _serial_blas_exit()
+        return False
 
 
 class _Inside(threading.local):

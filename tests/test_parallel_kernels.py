@@ -342,3 +342,31 @@ def test_serial_blas_regions_restore_the_blas_thread_count_even_from_several_thr
         for t in ts:
             t.join()
         assert not errors and blas() == 2
+
+
+def test_chains_of_numpy_passes_get_few_long_pieces(monkeypatch):
+    # each ufunc call of a piece takes the GIL back, so elementwise chains go in pieces of at
+    # least backend.EW_PIECE values (1-4 per thread); GEMM pieces keep 4 per thread
+    from tensorcalc.backend import EW_PIECE, piece_count
+
+    assert piece_count(768 * 512, 2, EW_PIECE) == 2
+    assert piece_count(2048 * 512, 2, EW_PIECE) == 4
+    assert piece_count(50 << 20, 2, EW_PIECE) == 8
+    assert piece_count(1000, 3, EW_PIECE) == 3
+    assert piece_count(1000, 2) == 8
+    x = np.random.default_rng(5).standard_normal(768 * 512).astype(np.float32)
+    ranges = []
+    real = E.parallel_chunks
+
+    def spy(n, fn, **kw):
+        return real(n, lambda a, b: (ranges.append((a, b)), fn(a, b))[1], **kw)
+
+    monkeypatch.setattr(E, "parallel_chunks", spy)
+    backend.set_kernel_threads(2)
+    try:
+        y2 = E.Gelu.forward(np, x, keep=True)
+    finally:
+        backend.set_kernel_threads(None)
+    assert sorted(ranges) == [(0, 196608), (196608, 393216)]  # one 196,608-value chunk each
+    monkeypatch.undo()
+    _same(y2, E.Gelu.forward(np, x, keep=True))  # the serial bits

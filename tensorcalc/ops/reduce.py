@@ -7,7 +7,7 @@ import math
 
 from ..autodiff.function import Function, Linear, primitive
 from ..autodiff.mode import state as _grad_mode
-from ..backend import PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
+from ..backend import EW_PIECE, PARALLEL_MIN, kernel_threads, parallel_chunks, serial_blas, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
@@ -295,7 +295,9 @@ def _row_mean(xp, x, axis):
     faster than NumPy's reduction over short rows."""
     n = _count(x.shape, axis)
     w = xp.full(n, 1.0 / n, dtype=x.dtype)
-    return (x.reshape(-1, n) @ w).reshape(x.shape[:x.ndim - len(axis)] + (1,) * len(axis))
+    with serial_blas():  # (waking BLAS's workers for a GEMV costs more than they save)
+        m = x.reshape(-1, n) @ w
+    return m.reshape(x.shape[:x.ndim - len(axis)] + (1,) * len(axis))
 
 
 def _axis_mean(xp, x, axis):
@@ -658,7 +660,10 @@ class Softmax(Function):
         if (axis == len(x.shape) - 1 and not isinstance(g, Tensor) and not isinstance(y, Tensor)
                 and g.shape == y.shape):
             xp = xp_of((y,))
-            if _par_rows(xp, y) and g.flags.c_contiguous and g.dtype == y.dtype:
+            # (its two single passes lose on the pool below ~2M values: 524k at 2 threads
+            # 0.74-0.79x of one thread)
+            if _par_rows(xp, y) and y.size >= _PULL_ROW_MIN and g.flags.c_contiguous \
+                    and g.dtype == y.dtype:
                 return (_softmax_pull_rows(xp, g, y),)
             t = xp.multiply(g, y)
             s = _row_sum(xp, t)
@@ -684,6 +689,7 @@ class Softmax(Function):
 # GEMVs): a 2048x128 layer norm (262k values) was 1.15-1.24x slower with 2 threads, softmax on
 # 8192x64 (524k) 0.70-0.88x faster (wall clock, load 0.7-0.9, OpenBLAS threads not spinning).
 _ROW_MIN = 4 * PARALLEL_MIN
+_PULL_ROW_MIN = 4 * _ROW_MIN
 
 
 def _par_rows(xp, x):
@@ -703,12 +709,12 @@ def _softmax_rows(xp, x, mask):
         xp.subtract(xa, _finite_max(xp, xa, 1), out=za)
         xp.exp(za, out=za)
 
-    parallel_chunks(z.shape[0], shift_exp, cost=z.size)
+    parallel_chunks(z.shape[0], shift_exp, cost=z.size, piece=EW_PIECE)
     s = _row_sum(xp, z)
     if mask is not None:
         s = xp.where(s > 0, s, 1)
     parallel_chunks(z.shape[0], lambda a, b: xp.divide(z[a:b], s[a:b], out=z[a:b]),
-                    cost=z.size)
+                    cost=z.size, piece=EW_PIECE)
     return z.reshape(x.shape)
 
 
@@ -717,14 +723,15 @@ def _softmax_pull_rows(xp, g, y):
     g2, y2 = g.reshape(-1, n), y.reshape(-1, n)
     t = xp.empty_like(y2)
     rows = y2.shape[0]
-    parallel_chunks(rows, lambda a, b: xp.multiply(g2[a:b], y2[a:b], out=t[a:b]), cost=t.size)
+    parallel_chunks(rows, lambda a, b: xp.multiply(g2[a:b], y2[a:b], out=t[a:b]), cost=t.size,
+                    piece=EW_PIECE)
     s = _row_sum(xp, t)
 
     def finish(a, b):
         xp.subtract(g2[a:b], s[a:b], out=t[a:b])
         t[a:b] *= y2[a:b]
 
-    parallel_chunks(rows, finish, cost=t.size)
+    parallel_chunks(rows, finish, cost=t.size, piece=EW_PIECE)
     return t.reshape(y.shape)
 
 
@@ -748,7 +755,7 @@ def _standardize_rows(xp, x, axis, eps, w=None, b=None, keep=False):
         xp.subtract(x2[a:c], mu[a:c], out=d[a:c])
         xp.multiply(d[a:c], d[a:c], out=v[a:c])
 
-    parallel_chunks(rows, center, cost=x.size)
+    parallel_chunks(rows, center, cost=x.size, piece=EW_PIECE, min_size=_ROW_MIN)
     inv = _row_mean(xp, v, (1,))
     if keep:  # the variance into the buffer's tail, then 1/√(σ² + ε) in place there
         slot = buf[2 * x.size:].reshape(rows, 1)
@@ -771,7 +778,7 @@ def _standardize_rows(xp, x, axis, eps, w=None, b=None, keep=False):
             da *= w1
             da += b1
 
-    parallel_chunks(rows, scale, cost=x.size)
+    parallel_chunks(rows, scale, cost=x.size, piece=EW_PIECE, min_size=_ROW_MIN)
     return (v if keep else d).reshape(x.shape)
 
 
@@ -780,7 +787,9 @@ def _row_sum(xp, x):
     (~4× NumPy's reduction over short rows)."""
     if getattr(xp, "__name__", "") == "numpy" and x.flags.c_contiguous and x.size:
         n = x.shape[-1]
-        return (x.reshape(-1, n) @ xp.ones(n, dtype=x.dtype)).reshape(x.shape[:-1] + (1,))
+        with serial_blas():  # (waking BLAS's workers for a GEMV costs more than they save)
+            s = x.reshape(-1, n) @ xp.ones(n, dtype=x.dtype)
+        return s.reshape(x.shape[:-1] + (1,))
     return x.sum(axis=-1, keepdims=True)
 
 

@@ -25,7 +25,7 @@ pixels). Padding is a pair (before, after) per axis, so 'same' works for even ke
 from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
-from ..backend import PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
+from ..backend import EW_PIECE, PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import public, shape_of, sum_axes
@@ -719,7 +719,7 @@ def _over_samples(xp, x, run, overlap=True):
     if _cuda.uses(xp) or n <= 1:
         return run(0, n)
     if not overlap:
-        parallel_chunks(n, run, cost=x.size)
+        parallel_chunks(n, run, cost=x.size, piece=EW_PIECE)
         return None
     per = max(1, min(n, _POOL_CHUNK_BYTES // max(1, x[0].nbytes)))
 
@@ -727,7 +727,7 @@ def _over_samples(xp, x, run, overlap=True):
         for a in range(lo, hi, per):
             run(a, min(hi, a + per))
 
-    parallel_chunks(n, ranges, align=per, cost=x.size)
+    parallel_chunks(n, ranges, align=per, cost=x.size, piece=EW_PIECE)
     return None
 
 
