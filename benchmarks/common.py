@@ -109,7 +109,13 @@ def compare(fns: dict, repeat: int = 30, warmup: int = 3, target_s: float = 0.02
     """Time several zero-argument callables alternately; return {name: Stat} (seconds per call).
 
     A value may also be ``(fn, before, after)``: ``before()``/``after()`` run around each sample,
-    outside the timed region (used to switch monkeypatches on and off)."""
+    outside the timed region (used to switch monkeypatches on and off).
+
+    With more than one thread (:func:`set_threads`), every timed sample follows one untimed call
+    of the same callable: each library is timed in its own steady state, not while the other's
+    idle workers still spin. (PyTorch's OpenMP workers busy-wait after each parallel region;
+    a tensorcalc step timed right after a PyTorch step shared the second core with them — the
+    2-thread transformer block measured 31-37 ms that way against ~29 alone.)"""
     names = list(fns)
     hooks = {}
     for k in names:  # a value may be (fn, before, after): hooks run outside the timed region
@@ -132,6 +138,8 @@ def compare(fns: dict, repeat: int = 30, warmup: int = 3, target_s: float = 0.02
             fn, inner = fns[k], inners[k]
             before, after = hooks.get(k, noop)
             before()
+            if _state.get("threads", 1) > 1:
+                fn()  # settle: this library's threads warm, the other's asleep
             t0 = pc()
             for _ in range(inner):
                 fn()
@@ -404,6 +412,7 @@ def set_threads(n) -> None:
     """Same thread count for both: torch.set_num_threads(n) and threadpoolctl on NumPy's BLAS."""
     if n is None:
         return
+    _state["threads"] = int(n)
     try:
         import torch
 
