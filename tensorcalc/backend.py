@@ -322,6 +322,29 @@ PARALLEL_MIN = 1 << 17  # elements below which one thread wins (dispatch ~30-60 
 _KERNEL_THREADS = {"blas": None, "override": None, "pool": None, "size": 0, "calls": 0}
 
 
+def _numpy_blas(libs):
+    """NumPy's own BLAS among the loaded ones (SciPy's wheels bundle a second OpenBLAS, and
+    which comes first depends on the import order — with torch imported, SciPy's did, and the
+    pool's one-thread BLAS regions then held the wrong library: convolution pieces ran 2 BLAS
+    threads each, and a 2-thread LeNet step took 14-35 ms instead of 8): the library inside
+    NumPy's wheel (numpy.libs) or package, else the first."""
+    if not libs:
+        return False
+    pkg = os.path.dirname(_np_file()) if _np_file() else None
+    for lib in libs:
+        path = os.path.realpath(getattr(lib, "filepath", "") or "")
+        parent = os.path.dirname(path)
+        if os.path.basename(parent) == "numpy.libs" or (pkg and path.startswith(pkg + os.sep)):
+            return lib
+    return libs[0]
+
+
+def _np_file():
+    mod = sys.modules.get("numpy")
+    return os.path.realpath(mod.__file__) if mod is not None and getattr(mod, "__file__", None) \
+        else None
+
+
 def _blas_threads() -> int:
     ctl = _KERNEL_THREADS["blas"]
     if ctl is None:
@@ -329,7 +352,7 @@ def _blas_threads() -> int:
             from threadpoolctl import ThreadpoolController
 
             libs = ThreadpoolController().select(user_api="blas").lib_controllers
-            ctl = libs[0] if libs else False
+            ctl = _numpy_blas(libs)
         except Exception:  # pragma: no cover - threadpoolctl missing or broken
             ctl = False
         _KERNEL_THREADS["blas"] = ctl

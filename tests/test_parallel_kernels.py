@@ -370,3 +370,19 @@ def test_chains_of_numpy_passes_get_few_long_pieces(monkeypatch):
     assert sorted(ranges) == [(0, 196608), (196608, 393216)]  # one 196,608-value chunk each
     monkeypatch.undo()
     _same(y2, E.Gelu.forward(np, x, keep=True))  # the serial bits
+
+
+def test_the_blas_controlled_is_numpys_whatever_the_load_order(tmp_path):
+    # SciPy's wheels bundle a second OpenBLAS; with torch imported it was listed first, and the
+    # pool's one-thread BLAS regions held SciPy's library instead of NumPy's
+    import os
+    from types import SimpleNamespace
+
+    mine = SimpleNamespace(filepath=str(tmp_path / "numpy.libs" / "libscipy_openblas64_.so"))
+    other = SimpleNamespace(filepath=str(tmp_path / "scipy.libs" / "libscipy_openblas.so"))
+    for d in ("numpy.libs", "scipy.libs"):
+        os.makedirs(tmp_path / d)
+    assert backend._numpy_blas([other, mine]) is mine
+    assert backend._numpy_blas([mine, other]) is mine
+    assert backend._numpy_blas([other]) is other  # a system BLAS: the only one there is
+    assert backend._numpy_blas([]) is False
