@@ -386,3 +386,28 @@ def test_the_blas_controlled_is_numpys_whatever_the_load_order(tmp_path):
     assert backend._numpy_blas([mine, other]) is mine
     assert backend._numpy_blas([other]) is other  # a system BLAS: the only one there is
     assert backend._numpy_blas([]) is False
+
+
+def test_batch_norm_per_channel_rows_on_channels_last_give_the_broadcast_bits(monkeypatch):
+    # few channels in channels-last memory: per-channel passes run on tiled (pixels, C) rows
+    # (long inner loops) — the same operation on every value as NumPy's broadcast
+    from tensorcalc.ops.reduce import BatchNorm
+
+    rng = np.random.default_rng(7)
+    for c, hw in ((16, 9), (3, 5), (48, 4)):
+        x = rng.standard_normal((5, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)
+        gy = rng.standard_normal((5, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)
+        w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+        gm, gv = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+
+        def run():
+            y = BatchNorm.forward(np, x, w, b, eps=1e-5)
+            return y + BatchNorm.vjp((gy, gm, gv), y, x, w, b, needs=(True, True, True), eps=1e-5)
+
+        fast = run()
+        assert R._cl_rows(fast[0]) is not None  # channels-last stays so
+        monkeypatch.setattr(R, "_cl_rows", lambda a: None)
+        slow = run()
+        monkeypatch.undo()
+        for a, s in zip(fast, slow, strict=True):
+            _same(a, s)

@@ -506,12 +506,13 @@ class BatchNorm(Function):
     def forward(xp, x, w, b, *, eps):
         axes, n, bs = _bn_geometry(x.shape)
         mu = _bn_sum(xp, x, axes) / n
-        d = x - mu.reshape(bs)  # (follows x's memory order: channels-last stays so)
+        d = xp.empty_like(x)  # (x's memory order: channels-last stays so)
+        _per_channel(xp, xp.subtract, x, mu, bs, d)
         t = xp.multiply(d, d)
         var = _bn_sum(xp, t, axes) / n
         a = w * _bn_scale(xp, var, eps)
-        d *= a.reshape(bs)
-        d += b.reshape(bs)
+        _per_channel(xp, xp.multiply, d, a, bs, d)
+        _per_channel(xp, xp.add, d, b, bs, d)
         return d, mu, var
 
     @staticmethod
@@ -523,7 +524,7 @@ class BatchNorm(Function):
         xp = xp_of((x,))
         axes, n, bs = _bn_geometry(x.shape)
         s = _bn_scale(xp, var, eps)
-        d = x - mu.reshape(bs)
+        d = _per_channel(xp, xp.subtract, x, mu, bs, xp.empty_like(x))
         t = xp.multiply(gy, d)
         gb = _bn_sum(xp, gy, axes)
         gw = _bn_sum(xp, t, axes) * s  # Σ ȳ ⊙ x̂
@@ -533,10 +534,10 @@ class BatchNorm(Function):
             # x̄ = a ȳ + k1 (x − μ) + k0, with every per-channel factor folded first
             k1 = -a * s * gw / n + 2.0 * gvar / n
             k0 = -a * gb / n + gmu / n
-            gx = xp.multiply(gy, a.reshape(bs))
-            xp.multiply(d, k1.reshape(bs), out=t)
+            gx = _per_channel(xp, xp.multiply, gy, a, bs, xp.empty_like(gy))
+            _per_channel(xp, xp.multiply, d, k1, bs, t)
             gx += t
-            gx += k0.reshape(bs)
+            _per_channel(xp, xp.add, gx, k0, bs, gx)
         return gx, (gw if needs[1] else None), (gb if needs[2] else None)
 
     @staticmethod
@@ -564,6 +565,39 @@ class BatchNorm(Function):
             dmu = mu * 0.0
             dvar = var * 0.0
         return dy, dmu, dvar
+
+
+_TILE = 4096  # values per inner loop of _per_channel's tiled rows
+
+
+def _cl_rows(a):
+    """a (N, C, H, W) in channels-last memory as its (N·H·W, C) view, else None."""
+    if a.ndim != 4:
+        return None
+    t = a.transpose(0, 2, 3, 1)
+    return t.reshape(-1, a.shape[1]) if t.flags.c_contiguous else None
+
+
+def _per_channel(xp, fn, a, v, bs, out):
+    """out ← fn(a, v per channel) for a (N, C, ...), v (C,) — NumPy ufunc ``fn``. With
+    channels-last memory and few channels NumPy's broadcast runs one inner loop of C values per
+    pixel (64×16×28×28: x − μ 350 µs); there the (pixels, C) view is cut into rows of ~4k values
+    with v tiled to match (184 µs). The same operation on every value, so the same bits."""
+    C = a.shape[1] if a.ndim > 1 else 0
+    if getattr(xp, "__name__", "") == "numpy" and 1 < C < 64:
+        a2, o2 = _cl_rows(a), _cl_rows(out)
+        if a2 is not None and o2 is not None:
+            k = _TILE // C  # (C < 64; NB: max is the module's own op here)
+            rows = a2.shape[0]
+            main = rows - rows % k
+            v1 = v.reshape(-1)
+            if main:
+                fn(a2[:main].reshape(-1, k * C), xp.tile(v1, k),
+                   out=o2[:main].reshape(-1, k * C))
+            if main < rows:
+                fn(a2[main:], v1, out=o2[main:])
+            return out
+    return fn(a, v.reshape(bs), out=out)
 
 
 def _bn_geometry(shape):
