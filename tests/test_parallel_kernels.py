@@ -411,3 +411,30 @@ def test_batch_norm_per_channel_rows_on_channels_last_give_the_broadcast_bits(mo
         monkeypatch.undo()
         for a, s in zip(fast, slow, strict=True):
             _same(a, s)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply")  # (pool threads:
+@pytest.mark.parametrize("t", [1, 2])                  # np.errstate is per thread) the ±inf ȳ
+def test_max_pool_rows_path_for_few_channels_gives_the_loops_bits(threads, t):
+    # exactly tiling 2x2 windows on channels-last x with C < 32: repeated y and ȳ/k along W
+    # instead of per-offset views; the NCHW copy of x takes the per-offset loop: same bits
+    from tensorcalc.ops import windows as W
+
+    rng = np.random.default_rng(8)
+    geo = dict(kernel=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)), dilation=(1, 1))
+    for n, c, h in ((64, 16, 24), (5, 6, 8), (3, 3, 2)):
+        xa = rng.standard_normal((n, h, h, c)).astype(np.float32)
+        xa[:, ::3, ::3, :] = 0.5  # ties inside windows
+        xa[:, 1::3, ::3, :] = 0.5
+        x = xa.transpose(0, 3, 1, 2)
+        xc = np.ascontiguousarray(x)
+        y = W.MaxPool2d.forward(np, x, **geo)
+        yc = np.ascontiguousarray(y)
+        for g in (rng.standard_normal((n, h // 2, h // 2, c)).astype(np.float32)
+                  .transpose(0, 3, 1, 2), rng.standard_normal((n, c, h // 2, h // 2))
+                  .astype(np.float32)):
+            g[0, 0, 0, 0] = np.inf
+            with np.errstate(invalid="ignore"):
+                got = threads(t, lambda: W._maxpool_grad(np, g, y, x, geo))
+                want = W._maxpool_grad(np, g, yc, xc, geo)
+            _same(np.ascontiguousarray(got), want)

@@ -647,9 +647,10 @@ def _maxpool_grad(xp, g, y, x, geo):
     # windows that tile the image exactly: every entry is written once, by assignment
     tiles = (sh, sw) == (kh, kw) and (dh, dw) == (1, 1) and (shape[1:3] if cl else shape[2:]) \
         == [ho * kh, wo * kw]
-    if tiles and cl and c >= _TILE_MIN_CHANNELS and not (p0 or p1 or q0 or q1) \
-            and kh * kw < 256:
-        return _maxpool_grad_tiles(xp, gl, y, x, (kh, kw), (ho, wo))
+    if tiles and cl and not (p0 or p1 or q0 or q1) and kh * kw < 256:
+        if c >= _TILE_MIN_CHANNELS:
+            return _maxpool_grad_tiles(xp, gl, y, x, (kh, kw), (ho, wo))
+        return _maxpool_grad_rows(xp, gl, y, x, (kh, kw), (ho, wo))
     buf = xp.empty(shape, dtype=g.dtype) if tiles else xp.zeros(shape, dtype=g.dtype)
 
     def run(lo, hi):
@@ -697,6 +698,36 @@ def _maxpool_grad_tiles(xp, gl, y, x, kernel, out):
 
     _over_samples(xp, x, run, overlap=False)
     return g6.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def _maxpool_grad_rows(xp, gl, y, x, kernel, out):
+    """x̄ where the windows tile channels-last x exactly and C is small: the per-offset views
+    would run NumPy inner loops of C values (16 in LeNet); instead y and ȳ/k are repeated kw
+    times along W, so each window row i of x, as (N, H_out, W, C), is compared and multiplied
+    in whole (W·C-value) rows. The values of the per-offset loop (the same compare, tie count
+    and product per entry)."""
+    (kh, kw), (ho, wo) = kernel, out
+    n, c, h, w = x.shape
+    x5 = x.transpose(0, 2, 3, 1).reshape(n, ho, kh, w, c)
+    yl = y.transpose(0, 2, 3, 1)
+    g5 = xp.empty((n, ho, kh, w, c), dtype=gl.dtype)
+
+    def run(lo, hi):
+        y_up = xp.repeat(yl[lo:hi], kw, axis=2)  # (m, H_out, W, C)
+        masks = [x5[lo:hi, :, i] == y_up for i in range(kh)]
+        cnt = masks[0].astype(xp.uint8)  # ties per column of each window, in bytes
+        for m in masks[1:]:
+            cnt += m.view(xp.uint8)
+        c5 = cnt.reshape(hi - lo, ho, wo, kw, c)
+        k = c5[:, :, :, 0].copy()
+        for j in range(1, kw):
+            k += c5[:, :, :, j]
+        gs_up = xp.repeat(gl[lo:hi] / k, kw, axis=2)  # ȳ/k per window, repeated along W
+        for i, m in enumerate(masks):  # (ȳ = ±inf: NaN off the maxima, as in the loop)
+            xp.multiply(m, gs_up, out=g5[lo:hi, :, i])
+
+    _over_samples(xp, x, run, overlap=False)
+    return g5.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
 _POOL_CHUNK_BYTES = 1 << 18  # input samples per chunk of the pooling loops (~256 KB)
