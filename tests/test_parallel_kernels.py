@@ -394,20 +394,18 @@ def test_batch_norm_per_channel_rows_on_channels_last_give_the_broadcast_bits(mo
     from tensorcalc.ops.reduce import BatchNorm
 
     rng = np.random.default_rng(7)
+    def run(x, gy, w, b, gm, gv):
+        y = BatchNorm.forward(np, x, w, b, eps=1e-5)
+        return y + BatchNorm.vjp((gy, gm, gv), y, x, w, b, needs=(True, True, True), eps=1e-5)
+
     for c, hw in ((16, 9), (3, 5), (48, 4)):
         x = rng.standard_normal((5, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)
         gy = rng.standard_normal((5, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)
-        w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
-        gm, gv = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
-
-        def run():
-            y = BatchNorm.forward(np, x, w, b, eps=1e-5)
-            return y + BatchNorm.vjp((gy, gm, gv), y, x, w, b, needs=(True, True, True), eps=1e-5)
-
-        fast = run()
+        vs = [rng.standard_normal(c).astype(np.float32) for _ in range(4)]  # γ, β, μ̄, σ̄²
+        fast = run(x, gy, *vs)
         assert R._cl_rows(fast[0]) is not None  # channels-last stays so
         monkeypatch.setattr(R, "_cl_rows", lambda a: None)
-        slow = run()
+        slow = run(x, gy, *vs)
         monkeypatch.undo()
         for a, s in zip(fast, slow, strict=True):
             _same(a, s)
@@ -435,6 +433,6 @@ def test_max_pool_rows_path_for_few_channels_gives_the_loops_bits(threads, t):
                   .astype(np.float32)):
             g[0, 0, 0, 0] = np.inf
             with np.errstate(invalid="ignore"):
-                got = threads(t, lambda: W._maxpool_grad(np, g, y, x, geo))
+                got = threads(t, lambda g=g, y=y, x=x: W._maxpool_grad(np, g, y, x, geo))
                 want = W._maxpool_grad(np, g, yc, xc, geo)
             _same(np.ascontiguousarray(got), want)
