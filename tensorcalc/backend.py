@@ -461,8 +461,9 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     it ran (a LeNet step 11 → 24 ms at 2 threads beside PyTorch's spinning OpenMP workers).
     ``fn`` must write disjoint outputs for disjoint ranges and compute each element as the
     serial call would (NumPy ufuncs on slices do): the result is then the same bits at any T.
-    The pieces depend on (n, T, align) only, so results that ``fn`` returns per piece (partial
-    sums) are the same at every run with the same T. For NumPy arrays only.
+    The pieces depend on (n, T, align, and ``cost`` with ``piece``) only, so results that ``fn``
+    returns per piece (partial sums) are the same at every run with the same T. For NumPy
+    arrays only.
 
     ``piece``: for ``fn`` that are chains of short NumPy passes, the least cost worth one
     piece (:data:`EW_PIECE`; :func:`piece_count`) — fewer, longer pieces, as each pass of each
