@@ -551,8 +551,8 @@ class Explanation:
             tol = 1e-9 if dt == np.float64 else 2e-3
         # A gradient that is zero in exact arithmetic (a bias before batch norm) is rounding
         # noise in both; its difference is measured against the largest gradient's scale.
-        # (Norms scaled by the largest entry: a gradient of 1e200 squares past float64, and an
-        # infinite floor would excuse every leaf.)
+        # (Overflow-safe norms: a gradient of 1e200 squares past float64, and an infinite floor
+        # would excuse every leaf.)
         floor = 1e-3 * max((n for n in (_norm(g) for g in engine if g is not None)
                             if math.isfinite(n)), default=0.0)
         rows = []
@@ -693,16 +693,12 @@ def _fd_forward(node, datas):
 
 
 def _norm(a) -> float:
-    """‖a‖₂ in float64 without overflow in the squares: max|a| · ‖a / max|a|‖₂ (inf or NaN
-    entries give inf or NaN)."""
-    a = np.asarray(a, dtype=np.float64)
-    if a.size == 0:
-        return 0.0
-    with np.errstate(all="ignore"):
-        m = float(np.max(np.abs(a)))
-        if not math.isfinite(m) or m == 0.0:
-            return m
-        return m * float(np.linalg.norm(a / m))
+    """‖a‖₂ in float64 by BLAS nrm2 (scipy.linalg.norm of the flat array), which scales as it
+    sums: no overflow in the squares of a gradient of 1e200 (inf or NaN entries give inf or
+    NaN)."""
+    import scipy.linalg
+
+    return float(scipy.linalg.norm(np.asarray(a, dtype=np.float64).ravel(), check_finite=False))
 
 
 def _fd_check(node, gs, gxs) -> tuple[float, float]:
