@@ -484,18 +484,12 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
         return [fn(0, n)]
     _KERNEL_THREADS["calls"] += 1
     ex = _pool(t - 1)
-    serial = bool(serial_blas and _KERNEL_THREADS["blas"])
-    if serial:
-        _serial_blas_enter()
-    try:
+    with single_thread_blas(serial_blas):
         job = _Job(fn, ranges)
         for _ in range(min(t - 1, len(ranges) - 1)):
             ex.submit(job.work)
         job.work()
         return job.results()  # (every piece finished before anything returns or raises)
-    finally:
-        if serial:
-            _serial_blas_exit()
 
 
 _PIECES_PER_THREAD = 4
@@ -562,14 +556,18 @@ def _serial_blas_exit():
             _KERNEL_THREADS["blas"].set_num_threads(st["prev"])
 
 
-class serial_blas:
-    """``with serial_blas():`` BLAS at one thread inside (when T > 1 kernel threads): for the
-    small GEMVs between the row kernels' pooled passes, where waking BLAS's sleeping workers
-    costs more than the second thread saves (2048×128 layer norm forward at 2 threads 470 µs
-    with threaded GEMVs, against 303 µs at one thread)."""
+class single_thread_blas:
+    """``with single_thread_blas():`` NumPy's BLAS at one thread inside (when T > 1 kernel
+    threads and ``when``): for the pool's GEMM pieces (parallel_chunks' ``serial_blas``) and
+    for the small GEMVs between the row kernels' pooled passes, where waking BLAS's sleeping
+    workers costs more than the second thread saves (2048×128 layer norm forward at 2 threads
+    470 µs with threaded GEMVs, against 303 µs at one thread)."""
+
+    def __init__(self, when: bool = True):
+        self.when = when
 
     def __enter__(self):
-        self.on = bool(_KERNEL_THREADS["blas"]) and kernel_threads() > 1
+        self.on = self.when and kernel_threads() > 1 and bool(_KERNEL_THREADS["blas"])
         if self.on:
             _serial_blas_enter()
         return self

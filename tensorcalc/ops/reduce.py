@@ -7,7 +7,14 @@ import math
 
 from ..autodiff.function import Function, Linear, primitive
 from ..autodiff.mode import state as _grad_mode
-from ..backend import EW_PIECE, PARALLEL_MIN, kernel_threads, parallel_chunks, serial_blas, xp_of
+from ..backend import (
+    EW_PIECE,
+    PARALLEL_MIN,
+    kernel_threads,
+    parallel_chunks,
+    single_thread_blas,
+    xp_of,
+)
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
@@ -259,10 +266,7 @@ class Standardize(Function):
         mean = _row_mean if _trailing(xp, x, axis) else _axis_mean
         d = x - mean(xp, x, axis)
         v = xp.multiply(d, d)
-        inv = mean(xp, v, axis)
-        inv += eps
-        xp.sqrt(inv, out=inv)
-        xp.divide(1.0, inv, out=inv)
+        inv = _rsqrt_eps(xp, mean(xp, v, axis), eps)
         d *= inv
         return d
 
@@ -295,7 +299,7 @@ def _row_mean(xp, x, axis):
     faster than NumPy's reduction over short rows."""
     n = _count(x.shape, axis)
     w = xp.full(n, 1.0 / n, dtype=x.dtype)
-    with serial_blas():  # (waking BLAS's workers for a GEMV costs more than they save)
+    with single_thread_blas():  # (waking BLAS's workers for a GEMV costs more than they save)
         m = x.reshape(-1, n) @ w
     return m.reshape(x.shape[:x.ndim - len(axis)] + (1,) * len(axis))
 
@@ -310,10 +314,7 @@ def _standardize_pull(xp, t, y, x, axis, eps):
         and y.flags.c_contiguous else _axis_mean
     d = x - mean(xp, x, axis)
     d *= d
-    inv = mean(xp, d, axis)
-    inv += eps
-    xp.sqrt(inv, out=inv)
-    xp.divide(1.0, inv, out=inv)
+    inv = _rsqrt_eps(xp, mean(xp, d, axis), eps)
     ty = xp.multiply(t, y, out=d)
     m2 = mean(xp, ty, axis)
     xp.multiply(y, m2, out=d)
@@ -408,7 +409,8 @@ def _ln_saved(y, rows):
 
 
 def _layer_norm_pull_saved(xp, g, w, xh, inv, needs):
-    """LayerNorm's rule from the kept x̂ and 1/√(σ² + ε): γ̄ = Σ_rows ȳ ⊙ x̂, β̄ = Σ_rows ȳ,
+    """LayerNorm's rule from x̂ and 1/√(σ² + ε) (kept by the forward, or recomputed by
+    _layer_norm_pull): γ̄ = Σ_rows ȳ ⊙ x̂, β̄ = Σ_rows ȳ,
     x̄ = (ĝ − mean ĝ − x̂ ⊙ mean(ĝ ⊙ x̂)) ⊙ inv with ĝ = ȳ ⊙ γ; means and Σ_rows are GEMVs."""
     rows, n = xh.shape
     g2 = g.reshape(rows, n)
@@ -420,11 +422,10 @@ def _layer_norm_pull_saved(xp, g, w, xh, inv, needs):
     if needs[2]:
         gb = sum_axes(xp, g2, (0,)).reshape(w.shape)
     if needs[0]:
-        col = xp.full(n, 1.0 / n, dtype=xh.dtype)
         u = g2 * w.reshape(-1)  # ĝ
         xp.multiply(u, xh, out=t)
-        m2 = (t @ col)[:, None]
-        u -= (u @ col)[:, None]
+        m2 = _row_mean(xp, t, (1,))
+        u -= _row_mean(xp, u, (1,))
         xp.multiply(xh, m2, out=t)
         u -= t
         u *= inv
@@ -433,36 +434,13 @@ def _layer_norm_pull_saved(xp, g, w, xh, inv, needs):
 
 
 def _layer_norm_pull(xp, g, x, w, eps, axis, needs):
-    """LayerNorm's rule on C-contiguous NumPy arrays: GEMVs for every mean and Σ_rows, and the
-    temporaries reused."""
-    n = w.size
-    rows = x.size // n
-    g2, x2 = g.reshape(rows, n), x.reshape(rows, n)
-    col = xp.full(n, 1.0 / n, dtype=x.dtype)
-    d = x2 - (x2 @ col)[:, None]
-    t = xp.multiply(d, d)
-    inv = t @ col
-    inv += eps
-    xp.sqrt(inv, out=inv)
-    xp.divide(1.0, inv, out=inv)
-    inv = inv[:, None]
+    """LayerNorm's rule on C-contiguous NumPy arrays without kept statistics: x̂ and
+    1/√(σ² + ε) recomputed from x (GEMV means), then _layer_norm_pull_saved."""
+    x2 = x.reshape(-1, w.size)
+    d = x2 - _row_mean(xp, x2, (1,))
+    inv = _rsqrt_eps(xp, _row_mean(xp, d * d, (1,)), eps)
     d *= inv  # x̂
-    gw = gb = gx = None
-    if needs[1]:
-        xp.multiply(g2, d, out=t)
-        gw = sum_axes(xp, t, (0,)).reshape(w.shape)  # Σ_rows as GEMVs
-    if needs[2]:
-        gb = sum_axes(xp, g2, (0,)).reshape(w.shape)
-    if needs[0]:
-        u = g2 * w.reshape(-1)  # ĝ
-        xp.multiply(u, d, out=t)
-        m2 = (t @ col)[:, None]
-        u -= (u @ col)[:, None]
-        d *= m2
-        u -= d
-        u *= inv
-        gx = u.reshape(x.shape)
-    return gx, gw, gb
+    return _layer_norm_pull_saved(xp, g, w, d, inv, needs)
 
 
 @public
@@ -510,7 +488,7 @@ class BatchNorm(Function):
         _per_channel(xp, xp.subtract, x, mu, bs, d)
         t = xp.multiply(d, d)
         var = _bn_sum(xp, t, axes) / n
-        a = w * _bn_scale(xp, var, eps)
+        a = w * _rsqrt_eps(xp, var, eps)
         _per_channel(xp, xp.multiply, d, a, bs, d)
         _per_channel(xp, xp.add, d, b, bs, d)
         return d, mu, var
@@ -523,7 +501,7 @@ class BatchNorm(Function):
             return _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs)
         xp = xp_of((x,))
         axes, n, bs = _bn_geometry(x.shape)
-        s = _bn_scale(xp, var, eps)
+        s = _rsqrt_eps(xp, var, eps)
         d = _per_channel(xp, xp.subtract, x, mu, bs, xp.empty_like(x))
         t = xp.multiply(gy, d)
         gb = _bn_sum(xp, gy, axes)
@@ -618,9 +596,10 @@ def _bn_sum(xp, t, axes):
     return sum_axes(xp, t, axes)
 
 
-def _bn_scale(xp, var, eps):
-    """s = (σ² + ε)^(−½) per channel, in var's dtype."""
-    s = var + eps
+def _rsqrt_eps(xp, var, eps, out=None):
+    """(σ² + ε)^(−½) of the variance array ``var``, in its dtype: into ``out`` (which may be
+    ``var`` itself), else a new array."""
+    s = xp.add(var, eps, out=out)
     xp.sqrt(s, out=s)
     return xp.divide(1.0, s, out=s)
 
@@ -790,14 +769,8 @@ def _standardize_rows(xp, x, axis, eps, w=None, b=None, keep=False):
         xp.multiply(d[a:c], d[a:c], out=v[a:c])
 
     parallel_chunks(rows, center, cost=x.size, piece=EW_PIECE, min_size=_ROW_MIN)
-    inv = _row_mean(xp, v, (1,))
-    if keep:  # the variance into the buffer's tail, then 1/√(σ² + ε) in place there
-        slot = buf[2 * x.size:].reshape(rows, 1)
-        xp.copyto(slot, inv.reshape(rows, 1))
-        inv = slot
-    inv += eps
-    xp.sqrt(inv, out=inv)
-    xp.divide(1.0, inv, out=inv)
+    inv = _row_mean(xp, v, (1,))  # 1/√(σ² + ε) (with keep: in the buffer's tail)
+    inv = _rsqrt_eps(xp, inv, eps, out=buf[2 * x.size:].reshape(rows, 1) if keep else inv)
     w1 = None if w is None else w.reshape(-1)
     b1 = None if b is None else b.reshape(-1)
 
@@ -821,7 +794,7 @@ def _row_sum(xp, x):
     (~4× NumPy's reduction over short rows)."""
     if getattr(xp, "__name__", "") == "numpy" and x.flags.c_contiguous and x.size:
         n = x.shape[-1]
-        with serial_blas():  # (waking BLAS's workers for a GEMV costs more than they save)
+        with single_thread_blas():  # (waking BLAS's workers for a GEMV costs more than they save)
             s = x.reshape(-1, n) @ xp.ones(n, dtype=x.dtype)
         return s.reshape(x.shape[:-1] + (1,))
     return x.sum(axis=-1, keepdims=True)
