@@ -559,9 +559,7 @@ def _serial_blas_exit():
 class single_thread_blas:
     """``with single_thread_blas():`` NumPy's BLAS at one thread inside (when T > 1 kernel
     threads and ``when``): for the pool's GEMM pieces (parallel_chunks' ``serial_blas``) and
-    for the small GEMVs between the row kernels' pooled passes, where waking BLAS's sleeping
-    workers costs more than the second thread saves (2048×128 layer norm forward at 2 threads
-    470 µs with threaded GEMVs, against 303 µs at one thread)."""
+    for the row-sum GEMVs of ops.reduce."""
 
     def __init__(self, when: bool = True):
         self.when = when
