@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,fast]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,7 +28,7 @@ lint: $(STAMP)
 # Benchmarks against PyTorch live in their own venv (torch is never a dependency of the package).
 bench:
 	test -x .venv-bench/bin/python || $(PY) -m venv .venv-bench
-	.venv-bench/bin/pip install -e . 'torch==2.13.0' threadpoolctl
+	.venv-bench/bin/pip install -e '.[fast]' 'torch==2.13.0' threadpoolctl
 	.venv-bench/bin/python benchmarks/run_all.py
 
 clean:

@@ -1,15 +1,28 @@
 """The float32 fast paths of ops (chunked NumPy kernels) against scipy in float64.
 
 The generic op suite checks every primitive in float64, where erf and GELU use scipy; these
-tests bound the error of the float32 kernels (ops/elementwise.py) on a dense grid instead.
+tests bound the error of the float32 kernels (ops/elementwise.py) on a dense grid instead, and
+of the compiled GELU and layer norm (devices/cpu_jit.py) where numba is installed: each test
+runs on both paths.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.special as sps
 
 import tensorcalc as tc
+from tensorcalc.devices import cpu_jit as _jit
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def _path(request):
+    if request.param == "compiled" and not _jit.enabled():
+        pytest.skip("numba is not installed (the tensorcalc[fast] extra)")
+    old = _jit.set_enabled(request.param == "compiled")
+    yield
+    _jit.set_enabled(old)
 
 # a dense grid over the whole float32 range that matters, plus the edges
 GRID = np.concatenate([np.linspace(-12, 12, 2_400_001), [0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30]])

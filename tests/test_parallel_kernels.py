@@ -1,14 +1,23 @@
 """The kernel thread pool (backend.parallel_chunks): the parallel path gives the serial path's
-bits, T = 1 never touches the pool, and arrays under the threshold stay serial."""
+bits, T = 1 never touches the pool, and arrays under the threshold stay serial. These are the
+NumPy kernels: the compiled ones (devices/cpu_jit.py) are off here (test_jit_kernels.py)."""
 
 import numpy as np
 import pytest
 
 from tensorcalc import backend
+from tensorcalc.devices import cpu_jit as _jit
 from tensorcalc.ops import elementwise as E
 from tensorcalc.ops import reduce as R
 
 N0 = backend.PARALLEL_MIN
+
+
+@pytest.fixture(autouse=True)
+def _numpy_kernels():
+    old = _jit.set_enabled(False)
+    yield
+    _jit.set_enabled(old)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import math
 from ..autodiff.function import Elementwise, primitive
 from ..autodiff.mode import state as _grad_mode
 from ..backend import EW_PIECE, kernel_threads, parallel_chunks, piece_count, special, xp_of
+from ..devices import cpu_jit as _jit
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from . import arithmetic as _arith
@@ -579,6 +580,8 @@ class Gelu(Elementwise):
     @staticmethod
     def forward(xp, x, *, keep=False):
         if _fast32(xp, x):
+            if _jit.applies(xp, x):
+                return _jit.gelu32(x, 1 if keep else 0)[0]
             if keep:
                 return _chunked(xp, _gelu_keep32_chunk, (x,), nout=2)[0]
             return _chunked(xp, _gelu32_chunk, (x,))[0]
@@ -617,6 +620,8 @@ class GeluGrad(Elementwise):
     @staticmethod
     def forward(xp, x):
         if _fast32(xp, x):
+            if _jit.applies(xp, x):
+                return _jit.gelu32(x, 2)[0]
             return _chunked(xp, _gelu_grad32_chunk, (x,))[0]
         xc = xp.clip(x, -_XBIG, _XBIG)
         return _normal_cdf(xp, x) + xc * (xp.exp(xc * xc * -0.5) * _INV_SQRT_2PI)

@@ -15,6 +15,7 @@ from ..backend import (
     single_thread_blas,
     xp_of,
 )
+from ..devices import cpu_jit as _jit
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
@@ -370,6 +371,10 @@ class LayerNorm(Function):
     def forward(xp, x, w, b, *, eps, keep=False):
         axis = tuple(range(x.ndim - w.ndim, x.ndim))
         same = w.dtype == b.dtype == x.dtype
+        if same and _trailing(xp, x, axis) and _jit.applies(xp, x, w, b):
+            x2 = x.reshape(-1, w.size)
+            return _jit.layer_norm_forward(x2, w.reshape(-1), b.reshape(-1), eps,
+                                           keep).reshape(x.shape)
         if same and _trailing(xp, x, axis) and (keep or _par_rows(xp, x)):
             return _standardize_rows(xp, x, axis, eps, w, b, keep=keep)
         y = Standardize.forward(xp, x, axis=axis, eps=eps)
@@ -426,6 +431,11 @@ def _layer_norm_pull_saved(xp, g, w, xh, inv, needs):
     x̄ = (ĝ − mean ĝ − x̂ ⊙ mean(ĝ ⊙ x̂)) ⊙ inv with ĝ = ȳ ⊙ γ; means and Σ_rows are GEMVs."""
     rows, n = xh.shape
     g2 = g.reshape(rows, n)
+    if _jit.applies(xp, g2, w, xh, inv):
+        gx, gw, gb = _jit.layer_norm_backward(g2, w.reshape(-1), xh, inv.reshape(-1), needs)
+        return (None if gx is None else gx.reshape(g.shape),
+                None if gw is None else gw.reshape(w.shape),
+                None if gb is None else gb.reshape(w.shape))
     gw = gb = gx = None
     t = xp.empty_like(xh)
     if needs[1]:

@@ -1,0 +1,292 @@
+"""Compiled CPU kernels (numba, optional) for layer norm and GELU, which NumPy runs as many
+passes: a fast path for NumPy float arrays, beside devices/cuda.py's kernels for CuPy (issue 19
+allows a JIT library for this).
+
+Each kernel computes the mathematics of the NumPy rule next to its primitive, which stays the
+reference: it is what runs where numba is not installed, with ``TENSORCALC_JIT=0``, on other
+devices and for Tensors under create_graph, and the op suite and tests/test_jit_kernels.py
+check the two against each other and against the generic numerical checks.
+
+Why compiled: a layer norm over 768 × 128 float32 values is 5 NumPy passes forward and 7
+backward (~360 µs together; PyTorch's fused kernels 143 µs); one row at a time in registers it is
+two reads and two writes (~100 µs). The cost: numba + llvmlite (~210 MB installed, the
+``tensorcalc[fast]`` extra, installed by the Makefile) and a compile on a kernel's first call
+(~1-2 s, cached on disk by numba after that).
+
+Floating point. ``fastmath`` is limited to reassociation and contraction (so the row sums
+vectorise and a·b + c may be one FMA); NaN and ±inf keep NumPy's IEEE meaning (no 'nnan' or
+'ninf' flags). Row sums are therefore summed in a different order than NumPy's: the values
+agree to rounding, not bit for bit, with the NumPy path.
+
+Determinism. Every row is computed by one call, in one order, whichever thread runs it; the
+column sums of the backward (γ̄, β̄) are accumulated per fixed block of rows and the blocks then
+added in order, so results are the same bits at any kernel thread count.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..backend import parallel_chunks
+
+_STATE = {"on": os.environ.get("TENSORCALC_JIT", "1").lower() not in ("0", "off", "false", "no"),
+          "numba": None, "why": None, "kernels": {}}
+_FASTMATH = {"reassoc", "contract"}
+_BLOCK = 64  # rows per partial column sum (backward): fixed, so sums do not depend on T
+# elements: below, one call on this thread. Waking a pool thread costs ~50-80 µs on the 2-core
+# VM measured (a 768 × 512 layer norm: 122 µs on one thread, 212 µs split over two), so only
+# calls of a few hundred µs are split, into few long pieces.
+_ROW_PAR_MIN = 1 << 20
+_PIECE = 1 << 19
+
+
+def _numba():
+    """The numba module, imported on first use (~0.2 s), or None (and _STATE['why'])."""
+    if _STATE["numba"] is None and _STATE["why"] is None:
+        try:
+            import numba
+        except Exception as e:  # noqa: BLE001 - any import failure means: no fast path
+            _STATE["why"] = f"numba not importable: {e}"
+        else:
+            _STATE["numba"] = numba
+    return _STATE["numba"]
+
+
+def enabled() -> bool:
+    """The compiled kernels are used: numba is importable and TENSORCALC_JIT is not 0."""
+    return _STATE["on"] and _numba() is not None
+
+
+def set_enabled(flag: bool) -> bool:
+    """Turn the compiled kernels on or off (tests compare both paths); returns the old value."""
+    old = _STATE["on"]
+    _STATE["on"] = bool(flag)
+    return old
+
+
+def applies(xp, *arrays) -> bool:
+    """The kernels take these arrays: NumPy, C-contiguous, all float32 or all float64."""
+    if not _STATE["on"] or getattr(xp, "__name__", "") != "numpy":
+        return False
+    dt = arrays[0].dtype
+    if dt.char not in "fd":
+        return False
+    for a in arrays:
+        if a.dtype != dt or not a.flags.c_contiguous:
+            return False
+    return _numba() is not None
+
+
+def _kernel(name):
+    k = _STATE["kernels"].get(name)
+    if k is None:
+        nb = _numba()
+        # error_model="numpy": x/0 is ±inf or NaN as in NumPy (numba's default raises, and its
+        # check keeps a loop with a division from vectorising)
+        k = nb.njit(cache=True, nogil=True, fastmath=_FASTMATH,
+                    error_model="numpy")(_SOURCES[name])
+        _STATE["kernels"][name] = k
+    return k
+
+
+# ------------------------------------------------------------------------------ layer norm
+def _ln_forward_rows(x, w, b, c, y, xh, inv, keep):
+    """Rows of y = γ ⊙ (x − μ)·(σ² + ε)^(−½) + β, μ and σ² (biased) over each row; with keep
+    also x̂ and the per-row (σ² + ε)^(−½). c = [1/n, ε, 1] in x's dtype (a Python number in
+    the arithmetic would promote float32 to float64)."""
+    rows, n = x.shape
+    rn, eps, one = c[0], c[1], c[2]
+    for r in range(rows):
+        s = x[r, 0]
+        for j in range(1, n):
+            s += x[r, j]
+        m = s * rn
+        d = x[r, 0] - m
+        v = d * d
+        for j in range(1, n):
+            d = x[r, j] - m
+            v += d * d
+        iv = one / np.sqrt(v * rn + eps)
+        # without keep, x̂ goes through one scratch row: the same code, the same bits
+        q = r if keep else 0
+        if keep:
+            inv[r] = iv
+        for j in range(n):
+            xh[q, j] = (x[r, j] - m) * iv
+        for j in range(n):
+            y[r, j] = xh[q, j] * w[j] + b[j]
+
+
+def _ln_backward_rows(g, w, xh, inv, c, gx, pw, pb, first, need_x, need_wb):
+    """Rows of x̄ = (ĝ − mean ĝ − x̂ ⊙ mean(ĝ ⊙ x̂))·inv with ĝ = ȳ ⊙ γ, and the partial column
+    sums Σ ȳ ⊙ x̂ (into pw) and Σ ȳ (into pb) of each block of _BLOCK rows (row r of this
+    piece is global row first + r; pw, pb start at this piece's first block, zeroed);
+    c = [1/n] in g's dtype."""
+    rows, n = g.shape
+    rn = c[0]
+    blk0 = first // _BLOCK
+    for r in range(rows):
+        if need_wb:
+            k = (first + r) // _BLOCK - blk0
+            for j in range(n):
+                pb[k, j] += g[r, j]
+                pw[k, j] += g[r, j] * xh[r, j]
+        if need_x:
+            m1 = g[r, 0] * w[0]
+            m2 = m1 * xh[r, 0]
+            for j in range(1, n):
+                u = g[r, j] * w[j]
+                m1 += u
+                m2 += u * xh[r, j]
+            m1 = m1 * rn
+            m2 = m2 * rn
+            iv = inv[r]
+            for j in range(n):
+                gx[r, j] = (g[r, j] * w[j] - m1 - xh[r, j] * m2) * iv
+
+
+# ------------------------------------------------------------------------------------ GELU
+# GELU (exact) in float32 from the same erf as ops.elementwise's NumPy kernels, erf(z) =
+# tanh(z·g(z²)) (docs/math/fast_erf.md), with tanh|w| = (1 − e^(−2|w|))/(1 + e^(−2|w|)) and
+# φ(x) = e^(−x²/2)/√(2π) from an exponential that vectorises: e^a = 2^k·p(r) for a ≤ 0,
+# k = rint(a·log₂e), r = a − k·ln 2 (in two parts, |r| ≤ ln 2 / 2), p the degree-6 Taylor
+# polynomial (relative error ≤ 1.2e-7 there), 2^k built from its exponent bits. Arguments
+# below −87 (where e^a is under float32's smallest normal) give exactly 0.
+_EXP_MIN = -87.0
+_GELU_CHUNK = 4096  # values per inner block: its scratch stays in L1
+
+
+def _gelu_rows(x, y, d, c, mode, pa, pb, ka, kb, fa, fb, sc):
+    """mode 0: y = x·Φ(x); 1: y and d = GELU′(x) = Φ(x) + x·φ(x); 2: d only (into d).
+    c: [erf coefficients (7, highest first), clamp, x_min, 1/√(2π), log₂e, ln2 hi, ln2 lo,
+    ½, 1, 2, 127, −87, 0, 1/6!, 1/5!, 1/4!, 1/3!] as float32. Scratch of _GELU_CHUNK:
+    pa, pb, sc (float32), ka, kb (int32) and fa, fb, float32 views of ka, kb made by the
+    caller (a view taken in here is typed non-contiguous, and the loop then gathers)."""
+    c0, c1, c2, c3, c4, c5, c6 = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    lim, xmin, isq, log2e, ln2hi, ln2lo = c[7], c[8], c[9], c[10], c[11], c[12]
+    half, one, two, bias, emin, zero = c[13], c[14], c[15], c[16], c[17], c[18]
+    p6, p5, p4, p3 = c[19], c[20], c[21], c[22]
+    n = x.size
+    for s in range(0, n, _GELU_CHUNK):
+        m = min(_GELU_CHUNK, n - s)
+        # slices indexed from 0: x[s + i] would be a gather (numba wraps negative indices)
+        # and the loops have no branch on mode: an output not asked for goes to the scratch
+        # sc (branches in the loop, or an output aliasing its inputs, keep it scalar)
+        xs = x[s:s + m]
+        ys = sc[:m] if mode == 2 else y[s:s + m]
+        ds = sc[:m] if mode == 0 else d[s:s + m]
+        for i in range(m):  # the exponentials' polynomial parts and exponent bits
+            xi = xs[i]
+            t = lim if xi > lim else xi
+            t = -lim if t < -lim else t
+            u = t * t
+            w = ((((((c0 * u + c1) * u + c2) * u + c3) * u + c4) * u + c5) * u + c6) * t
+            a = -two * abs(w)
+            a = emin if a < emin else a
+            k = np.rint(a * log2e)
+            r = a - k * ln2hi - k * ln2lo
+            pa[i] = one + r * (one + r * (half + r * (p3 + r * (p4 + r * (p5 + r * p6)))))
+            ka[i] = np.int32(k + bias) << 23
+            b = -half * u
+            b = emin if b < emin else b
+            k = np.rint(b * log2e)
+            r = b - k * ln2hi - k * ln2lo
+            pb[i] = one + r * (one + r * (half + r * (p3 + r * (p4 + r * (p5 + r * p6)))))
+            kb[i] = np.int32(k + bias) << 23
+        for i in range(m):
+            xi = xs[i]
+            t = lim if xi > lim else xi
+            t = -lim if t < -lim else t
+            ea = pa[i] * fa[i]
+            th = (one - ea) / (one + ea)
+            th = -th if t < zero else th
+            cdf = half + half * th
+            xm = xmin if xi < xmin else xi
+            u = t * t
+            phi = zero if -half * u < emin else pb[i] * fb[i]
+            ys[i] = xm * cdf
+            ds[i] = cdf + t * phi * isq
+
+
+def gelu32(x, mode):
+    """GELU of a C-contiguous float32 array: mode 0 → y, 1 → (2, ...) buffer [y, GELU′],
+    2 → GELU′ (the layouts of ops.elementwise's _chunked)."""
+    from ..ops.elementwise import _ERF_CDF, _INV_SQRT_2PI, _XMIN
+
+    c = _STATE.get("gelu_consts")
+    if c is None:
+        cw, lim = _ERF_CDF
+        c = np.array(list(cw) + [lim, _XMIN, _INV_SQRT_2PI, 1 / np.log(2.0),
+                                 0.693145751953125, 1.428606765330187045e-06, 0.5, 1.0, 2.0,
+                                 127.0, _EXP_MIN, 0.0, 1 / 720, 1 / 120, 1 / 24, 1 / 6],
+                     dtype=np.float32)
+        _STATE["gelu_consts"] = c
+    xf = x.reshape(-1)
+    n = xf.size
+    out = np.empty((2 if mode == 1 else 1, n), dtype=np.float32)
+    y, d = out[0], out[-1]
+    k = _kernel("gelu")
+
+    def run(a, b):
+        pab = np.empty((3, _GELU_CHUNK), dtype=np.float32)
+        kab = np.empty((2, _GELU_CHUNK), dtype=np.int32)
+        fab = kab.view(np.float32)
+        k(xf[a:b], y[a:b], d[a:b], c, mode, pab[0], pab[1], kab[0], kab[1], fab[0], fab[1],
+          pab[2])
+
+    parallel_chunks(n, run, cost=n, min_size=_ROW_PAR_MIN, piece=_PIECE, align=_GELU_CHUNK)
+    return out.reshape((out.shape[0],) + x.shape)
+
+
+_SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
+            "gelu": _gelu_rows}
+
+
+def layer_norm_forward(x2, w, b, eps, keep):
+    """LayerNorm's forward over the rows of x2 (rows, n). Returns y (rows, n); with ``keep`` y
+    is the head of one flat buffer [y, x̂, inv] (the layout ops.reduce._ln_saved reads)."""
+    rows, n = x2.shape
+    dt = x2.dtype
+    if keep:
+        buf = np.empty(2 * x2.size + rows, dtype=dt)
+        y = buf[:x2.size].reshape(rows, n)
+        xh = buf[x2.size:2 * x2.size].reshape(rows, n)
+        inv = buf[2 * x2.size:]
+    else:
+        y = np.empty_like(x2)
+        xh, inv = np.empty((1, n), dtype=dt), np.empty(rows, dtype=dt)  # scratch, unused
+    k = _kernel("ln_forward")
+    consts = np.array([1.0 / n, eps, 1.0], dtype=dt)
+
+    def run(a, c):
+        k(x2[a:c], w, b, consts, y[a:c], xh[a:c] if keep else np.empty_like(xh), inv[a:c],
+          keep)
+
+    parallel_chunks(rows, run, cost=x2.size, min_size=_ROW_PAR_MIN, piece=_PIECE)
+    return y
+
+
+def layer_norm_backward(g2, w, xh, inv, needs):
+    """LayerNorm's rule from the kept x̂ (rows, n) and inv (rows,): (x̄, γ̄, β̄), None where
+    not needed."""
+    rows, n = g2.shape
+    need_x, need_wb = bool(needs[0]), bool(needs[1] or needs[2])
+    gx = np.empty_like(g2) if need_x else g2
+    nblk = -(-rows // _BLOCK)
+    pw = np.zeros((nblk, n), dtype=g2.dtype) if need_wb else g2[:1]
+    pb = np.zeros((nblk, n), dtype=g2.dtype) if need_wb else g2[:1]
+    k = _kernel("ln_backward")
+    consts = np.array([1.0 / n], dtype=g2.dtype)
+
+    def run(a, c):
+        b0 = a // _BLOCK if need_wb else 0
+        k(g2[a:c], w, xh[a:c], inv[a:c], consts, gx[a:c] if need_x else gx, pw[b0:], pb[b0:],
+          a, need_x, need_wb)
+
+    parallel_chunks(rows, run, cost=g2.size, min_size=_ROW_PAR_MIN, align=_BLOCK,
+                    piece=_PIECE)
+    gw = pw.sum(axis=0) if needs[1] else None
+    gb = pb.sum(axis=0) if needs[2] else None
+    return (gx if need_x else None), gw, gb

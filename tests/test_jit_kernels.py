@@ -1,0 +1,213 @@
+"""The compiled kernels (devices/cpu_jit.py, numba) against the NumPy reference path they stand
+in for: the same values to rounding, the same NaN/±inf behaviour, the same bits at any kernel
+thread count, the switch that turns them off — and the reference path still passes the op
+suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import test_op_suite as S
+
+import tensorcalc as tc
+from tensorcalc import backend
+from tensorcalc.devices import cpu_jit as _jit
+from tensorcalc.ops import elementwise as E
+from tensorcalc.ops import reduce as R
+
+pytest.importorskip("numba")
+
+JIT_OPS = {"gelu", "ops.gelu", "gelu_grad", "layer_norm", "ops.layer_norm"}
+
+
+@pytest.fixture
+def numpy_path():
+    old = _jit.set_enabled(False)
+    yield
+    _jit.set_enabled(old)
+
+
+@pytest.fixture
+def threads():
+    def run(t, fn):
+        backend.set_kernel_threads(t)
+        try:
+            return fn()
+        finally:
+            backend.set_kernel_threads(None)
+    yield run
+    backend.set_kernel_threads(None)
+
+
+def _same_bits(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.array_equal(np.ascontiguousarray(a).view(np.uint8),
+                          np.ascontiguousarray(b).view(np.uint8)), "bits differ"
+
+
+def test_the_kernels_are_on_and_the_switch_turns_them_off():
+    x = np.ones((4, 8), np.float32)
+    assert _jit.enabled() and _jit.applies(np, x)
+    assert not _jit.applies(np, x[:, ::2])  # not C-contiguous
+    assert not _jit.applies(np, x.astype(np.float16))
+    assert not _jit.applies(np, x, x.astype(np.float64))  # mixed dtypes
+    old = _jit.set_enabled(False)
+    try:
+        assert not _jit.applies(np, x)
+    finally:
+        _jit.set_enabled(old)
+    code = "from tensorcalc.devices import cpu_jit as j; import numpy as np; " \
+           "print(j.applies(np, np.ones(3, np.float32)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TENSORCALC_JIT": "0"}, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ the reference path
+REF_CASES = [c for c in S.CASES if c.values[0].name in JIT_OPS]
+REF_SPECIAL = [c for c in S.SPECIAL if c.values[0].name in JIT_OPS]
+
+
+@pytest.mark.parametrize("spec,shapes,kw", REF_CASES)
+def test_numpy_path_passes_the_op_suite(numpy_path, spec, shapes, kw):
+    assert REF_CASES
+    if spec.ref is not None:
+        S.test_forward_matches_reference(spec, shapes, kw)
+    S.test_first_order_vjp_jvp_adjoint(spec, shapes, kw)
+    S.test_float32_preserved_and_inputs_untouched(spec, shapes, kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("spec,sv", REF_SPECIAL)
+def test_numpy_path_special_values(numpy_path, spec, sv, dtype):
+    S.test_special_values(spec, sv, dtype)
+
+
+# ------------------------------------------------------------------ layer norm
+def _ln_both(x, w, b, keep):
+    y = R.LayerNorm.forward(np, x, w, b, eps=1e-5, keep=keep)
+    old = _jit.set_enabled(False)
+    try:
+        ref = R.LayerNorm.forward(np, x, w, b, eps=1e-5, keep=keep)
+    finally:
+        _jit.set_enabled(old)
+    return y, ref
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 3e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (5, 7), (2, 3, 128), (300, 96)])
+def test_layer_norm_kernels_agree_with_numpy(dtype, tol, shape):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    x.reshape(-1, shape[-1])[0] = 2.5  # a constant row
+    n = shape[-1]
+    w, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    for keep in (False, True):
+        y, ref = _ln_both(x, w, b, keep)
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    got = R.LayerNorm.vjp(g, y, x, w, b, needs=(True, True, True), eps=1e-5, keep=True)
+    old = _jit.set_enabled(False)
+    try:
+        want = R.LayerNorm.vjp(g, ref, x, w, b, needs=(True, True, True), eps=1e-5, keep=True)
+    finally:
+        _jit.set_enabled(old)
+    for a, r in zip(got, want, strict=True):
+        assert a.dtype == dtype and a.shape == r.shape
+        np.testing.assert_allclose(a, r, rtol=10 * tol, atol=10 * tol * np.sqrt(x.size))
+    # needs: only what is asked for is computed
+    gx, gw, gb = R.LayerNorm.vjp(g, y, x, w, b, needs=(False, True, False), eps=1e-5,
+                                 keep=True)
+    assert gx is None and gb is None
+    np.testing.assert_allclose(gw, want[1], rtol=10 * tol, atol=10 * tol * np.sqrt(x.size))
+
+
+def test_layer_norm_kernels_propagate_nan_and_inf_like_numpy():
+    x = np.array([[1.0, np.nan, 2.0, 3.0], [np.inf, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]],
+                 np.float32)
+    w, b = np.ones(4, np.float32), np.zeros(4, np.float32)
+    with np.errstate(all="ignore"):
+        y, ref = _ln_both(x, w, b, True)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    assert np.isnan(y[:2]).all() and np.isfinite(y[2]).all()
+
+
+def test_layer_norm_with_zero_variance_and_zero_eps_is_nan_or_inf_not_an_error():
+    x = np.full((2, 4), 3.0)
+    with np.errstate(all="ignore"):
+        y = R.LayerNorm.forward(np, x, np.ones(4), np.zeros(4), eps=0.0)
+    assert np.isnan(y).all()  # 0 · ∞, as NumPy's path gives (numba would raise by default)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_norm_kernels_give_the_same_bits_at_any_thread_count(threads, dtype):
+    rng = np.random.default_rng(7)
+    rows, n = (_jit._ROW_PAR_MIN * 3) // 256 + 13, 256  # big enough to be split, ragged end
+    x = rng.standard_normal((rows, n)).astype(dtype)
+    w, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal((rows, n)).astype(dtype)
+    calls = backend.parallel_calls()
+
+    def run():
+        y = _jit.layer_norm_forward(x, w, b, 1e-5, True)
+        y0 = _jit.layer_norm_forward(x, w, b, 1e-5, False)
+        xh, inv = R._ln_saved(y, rows)
+        return (y, y0) + _jit.layer_norm_backward(g, w, xh, inv.reshape(-1), (True, True, True))
+
+    one = threads(1, run)
+    assert backend.parallel_calls() == calls
+    for t in (2, 3):
+        for a, b_ in zip(one, threads(t, run), strict=True):
+            _same_bits(a, b_)
+    assert backend.parallel_calls() > calls
+    _same_bits(one[0], one[1])  # keep or not: the same y
+
+
+# ------------------------------------------------------------------ GELU
+def _gelu_numpy(x):
+    y = E._chunked(np, E._gelu_keep32_chunk, (x,), nout=2)
+    return y[0], y[1]
+
+
+def test_gelu_kernel_matches_the_numpy_kernel_and_its_edges():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.linspace(-20, 20, 400_001), rng.standard_normal(10_000) * 5,
+                        [0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30, np.inf, -np.inf, np.nan,
+                         13.0, -13.0, 13.3, -13.3, 14.2, -14.2, 19.9, -19.9, 1e4, -1e4]])
+    x = x.astype(np.float32)
+    y, d = _jit.gelu32(x, 1)
+    y_ref, d_ref = _gelu_numpy(x)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(x))
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(x))
+    f = np.isfinite(x)
+    scale = np.maximum(1.0, np.abs(x[f]))
+    assert (np.abs(y[f] - y_ref[f]) / scale).max() <= 1e-6
+    assert np.abs(d[f] - d_ref[f]).max() <= 1e-6
+    # the limits, exactly: y(−∞) = −0, y(+∞) = +∞, GELU′(±∞) = 0 and 1, φ underflows to 0
+    i = {v: int(np.flatnonzero(x == v)[0]) for v in (np.inf, -np.inf, -1e4, -13.3)}
+    assert y[i[np.inf]] == np.inf and y[i[-np.inf]] == 0 and d[i[np.inf]] == 1
+    assert d[i[-np.inf]] == 0 and d[i[-1e4]] == 0 and y[i[-1e4]] == 0
+    assert d[i[-13.3]] == 0  # x·φ(x) beyond float32's range is 0, not a denormal
+    # the three modes write the same values
+    _same_bits(_jit.gelu32(x, 0)[0], y)
+    _same_bits(_jit.gelu32(x, 2)[0], d)
+
+
+@pytest.mark.parametrize("n", [1, 4095, 4097, _jit._ROW_PAR_MIN * 2 + 4099])
+def test_gelu_kernel_gives_the_same_bits_at_any_thread_count(threads, n):
+    x = (np.random.default_rng(n).standard_normal(n) * 4).astype(np.float32)
+    one = threads(1, lambda: _jit.gelu32(x, 1))
+    for t in (2, 3):
+        _same_bits(one, threads(t, lambda: _jit.gelu32(x, 1)))
+
+
+def test_gelu_through_the_library_uses_the_kernel_and_keeps_its_derivative():
+    x = (np.random.default_rng(0).standard_normal((64, 96)) * 2).astype(np.float32)
+    t = tc.tensor(x, requires_grad=True)
+    tc.gelu(t).sum().backward()
+    _, d = _jit.gelu32(x, 1)
+    _same_bits(t.grad.data, d)  # ȳ = 1: x̄ is the kept GELU′
