@@ -21,7 +21,8 @@ from tensorcalc.ops import reduce as R
 
 pytest.importorskip("numba")
 
-JIT_OPS = {"gelu", "ops.gelu", "gelu_grad", "layer_norm", "ops.layer_norm"}
+JIT_OPS = {"gelu", "ops.gelu", "gelu_grad", "layer_norm", "ops.layer_norm", "softmax",
+           "F.softmax", "ops.softmax"}
 
 
 @pytest.fixture
@@ -211,3 +212,78 @@ def test_gelu_through_the_library_uses_the_kernel_and_keeps_its_derivative():
     tc.gelu(t).sum().backward()
     _, d = _jit.gelu32(x, 1)
     _same_bits(t.grad.data, d)  # ȳ = 1: x̄ is the kept GELU′
+
+
+# ------------------------------------------------------------------ softmax
+def _softmax_both(x, mask):
+    y = R.Softmax.forward(np, x, axis=x.ndim - 1, mask=mask)
+    old = _jit.set_enabled(False)
+    try:
+        ref = R.Softmax.forward(np, x, axis=x.ndim - 1, mask=mask)
+    finally:
+        _jit.set_enabled(old)
+    return y, ref
+
+
+def _masks(rng, shape):
+    L, n = shape[-2], shape[-1]
+    yield None
+    yield np.tril(np.ones((L, n), bool))  # causal: used as it is (rows tile it)
+    kp = rng.random((shape[0],) + (1,) * (len(shape) - 2) + (n,)) > 0.3  # key padding
+    kp[0] = False  # a sample with no allowed key
+    yield kp
+    yield rng.random(shape) > 0.5  # full
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 64, 64), (3, 1, 1)])
+def test_softmax_kernel_agrees_with_numpy_under_every_mask(shape):
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 5).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    for mask in _masks(rng, shape):
+        y, ref = _softmax_both(x, mask)
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-7)
+        if mask is not None:
+            assert (y[~np.broadcast_to(mask, shape)] == 0).all()
+        got = R.Softmax.vjp(g, y, x, needs=(True,), axis=x.ndim - 1, mask=mask)[0]
+        old = _jit.set_enabled(False)
+        try:
+            want = R.Softmax.vjp(g, ref, x, needs=(True,), axis=x.ndim - 1, mask=mask)[0]
+        finally:
+            _jit.set_enabled(old)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_kernel_edge_rows_are_numpys():
+    x = np.array([[1, 2, np.inf, 3], [np.nan, 1, 2, 3], [-np.inf] * 4, [1, 2, 3, 4],
+                  [-np.inf, 0, 1, -np.inf], [-200, 0, -90, -87]], np.float32)
+    m = np.array([[1, 1, 0, 1], [0, 1, 1, 1], [0, 0, 0, 0], [1, 0, 1, 1], [1, 1, 1, 1],
+                  [1, 1, 1, 1]], bool)
+    with np.errstate(all="ignore"):
+        for mask in (None, m):
+            y, ref = _softmax_both(x, mask)
+            np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+            ok = ~np.isnan(ref)
+            np.testing.assert_allclose(y[ok], ref[ok], rtol=2e-6, atol=1e-30)
+        y = _softmax_both(x, None)[0]
+    assert np.isnan(y[0, 2]) and (y[0, [0, 1, 3]] == 0).all()  # ∞/∞ at the +∞
+    assert np.isnan(y[1:3]).all()  # a NaN score, and 0/0 for an all −∞ row
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_softmax_kernels_give_the_same_bits_at_any_thread_count(threads, masked):
+    L = 64
+    rows = (_jit._ROW_PAR_MIN * 3) // L + 5 * L  # split; a multiple of the mask's rows
+    x = (np.random.default_rng(1).standard_normal((rows // L, L, L)) * 4).astype(np.float32)
+    g = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    mask = np.tril(np.ones((L, L), bool)) if masked else None
+
+    def run():
+        y = R.Softmax.forward(np, x, axis=2, mask=mask)
+        return y, R.Softmax.vjp(g, y, x, needs=(True,), axis=2, mask=mask)[0]
+
+    one = threads(1, run)
+    for t in (2, 3):
+        for a, b in zip(one, threads(t, run), strict=True):
+            _same_bits(a, b)

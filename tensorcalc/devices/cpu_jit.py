@@ -240,8 +240,129 @@ def gelu32(x, mode):
     return out.reshape((out.shape[0],) + x.shape)
 
 
+# --------------------------------------------------------------------------------- softmax
+# Softmax over the last axis of float32 rows, with attention's boolean mask (True = allowed),
+# from the same exponential as GELU: after the max shift every argument is ≤ 0. A row whose
+# maximum is not finite (+∞, NaN, or every entry −∞) takes the reference's path: shift 0 and
+# NumPy's exp (∞/∞ is NaN; an all −∞ row is 0/0 = NaN unmasked, 0 masked).
+_EXP_C = None
+
+
+def _exp_consts():
+    global _EXP_C
+    if _EXP_C is None:
+        _EXP_C = np.array([1 / np.log(2.0), 0.693145751953125, 1.428606765330187045e-06, 0.5,
+                           1.0, 127.0, _EXP_MIN, 0.0, 1 / 720, 1 / 120, 1 / 24, 1 / 6,
+                           -np.inf], dtype=np.float32)
+    return _EXP_C
+
+
+def _softmax_rows_k(x, mask, mrows, masked, y, c, pa, ka, fa):
+    """y = softmax of each row of x over the entries mask[r % mrows] allows (all if not
+    masked); a row with none allowed is 0. pa, ka, fa: scratch of a row's length (fa a float32
+    view of the int32 ka, made by the caller)."""
+    log2e, ln2hi, ln2lo, half, one, bias, emin, zero = c[0], c[1], c[2], c[3], c[4], c[5], \
+        c[6], c[7]
+    p6, p5, p4, p3, ninf = c[8], c[9], c[10], c[11], c[12]  # (float32: a literal -np.inf
+    # would make m, and all the row's arithmetic, float64)
+    rows, n = x.shape
+    for r in range(rows):
+        xr = x[r]
+        yr = y[r]
+        mr = mask[r % mrows]
+        m = ninf
+        chk = zero  # NaN if an allowed entry is NaN or ±∞ (then NumPy's max is looked for)
+        if masked:  # (loops without a test of `masked` inside: those do not vectorise)
+            for j in range(n):
+                v = xr[j] if mr[j] else ninf
+                m = v if v > m else m
+                chk += (xr[j] if mr[j] else zero) * zero
+        else:
+            for j in range(n):
+                v = xr[j]
+                m = v if v > m else m
+                chk += v * zero
+        if chk != chk:
+            for j in range(n):
+                if (mr[j] or not masked) and xr[j] != xr[j]:
+                    m = chk  # NaN: NumPy's max propagates it
+        ssum = zero
+        if not np.isfinite(m):  # the reference's path: shift 0, NumPy's exp (∞/∞ is NaN)
+            for j in range(n):
+                e = np.exp(xr[j]) if (mr[j] or not masked) else zero
+                yr[j] = e
+                ssum += e
+        else:
+            for j in range(n):
+                a = xr[j] - m
+                a = emin if a < emin else a
+                k = np.rint(a * log2e)
+                t = a - k * ln2hi - k * ln2lo
+                pa[j] = one + t * (one + t * (half + t * (p3 + t * (p4 + t * (p5 + t * p6)))))
+                ka[j] = np.int32(k + bias) << 23
+            if masked:
+                for j in range(n):
+                    e = zero if (xr[j] - m < emin or not mr[j]) else pa[j] * fa[j]
+                    yr[j] = e
+                    ssum += e
+            else:
+                for j in range(n):
+                    e = zero if xr[j] - m < emin else pa[j] * fa[j]
+                    yr[j] = e
+                    ssum += e
+        if masked and ssum == zero:
+            ssum = one  # no allowed entry: 0/1 = 0
+        for j in range(n):
+            yr[j] = yr[j] / ssum
+
+
+def _softmax_pull_k(g, y, gx):
+    """x̄ = y ⊙ (ȳ − Σ ȳ ⊙ y) per row."""
+    rows, n = g.shape
+    for r in range(rows):
+        gr = g[r]
+        yr = y[r]
+        s = gr[0] * yr[0]
+        for j in range(1, n):
+            s += gr[j] * yr[j]
+        o = gx[r]
+        for j in range(n):
+            o[j] = (gr[j] - s) * yr[j]
+
+
+def softmax32(x2, mask2):
+    """Softmax of the rows of a C-contiguous float32 (rows, n) array; mask2 None or a
+    C-contiguous boolean (mrows, n) whose row r % mrows masks row r (mrows divides rows)."""
+    rows, n = x2.shape
+    y = np.empty_like(x2)
+    masked = mask2 is not None
+    m = mask2 if masked else np.ones((1, n), dtype=np.bool_)
+    mrows = m.shape[0]
+    k = _kernel("softmax")
+    c = _exp_consts()
+
+    def run(a, b):
+        pa = np.empty(n, dtype=np.float32)
+        ka = np.empty(n, dtype=np.int32)
+        k(x2[a:b], m, mrows, masked, y[a:b], c, pa, ka, ka.view(np.float32))
+
+    # rows of the piece start at a: the mask row is (a + r) % mrows, so pieces start at
+    # multiples of mrows
+    parallel_chunks(rows, run, cost=x2.size, min_size=_ROW_PAR_MIN, piece=_PIECE, align=mrows)
+    return y
+
+
+def softmax_pull(g2, y2):
+    """Softmax's rule on C-contiguous (rows, n) arrays of one float dtype."""
+    gx = np.empty_like(g2)
+    k = _kernel("softmax_pull")
+    parallel_chunks(g2.shape[0], lambda a, b: k(g2[a:b], y2[a:b], gx[a:b]), cost=g2.size,
+                    min_size=_ROW_PAR_MIN, piece=_PIECE)
+    return gx
+
+
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
-            "gelu": _gelu_rows}
+            "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k}
 
 
 def layer_norm_forward(x2, w, b, eps, keep):

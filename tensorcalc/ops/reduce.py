@@ -676,6 +676,10 @@ class Softmax(Function):
 
     @staticmethod
     def forward(xp, x, *, axis, mask=None):
+        if axis == x.ndim - 1 and x.dtype.char == "f" and x.size and _jit.applies(xp, x):
+            m2 = None if mask is None else _mask_rows(xp, mask, x.shape)
+            if mask is None or m2 is not None:
+                return _jit.softmax32(x.reshape(-1, x.shape[-1]), m2).reshape(x.shape)
         if axis == x.ndim - 1 and _par_rows(xp, x):
             return _softmax_rows(xp, x, mask)
         if mask is None:
@@ -695,6 +699,9 @@ class Softmax(Function):
         if (axis == len(x.shape) - 1 and not isinstance(g, Tensor) and not isinstance(y, Tensor)
                 and g.shape == y.shape):
             xp = xp_of((y,))
+            if y.size and _jit.applies(xp, g, y):
+                n = y.shape[-1]
+                return (_jit.softmax_pull(g.reshape(-1, n), y.reshape(-1, n)).reshape(y.shape),)
             # (its two single passes lose on the pool below ~2M values: 524k at 2 threads
             # 0.74-0.79x of one thread)
             if _par_rows(xp, y) and y.size >= _PULL_ROW_MIN and g.flags.c_contiguous \
@@ -730,6 +737,20 @@ _PULL_ROW_MIN = 4 * _ROW_MIN
 def _par_rows(xp, x):
     return (getattr(xp, "__name__", "") == "numpy" and x.size >= _ROW_MIN
             and x.ndim >= 1 and x.flags.c_contiguous and kernel_threads() > 1)
+
+
+def _mask_rows(xp, mask, shape):
+    """A boolean softmax mask as C-contiguous (mrows, n) rows for devices/cpu_jit.softmax32:
+    row r of x (flattened to rows of its last axis) is masked by row r % mrows. An (..., L, n)
+    mask with ones before it (attention's causal mask) is used as it is; other broadcasts are
+    materialised. None for non-boolean masks (the NumPy path takes them)."""
+    if getattr(mask, "dtype", None) != bool:
+        return None
+    n = shape[-1]
+    if (mask.ndim >= 2 and mask.shape[-1] == n and mask.shape[-2] == shape[-2]
+            and all(d == 1 for d in mask.shape[:-2]) and mask.flags.c_contiguous):
+        return mask.reshape(-1, n)
+    return xp.ascontiguousarray(xp.broadcast_to(mask, shape)).reshape(-1, n)
 
 
 def _softmax_rows(xp, x, mask):
