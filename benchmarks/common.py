@@ -39,8 +39,9 @@ import tensorcalc.backend  # noqa: E402,F401
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 
-ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "TENSORCALC_NO_MALLOPT", "TENSORCALC_NO_BLAS_TUNING", "OPENBLAS_THREAD_TIMEOUT")
+ENV_VARS = ("TENSORCALC_JIT", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS", "TENSORCALC_NO_MALLOPT", "TENSORCALC_NO_BLAS_TUNING",
+            "OPENBLAS_THREAD_TIMEOUT")
 
 
 # ---------------------------------------------------------------------------------------- timing
@@ -317,6 +318,14 @@ def machine_info() -> dict:
         "tc_blas_tuning": backend.BLAS_TUNING,
         "tc_malloc_tuned": backend.MALLOC_TUNED,
     }
+    from tensorcalc.devices import cpu_jit
+
+    if cpu_jit.enabled():
+        import numba
+
+        info["tc_jit"] = f"numba {numba.__version__}"
+    else:
+        info["tc_jit"] = f"off ({cpu_jit._STATE['why'] or 'TENSORCALC_JIT=0'})"
     try:
         import torch
 
@@ -356,7 +365,8 @@ def machine_md(info: dict) -> str:
             f"{', ' + b.get('user_api') if b.get('user_api') else ''})")
     env = ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None) or "none set"
     lines.append(f"- environment: {env}; tensorcalc.backend: BLAS_TUNING="
-                 f"{info['tc_blas_tuning']}, MALLOC_TUNED={info['tc_malloc_tuned']}")
+                 f"{info['tc_blas_tuning']}, MALLOC_TUNED={info['tc_malloc_tuned']}; compiled "
+                 f"kernels (devices/cpu_jit.py): {info.get('tc_jit')}")
     if "loadavg" in info:
         lines.append(f"- load average at start: {' '.join(info['loadavg'])} (shared machine: "
                      "other jobs may be running; ratios are paired, absolute times drift)")

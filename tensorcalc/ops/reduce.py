@@ -744,7 +744,7 @@ def _mask_rows(xp, mask, shape):
     row r of x (flattened to rows of its last axis) is masked by row r % mrows. An (..., L, n)
     mask with ones before it (attention's causal mask) is used as it is; other broadcasts are
     materialised. None for non-boolean masks (the NumPy path takes them)."""
-    if getattr(mask, "dtype", None) != bool:
+    if getattr(getattr(mask, "dtype", None), "char", "") != "?":
         return None
     n = shape[-1]
     if (mask.ndim >= 2 and mask.shape[-1] == n and mask.shape[-2] == shape[-2]
