@@ -287,3 +287,85 @@ def test_softmax_kernels_give_the_same_bits_at_any_thread_count(threads, masked)
     for t in (2, 3):
         for a, b in zip(one, threads(t, run), strict=True):
             _same_bits(a, b)
+
+
+# ------------------------------------------------------------------ batch norm, ReLU′
+def _cl(a):
+    """(N, C, H, W) values in channels-last memory (a conv output's layout)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _bn_run(x, w, b, g, gmu, gvar):
+    y = R.BatchNorm.forward(np, x, w, b, eps=1e-5)
+    return list(y) + list(R.BatchNorm.vjp((g, gmu, gvar), y, x, w, b, needs=(True,) * 3,
+                                          eps=1e-5))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-12)])
+@pytest.mark.parametrize("shape", [(64, 16, 28, 28), (3, 5, 7, 2), (2, 64, 1, 1)])
+def test_batch_norm_kernels_agree_with_numpy_on_channels_last_memory(dtype, tol, shape):
+    rng = np.random.default_rng(sum(shape))
+    x = _cl((rng.standard_normal(shape) * 2 + 3).astype(dtype))
+    x[:, 0] = 1.5  # a constant channel: x̂ = 0
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    g = _cl(rng.standard_normal(shape).astype(dtype))
+    gmu, gvar = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    assert R._cl_rows(x) is not None and R._cl_rows(g) is not None
+    got = _bn_run(x, w, b, g, gmu, gvar)
+    old = _jit.set_enabled(False)
+    try:
+        want = _bn_run(x, w, b, g, gmu, gvar)
+    finally:
+        _jit.set_enabled(old)
+    assert got[0].transpose(0, 2, 3, 1).flags.c_contiguous  # y and x̄ stay channels-last
+    assert got[3].transpose(0, 2, 3, 1).flags.c_contiguous
+    for a, r in zip(got, want, strict=True):
+        assert a.dtype == dtype and a.shape == r.shape
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, np.abs(r).max()))
+    assert (got[0][:, 0] == b[0]).all()  # constant channel: y = β
+
+
+def test_batch_norm_kernel_keeps_a_nan_in_its_channel():
+    x = _cl(np.random.default_rng(0).standard_normal((4, 3, 5, 5)))
+    x[1, 2, 3, 3] = np.nan
+    w, b = np.ones(3), np.zeros(3)
+    y, mu, var = R.BatchNorm.forward(np, x, w, b, eps=1e-5)
+    assert np.isnan(y[:, 2]).all() and np.isnan(mu[2]) and np.isfinite(y[:, :2]).all()
+
+
+def test_batch_norm_kernels_give_the_same_bits_at_any_thread_count(threads):
+    shape = (64, 32, 28, 28)  # 1.6M values: split over the pool
+    rng = np.random.default_rng(5)
+    x = _cl(rng.standard_normal(shape).astype(np.float32))
+    g = _cl(rng.standard_normal(shape).astype(np.float32))
+    w, b = rng.standard_normal(32).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+    gmu, gvar = np.ones(32, np.float32), np.ones(32, np.float32)
+    calls = backend.parallel_calls()
+    one = threads(1, lambda: _bn_run(x, w, b, g, gmu, gvar))
+    for t in (2, 3):
+        for a, b_ in zip(one, threads(t, lambda: _bn_run(x, w, b, g, gmu, gvar)), strict=True):
+            _same_bits(a, b_)
+    assert backend.parallel_calls() > calls
+
+
+@pytest.mark.parametrize("layout", ["C", "channels-last", "mixed"])
+def test_relu_rule_kernel_is_the_product_with_the_mask(layout):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((8, 16, 12, 12)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    x[0, 0, 0, :4] = [0.0, -0.0, np.nan, -1.0]
+    g[0, 0, 0, :4] = [1.0, 1.0, 1.0, np.inf]  # inf·0 = NaN, as ȳ ⊙ [x > 0] gives
+    if layout != "C":
+        x = _cl(x)
+    if layout == "channels-last":
+        g = _cl(g)
+    with np.errstate(invalid="ignore"):
+        got = E.Relu.vjp(g, None, x, needs=(True,))[0]
+        want = g * (x > 0)
+    _same_bits(np.ascontiguousarray(got), np.ascontiguousarray(want))
+    if layout == "channels-last":
+        assert got.transpose(0, 2, 3, 1).flags.c_contiguous
+        assert _jit.relu_grad(g, x) is not None
+    if layout == "mixed":
+        assert _jit.relu_grad(g, x) is None  # the NumPy rule took it

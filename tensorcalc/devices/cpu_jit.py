@@ -79,6 +79,13 @@ def applies(xp, *arrays) -> bool:
     return _numba() is not None
 
 
+def usable(xp, dtype) -> bool:
+    """The kernels take NumPy arrays of this dtype (float32 or float64); layouts are checked by
+    the kernel's own wrapper."""
+    return (_STATE["on"] and getattr(xp, "__name__", "") == "numpy" and dtype.char in "fd"
+            and _numba() is not None)
+
+
 def _kernel(name):
     k = _STATE["kernels"].get(name)
     if k is None:
@@ -361,8 +368,159 @@ def softmax_pull(g2, y2):
     return gx
 
 
+# ------------------------------------------------------------------------------ batch norm
+# Batch norm in training mode on channels-last memory, as (P, C) rows (P = N·H·W pixels): the
+# per-channel sums run along the rows with the C channels in the vector lanes. Sums are taken
+# per block of _BN_BLOCK rows and the blocks then added in order (two stages, as the NumPy
+# path's batch-then-pixels GEMVs: rounding like (√256 + √blocks)·ε, and the same bits at any
+# thread count).
+_BN_BLOCK = 256
+
+
+def _bn_sums_k(x, mu, part, first, centred):
+    """part[k, c] += x[p, c] (centred: (x[p, c] − μ[c])²) for the rows of block k."""
+    rows, C = x.shape
+    b0 = first // _BN_BLOCK
+    for r in range(rows):
+        k = (first + r) // _BN_BLOCK - b0
+        pr = part[k]
+        xr = x[r]
+        if centred:
+            for c in range(C):
+                d = xr[c] - mu[c]
+                pr[c] += d * d
+        else:
+            for c in range(C):
+                pr[c] += xr[c]
+
+
+def _bn_grad_sums_k(g, x, mu, pb, pt, first):
+    """pb[k, c] += ȳ[p, c], pt[k, c] += ȳ[p, c]·(x[p, c] − μ[c]) for the rows of block k."""
+    rows, C = g.shape
+    b0 = first // _BN_BLOCK
+    for r in range(rows):
+        k = (first + r) // _BN_BLOCK - b0
+        br = pb[k]
+        tr = pt[k]
+        gr = g[r]
+        xr = x[r]
+        for c in range(C):
+            br[c] += gr[c]
+            tr[c] += gr[c] * (xr[c] - mu[c])
+
+
+def _bn_affine_k(x, mu, a, b, y):
+    """y[p, c] = (x[p, c] − μ[c])·a[c] + b[c]."""
+    rows, C = x.shape
+    for r in range(rows):
+        xr = x[r]
+        yr = y[r]
+        for c in range(C):
+            yr[c] = (xr[c] - mu[c]) * a[c] + b[c]
+
+
+def _bn_grad_k(g, x, mu, a, k1, k0, gx):
+    """x̄[p, c] = a[c]·ȳ[p, c] + k1[c]·(x[p, c] − μ[c]) + k0[c]."""
+    rows, C = g.shape
+    for r in range(rows):
+        gr = g[r]
+        xr = x[r]
+        o = gx[r]
+        for c in range(C):
+            o[c] = a[c] * gr[c] + k1[c] * (xr[c] - mu[c]) + k0[c]
+
+
+def _bn_blocks(rows, C, dtype, fn, nparts):
+    """Per-block partial sums of fn(a, b, parts...) over the rows, in block order."""
+    nblk = -(-rows // _BN_BLOCK)
+    parts = [np.zeros((nblk, C), dtype=dtype) for _ in range(nparts)]
+
+    def run(a, b):
+        fn(a, b, *(p[a // _BN_BLOCK:] for p in parts))
+
+    parallel_chunks(rows, run, cost=rows * C, min_size=_ROW_PAR_MIN, align=_BN_BLOCK,
+                    piece=_PIECE)
+    return [p.sum(axis=0) for p in parts]
+
+
+def _rows_run(rows, C, fn):
+    parallel_chunks(rows, fn, cost=rows * C, min_size=_ROW_PAR_MIN, piece=_PIECE)
+
+
+def batch_norm_forward(x2, w, b, eps):
+    """Training-mode batch norm of (P, C) rows: (y rows, μ, σ²), as ops.reduce.BatchNorm."""
+    rows, C = x2.shape
+    ks, ka = _kernel("bn_sums"), _kernel("bn_affine")
+    zero = np.zeros(C, dtype=x2.dtype)
+    (s,) = _bn_blocks(rows, C, x2.dtype, lambda a, c, p: ks(x2[a:c], zero, p, a, False), 1)
+    mu = s / rows
+    (v,) = _bn_blocks(rows, C, x2.dtype, lambda a, c, p: ks(x2[a:c], mu, p, a, True), 1)
+    var = v / rows
+    aa = w * (1 / np.sqrt(var + eps))
+    y = np.empty_like(x2)
+    _rows_run(rows, C, lambda a, c: ka(x2[a:c], mu, aa, b, y[a:c]))
+    return y, mu, var
+
+
+def batch_norm_backward_sums(g2, x2, mu):
+    """(Σ_rows ȳ, Σ_rows ȳ ⊙ (x − μ)) per channel."""
+    rows, C = g2.shape
+    k = _kernel("bn_grad_sums")
+    gb, t = _bn_blocks(rows, C, g2.dtype,
+                       lambda a, c, pb, pt: k(g2[a:c], x2[a:c], mu, pb, pt, a), 2)
+    return gb, t
+
+
+def batch_norm_backward_apply(g2, x2, mu, a, k1, k0):
+    """x̄ = a ȳ + k1 (x − μ) + k0 per channel, as (P, C) rows."""
+    rows, C = g2.shape
+    gx = np.empty_like(g2)
+    k = _kernel("bn_grad")
+    _rows_run(rows, C, lambda s, e: k(g2[s:e], x2[s:e], mu, a, k1, k0, gx[s:e]))
+    return gx
+
+
+# ----------------------------------------------------------------------------------- ReLU′
+def _relu_grad_k(g, x, c, out):
+    """out = ȳ·[x > 0] elementwise, c = [0, 1] in their dtype (a product, not a select: NaN·0
+    and ∞·0 are NaN, as in the NumPy rule ȳ ⊙ [x > 0])."""
+    zero, one = c[0], c[1]
+    for i in range(g.size):
+        out[i] = g[i] * (one if x[i] > zero else zero)
+
+
+def _flat_pair(g, x):
+    """(g, x, out) as flat views over their memory and out's array in g's layout, for g, x of
+    one shape, dtype and layout (C-contiguous, or channels-last 4-D); else None."""
+    if g.shape != x.shape or g.dtype != x.dtype:
+        return None
+    if g.flags.c_contiguous and x.flags.c_contiguous:
+        out = np.empty_like(g)
+        return g.reshape(-1), x.reshape(-1), out.reshape(-1), out
+    if g.ndim == 4:
+        gt, xt = g.transpose(0, 2, 3, 1), x.transpose(0, 2, 3, 1)
+        if gt.flags.c_contiguous and xt.flags.c_contiguous:
+            out = np.empty_like(gt)
+            return gt.reshape(-1), xt.reshape(-1), out.reshape(-1), out.transpose(0, 3, 1, 2)
+    return None
+
+
+def relu_grad(g, x):
+    """ȳ ⊙ [x > 0] for g, x of one shape, dtype and memory layout; None where they differ."""
+    pair = _flat_pair(g, x)
+    if pair is None:
+        return None
+    gf, xf, out, res = pair
+    k = _kernel("relu_grad")
+    c = np.array([0, 1], dtype=g.dtype)
+    _rows_run(gf.size, 1, lambda a, b: k(gf[a:b], xf[a:b], c, out[a:b]))
+    return res
+
+
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
-            "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k}
+            "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
+            "bn_sums": _bn_sums_k, "bn_grad_sums": _bn_grad_sums_k, "bn_affine": _bn_affine_k,
+            "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k}
 
 
 def layer_norm_forward(x2, w, b, eps, keep):

@@ -275,6 +275,11 @@ class Relu(Elementwise):
     def vjp(cls, g, y, x, *, needs):
         if _cuda.on_cuda(g) and _cuda.on_cuda(x):  # on a GPU: ȳ ⊙ [x > 0] in one kernel
             return (_cuda.relu_grad(g, x),)
+        if not isinstance(g, Tensor) and g.size >= _JIT_EW_MIN \
+                and _jit.usable(xp_of((g,)), g.dtype):  # one compiled pass, no boolean temporary
+            gx = _jit.relu_grad(g, x)
+            if gx is not None:
+                return (gx,)
         return (g * (x > 0),)
 
 
@@ -426,6 +431,7 @@ _ERF_G = (1.1283793091681624, 0.10276876478415371, -0.00019119867129981715,
 # The clamp: g is increasing on [0, 14.2] and w(z) ≥ 12 for z ≥ 4.3, so erf is exactly ±1
 # beyond 4.3 (NumPy's float32 tanh is ±1 from |w| ≥ 10). Clamping as far out as 14.1 changes no
 # value and lets the GELU kernels reuse the clamped x for φ(x), which underflows to 0 there.
+_JIT_EW_MIN = 1 << 12  # values: below, the call into a compiled kernel costs more than it saves
 _ERF_ZMAX = 14.1
 _CHUNK = 1 << 16
 _PAR_MIN = 1 << 17  # two chunks at least: below, one thread wins (measured, fast_erf.md)

@@ -504,6 +504,11 @@ class BatchNorm(Function):
 
     @staticmethod
     def forward(xp, x, w, b, *, eps):
+        x2 = _cl_rows(x)
+        if x2 is not None and _jit.applies(xp, x2, w, b):  # channels-last: compiled kernels
+            y2, mu, var = _jit.batch_norm_forward(x2, w, b, eps)
+            n_, c_, h_, w_ = x.shape
+            return y2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2), mu, var
         axes, n, bs = _bn_geometry(x.shape)
         mu = _bn_sum(xp, x, axes) / n
         d = xp.empty_like(x)  # (x's memory order: channels-last stays so)
@@ -524,6 +529,19 @@ class BatchNorm(Function):
         xp = xp_of((x,))
         axes, n, bs = _bn_geometry(x.shape)
         s = _rsqrt_eps(xp, var, eps)
+        x2, g2 = _cl_rows(x), _cl_rows(gy)
+        if x2 is not None and g2 is not None and _jit.applies(xp, x2, g2, w, mu):
+            gb, gw = _jit.batch_norm_backward_sums(g2, x2, mu)
+            gw *= s
+            gx = None
+            if needs[0]:  # the same per-channel factors as below
+                a = w * s
+                k1 = -a * s * gw / n + 2.0 * gvar / n
+                k0 = -a * gb / n + gmu / n
+                gx = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0)
+                n_, c_, h_, w_ = x.shape
+                gx = gx.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2)
+            return gx, (gw if needs[1] else None), (gb if needs[2] else None)
         d = _per_channel(xp, xp.subtract, x, mu, bs, xp.empty_like(x))
         t = xp.multiply(gy, d)
         gb = _bn_sum(xp, gy, axes)
