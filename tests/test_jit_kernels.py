@@ -369,3 +369,40 @@ def test_relu_rule_kernel_is_the_product_with_the_mask(layout):
         assert _jit.relu_grad(g, x) is not None
     if layout == "mixed":
         assert _jit.relu_grad(g, x) is None  # the NumPy rule took it
+
+
+def _pool_run(x, g):
+    from tensorcalc.ops import windows as W
+
+    geo = dict(kernel=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)), dilation=(1, 1))
+    y = W.MaxPool2d.forward(np, x, **geo)
+    return y, W.MaxPool2d.vjp(g, y, x, needs=(True,), **geo)[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_kernels_give_numpys_bits_ties_nan_and_inf_included(dtype, threads):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5, 8, 10)).astype(dtype)
+    x[0, 0, :2, :2] = 1.0  # a four-way tie
+    x[0, 1, 0, 0] = np.nan  # a NaN window
+    x[1, 2, 2:4, 2:4] = [[2.0, 2.0], [0.0, -1.0]]  # a two-way tie
+    x = _cl(x)
+    g = rng.standard_normal((6, 5, 4, 5)).astype(dtype)
+    g[2, 3, 1, 1] = np.inf  # NaN off the maximum, as the NumPy rule gives
+    g = _cl(g)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        got = _pool_run(x, g)
+        old = _jit.set_enabled(False)
+        try:
+            want = _pool_run(x, g)
+        finally:
+            _jit.set_enabled(old)
+    for a, b in zip(got, want, strict=True):
+        _same_bits(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        assert a.transpose(0, 2, 3, 1).flags.c_contiguous  # channels-last stays so
+    assert got[1][0, 0, 0, 0] == g[0, 0, 0, 0] / 4 and np.isnan(got[1][0, 1, :2, :2]).all()
+    big = _cl(rng.standard_normal((64, 32, 24, 24)).astype(dtype))  # split over the pool
+    gb = _cl(rng.standard_normal((64, 32, 12, 12)).astype(dtype))
+    one = threads(1, lambda: _pool_run(big, gb))
+    for a, b in zip(one, threads(2, lambda: _pool_run(big, gb)), strict=True):
+        _same_bits(np.ascontiguousarray(a), np.ascontiguousarray(b))

@@ -517,10 +517,89 @@ def relu_grad(g, x):
     return res
 
 
+# ------------------------------------------------------------------------------ max pooling
+# Max pooling whose windows tile channels-last x exactly (stride = kernel, no padding or
+# dilation: LeNet's and VGG's 2×2 pools), the C channels in the vector lanes.
+def _maxpool_k(x, y, kh, kw):
+    """y[n, a, b, c] = max over the window's x[n, a·kh + i, b·kw + j, c] (NaN propagates, as
+    NumPy's maximum)."""
+    N, ho, wo, C = y.shape
+    for n in range(N):
+        for a in range(ho):
+            for b in range(wo):
+                yr = y[n, a, b]
+                x0 = x[n, a * kh, b * kw]
+                for c in range(C):
+                    yr[c] = x0[c]
+                for i in range(kh):
+                    for j in range(kw):
+                        xr = x[n, a * kh + i, b * kw + j]
+                        for c in range(C):
+                            v = xr[c]
+                            m = yr[c]
+                            yr[c] = v if (v > m or v != v) else m
+
+
+def _maxpool_grad_k(x, y, g, gx, kh, kw, k01, cnt, q):
+    """x̄ = [x = y]·(ȳ / k) at each window entry, k = the window's tie count (products, as the
+    NumPy rule: ȳ = ±∞ gives NaN off the maxima, a NaN window NaN). k01 = [0, 1] in the
+    dtype; cnt, q: scratch of C."""
+    zero, one = k01[0], k01[1]
+    N, ho, wo, C = y.shape
+    for n in range(N):
+        for a in range(ho):
+            for b in range(wo):
+                yr = y[n, a, b]
+                gr = g[n, a, b]
+                for c in range(C):
+                    cnt[c] = zero
+                for i in range(kh):
+                    for j in range(kw):
+                        xr = x[n, a * kh + i, b * kw + j]
+                        for c in range(C):
+                            cnt[c] += one if xr[c] == yr[c] else zero
+                for c in range(C):
+                    q[c] = gr[c] / cnt[c]
+                for i in range(kh):
+                    for j in range(kw):
+                        xr = x[n, a * kh + i, b * kw + j]
+                        o = gx[n, a * kh + i, b * kw + j]
+                        for c in range(C):
+                            o[c] = (one if xr[c] == yr[c] else zero) * q[c]
+
+
+def max_pool_tiles(xl, kernel):
+    """Max pooling of channels-last xl (N, H, W, C), C-contiguous, by windows that tile it:
+    y (N, H/kh, W/kw, C)."""
+    kh, kw = kernel
+    n, h, w, c = xl.shape
+    y = np.empty((n, h // kh, w // kw, c), dtype=xl.dtype)
+    k = _kernel("maxpool")
+    _rows_run(n, xl[0].size, lambda a, b: k(xl[a:b], y[a:b], kh, kw))
+    return y
+
+
+def max_pool_tiles_grad(xl, yl, gl, kernel):
+    """x̄ (N, H, W, C) of max_pool_tiles from x, y and ȳ (all C-contiguous channels-last)."""
+    kh, kw = kernel
+    gx = np.empty_like(xl)
+    k = _kernel("maxpool_grad")
+    k01 = np.array([0, 1], dtype=gl.dtype)
+    c = xl.shape[3]
+
+    def run(a, b):
+        k(xl[a:b], yl[a:b], gl[a:b], gx[a:b], kh, kw, k01, np.empty(c, gl.dtype),
+          np.empty(c, gl.dtype))
+
+    _rows_run(xl.shape[0], xl[0].size, run)
+    return gx
+
+
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
             "bn_sums": _bn_sums_k, "bn_grad_sums": _bn_grad_sums_k, "bn_affine": _bn_affine_k,
-            "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k}
+            "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k, "maxpool": _maxpool_k,
+            "maxpool_grad": _maxpool_grad_k}
 
 
 def layer_norm_forward(x2, w, b, eps, keep):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
 from ..backend import EW_PIECE, PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
+from ..devices import cpu_jit as _jit
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import public, shape_of, sum_axes
@@ -520,6 +521,8 @@ class MaxPool2d(Function):
     def forward(xp, x, *, kernel, stride, padding, dilation):
         cl, a = _spatial(x)
         out = _pooled_size(x.shape, kernel, stride, padding, dilation)
+        if cl and _jit_tiles(xp, a, kernel, stride, padding, dilation, out):
+            return _jit.max_pool_tiles(a, kernel).transpose(0, 3, 1, 2)
         shape = (a.shape[0],) + ((out + a.shape[3:]) if cl else (a.shape[1],) + out)
         y = xp.empty(shape, dtype=x.dtype)  # in x's memory order (channels-last stays so)
 
@@ -592,6 +595,15 @@ def _data(v):
     return v.data if isinstance(v, Tensor) else v
 
 
+def _jit_tiles(xp, xl, kernel, stride, padding, dilation, out):
+    """The compiled pooling applies: channels-last C-contiguous xl (N, H, W, C) whose windows
+    tile it exactly (stride = kernel, no padding, no dilation)."""
+    return (tuple(stride) == tuple(kernel) and tuple(dilation) == (1, 1)
+            and not any(p for pp in padding for p in pp)
+            and xl.shape[1:3] == (out[0] * kernel[0], out[1] * kernel[1])
+            and _jit.applies(xp, xl))
+
+
 def _spatial(x):
     """(channels_last, x as an array whose spatial axes are contiguous-ish): the (N, H, W, C)
     view when x's memory is channels-last (a conv output), else x itself (N, C, H, W)."""
@@ -651,6 +663,9 @@ def _maxpool_grad(xp, g, y, x, geo):
     tiles = (sh, sw) == (kh, kw) and (dh, dw) == (1, 1) and (shape[1:3] if cl else shape[2:]) \
         == [ho * kh, wo * kw]
     if tiles and cl and not (p0 or p1 or q0 or q1) and kh * kw < 256:
+        xl, yl = x.transpose(0, 2, 3, 1), y.transpose(0, 2, 3, 1)
+        if _jit.applies(xp, xl, yl, gl):  # compiled: one pass over x and x̄
+            return _jit.max_pool_tiles_grad(xl, yl, gl, (kh, kw)).transpose(0, 3, 1, 2)
         if c >= _TILE_MIN_CHANNELS:
             return _maxpool_grad_tiles(xp, gl, y, x, (kh, kw), (ho, wo))
         return _maxpool_grad_rows(xp, gl, y, x, (kh, kw), (ho, wo))
