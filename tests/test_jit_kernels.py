@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import test_op_suite as S
+from conftest import same_bits
 
 import tensorcalc as tc
 from tensorcalc import backend
@@ -30,24 +31,6 @@ def numpy_path():
     old = _jit.set_enabled(False)
     yield
     _jit.set_enabled(old)
-
-
-@pytest.fixture
-def threads():
-    def run(t, fn):
-        backend.set_kernel_threads(t)
-        try:
-            return fn()
-        finally:
-            backend.set_kernel_threads(None)
-    yield run
-    backend.set_kernel_threads(None)
-
-
-def _same_bits(a, b):
-    assert a.dtype == b.dtype and a.shape == b.shape
-    assert np.array_equal(np.ascontiguousarray(a).view(np.uint8),
-                          np.ascontiguousarray(b).view(np.uint8)), "bits differ"
 
 
 def test_the_kernels_are_on_and_the_switch_turns_them_off():
@@ -163,9 +146,9 @@ def test_layer_norm_kernels_give_the_same_bits_at_any_thread_count(threads, dtyp
     assert backend.parallel_calls() == calls
     for t in (2, 3):
         for a, b_ in zip(one, threads(t, run), strict=True):
-            _same_bits(a, b_)
+            same_bits(a, b_)
     assert backend.parallel_calls() > calls
-    _same_bits(one[0], one[1])  # keep or not: the same y
+    same_bits(one[0], one[1])  # keep or not: the same y
 
 
 # ------------------------------------------------------------------ GELU
@@ -194,8 +177,8 @@ def test_gelu_kernel_matches_the_numpy_kernel_and_its_edges():
     assert d[i[-np.inf]] == 0 and d[i[-1e4]] == 0 and y[i[-1e4]] == 0
     assert d[i[-13.3]] == 0  # x·φ(x) beyond float32's range is 0, not a denormal
     # the three modes write the same values
-    _same_bits(_jit.gelu32(x, 0)[0], y)
-    _same_bits(_jit.gelu32(x, 2)[0], d)
+    same_bits(_jit.gelu32(x, 0)[0], y)
+    same_bits(_jit.gelu32(x, 2)[0], d)
 
 
 @pytest.mark.parametrize("n", [1, 4095, 4097, _jit._ROW_PAR_MIN * 2 + 4099])
@@ -203,7 +186,7 @@ def test_gelu_kernel_gives_the_same_bits_at_any_thread_count(threads, n):
     x = (np.random.default_rng(n).standard_normal(n) * 4).astype(np.float32)
     one = threads(1, lambda: _jit.gelu32(x, 1))
     for t in (2, 3):
-        _same_bits(one, threads(t, lambda: _jit.gelu32(x, 1)))
+        same_bits(one, threads(t, lambda: _jit.gelu32(x, 1)))
 
 
 def test_gelu_through_the_library_uses_the_kernel_and_keeps_its_derivative():
@@ -211,7 +194,7 @@ def test_gelu_through_the_library_uses_the_kernel_and_keeps_its_derivative():
     t = tc.tensor(x, requires_grad=True)
     tc.gelu(t).sum().backward()
     _, d = _jit.gelu32(x, 1)
-    _same_bits(t.grad.data, d)  # ȳ = 1: x̄ is the kept GELU′
+    same_bits(t.grad.data, d)  # ȳ = 1: x̄ is the kept GELU′
 
 
 # ------------------------------------------------------------------ softmax
@@ -286,7 +269,7 @@ def test_softmax_kernels_give_the_same_bits_at_any_thread_count(threads, masked)
     one = threads(1, run)
     for t in (2, 3):
         for a, b in zip(one, threads(t, run), strict=True):
-            _same_bits(a, b)
+            same_bits(a, b)
 
 
 # ------------------------------------------------------------------ batch norm, ReLU′
@@ -345,7 +328,7 @@ def test_batch_norm_kernels_give_the_same_bits_at_any_thread_count(threads):
     one = threads(1, lambda: _bn_run(x, w, b, g, gmu, gvar))
     for t in (2, 3):
         for a, b_ in zip(one, threads(t, lambda: _bn_run(x, w, b, g, gmu, gvar)), strict=True):
-            _same_bits(a, b_)
+            same_bits(a, b_)
     assert backend.parallel_calls() > calls
 
 
@@ -363,7 +346,7 @@ def test_relu_rule_kernel_is_the_product_with_the_mask(layout):
     with np.errstate(invalid="ignore"):
         got = E.Relu.vjp(g, None, x, needs=(True,))[0]
         want = g * (x > 0)
-    _same_bits(np.ascontiguousarray(got), np.ascontiguousarray(want))
+    same_bits(np.ascontiguousarray(got), np.ascontiguousarray(want))
     if layout == "channels-last":
         assert got.transpose(0, 2, 3, 1).flags.c_contiguous
         assert _jit.relu_grad(g, x) is not None
@@ -398,11 +381,11 @@ def test_max_pool_kernels_give_numpys_bits_ties_nan_and_inf_included(dtype, thre
         finally:
             _jit.set_enabled(old)
     for a, b in zip(got, want, strict=True):
-        _same_bits(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        same_bits(np.ascontiguousarray(a), np.ascontiguousarray(b))
         assert a.transpose(0, 2, 3, 1).flags.c_contiguous  # channels-last stays so
     assert got[1][0, 0, 0, 0] == g[0, 0, 0, 0] / 4 and np.isnan(got[1][0, 1, :2, :2]).all()
     big = _cl(rng.standard_normal((64, 32, 24, 24)).astype(dtype))  # split over the pool
     gb = _cl(rng.standard_normal((64, 32, 12, 12)).astype(dtype))
     one = threads(1, lambda: _pool_run(big, gb))
     for a, b in zip(one, threads(2, lambda: _pool_run(big, gb)), strict=True):
-        _same_bits(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        same_bits(np.ascontiguousarray(a), np.ascontiguousarray(b))

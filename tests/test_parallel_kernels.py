@@ -4,6 +4,7 @@ NumPy kernels: the compiled ones (devices/cpu_jit.py) are off here (test_jit_ker
 
 import numpy as np
 import pytest
+from conftest import same_bits
 
 from tensorcalc import backend
 from tensorcalc.devices import cpu_jit as _jit
@@ -25,25 +26,6 @@ def _blas_spin_tamed(monkeypatch):
     """These tests are about the pool itself: let T follow BLAS whichever of NumPy and
     tensorcalc the test process imported first (backend.BLAS_SPIN_TAMED)."""
     monkeypatch.setattr(backend, "BLAS_SPIN_TAMED", True)
-
-
-@pytest.fixture
-def threads():
-    """Run a callable with T kernel threads; restore 'follow BLAS' afterwards."""
-    def run(t, fn):
-        backend.set_kernel_threads(t)
-        try:
-            return fn()
-        finally:
-            backend.set_kernel_threads(None)
-    yield run
-    backend.set_kernel_threads(None)
-
-
-def _same(a, b):
-    assert a.dtype == b.dtype and a.shape == b.shape
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), "bits differ"
 
 
 def test_split_range_is_a_function_of_the_size():
@@ -126,17 +108,18 @@ def test_gelu_erf_kernels_bitwise(threads, n, t):
     x[:5] = [np.inf, -np.inf, 0.0, -0.0, 20.0]
     for f in (lambda v: E.Gelu.forward(np, v), lambda v: E.Gelu.forward(np, v, keep=True),
               lambda v: E.GeluGrad.forward(np, v), lambda v: E.Erf.forward(np, v)):
-        _same(threads(1, lambda f=f: f(x)), threads(t, lambda f=f: f(x)))
+        same_bits(threads(1, lambda f=f: f(x)), threads(t, lambda f=f: f(x)))
     g = rng.standard_normal(n).astype(np.float32)
     for a in (0.01, 0.0, 2.0, -0.5):
         f = lambda a=a: E.LeakyRelu.forward(np, x, negative_slope=a)  # noqa: E731
-        _same(threads(1, f), threads(t, f))
+        same_bits(threads(1, f), threads(t, f))
         f = lambda a=a: E.LeakyRelu.vjp(g, None, x, needs=(True,), negative_slope=a)[0]  # noqa: E731
-        _same(threads(1, f), threads(t, f))
+        same_bits(threads(1, f), threads(t, f))
     xs = np.stack([x, x])[:, ::1][0][::-1]  # non-contiguous (reversed) input
-    _same(threads(1, lambda: E.Gelu.forward(np, xs)), threads(t, lambda: E.Gelu.forward(np, xs)))
+    same_bits(threads(1, lambda: E.Gelu.forward(np, xs)),
+              threads(t, lambda: E.Gelu.forward(np, xs)))
     x2 = np.repeat(x, 2)[::2]  # strided view
-    _same(threads(1, lambda: E.GeluGrad.forward(np, x2)),
+    same_bits(threads(1, lambda: E.GeluGrad.forward(np, x2)),
           threads(t, lambda: E.GeluGrad.forward(np, x2)))
 
 
@@ -166,12 +149,12 @@ def test_row_kernels_bitwise(threads, shape, t, dtype):
         lambda: R.LayerNorm.forward(np, x, w, b, eps=1e-5),
     ]
     for f in cases:
-        _same(threads(1, f), threads(t, f))
+        same_bits(threads(1, f), threads(t, f))
     used = backend.parallel_calls()
     threads(t, cases[0])
     assert backend.parallel_calls() > used  # the parallel path really ran
     xt = np.ascontiguousarray(x.swapaxes(-1, -2)).swapaxes(-1, -2)  # non-contiguous
-    _same(threads(1, lambda: R.Softmax.forward(np, xt, axis=ax)),
+    same_bits(threads(1, lambda: R.Softmax.forward(np, xt, axis=ax)),
           threads(t, lambda: R.Softmax.forward(np, xt, axis=ax)))
 
 
@@ -234,7 +217,7 @@ def test_forked_child_gets_its_own_pool(threads):
             got = p.apply_async(_child_gelu, (x,)).get(timeout=60)
     finally:
         backend.set_kernel_threads(None)
-    _same(want, got)
+    same_bits(want, got)
 
 
 @pytest.mark.parametrize("geo", [dict(stride=(1, 1), padding=((1, 1), (1, 1)), c=16),
@@ -266,9 +249,9 @@ def test_conv2d_chunks_split_over_threads_give_the_serial_result(threads, geo):
     par = threads(2, run)
     assert backend.parallel_calls() > calls
     for a, p in zip(serial[:2], par[:2], strict=True):
-        _same(a, p)
+        same_bits(a, p)
     np.testing.assert_allclose(par[2], serial[2], rtol=2e-5, atol=1e-4)
-    _same(serial[3], par[3])
+    same_bits(serial[3], par[3])
 
 
 @pytest.mark.parametrize("geo", [dict(kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1))),
@@ -295,7 +278,7 @@ def test_max_pool2d_sample_chunks_over_threads_give_the_serial_bits(threads, geo
     par = threads(2, run)
     assert backend.parallel_calls() > calls
     for a, p in zip(serial, par, strict=True):
-        _same(a, p)
+        same_bits(a, p)
 
 
 def test_batched_matmul_splits_its_batch_over_threads_with_the_serial_bits(threads):
@@ -315,7 +298,7 @@ def test_batched_matmul_splits_its_batch_over_threads_with_the_serial_bits(threa
     par = threads(2, run)
     assert backend.parallel_calls() >= calls + 3
     for a, p in zip(serial, par, strict=True):
-        _same(a, p)
+        same_bits(a, p)
     np.testing.assert_allclose(serial[0], q @ k, rtol=1e-6)
 
 
@@ -376,7 +359,7 @@ def test_chains_of_numpy_passes_get_few_long_pieces(monkeypatch):
         backend.set_kernel_threads(None)
     assert sorted(ranges) == [(0, 196608), (196608, 393216)]  # one 196,608-value chunk each
     monkeypatch.undo()
-    _same(y2, E.Gelu.forward(np, x, keep=True))  # the serial bits
+    same_bits(y2, E.Gelu.forward(np, x, keep=True))  # the serial bits
 
 
 def test_the_blas_controlled_is_numpys_whatever_the_load_order(tmp_path):
@@ -415,7 +398,7 @@ def test_batch_norm_per_channel_rows_on_channels_last_give_the_broadcast_bits(mo
         slow = run(x, gy, *vs)
         monkeypatch.undo()
         for a, s in zip(fast, slow, strict=True):
-            _same(a, s)
+            same_bits(a, s)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in multiply")  # (pool threads:
@@ -442,4 +425,4 @@ def test_max_pool_rows_path_for_few_channels_gives_the_loops_bits(threads, t):
             with np.errstate(invalid="ignore"):
                 got = threads(t, lambda g=g, y=y, x=x: W._maxpool_grad(np, g, y, x, geo))
                 want = W._maxpool_grad(np, g, yc, xc, geo)
-            _same(np.ascontiguousarray(got), want)
+            same_bits(np.ascontiguousarray(got), want)
