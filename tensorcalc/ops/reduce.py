@@ -365,6 +365,8 @@ class LayerNorm(Function):
     the forward writes y, x̂ and the per-row 1/√(σ² + ε) into one buffer whose head is y, and
     the array rule reads them back (7 passes instead of 11: no second centring, squaring and
     scaling); otherwise, and under create_graph, x̂ and 1/√(σ² + ε) are recomputed from x.
+    With numba (devices/cpu_jit.py) both rules on C-contiguous NumPy floats are one compiled
+    pass per row, the same formulas.
     """
 
     @staticmethod
@@ -500,6 +502,8 @@ class BatchNorm(Function):
     forward is four passes and two channel sums, the VJP five passes and two sums (GEMVs over
     the memory, channels-last or not: ops._util.sum_axes), about half the time of the composite
     (64×16×28×28: 3.0 vs 5.7 ms forward + backward). A constant channel gives x̂ = 0, x̄ = 0.
+    With numba, channels-last NumPy input (a conv output) takes compiled kernels instead
+    (devices/cpu_jit.py: three passes forward, two back, the same per-channel factors).
     """
 
     @staticmethod
@@ -690,6 +694,8 @@ class Softmax(Function):
     back. ``mask`` (keyword, broadcastable to x, True = allowed) is attention's: a masked entry
     gets y = 0 and x̄ = 0 whatever its score, and a slice with no allowed entry gets y = 0 (not
     0/0). The max shift m is a constant (softmax is invariant to it), so the rules are exact.
+    With numba, float32 over the last axis (boolean masks included) and the array rule run as
+    compiled row kernels (devices/cpu_jit.py), the same formulas.
     """
 
     @staticmethod

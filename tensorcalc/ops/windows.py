@@ -514,7 +514,8 @@ class MaxPool2d(Function):
     every window; here the forward is kh·kw elementwise maxima of strided views of x (in x's
     own memory order, so channels-last stays channels-last) and the VJP kh·kw compares and
     strided adds. The rules on Tensors (create_graph) are written with unfold/fold and constant
-    weights m/k, so higher derivatives come from those.
+    weights m/k, so higher derivatives come from those. With numba, windows that tile
+    channels-last x exactly take compiled kernels both ways (devices/cpu_jit.py, the same bits).
     """
 
     @staticmethod
