@@ -19,7 +19,7 @@ from tensorcalc.devices import cpu_jit as _jit
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
 def _path(request):
     if request.param == "compiled" and not _jit.enabled():
-        pytest.skip("numba is not installed (the tensorcalc[fast] extra)")
+        pytest.skip("compiled kernels off: no numba (tensorcalc[fast]) or TENSORCALC_JIT=0")
     old = _jit.set_enabled(request.param == "compiled")
     yield
     _jit.set_enabled(old)
