@@ -10,13 +10,21 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def threads():
-    """Run a callable with T kernel threads; restore 'follow BLAS' afterwards."""
+    """Run a callable with T kernel threads and BLAS pinned to one thread; restore 'follow
+    BLAS' afterwards. These tests are about the kernel pool: BLAS's own threads split a GEMV
+    row sum differently (its rounding then depends on BLAS's thread count, a documented
+    difference between 1 and 2 threads), and whether they were awake depended on the tests
+    run before, so the T = 1 / T > 1 comparisons failed at OPENBLAS_NUM_THREADS=2 in some
+    orders."""
+    from threadpoolctl import threadpool_limits
+
     from tensorcalc import backend
 
     def run(t, fn):
         backend.set_kernel_threads(t)
         try:
-            return fn()
+            with threadpool_limits(limits=1, user_api="blas"):
+                return fn()
         finally:
             backend.set_kernel_threads(None)
     yield run
