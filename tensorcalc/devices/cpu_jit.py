@@ -1,6 +1,7 @@
-"""Compiled CPU kernels (numba, optional) for layer norm and GELU, which NumPy runs as many
-passes: a fast path for NumPy float arrays, beside devices/cuda.py's kernels for CuPy (issue 19
-allows a JIT library for this).
+"""Compiled CPU kernels (numba, optional) for the primitives NumPy runs as many passes — layer
+norm, GELU and GELU′, softmax, batch norm (channels-last), ReLU′ and tiling max pooling: a fast
+path for NumPy float arrays, beside devices/cuda.py's kernels for CuPy (issue 19 allows a JIT
+library for this).
 
 Each kernel computes the mathematics of the NumPy rule next to its primitive, which stays the
 reference: it is what runs where numba is not installed, with ``TENSORCALC_JIT=0``, on other
@@ -18,9 +19,9 @@ vectorise and a·b + c may be one FMA); NaN and ±inf keep NumPy's IEEE meaning 
 'ninf' flags). Row sums are therefore summed in a different order than NumPy's: the values
 agree to rounding, not bit for bit, with the NumPy path.
 
-Determinism. Every row is computed by one call, in one order, whichever thread runs it; the
-column sums of the backward (γ̄, β̄) are accumulated per fixed block of rows and the blocks then
-added in order, so results are the same bits at any kernel thread count.
+Determinism. Every row is computed by one call, in one order, whichever thread runs it; column
+sums (layer norm's γ̄, β̄, batch norm's statistics) are accumulated per fixed block of rows and
+the blocks then added in order, so results are the same bits at any kernel thread count.
 """
 
 from __future__ import annotations
@@ -69,24 +70,18 @@ def set_enabled(flag: bool) -> bool:
     return old
 
 
-def applies(xp, *arrays) -> bool:
-    """The kernels take these arrays: NumPy, C-contiguous, all float32 or all float64."""
-    if not _STATE["on"] or getattr(xp, "__name__", "") != "numpy":
-        return False
-    dt = arrays[0].dtype
-    if dt.char not in "fd":
-        return False
-    for a in arrays:
-        if a.dtype != dt or not a.flags.c_contiguous:
-            return False
-    return _numba() is not None
-
-
 def usable(xp, dtype) -> bool:
     """The kernels take NumPy arrays of this dtype (float32 or float64); layouts are checked by
     the kernel's own wrapper."""
     return (_STATE["on"] and getattr(xp, "__name__", "") == "numpy" and dtype.char in "fd"
             and _numba() is not None)
+
+
+def applies(xp, *arrays) -> bool:
+    """The kernels take these arrays: NumPy, C-contiguous, all float32 or all float64."""
+    dt = arrays[0].dtype
+    return (all(a.dtype == dt and a.flags.c_contiguous for a in arrays)
+            and usable(xp, dt))
 
 
 def _kernel(name):
@@ -168,15 +163,30 @@ _EXP_MIN = -87.0
 _GELU_CHUNK = 4096  # values per inner block: its scratch stays in L1
 
 
+_EXP_C = None
+
+
+def _exp_consts():
+    """[log₂e, ln2 hi, ln2 lo, ½, 1, 127, −87, 0, 1/6!, 1/5!, 1/4!, 1/3!, −∞] as float32: the
+    exponential's constants (a Python number in the arithmetic would promote to float64)."""
+    global _EXP_C
+    if _EXP_C is None:
+        _EXP_C = np.array([1 / np.log(2.0), 0.693145751953125, 1.428606765330187045e-06, 0.5,
+                           1.0, 127.0, _EXP_MIN, 0.0, 1 / 720, 1 / 120, 1 / 24, 1 / 6,
+                           -np.inf], dtype=np.float32)
+    return _EXP_C
+
+
 def _gelu_rows(x, y, d, c, mode, pa, pb, ka, kb, fa, fb, sc):
     """mode 0: y = x·Φ(x); 1: y and d = GELU′(x) = Φ(x) + x·φ(x); 2: d only (into d).
-    c: [erf coefficients (7, highest first), clamp, x_min, 1/√(2π), log₂e, ln2 hi, ln2 lo,
-    ½, 1, 2, 127, −87, 0, 1/6!, 1/5!, 1/4!, 1/3!] as float32. Scratch of _GELU_CHUNK:
+    c: [erf coefficients (7, highest first), clamp, x_min, 1/√(2π), 2] + _exp_consts() as
+    float32. Scratch of _GELU_CHUNK:
     pa, pb, sc (float32), ka, kb (int32) and fa, fb, float32 views of ka, kb made by the
     caller (a view taken in here is typed non-contiguous, and the loop then gathers)."""
     c0, c1, c2, c3, c4, c5, c6 = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
-    lim, xmin, isq, log2e, ln2hi, ln2lo = c[7], c[8], c[9], c[10], c[11], c[12]
-    half, one, two, bias, emin, zero = c[13], c[14], c[15], c[16], c[17], c[18]
+    lim, xmin, isq, two = c[7], c[8], c[9], c[10]
+    log2e, ln2hi, ln2lo, half, one, bias, emin, zero = (c[11], c[12], c[13], c[14], c[15],
+                                                        c[16], c[17], c[18])
     p6, p5, p4, p3 = c[19], c[20], c[21], c[22]
     n = x.size
     for s in range(0, n, _GELU_CHUNK):
@@ -228,10 +238,8 @@ def gelu32(x, mode):
     c = _STATE.get("gelu_consts")
     if c is None:
         cw, lim = _ERF_CDF
-        c = np.array(list(cw) + [lim, _XMIN, _INV_SQRT_2PI, 1 / np.log(2.0),
-                                 0.693145751953125, 1.428606765330187045e-06, 0.5, 1.0, 2.0,
-                                 127.0, _EXP_MIN, 0.0, 1 / 720, 1 / 120, 1 / 24, 1 / 6],
-                     dtype=np.float32)
+        c = np.concatenate([np.array(list(cw) + [lim, _XMIN, _INV_SQRT_2PI, 2.0],
+                                     dtype=np.float32), _exp_consts()])
         _STATE["gelu_consts"] = c
     xf = x.reshape(-1)
     n = xf.size
@@ -256,18 +264,6 @@ def gelu32(x, mode):
 # from the same exponential as GELU: after the max shift every argument is ≤ 0. A row whose
 # maximum is not finite (+∞, NaN, or every entry −∞) takes the reference's path: shift 0 and
 # NumPy's exp (∞/∞ is NaN; an all −∞ row is 0/0 = NaN unmasked, 0 masked).
-_EXP_C = None
-
-
-def _exp_consts():
-    global _EXP_C
-    if _EXP_C is None:
-        _EXP_C = np.array([1 / np.log(2.0), 0.693145751953125, 1.428606765330187045e-06, 0.5,
-                           1.0, 127.0, _EXP_MIN, 0.0, 1 / 720, 1 / 120, 1 / 24, 1 / 6,
-                           -np.inf], dtype=np.float32)
-    return _EXP_C
-
-
 def _softmax_rows_k(x, mask, mrows, masked, y, c, pa, ka, fa):
     """y = softmax of each row of x over the entries mask[r % mrows] allows (all if not
     masked); a row with none allowed is 0. pa, ka, fa: scratch of a row's length (fa a float32
@@ -619,13 +615,13 @@ def layer_norm_forward(x2, w, b, eps, keep):
         inv = buf[2 * x2.size:]
     else:
         y = np.empty_like(x2)
-        xh, inv = np.empty((1, n), dtype=dt), np.empty(rows, dtype=dt)  # scratch, unused
+        xh, inv = None, np.empty(rows, dtype=dt)  # (inv unused; x̂ through a per-piece row)
     k = _kernel("ln_forward")
     consts = np.array([1.0 / n, eps, 1.0], dtype=dt)
 
     def run(a, c):
-        k(x2[a:c], w, b, consts, y[a:c], xh[a:c] if keep else np.empty_like(xh), inv[a:c],
-          keep)
+        k(x2[a:c], w, b, consts, y[a:c], xh[a:c] if keep else np.empty((1, n), dtype=dt),
+          inv[a:c], keep)
 
     parallel_chunks(rows, run, cost=x2.size, min_size=_ROW_PAR_MIN, piece=_PIECE)
     return y

@@ -534,32 +534,30 @@ class BatchNorm(Function):
         axes, n, bs = _bn_geometry(x.shape)
         s = _rsqrt_eps(xp, var, eps)
         x2, g2 = _cl_rows(x), _cl_rows(gy)
-        if x2 is not None and g2 is not None and _jit.applies(xp, x2, g2, w, mu):
+        compiled = x2 is not None and g2 is not None and _jit.applies(xp, x2, g2, w, mu)
+        if compiled:  # channels-last: the two sums in one compiled pass
             gb, gw = _jit.batch_norm_backward_sums(g2, x2, mu)
             gw *= s
-            gx = None
-            if needs[0]:  # the same per-channel factors as below
-                a = w * s
-                k1 = -a * s * gw / n + 2.0 * gvar / n
-                k0 = -a * gb / n + gmu / n
-                gx = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0)
-                n_, c_, h_, w_ = x.shape
-                gx = gx.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2)
-            return gx, (gw if needs[1] else None), (gb if needs[2] else None)
-        d = _per_channel(xp, xp.subtract, x, mu, bs, xp.empty_like(x))
-        t = xp.multiply(gy, d)
-        gb = _bn_sum(xp, gy, axes)
-        gw = _bn_sum(xp, t, axes) * s  # Σ ȳ ⊙ x̂
+        else:
+            d = _per_channel(xp, xp.subtract, x, mu, bs, xp.empty_like(x))
+            t = xp.multiply(gy, d)
+            gb = _bn_sum(xp, gy, axes)
+            gw = _bn_sum(xp, t, axes) * s  # Σ ȳ ⊙ x̂
         gx = None
         if needs[0]:
             a = w * s
             # x̄ = a ȳ + k1 (x − μ) + k0, with every per-channel factor folded first
             k1 = -a * s * gw / n + 2.0 * gvar / n
             k0 = -a * gb / n + gmu / n
-            gx = _per_channel(xp, xp.multiply, gy, a, bs, xp.empty_like(gy))
-            _per_channel(xp, xp.multiply, d, k1, bs, t)
-            gx += t
-            _per_channel(xp, xp.add, gx, k0, bs, gx)
+            if compiled:
+                n_, c_, h_, w_ = x.shape
+                gx = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0).reshape(
+                    n_, h_, w_, c_).transpose(0, 3, 1, 2)
+            else:
+                gx = _per_channel(xp, xp.multiply, gy, a, bs, xp.empty_like(gy))
+                _per_channel(xp, xp.multiply, d, k1, bs, t)
+                gx += t
+                _per_channel(xp, xp.add, gx, k0, bs, gx)
         return gx, (gw if needs[1] else None), (gb if needs[2] else None)
 
     @staticmethod
