@@ -302,6 +302,41 @@ def test_batched_matmul_splits_its_batch_over_threads_with_the_serial_bits(threa
     np.testing.assert_allclose(serial[0], q @ k, rtol=1e-6)
 
 
+@pytest.mark.parametrize("t", [1, 2])
+def test_attention_products_keep_the_heads_memory_order(threads, t):
+    """Q Kᵀ and A V on head views (B, H, L, d) of (B, L, H, d) projections: the context and Q̄,
+    K̄, V̄ come out in (B, L, H, d) memory, so transposing back and reshaping to (B, L, E) is a
+    view; the values are those of plain products."""
+    from tensorcalc.ops.matmul import Matmul
+
+    rng = np.random.default_rng(1)
+    B, L, H, d = 8, 16, 4, 8
+    proj = [rng.standard_normal((B, L, H * d)).astype(np.float32) for _ in range(3)]
+    q, k, v = (p.reshape(B, L, H, d).transpose(0, 2, 1, 3) for p in proj)
+    kt = k.swapaxes(-1, -2)
+    gs = rng.standard_normal((B, H, L, L)).astype(np.float32)
+    gc = rng.standard_normal((B, L, H, d)).astype(np.float32).transpose(0, 2, 1, 3)
+
+    def run():
+        s = Matmul.forward(np, q, kt)
+        gq, gkt = Matmul.vjp(gs, s, q, kt, needs=(True, True))
+        w = rng.random((B, H, L, L)).astype(np.float32)
+        ctx = Matmul.forward(np, w, v)
+        gw, gv = Matmul.vjp(gc, ctx, w, v, needs=(True, True))
+        return s, gq, gkt, w, ctx, gw, gv
+
+    s, gq, gkt, w, ctx, gw, gv = threads(t, run)
+    for a in (ctx, gq, gkt.swapaxes(-1, -2), gv):  # (B, L, H, d) memory
+        assert a.transpose(0, 2, 1, 3).flags.c_contiguous
+    assert s.flags.c_contiguous and gw.flags.c_contiguous
+    np.testing.assert_allclose(s, np.matmul(q, kt), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ctx, np.matmul(w, v), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gq, gs @ k, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gkt, q.swapaxes(-1, -2) @ gs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gv, w.swapaxes(-1, -2) @ gc, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, gc @ v.swapaxes(-1, -2), rtol=1e-5, atol=1e-5)
+
+
 def test_serial_blas_regions_restore_the_blas_thread_count_even_from_several_threads():
     """Conv chunks run with BLAS at one thread; concurrent callers must not leave it there."""
     import threading

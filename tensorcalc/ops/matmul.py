@@ -16,13 +16,19 @@ class Matmul(Bilinear):
     Forward:  Z = X Y
     VJP:      X̄ = sum_to(Z̄ Yᵀ, X.shape),  Ȳ = sum_to(Xᵀ Z̄, Y.shape)
     JVP:      Ż = Ẋ Y + X Ẏ
+
+    Memory order (NumPy): a result with the shape of an operand that is a permuted view (the
+    heads (B, H, L, d) of a (B, L, H, d) projection) is written in that operand's memory order,
+    and so is a cotangent in its primal's: attention's context then reshapes back to (B, L, E)
+    as a view, and Q̄, K̄, V̄ reach their projections without a transposing copy. Only the layout
+    differs; each matrix is the same BLAS product.
     """
 
     broadcasts = True
 
     @staticmethod
     def forward(xp, x, y):
-        return _batched(xp, x, y)
+        return _batched(xp, x, y, like=y)
 
     @staticmethod
     def vjp(g, z, x, y, *, needs):
@@ -32,8 +38,13 @@ class Matmul(Bilinear):
             gy = x.mT @ g if needs[1] else None
             return gx, gy
         xp = xp_of((g,))
-        gx = _batched(xp, g, y.mT) if needs[0] else None
-        gy = _batched(xp, x.mT, g) if needs[1] else None
+        gx = _batched(xp, g, y.mT, like=x) if needs[0] else None
+        gy = None
+        if needs[1]:
+            if _rows_fastest(y.mT) and not _rows_fastest(y):
+                gy = _batched(xp, g.mT, x, like=y.mT).mT  # Ȳᵀ = Z̄ᵀ X in Yᵀ's own order
+            else:
+                gy = _batched(xp, x.mT, g, like=y)
         return gx, gy
 
 
@@ -43,11 +54,21 @@ _BMM_MIN = 1 << 23
 _BMM_PIECE = 1 << 21  # multiply-adds per piece at least (each piece's small GEMMs take the GIL)
 
 
-def _batched(xp, a, b):
+def _rows_fastest(a):
+    """True when a's last axis has unit stride and is its fastest axis in memory: a batch of
+    row-major matrices, possibly a permuted view, whose matrices BLAS takes as they are."""
+    st = a.strides
+    return a.ndim >= 3 and st[-1] == a.itemsize and all(abs(s) >= st[-1] for s in st[:-1])
+
+
+def _batched(xp, a, b, like=None):
     """a @ b; on NumPy with T > 1 kernel threads a big batched product (leading axis ≥ 2 on
     both) runs its batch in pieces over the kernel pool, each a single-threaded GEMM per matrix
     (backend.parallel_chunks, serial_blas): the many small GEMMs of attention scale with the
-    threads where one threaded BLAS call per matrix would not. The same values as one call."""
+    threads where one threaded BLAS call per matrix would not. The same values as one call.
+
+    ``like``: an array with the result's shape whose memory order the result takes when it is
+    a permuted batch of row-major matrices (Matmul's docstring); otherwise C order."""
     if getattr(xp, "__name__", "") != "numpy" or a.ndim < 3 or a.ndim != b.ndim \
             or a.shape[0] != b.shape[0] or a.shape[0] < 2:
         return xp.matmul(a, b)
@@ -56,7 +77,12 @@ def _batched(xp, a, b):
     macs = m * k * n
     for d in lead:
         macs *= d
-    out = xp.empty(lead + (m, n), dtype=xp.result_type(a, b))  # (serial: one call into it)
+    shape, dtype = lead + (m, n), xp.result_type(a, b)
+    if like is not None and like.shape == shape and not like.flags.c_contiguous \
+            and _rows_fastest(like):
+        out = xp.empty_like(like, dtype=dtype, order="K")
+    else:
+        out = xp.empty(shape, dtype=dtype)  # (serial: one call into it)
     parallel_chunks(a.shape[0], lambda lo, hi: xp.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]),
                     min_size=_BMM_MIN, cost=macs, serial_blas=True, piece=_BMM_PIECE)
     return out
