@@ -23,7 +23,8 @@ from tensorcalc.ops import reduce as R
 pytest.importorskip("numba")
 
 JIT_OPS = {"gelu", "ops.gelu", "gelu_grad", "layer_norm", "ops.layer_norm", "softmax",
-           "F.softmax", "ops.softmax"}
+           "F.softmax", "ops.softmax", "conv2d", "conv2d_primitive", "conv1d",
+           "conv_transpose2d"}  # the convolutions' x̄: the compiled fold or per-offset adds
 
 
 @pytest.fixture
@@ -389,3 +390,62 @@ def test_max_pool_kernels_give_numpys_bits_ties_nan_and_inf_included(dtype, thre
     one = threads(1, lambda: _pool_run(big, gb))
     for a, b in zip(one, threads(2, lambda: _pool_run(big, gb)), strict=True):
         same_bits(np.ascontiguousarray(a), np.ascontiguousarray(b))
+
+
+# ------------------------------------------------------------------ convolution x̄ (fold)
+def _conv_grads(x, w, g, geo):
+    from tensorcalc.ops import windows as W
+
+    y = W.Conv2d.forward(np, x, w, None, **geo)
+    return W.Conv2d.vjp(g, y, x, w, None, needs=(True, True, False), **geo)[0]
+
+
+# (N, C, H, W), O, kernel, stride, padding, dilation: valid, strided (DCGAN's 4×4 / 2), padded
+# with few channels (the full correlation needs 16), dilated, non-square, one sample
+FOLD_GEOS = [((5, 16, 12, 12), 32, (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+             ((4, 8, 14, 14), 16, (4, 4), (2, 2), ((1, 1), (1, 1)), (1, 1)),
+             ((3, 3, 9, 9), 5, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+             ((2, 4, 11, 10), 6, (3, 2), (2, 1), ((2, 0), (1, 3)), (2, 3)),
+             ((1, 2, 5, 5), 3, (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1))]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("xs,o,k,s,p,d", FOLD_GEOS)
+def test_conv_input_grad_fold_agrees_with_the_per_offset_adds(dtype, tol, xs, o, k, s, p, d):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((o, xs[1]) + k).astype(dtype)
+    geo = dict(stride=s, padding=p, dilation=d)
+    from tensorcalc.ops.windows import out_size
+
+    ho = out_size(xs[2], k[0], s[0], p[0], d[0])
+    wo = out_size(xs[3], k[1], s[1], p[1], d[1])
+    g = rng.standard_normal((xs[0], o, ho, wo)).astype(dtype)
+    got = _conv_grads(x, w, g, geo)
+    old = _jit.set_enabled(False)
+    try:
+        want = _conv_grads(x, w, g, geo)
+    finally:
+        _jit.set_enabled(old)
+    assert got.shape == x.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    # and x̄ is the adjoint's: ⟨x̄, x⟩ = ⟨ȳ, conv(x)⟩ (float64)
+    lhs = float(np.vdot(got.astype(np.float64), x.astype(np.float64)))
+    from tensorcalc.ops import windows as W
+
+    y = W.Conv2d.forward(np, x.astype(np.float64), w.astype(np.float64), None, **geo)
+    rhs = float(np.vdot(g.astype(np.float64), y))
+    assert abs(lhs - rhs) <= 1e-4 * max(1.0, abs(rhs))
+
+
+def test_conv_input_grad_fold_gives_the_same_bits_at_any_thread_count(threads):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((64, 16, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 5, 5)).astype(np.float32)
+    g = rng.standard_normal((64, 32, 8, 8)).astype(np.float32)
+    geo = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1))
+    calls = backend.parallel_calls()
+    one = threads(1, lambda: _conv_grads(x, w, g, geo))
+    for t in (2, 3):
+        same_bits(one, threads(t, lambda: _conv_grads(x, w, g, geo)))
+    assert backend.parallel_calls() > calls  # the pool did run

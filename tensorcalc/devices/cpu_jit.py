@@ -1,7 +1,7 @@
 """Compiled CPU kernels (numba, optional) for the primitives NumPy runs as many passes — layer
-norm, GELU and GELU′, softmax, batch norm (channels-last), ReLU′ and tiling max pooling: a fast
-path for NumPy float arrays, beside devices/cuda.py's kernels for CuPy (issue 19 allows a JIT
-library for this).
+norm, GELU and GELU′, softmax, batch norm (channels-last), ReLU′, tiling max pooling, and the
+fold (col2im) of a convolution's input gradient: a fast path for NumPy float arrays, beside
+devices/cuda.py's kernels for CuPy (issue 19 allows a JIT library for this).
 
 Each kernel computes the mathematics of the NumPy rule next to its primitive, which stays the
 reference: it is what runs where numba is not installed, with ``TENSORCALC_JIT=0``, on other
@@ -596,11 +596,35 @@ def max_pool_tiles_grad(xl, yl, gl, kernel):
     return gx
 
 
+def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
+    """col2im's sums: buf[lo + n, a·sh + i·dh, b·sw + j·dw, c] += t[n, a, b, i, j, c] for the
+    columns t (B, H_out, W_out, kh, kw, C) of samples lo … lo + B − 1 into the channels-last
+    (padded) x̄ buf. Each entry of buf adds its terms in the order of (a, b, i, j)."""
+    B, ho, wo, kh, kw, C = t.shape
+    for n in range(B):
+        for a in range(ho):
+            for b in range(wo):
+                for i in range(kh):
+                    r = buf[lo + n, a * sh + i * dh]
+                    for j in range(kw):
+                        dst = r[b * sw + j * dw]
+                        src = t[n, a, b, i, j]
+                        for c in range(C):
+                            dst[c] += src[c]
+
+
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
             "bn_sums": _bn_sums_k, "bn_grad_sums": _bn_grad_sums_k, "bn_affine": _bn_affine_k,
             "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k, "maxpool": _maxpool_k,
-            "maxpool_grad": _maxpool_grad_k}
+            "maxpool_grad": _maxpool_grad_k, "fold_add": _fold_add_k}
+
+
+def fold_add(t6, buf, lo, stride, dilation):
+    """Add the columns t6 (B, H_out, W_out, kh, kw, C), C-contiguous, of samples lo … lo + B − 1
+    into their windows of buf (N, H_pad, W_pad, C), C-contiguous, in place: the fold (col2im) of
+    a convolution's input gradient (ops.windows._conv_input_grad). One call, this thread."""
+    _kernel("fold_add")(t6, buf, lo, stride[0], stride[1], dilation[0], dilation[1])
 
 
 def layer_norm_forward(x2, w, b, eps, keep):
