@@ -254,6 +254,44 @@ def test_conv2d_chunks_split_over_threads_give_the_serial_result(threads, geo):
     same_bits(serial[3], par[3])
 
 
+@pytest.mark.parametrize("c,stride,padding", [(1, (1, 1), ((0, 0), (0, 0))),
+                                               (2, (2, 1), ((1, 2), (0, 1)))])
+def test_few_channel_convolution_chunks_over_threads(threads, c, stride, padding):
+    """A first layer (few input channels: Unfold's (N, K, L) copy) at T = 2 runs its copy and
+    per-sample GEMMs chunk by chunk over the pool: y and x̄ are the serial bits, W̄ and b̄ equal
+    to rounding."""
+    from tensorcalc.ops.windows import Conv2d
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, c, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((16, c, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, dilation=(1, 1))
+
+    def fwd():
+        return Conv2d.forward(np, x, w, b, **kw)
+
+    y1 = threads(1, fwd)
+    calls = backend.parallel_calls()
+    y2 = threads(2, fwd)
+    assert backend.parallel_calls() > calls  # the forward alone used the pool
+    same_bits(y1, y2)
+    g = rng.standard_normal(y1.shape).astype(np.float32)
+
+    def vjp():
+        return Conv2d.vjp(g, y1, x, w, b, needs=(True, True, True), **kw)
+
+    s1, s2 = threads(1, vjp), threads(2, vjp)
+    same_bits(s1[0], s2[0])
+    np.testing.assert_allclose(s2[1], s1[1], rtol=2e-5, atol=1e-3)
+    np.testing.assert_allclose(s2[2], s1[2], rtol=2e-5, atol=1e-3)
+    cols = np.lib.stride_tricks.sliding_window_view(
+        np.pad(x, ((0, 0), (0, 0)) + padding), (5, 5), axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
+    want = np.einsum("nchwij,ocij->nohw", cols.astype(np.float64), w.astype(np.float64)) \
+        + b[:, None, None]
+    np.testing.assert_allclose(y2, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("geo", [dict(kernel=(3, 3), stride=(1, 1), padding=((1, 1), (1, 1))),
                                  dict(kernel=(2, 2), stride=(2, 2), padding=((0, 0), (0, 0)))])
 @pytest.mark.parametrize("channels_last", [False, True])
