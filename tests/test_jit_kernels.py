@@ -449,3 +449,43 @@ def test_conv_input_grad_fold_gives_the_same_bits_at_any_thread_count(threads):
     for t in (2, 3):
         same_bits(one, threads(t, lambda: _conv_grads(x, w, g, geo)))
     assert backend.parallel_calls() > calls  # the pool did run
+
+
+# (N, C, H_out·W_out from) kernel, stride, padding, dilation: DCGAN's 4×4 / 2 transposed
+# convolutions, overlapping 3×3 / 1 with padding, dilated non-square
+FOLD_FWD_GEOS = [((3, 4, (14, 14)), (4, 4), (2, 2), ((1, 1), (1, 1)), (1, 1)),
+                 ((2, 3, (9, 7)), (3, 3), (1, 1), ((1, 1), (0, 2)), (1, 1)),
+                 ((2, 2, (11, 10)), (3, 2), (2, 1), ((2, 0), (1, 3)), (2, 3))]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
+@pytest.mark.parametrize("shape,k,s,p,d", FOLD_FWD_GEOS)
+def test_fold_kernel_agrees_with_numpys_strided_adds(dtype, tol, shape, k, s, p, d):
+    from tensorcalc.ops import windows as W
+
+    n, c, (h, w) = shape
+    ho = W.out_size(h, k[0], s[0], p[0], d[0])
+    wo = W.out_size(w, k[1], s[1], p[1], d[1])
+    cols = np.random.default_rng(6).standard_normal((n, ho * wo, k[0] * k[1] * c)).astype(dtype)
+    geo = dict(size=(h, w), kernel=k, stride=s, padding=p, dilation=d)
+    got = W.Fold.forward(np, cols, **geo)
+    old = _jit.set_enabled(False)
+    try:
+        want = W.Fold.forward(np, cols, **geo)
+    finally:
+        _jit.set_enabled(old)
+    assert got.shape == want.shape == (n, c, h, w) and got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_fold_kernel_gives_the_same_bits_at_any_thread_count(threads):
+    from tensorcalc.ops import windows as W
+
+    cols = np.random.default_rng(7).standard_normal((64, 14 * 14, 16 * 32)).astype(np.float32)
+    geo = dict(size=(28, 28), kernel=(4, 4), stride=(2, 2), padding=((1, 1), (1, 1)),
+               dilation=(1, 1))
+    calls = backend.parallel_calls()
+    one = threads(1, lambda: W.Fold.forward(np, cols, **geo))
+    for t in (2, 3):
+        same_bits(one, threads(t, lambda: W.Fold.forward(np, cols, **geo)))
+    assert backend.parallel_calls() > calls

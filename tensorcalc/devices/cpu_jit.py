@@ -1,7 +1,7 @@
 """Compiled CPU kernels (numba, optional) for the primitives NumPy runs as many passes — layer
 norm, GELU and GELU′, softmax, batch norm (channels-last), ReLU′, tiling max pooling, and the
-fold (col2im) of a convolution's input gradient: a fast path for NumPy float arrays, beside
-devices/cuda.py's kernels for CuPy (issue 19 allows a JIT library for this).
+fold (col2im: transposed convolutions, a convolution's x̄): a fast path for NumPy float
+arrays, beside devices/cuda.py's kernels for CuPy (issue 19 allows a JIT library for this).
 
 Each kernel computes the mathematics of the NumPy rule next to its primitive, which stays the
 reference: it is what runs where numba is not installed, with ``TENSORCALC_JIT=0``, on other
@@ -625,6 +625,15 @@ def fold_add(t6, buf, lo, stride, dilation):
     into their windows of buf (N, H_pad, W_pad, C), C-contiguous, in place: the fold (col2im) of
     a convolution's input gradient (ops.windows._conv_input_grad). One call, this thread."""
     _kernel("fold_add")(t6, buf, lo, stride[0], stride[1], dilation[0], dilation[1])
+
+
+def fold_samples(t6, buf, stride, dilation):
+    """fold_add of all N samples of t6 into buf (N, H_pad, W_pad, C): ops.windows.Fold's
+    forward; samples split over the kernel pool from 1M values (each x̄ entry is summed within
+    its own sample, so the bits do not depend on T)."""
+    k = _kernel("fold_add")
+    (sh, sw), (dh, dw) = stride, dilation
+    _rows_run(t6.shape[0], t6[0].size, lambda a, b: k(t6[a:b], buf, a, sh, sw, dh, dw))
 
 
 def layer_norm_forward(x2, w, b, eps, keep):
