@@ -755,6 +755,10 @@ OPS: list[OpSpec] = [
       covers=("batch_norm",),
       special=[sv([[1.0, 1e4], [1.0, -1e4], [1.0, 0.0]], [2.0, 3.0], [0.5, -1.0],
                   value=(FINITE, [1.0, 0.0], FINITE), grads=(FINITE, FINITE, [3.0, 3.0]))]),
+    S("ops.batch_norm_relu", lambda x, w, b: tc.batch_norm(x, w, b, relu=True),
+      lambda x, w, b: _nn_batch_norm_stats(x, w, b, relu=True),
+      [((4, 3, 2, 2), (3,), (3,)), ((5, 2), (2,), (2,)), ((3, 2, 5), (2,), (2,))],
+      covers=("batch_norm",)),
     S("split_sizes", lambda x, **kw: tc.split_sizes(x, **kw),
       lambda x, sizes, axis=0: tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis)),
       [((6, 2),), ((6, 3, 2),)], kwargs=[{"sizes": (1, 2, 3)}, {"sizes": (4, 0, 2)}],
@@ -984,13 +988,14 @@ def _nn_layer_norm(x, w, b, eps=1e-5):
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
-def _nn_batch_norm_stats(x, w, b, eps=1e-5):
-    """ops.batch_norm's three outputs: y, and the batch mean and biased variance per channel."""
+def _nn_batch_norm_stats(x, w, b, eps=1e-5, relu=False):
+    """ops.batch_norm's three outputs: y, and the batch mean and biased variance per channel
+    (``relu``: y = max(y, 0))."""
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
     y = (x - mu) / np.sqrt(var + eps) * w.reshape(shape) + b.reshape(shape)
-    return y, mu.reshape(-1), var.reshape(-1)
+    return (np.maximum(y, 0) if relu else y), mu.reshape(-1), var.reshape(-1)
 
 
 def _nn_group_norm(x, g, w, b, eps=1e-5):

@@ -279,15 +279,17 @@ def _cl(a):
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-def _bn_run(x, w, b, g, gmu, gvar):
-    y = R.BatchNorm.forward(np, x, w, b, eps=1e-5)
+def _bn_run(x, w, b, g, gmu, gvar, **kw):
+    y = R.BatchNorm.forward(np, x, w, b, eps=1e-5, **kw)
     return list(y) + list(R.BatchNorm.vjp((g, gmu, gvar), y, x, w, b, needs=(True,) * 3,
-                                          eps=1e-5))
+                                          eps=1e-5, **kw))
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["bn", "bn+relu"])
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-12)])
 @pytest.mark.parametrize("shape", [(64, 16, 28, 28), (3, 5, 7, 2), (2, 64, 1, 1)])
-def test_batch_norm_kernels_agree_with_numpy_on_channels_last_memory(dtype, tol, shape):
+def test_batch_norm_kernels_agree_with_numpy_on_channels_last_memory(dtype, tol, shape, relu):
+    kw = {"relu": True} if relu else {}
     rng = np.random.default_rng(sum(shape))
     x = _cl((rng.standard_normal(shape) * 2 + 3).astype(dtype))
     x[:, 0] = 1.5  # a constant channel: x̂ = 0
@@ -296,10 +298,10 @@ def test_batch_norm_kernels_agree_with_numpy_on_channels_last_memory(dtype, tol,
     g = _cl(rng.standard_normal(shape).astype(dtype))
     gmu, gvar = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
     assert R._cl_rows(x) is not None and R._cl_rows(g) is not None
-    got = _bn_run(x, w, b, g, gmu, gvar)
+    got = _bn_run(x, w, b, g, gmu, gvar, **kw)
     old = _jit.set_enabled(False)
     try:
-        want = _bn_run(x, w, b, g, gmu, gvar)
+        want = _bn_run(x, w, b, g, gmu, gvar, **kw)
     finally:
         _jit.set_enabled(old)
     assert got[0].transpose(0, 2, 3, 1).flags.c_contiguous  # y and x̄ stay channels-last
@@ -307,14 +309,21 @@ def test_batch_norm_kernels_agree_with_numpy_on_channels_last_memory(dtype, tol,
     for a, r in zip(got, want, strict=True):
         assert a.dtype == dtype and a.shape == r.shape
         np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, np.abs(r).max()))
-    assert (got[0][:, 0] == b[0]).all()  # constant channel: y = β
+    assert (got[0][:, 0] == (max(b[0], 0) if relu else b[0])).all()  # constant channel: y = β
+    if relu:  # the fusion is ReLU after batch norm: y, and x̄ from ȳ ⊙ [y > 0]
+        plain = _bn_run(x, w, b, g * (got[0] > 0), gmu, gvar)
+        assert (got[0] >= 0).all() and (got[0] > 0).any() and (got[0] == 0).any()
+        np.testing.assert_allclose(got[0], np.maximum(plain[0], 0), rtol=tol, atol=tol)
+        for a, r in zip(got[3:], plain[3:], strict=True):
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, np.abs(r).max()))
 
 
-def test_batch_norm_kernel_keeps_a_nan_in_its_channel():
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_kernel_keeps_a_nan_in_its_channel(relu):
     x = _cl(np.random.default_rng(0).standard_normal((4, 3, 5, 5)))
     x[1, 2, 3, 3] = np.nan
     w, b = np.ones(3), np.zeros(3)
-    y, mu, var = R.BatchNorm.forward(np, x, w, b, eps=1e-5)
+    y, mu, var = R.BatchNorm.forward(np, x, w, b, eps=1e-5, relu=relu)
     assert np.isnan(y[:, 2]).all() and np.isnan(mu[2]) and np.isfinite(y[:, :2]).all()
 
 
@@ -326,10 +335,14 @@ def test_batch_norm_kernels_give_the_same_bits_at_any_thread_count(threads):
     w, b = rng.standard_normal(32).astype(np.float32), rng.standard_normal(32).astype(np.float32)
     gmu, gvar = np.ones(32, np.float32), np.ones(32, np.float32)
     calls = backend.parallel_calls()
-    one = threads(1, lambda: _bn_run(x, w, b, g, gmu, gvar))
-    for t in (2, 3):
-        for a, b_ in zip(one, threads(t, lambda: _bn_run(x, w, b, g, gmu, gvar)), strict=True):
-            same_bits(a, b_)
+    for kw in ({}, {"relu": True}):
+        def run(kw=kw):
+            return _bn_run(x, w, b, g, gmu, gvar, **kw)
+
+        one = threads(1, run)
+        for t in (2, 3):
+            for a, b_ in zip(one, threads(t, run), strict=True):
+                same_bits(a, b_)
     assert backend.parallel_calls() > calls
 
 

@@ -395,40 +395,65 @@ def _bn_sums_k(x, mu, part, first, centred):
                 pr[c] += xr[c]
 
 
-def _bn_grad_sums_k(g, x, mu, pb, pt, first):
-    """pb[k, c] += ȳ[p, c], pt[k, c] += ȳ[p, c]·(x[p, c] − μ[c]) for the rows of block k."""
+def _bn_grad_sums_k(g, x, mu, pb, pt, first, y, k01, relu):
+    """pb[k, c] += ȳ[p, c], pt[k, c] += ȳ[p, c]·(x[p, c] − μ[c]) for the rows of block k; with
+    ``relu`` ȳ is first masked by the output, ȳ·[y > 0] (a product, k01 = [0, 1] in the dtype,
+    so NaN·0 stays NaN as in ReLU's rule)."""
     rows, C = g.shape
     b0 = first // _BN_BLOCK
+    zero, one = k01[0], k01[1]
     for r in range(rows):
         k = (first + r) // _BN_BLOCK - b0
         br = pb[k]
         tr = pt[k]
         gr = g[r]
         xr = x[r]
-        for c in range(C):
-            br[c] += gr[c]
-            tr[c] += gr[c] * (xr[c] - mu[c])
+        if relu:
+            yr = y[r]
+            for c in range(C):
+                gv = gr[c] * (one if yr[c] > zero else zero)
+                br[c] += gv
+                tr[c] += gv * (xr[c] - mu[c])
+        else:
+            for c in range(C):
+                br[c] += gr[c]
+                tr[c] += gr[c] * (xr[c] - mu[c])
 
 
-def _bn_affine_k(x, mu, a, b, y):
-    """y[p, c] = (x[p, c] − μ[c])·a[c] + b[c]."""
+def _bn_affine_k(x, mu, a, b, y, k01, relu):
+    """y[p, c] = (x[p, c] − μ[c])·a[c] + b[c]; with ``relu`` max(·, 0) (NaN stays NaN, as
+    NumPy's maximum; k01 = [0, 1] in the dtype)."""
     rows, C = x.shape
+    zero = k01[0]
     for r in range(rows):
         xr = x[r]
         yr = y[r]
-        for c in range(C):
-            yr[c] = (xr[c] - mu[c]) * a[c] + b[c]
+        if relu:
+            for c in range(C):
+                v = (xr[c] - mu[c]) * a[c] + b[c]
+                yr[c] = zero if v <= zero else v
+        else:
+            for c in range(C):
+                yr[c] = (xr[c] - mu[c]) * a[c] + b[c]
 
 
-def _bn_grad_k(g, x, mu, a, k1, k0, gx):
-    """x̄[p, c] = a[c]·ȳ[p, c] + k1[c]·(x[p, c] − μ[c]) + k0[c]."""
+def _bn_grad_k(g, x, mu, a, k1, k0, gx, y, k01, relu):
+    """x̄[p, c] = a[c]·ȳ[p, c] + k1[c]·(x[p, c] − μ[c]) + k0[c]; with ``relu`` ȳ·[y > 0] for ȳ
+    (as in _bn_grad_sums_k)."""
     rows, C = g.shape
+    zero, one = k01[0], k01[1]
     for r in range(rows):
         gr = g[r]
         xr = x[r]
         o = gx[r]
-        for c in range(C):
-            o[c] = a[c] * gr[c] + k1[c] * (xr[c] - mu[c]) + k0[c]
+        if relu:
+            yr = y[r]
+            for c in range(C):
+                gv = gr[c] * (one if yr[c] > zero else zero)
+                o[c] = a[c] * gv + k1[c] * (xr[c] - mu[c]) + k0[c]
+        else:
+            for c in range(C):
+                o[c] = a[c] * gr[c] + k1[c] * (xr[c] - mu[c]) + k0[c]
 
 
 def _bn_blocks(rows, C, dtype, fn, nparts):
@@ -448,8 +473,9 @@ def _rows_run(rows, C, fn):
     parallel_chunks(rows, fn, cost=rows * C, min_size=_ROW_PAR_MIN, piece=_PIECE)
 
 
-def batch_norm_forward(x2, w, b, eps):
-    """Training-mode batch norm of (P, C) rows: (y rows, μ, σ²), as ops.reduce.BatchNorm."""
+def batch_norm_forward(x2, w, b, eps, relu=False):
+    """Training-mode batch norm of (P, C) rows: (y rows, μ, σ²), as ops.reduce.BatchNorm; with
+    ``relu`` y = max(γ x̂ + β, 0) in the same pass."""
     rows, C = x2.shape
     ks, ka = _kernel("bn_sums"), _kernel("bn_affine")
     zero = np.zeros(C, dtype=x2.dtype)
@@ -459,25 +485,35 @@ def batch_norm_forward(x2, w, b, eps):
     var = v / rows
     aa = w * (1 / np.sqrt(var + eps))
     y = np.empty_like(x2)
-    _rows_run(rows, C, lambda a, c: ka(x2[a:c], mu, aa, b, y[a:c]))
+    k01 = np.array([0, 1], dtype=x2.dtype)
+    _rows_run(rows, C, lambda a, c: ka(x2[a:c], mu, aa, b, y[a:c], k01, bool(relu)))
     return y, mu, var
 
 
-def batch_norm_backward_sums(g2, x2, mu):
-    """(Σ_rows ȳ, Σ_rows ȳ ⊙ (x − μ)) per channel."""
+def batch_norm_backward_sums(g2, x2, mu, y2=None):
+    """(Σ_rows ȳ, Σ_rows ȳ ⊙ (x − μ)) per channel; with the output rows ``y2`` (batch norm
+    with ReLU) ȳ ⊙ [y > 0] for ȳ."""
     rows, C = g2.shape
     k = _kernel("bn_grad_sums")
+    relu = y2 is not None
+    yy = y2 if relu else x2
+    k01 = np.array([0, 1], dtype=g2.dtype)
     gb, t = _bn_blocks(rows, C, g2.dtype,
-                       lambda a, c, pb, pt: k(g2[a:c], x2[a:c], mu, pb, pt, a), 2)
+                       lambda a, c, pb, pt: k(g2[a:c], x2[a:c], mu, pb, pt, a, yy[a:c], k01,
+                                              relu), 2)
     return gb, t
 
 
-def batch_norm_backward_apply(g2, x2, mu, a, k1, k0):
-    """x̄ = a ȳ + k1 (x − μ) + k0 per channel, as (P, C) rows."""
+def batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2=None):
+    """x̄ = a ȳ + k1 (x − μ) + k0 per channel, as (P, C) rows (ȳ ⊙ [y > 0] with ``y2``)."""
     rows, C = g2.shape
     gx = np.empty_like(g2)
     k = _kernel("bn_grad")
-    _rows_run(rows, C, lambda s, e: k(g2[s:e], x2[s:e], mu, a, k1, k0, gx[s:e]))
+    relu = y2 is not None
+    yy = y2 if relu else x2
+    k01 = np.array([0, 1], dtype=g2.dtype)
+    _rows_run(rows, C, lambda s, e: k(g2[s:e], x2[s:e], mu, a, k1, k0, gx[s:e], yy[s:e], k01,
+                                      relu))
     return gx
 
 

@@ -35,7 +35,7 @@ def _update_running(buf, stat, momentum):
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=True,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, relu=False):
     """Batch normalisation over every axis but the channel axis 1 of x (N, C, ...):
 
         training:  μ_c, σ²_c = mean and biased variance of channel c over the batch (and the
@@ -45,7 +45,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         eval:      y = γ_c (x − r_μ,c)/√(r_σ²,c + ε) + β_c, an affine map of x.
 
     ``weight`` γ and ``bias`` β are (C,) or None. The batch statistics are functions of x, so
-    the gradient flows through μ and σ² (Ioffe & Szegedy, 2015).
+    the gradient flows through μ and σ² (Ioffe & Szegedy, 2015). ``relu``: returns relu(y), in
+    training fused into the batch-norm primitive (the conv → BN → ReLU of most CNNs).
     """
     sx = shape_of(x)
     if len(sx) < 2:
@@ -70,7 +71,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         xp = xp_of((xd,))
         w = weight if weight is not None else xp.ones(C, dtype=xd.dtype)
         b = bias if bias is not None else xp.zeros(C, dtype=xd.dtype)
-        y, mu, var = ops.batch_norm(x, w, b, eps=eps)  # the fused primitive
+        y, mu, var = ops.batch_norm(x, w, b, eps=eps, relu=relu)  # the fused primitive
         if running_mean is not None:
             _update_running(running_mean, data_of(mu), momentum)
         if running_var is not None:
@@ -88,7 +89,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     y = d * scale
     if bias is not None:
         y = y + ops.reshape(bias, bshape)
-    return y
+    return ops.relu(y) if relu else y
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):

@@ -36,11 +36,11 @@ class InceptionBlock(nn.Module):
         self.branch_pool = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
                                          nn.Conv2d(in_channels, bp, 1, rng=rng))
         self.out_channels = b1 + o3 + o5 + bp
-        self.bn = nn.BatchNorm2d(self.out_channels)
+        self.bn = nn.BatchNorm2d(self.out_channels, relu=True)  # BN → ReLU, fused
 
     def forward(self, x):
         ys = [self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x)]
-        return ops.relu(self.bn(ops.concat(ys, axis=1)))
+        return self.bn(ops.concat(ys, axis=1))
 
 
 class InceptionNet(nn.Module):
@@ -51,7 +51,7 @@ class InceptionNet(nn.Module):
         rng = backend.as_rng(rng)
         w = width
         self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, padding=1, bias=False, rng=rng),
-                                  nn.BatchNorm2d(w), nn.ReLU())
+                                  nn.BatchNorm2d(w, relu=True))
         self.block1 = InceptionBlock(w, w // 2, (w // 2, w), (w // 4, w // 2), w // 2, rng=rng)
         c1 = self.block1.out_channels
         self.block2 = InceptionBlock(c1, w, (w // 2, w * 2), (w // 4, w // 2), w // 2, rng=rng)

@@ -27,7 +27,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         rng = backend.as_rng(rng)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False, rng=rng)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn1 = nn.BatchNorm2d(out_channels, relu=True)  # conv → BN → ReLU, fused
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False, rng=rng)
         self.bn2 = nn.BatchNorm2d(out_channels)
         if stride != 1 or in_channels != out_channels:
@@ -38,7 +38,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x):
-        h = ops.relu(self.bn1(self.conv1(x)))
+        h = self.bn1(self.conv1(x))
         h = self.bn2(self.conv2(h))
         return ops.relu(h + self.shortcut(x))
 
@@ -52,7 +52,7 @@ class ResNet(nn.Module):
         blocks = (blocks,) * len(widths) if isinstance(blocks, int) else tuple(blocks)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False,
                                             rng=rng),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+                                  nn.BatchNorm2d(widths[0], relu=True))
         layers, c = [], widths[0]
         for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
             for j in range(n):

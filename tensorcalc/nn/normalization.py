@@ -14,9 +14,11 @@ class _BatchNorm(Module):
     _shape_text = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, dtype=None):
+                 affine: bool = True, track_running_stats: bool = True, dtype=None,
+                 relu: bool = False):
         super().__init__()
         self.num_features = num_features
+        self.relu = bool(relu)
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
@@ -60,11 +62,12 @@ class _BatchNorm(Module):
         elif not use_batch:
             rm, rv = self.running_mean, self.running_var
         return _N.batch_norm(x, rm, rv, self.weight, self.bias, use_batch,
-                             0.0 if m is None else m, self.eps)
+                             0.0 if m is None else m, self.eps, relu=self.relu)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+                + (", relu=True" if self.relu else ""))
 
 
 class BatchNorm1d(_BatchNorm):
@@ -72,7 +75,8 @@ class BatchNorm1d(_BatchNorm):
     training mode uses the batch's mean and biased variance and updates the running estimates
     r ← (1 − momentum)·r + momentum·batch value (unbiased variance; momentum=None: cumulative
     average); eval mode uses the running estimates. γ = ``weight`` (ones), β = ``bias``
-    (zeros)."""
+    (zeros). ``relu=True`` returns relu(y), fused into the batch-norm primitive in training
+    (one module for the conv → BN → ReLU of most CNNs, and one pass less each way)."""
 
     _ndims = (2, 3)
     _shape_text = "(N, {C}) or (N, {C}, L)"

@@ -20,7 +20,7 @@ from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
 from .arithmetic import pow as ops_pow
-from .elementwise import exp, log
+from .elementwise import Relu, exp, log
 from .shape import BroadcastTo, reshape
 
 
@@ -504,13 +504,18 @@ class BatchNorm(Function):
     (64×16×28×28: 3.0 vs 5.7 ms forward + backward). A constant channel gives x̂ = 0, x̄ = 0.
     With numba, channels-last NumPy input (a conv output) takes compiled kernels instead
     (devices/cpu_jit.py: three passes forward, two back, the same per-channel factors).
+
+    ``relu=True`` fuses the ReLU that follows batch norm in most CNNs (conv → BN → ReLU):
+    y = max(γ ⊙ x̂ + β, 0), and the rules above take ȳ ⊙ [y > 0] for ȳ (ReLU's subgradient
+    0 at 0). With the compiled kernels the max and the mask ride in passes that run anyway; a
+    separate ReLU node would read and write the whole tensor once forward and once backward.
     """
 
     @staticmethod
-    def forward(xp, x, w, b, *, eps):
+    def forward(xp, x, w, b, *, eps, relu=False):
         x2 = _cl_rows(x)
         if x2 is not None and _jit.applies(xp, x2, w, b):  # channels-last: compiled kernels
-            y2, mu, var = _jit.batch_norm_forward(x2, w, b, eps)
+            y2, mu, var = _jit.batch_norm_forward(x2, w, b, eps, relu)
             n_, c_, h_, w_ = x.shape
             return y2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2), mu, var
         axes, n, bs = _bn_geometry(x.shape)
@@ -522,21 +527,29 @@ class BatchNorm(Function):
         a = w * _rsqrt_eps(xp, var, eps)
         _per_channel(xp, xp.multiply, d, a, bs, d)
         _per_channel(xp, xp.add, d, b, bs, d)
+        if relu:
+            xp.maximum(d, 0, out=d)
         return d, mu, var
 
     @staticmethod
-    def vjp(g, y, x, w, b, *, needs, eps):
+    def vjp(g, y, x, w, b, *, needs, eps, relu=False):
         gy, gmu, gvar = g
         mu, var = y[1], y[2]
         if any(isinstance(v, Tensor) for v in (gy, gmu, gvar, x, w, b, mu, var)):
+            if relu:
+                gy = gy * (data_of(y[0]) > 0)  # a constant mask: relu″ = 0
             return _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs)
         xp = xp_of((x,))
         axes, n, bs = _bn_geometry(x.shape)
         s = _rsqrt_eps(xp, var, eps)
         x2, g2 = _cl_rows(x), _cl_rows(gy)
-        compiled = x2 is not None and g2 is not None and _jit.applies(xp, x2, g2, w, mu)
-        if compiled:  # channels-last: the two sums in one compiled pass
-            gb, gw = _jit.batch_norm_backward_sums(g2, x2, mu)
+        y2 = _cl_rows(y[0]) if relu else None
+        compiled = x2 is not None and g2 is not None and _jit.applies(xp, x2, g2, w, mu) \
+            and (not relu or (y2 is not None and _jit.applies(xp, y2, g2)))
+        if relu and not compiled:  # ReLU's rule first (its own fast paths), then batch norm's
+            gy = Relu.vjp(gy, y[0], y[0], needs=(True,))[0]
+        if compiled:  # channels-last: the two sums in one compiled pass (ReLU's mask in it)
+            gb, gw = _jit.batch_norm_backward_sums(g2, x2, mu, y2)
             gw *= s
         else:
             d = _per_channel(xp, xp.subtract, x, mu, bs, xp.empty_like(x))
@@ -551,7 +564,7 @@ class BatchNorm(Function):
             k0 = -a * gb / n + gmu / n
             if compiled:
                 n_, c_, h_, w_ = x.shape
-                gx = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0).reshape(
+                gx = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2).reshape(
                     n_, h_, w_, c_).transpose(0, 3, 1, 2)
             else:
                 gx = _per_channel(xp, xp.multiply, gy, a, bs, xp.empty_like(gy))
@@ -561,7 +574,7 @@ class BatchNorm(Function):
         return gx, (gw if needs[1] else None), (gb if needs[2] else None)
 
     @staticmethod
-    def jvp(dxs, y, x, w, b, *, eps):
+    def jvp(dxs, y, x, w, b, *, eps, relu=False):
         dx, dw, db = dxs
         mu, var = y[1], y[2]
         axes, n, bs = _bn_geometry(shape_of(x))
@@ -581,6 +594,8 @@ class BatchNorm(Function):
             dy = t if dy is None else dy + t
         if dy is None:
             dy = xhat * 0.0
+        if relu:
+            dy = dy * (data_of(y[0]) > 0)
         if dmu is None:
             dmu = mu * 0.0
             dvar = var * 0.0
@@ -664,10 +679,11 @@ def _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs):
 
 
 @public
-def batch_norm(x, w, b, eps=1e-5):
+def batch_norm(x, w, b, eps=1e-5, relu=False):
     """Training-mode batch normalisation of x (N, C, ...) over every axis but the channels,
     with γ = ``w`` and β = ``b`` (C,): returns (y, μ, σ²), the batch mean and biased variance
-    per channel beside y (the primitive behind F.batch_norm in training mode)."""
+    per channel beside y (the primitive behind F.batch_norm in training mode). ``relu``: y is
+    max(γ x̂ + β, 0), the ReLU fused (see BatchNorm)."""
     sx = shape_of(x)
     if len(sx) < 2 or shape_of(w) != (sx[1],) or shape_of(b) != (sx[1],):
         raise ValueError(f"batch_norm: x (N, C, ...) and γ, β of shape (C,) expected, got x "
@@ -675,6 +691,8 @@ def batch_norm(x, w, b, eps=1e-5):
     if _bn_geometry(sx)[1] <= 1:
         raise ValueError(f"batch_norm: training needs more than one value per channel, got x "
                          f"of shape {sx}")
+    if relu:
+        return BatchNorm.apply(x, w, b, eps=float(eps), relu=True)
     return BatchNorm.apply(x, w, b, eps=float(eps))
 
 

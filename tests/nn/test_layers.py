@@ -194,3 +194,31 @@ def test_activations_at_kinks_and_saturation():
     np.testing.assert_array_equal(g, [0, 0, 0, 1, 0, 0])  # 0 at both kinks
     g = tc.gradients(F.leaky_relu(x, 0.1).sum(), x).numpy()
     np.testing.assert_allclose(g, [0.1, 0.1, 0.1, 1, 1, 1])  # slope a at 0
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batch_norm_with_fused_relu_is_relu_after_batch_norm(channels_last):
+    """BatchNorm2d(relu=True) — one primitive in training — gives relu(BatchNorm2d(x)): the
+    output, x̄, γ̄, β̄ and the running statistics; in eval mode too."""
+    rng = np.random.default_rng(3)
+    xa = rng.standard_normal((6, 4, 5, 5)).astype(np.float32)
+    if channels_last:  # a conv output's memory: the compiled kernels' path
+        xa = np.ascontiguousarray(xa.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    g = tc.tensor(rng.standard_normal(xa.shape).astype(np.float32))
+    wb = rng.standard_normal((2, 4)).astype(np.float32)
+    out = {}
+    for fused in (True, False):
+        bn = nn.BatchNorm2d(4, relu=fused)
+        bn.weight.data[...], bn.bias.data[...] = wb
+        x = tc.tensor(xa, requires_grad=True)
+        y = bn(x) if fused else tc.relu(bn(x))
+        (y * g).sum().backward()
+        bn.eval()
+        ye = bn(xa) if fused else tc.relu(bn(xa))
+        out[fused] = (y.data, x.grad.data, bn.weight.grad.data, bn.bias.grad.data,
+                      bn.running_mean.data, bn.running_var.data, ye.data)
+        if fused:
+            assert "relu=True" in repr(bn)
+    assert (out[True][0] == 0).any() and (out[True][0] > 0).any()
+    for a, b in zip(out[True], out[False], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
