@@ -518,25 +518,41 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=Fals
     per = _balanced(n, max(1, min(n, _CHUNK_BYTES // (L * k * x.dtype.itemsize))), n * L * k)
     padded = p0 or p1 or q0 or q1 or not xh.flags.c_contiguous
 
-    def run(lo, hi):  # samples [lo, hi): whole chunks, the piece's own buffers
-        cols = xp.empty((min(per, hi - lo), ho, wo, kh, kw, c), dtype=x.dtype)
-        pad = None  # the chunk's padded NHWC image: borders zeroed once, interior per chunk
-        if padded:
-            pad = xp.zeros((len(cols), h + p0 + p1, w + q0 + q1, c), dtype=x.dtype)
+    def buffers(count):
+        """A piece's own columns, and its padded NHWC image (borders zeroed once)."""
+        cols = xp.empty((count, ho, wo, kh, kw, c), dtype=x.dtype)
+        pad = xp.zeros((count, h + p0 + p1, w + q0 + q1, c), dtype=x.dtype) if padded else None
+        return cols, pad
+
+    def columns(bufs, a, b):
+        cols, pad = bufs
+        if pad is None:
+            src = xh[a:b]
+        else:
+            src = pad[:b - a]
+            src[:, p0:p0 + h, q0:q0 + w, :] = xh[a:b]
+        bn, bh, bw, bc = src.strides
+        cc = cols[:b - a]
+        cc[...] = _as_strided(xp, src, (b - a, ho, wo, kh, kw, c),
+                              (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
+        return cc.reshape((b - a) * L, k)
+
+    return _sample_chunks(xp, n, per, L, n * L * k, buffers, columns, fn, accumulate)
+
+
+def _sample_chunks(xp, n, per, L, cost, buffers, columns, fn, accumulate):
+    """The implicit GEMM's chunk loop: samples [0, n) in chunks of ``per``, whole chunks to the
+    kernel pool's pieces (single-threaded GEMMs); ``buffers(count)`` makes a piece's buffers,
+    ``columns(bufs, a, b)`` fills and returns the columns of samples [a, b), and the results
+    of ``fn(rows, cols)`` come back in chunk order, or summed (``accumulate``: in chunk order
+    within each piece, then over the pieces)."""
+
+    def run(lo, hi):
+        bufs = buffers(min(per, hi - lo))
         out, acc = [], None
         for a in range(lo, hi, per):
             b = min(hi, a + per)
-            if pad is None:
-                src = xh[a:b]
-            else:
-                src = pad[:b - a]
-                src[:, p0:p0 + h, q0:q0 + w, :] = xh[a:b]
-            bn, bh, bw, bc = src.strides
-            v = _as_strided(xp, src, (b - a, ho, wo, kh, kw, c),
-                            (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
-            cc = cols[:b - a]
-            cc[...] = v
-            r = fn(slice(a * L, b * L), cc.reshape((b - a) * L, k))
+            r = fn(slice(a * L, b * L), columns(bufs, a, b))
             if not accumulate:
                 out.append(r)
             elif acc is None:
@@ -545,7 +561,7 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=Fals
                 xp.add(acc, r, out=acc)
         return [acc] if accumulate else out
 
-    parts = parallel_chunks(n, run, align=per, cost=n * L * k, serial_blas=True)
+    parts = parallel_chunks(n, run, align=per, cost=cost, serial_blas=True)
     out = [r for part in parts for r in part]
     if accumulate:
         for r in out[1:]:
@@ -576,30 +592,16 @@ def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, ac
         xq[:, :, p0:p0 + x.shape[2], q0:q0 + x.shape[3]] = x
     bn, bc, bh, bw = xq.strides
 
-    def run(lo, hi):
-        cols = xp.empty((min(per, hi - lo), kh, kw, c, ho, wo), dtype=x.dtype)
-        out, acc = [], None
-        for a in range(lo, hi, per):
-            b = min(hi, a + per)
-            cc = cols[:b - a]
-            cc[...] = _as_strided(xp, xq[a:b], (b - a, kh, kw, c, ho, wo),
-                                  (bn, dh * bh, dw * bw, bc, sh * bh, sw * bw))
-            r = fn(slice(a * L, b * L), cc.reshape(b - a, K, L).transpose(0, 2, 1))
-            if not accumulate:
-                out.append(r)
-            elif acc is None:
-                acc = r
-            else:
-                xp.add(acc, r, out=acc)
-        return [acc] if accumulate else out
+    def columns(cols, a, b):
+        cc = cols[:b - a]
+        cc[...] = _as_strided(xp, xq[a:b], (b - a, kh, kw, c, ho, wo),
+                              (bn, dh * bh, dw * bw, bc, sh * bh, sw * bw))
+        return cc.reshape(b - a, K, L).transpose(0, 2, 1)
 
-    parts = parallel_chunks(n, run, align=per, cost=n * L * K, serial_blas=True)
-    out = [r for part in parts for r in part]
-    if accumulate:
-        for r in out[1:]:
-            xp.add(out[0], r, out=out[0])
-        return out[0]
-    return out
+    return _sample_chunks(
+        xp, n, per, L, n * L * K,
+        lambda count: xp.empty((count, kh, kw, c, ho, wo), dtype=x.dtype), columns, fn,
+        accumulate)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
