@@ -667,9 +667,8 @@ def fold_samples(t6, buf, stride, dilation):
     """fold_add of all N samples of t6 into buf (N, H_pad, W_pad, C): ops.windows.Fold's
     forward; samples split over the kernel pool from 1M values (each x̄ entry is summed within
     its own sample, so the bits do not depend on T)."""
-    k = _kernel("fold_add")
-    (sh, sw), (dh, dw) = stride, dilation
-    _rows_run(t6.shape[0], t6[0].size, lambda a, b: k(t6[a:b], buf, a, sh, sw, dh, dw))
+    _rows_run(t6.shape[0], t6[0].size,
+              lambda a, b: fold_add(t6[a:b], buf, a, stride, dilation))
 
 
 def layer_norm_forward(x2, w, b, eps, keep):

@@ -39,6 +39,21 @@ def _as_strided(xp, a, shape, strides):
     return xp.lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
 
 
+def _few_channel_windows(xp, x, kernel, stride, padding, dilation, out_hw):
+    """Every window of x (N, C, H, W), zero-padded, as an (N, kh, kw, C, H_out, W_out) strided
+    view: the few-channel unfold's order, whose copies run W_out long."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    (p0, p1), (q0, q1) = padding
+    n, c, h, w = x.shape
+    xq = x
+    if p0 or p1 or q0 or q1:
+        xq = xp.zeros((n, c, h + p0 + p1, w + q0 + q1), dtype=x.dtype)
+        xq[:, :, p0:p0 + h, q0:q0 + w] = x
+    bn, bc, bh, bw = xq.strides
+    return _as_strided(xp, xq, (n, kh, kw, c) + tuple(out_hw),
+                       (bn, dh * bh, dw * bw, bc, sh * bh, sw * bw))
+
+
 def _nhwc_padded(xp, x, padding):
     """x (N, C, H, W) as a channels-last (N, Hp, Wp, C) array with zero padding.
     Returns (array, fresh): ``fresh`` is False when the array is a view of x's memory."""
@@ -81,14 +96,8 @@ class Unfold(Linear):
             # few channels (the first layer): copy in (N, kh, kw, C, H_out, W_out) memory order,
             # whose contiguous runs are W_out long (channels-last runs, kw·C, would be short),
             # and return the (N, L, K) transposed view — same values, only the memory differs
-            xq = x
-            if p0 or p1 or q0 or q1:
-                xq = xp.zeros((n, c, h + p0 + p1, w + q0 + q1), dtype=x.dtype)
-                xq[:, :, p0:p0 + h, q0:q0 + w] = x
-            bn, bc, bh, bw = xq.strides
-            v = _as_strided(xp, xq, (n, kh, kw, c, ho, wo),
-                            (bn, dh * bh, dw * bw, bc, sh * bh, sw * bw))
-            out = xp.ascontiguousarray(v)
+            out = xp.ascontiguousarray(_few_channel_windows(xp, x, kernel, stride, padding,
+                                                            dilation, (ho, wo)))
             if xp.may_share_memory(out, x):
                 out = out.copy()
             return out.reshape(n, kh * kw * c, ho * wo).transpose(0, 2, 1)
@@ -352,7 +361,8 @@ def _conv_input_grad(xp, rows, w, xshape, gshape, *, stride, padding, dilation):
     buf = xp.zeros((n, h + p0 + p1, wd + q0 + q1, c), dtype=rows.dtype)
     L = ho * wo
     if _jit.applies(xp, rows, buf) and w.dtype == rows.dtype:
-        return _conv_input_grad_folded(xp, rows, w, buf, (ho, wo), stride, padding, dilation)
+        _fold_input_grad(xp, rows, w, buf, (ho, wo), stride, dilation)
+        return buf[:, p0:p0 + h, q0:q0 + wd, :].transpose(0, 3, 1, 2)
     wk = xp.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
     # a few samples at a time, so that their x̄ rows stay in cache over the kh·kw adds
     per = _balanced(n, max(1, min(n, _GRAD_CHUNK_BYTES // (buf[0].nbytes + L * c
@@ -383,11 +393,12 @@ def _conv_input_grad(xp, rows, w, xshape, gshape, *, stride, padding, dilation):
 _FOLD_CHUNK_BYTES = 1 << 20  # the columns of a few samples, folded while still in cache
 
 
-def _conv_input_grad_folded(xp, rows, w, buf, out_hw, stride, padding, dilation):
-    """x̄ as col2im of ȳ_rows W_matᵀ with the compiled fold (see :func:`_conv_input_grad`): the
-    same sums in another order. Samples go to the kernel pool in whole chunks; each x̄ entry is
-    summed within its own sample, so the bits do not depend on T."""
-    n, hp, wp, c = buf.shape
+def _fold_input_grad(xp, rows, w, buf, out_hw, stride, dilation):
+    """x̄_pad (buf, zeros, channels-last) += col2im of ȳ_rows W_matᵀ with the compiled fold (see
+    :func:`_conv_input_grad`): the same sums in another order. Samples go to the kernel pool in
+    whole chunks; each x̄ entry is summed within its own sample, so the bits do not depend on
+    T."""
+    n, c = buf.shape[0], buf.shape[3]
     o, _, kh, kw = w.shape
     ho, wo = out_hw
     L, k = ho * wo, kh * kw * c
@@ -404,9 +415,6 @@ def _conv_input_grad_folded(xp, rows, w, buf, out_hw, stride, padding, dilation)
             _jit.fold_add(t.reshape(b - a, ho, wo, kh, kw, c), buf, a, stride, dilation)
 
     parallel_chunks(n, run, align=per, cost=n * L * k, serial_blas=True)
-    (p0, _), (q0, _) = padding
-    h, wd = hp - sum(padding[0]), wp - sum(padding[1])
-    return buf[:, p0:p0 + h, q0:q0 + wd, :].transpose(0, 3, 1, 2)
 
 
 # x̄ as a full correlation pays from 16 input channels (the GEMM's width): 64×16×28×28 with
@@ -575,7 +583,7 @@ def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, ac
     of samples copied in (B, kh, kw, C, H_out, W_out) memory, Unfold's few-channel order, and
     ``fn(rows, cols)`` given the (B, L, K) view. A GEMM per sample, as Unfold's path does, so the
     values are its values (sums: see ``accumulate`` above)."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    kh, kw = kernel
     n, c = x.shape[:2]
     (ho, wo), K = out_hw, kh * kw * c
     L = ho * wo
@@ -585,17 +593,11 @@ def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, ac
                     n * L * K)
     if per >= n:
         return None
-    (p0, p1), (q0, q1) = padding
-    xq = x
-    if p0 or p1 or q0 or q1:
-        xq = xp.zeros(x.shape[:2] + (x.shape[2] + p0 + p1, x.shape[3] + q0 + q1), x.dtype)
-        xq[:, :, p0:p0 + x.shape[2], q0:q0 + x.shape[3]] = x
-    bn, bc, bh, bw = xq.strides
+    v = _few_channel_windows(xp, x, kernel, stride, padding, dilation, out_hw)
 
     def columns(cols, a, b):
         cc = cols[:b - a]
-        cc[...] = _as_strided(xp, xq[a:b], (b - a, kh, kw, c, ho, wo),
-                              (bn, dh * bh, dw * bw, bc, sh * bh, sw * bw))
+        cc[...] = v[a:b]
         return cc.reshape(b - a, K, L).transpose(0, 2, 1)
 
     return _sample_chunks(
