@@ -759,6 +759,15 @@ OPS: list[OpSpec] = [
       lambda x, w, b: _nn_batch_norm_stats(x, w, b, relu=True),
       [((4, 3, 2, 2), (3,), (3,)), ((5, 2), (2,), (2,)), ((3, 2, 5), (2,), (2,))],
       covers=("batch_norm",)),
+    # the residual (a ResNet block's shortcut) added before the ReLU, or alone
+    S("ops.batch_norm_residual_relu",
+      lambda x, w, b, r: tc.batch_norm(x, w, b, relu=True, residual=r),
+      lambda x, w, b, r: _nn_batch_norm_stats(x, w, b, relu=True, residual=r),
+      [((4, 3, 2, 2), (3,), (3,), (4, 3, 2, 2)), ((5, 2), (2,), (2,), (5, 2))],
+      covers=("batch_norm",)),
+    S("ops.batch_norm_residual", lambda x, w, b, r: tc.batch_norm(x, w, b, residual=r),
+      lambda x, w, b, r: _nn_batch_norm_stats(x, w, b, residual=r),
+      [((4, 3, 2, 2), (3,), (3,), (4, 3, 2, 2))], covers=("batch_norm",)),
     S("split_sizes", lambda x, **kw: tc.split_sizes(x, **kw),
       lambda x, sizes, axis=0: tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis)),
       [((6, 2),), ((6, 3, 2),)], kwargs=[{"sizes": (1, 2, 3)}, {"sizes": (4, 0, 2)}],
@@ -988,13 +997,15 @@ def _nn_layer_norm(x, w, b, eps=1e-5):
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
-def _nn_batch_norm_stats(x, w, b, eps=1e-5, relu=False):
+def _nn_batch_norm_stats(x, w, b, eps=1e-5, relu=False, residual=None):
     """ops.batch_norm's three outputs: y, and the batch mean and biased variance per channel
-    (``relu``: y = max(y, 0))."""
+    (``residual``: y + residual; ``relu``: y = max(y, 0))."""
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
     y = (x - mu) / np.sqrt(var + eps) * w.reshape(shape) + b.reshape(shape)
+    if residual is not None:
+        y = y + residual
     return (np.maximum(y, 0) if relu else y), mu.reshape(-1), var.reshape(-1)
 
 

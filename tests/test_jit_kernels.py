@@ -279,9 +279,11 @@ def _cl(a):
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-def _bn_run(x, w, b, g, gmu, gvar, **kw):
-    y = R.BatchNorm.forward(np, x, w, b, eps=1e-5, **kw)
-    return list(y) + list(R.BatchNorm.vjp((g, gmu, gvar), y, x, w, b, needs=(True,) * 3,
+def _bn_run(x, w, b, g, gmu, gvar, r=None, **kw):
+    """BatchNorm's (y, μ, σ²) and its cotangents (x̄, γ̄, β̄ and, with a residual r, r̄)."""
+    xs = (x, w, b) if r is None else (x, w, b, r)
+    y = R.BatchNorm.forward(np, *xs, eps=1e-5, **kw)
+    return list(y) + list(R.BatchNorm.vjp((g, gmu, gvar), y, *xs, needs=(True,) * len(xs),
                                           eps=1e-5, **kw))
 
 
@@ -316,6 +318,56 @@ def test_batch_norm_kernels_agree_with_numpy_on_channels_last_memory(dtype, tol,
         np.testing.assert_allclose(got[0], np.maximum(plain[0], 0), rtol=tol, atol=tol)
         for a, r in zip(got[3:], plain[3:], strict=True):
             np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, np.abs(r).max()))
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["bn+r", "bn+r+relu"])
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-12)])
+@pytest.mark.parametrize("r_layout", ["channels-last", "C"])
+def test_batch_norm_residual_kernels_agree_with_numpy(dtype, tol, relu, r_layout,
+                                                      monkeypatch):
+    """y = γ x̂ + β + r (then ReLU), r̄ = ȳ (⊙ [y > 0]): the compiled kernels against the NumPy
+    path (a C-ordered residual takes the NumPy path), and both against batch norm without the
+    residual plus the add."""
+    shape = (8, 16, 12, 12)
+    rng = np.random.default_rng(11)
+    x = _cl((rng.standard_normal(shape) * 2 + 3).astype(dtype))
+    r = rng.standard_normal(shape).astype(dtype)
+    r = _cl(r) if r_layout == "channels-last" else r
+    w, b = rng.standard_normal(16).astype(dtype), rng.standard_normal(16).astype(dtype)
+    g = _cl(rng.standard_normal(shape).astype(dtype))
+    gmu, gvar = rng.standard_normal(16).astype(dtype), rng.standard_normal(16).astype(dtype)
+    kw = {"relu": True} if relu else {}
+    seen = []
+    fwd = _jit.batch_norm_forward
+    monkeypatch.setattr(_jit, "batch_norm_forward", lambda *a: seen.append(a[-1]) or fwd(*a))
+    got = _bn_run(x, w, b, g, gmu, gvar, r, **kw)
+    # the kernels ran, with the residual's rows, where r is channels-last as x is
+    assert [s is not None for s in seen] == ([True] if r_layout == "channels-last" else [])
+    old = _jit.set_enabled(False)
+    try:
+        want = _bn_run(x, w, b, g, gmu, gvar, r, **kw)
+    finally:
+        _jit.set_enabled(old)
+    assert len(got) == 7
+    for a, e in zip(got, want, strict=True):
+        assert a.dtype == dtype and a.shape == e.shape
+        np.testing.assert_allclose(a, e, rtol=tol, atol=tol * max(1.0, np.abs(e).max()))
+    plain = _bn_run(x, w, b, g, gmu, gvar)  # batch norm alone, then the add (and ReLU)
+    s = plain[0] + r
+    np.testing.assert_allclose(got[0], np.maximum(s, 0) if relu else s, rtol=tol, atol=tol)
+    gm = g * (got[0] > 0) if relu else g
+    np.testing.assert_array_equal(got[6], gm)  # r̄: ȳ itself, or masked
+    if relu:
+        assert (got[0] == 0).any() and (got[0] > 0).any()
+        masked = _bn_run(x, w, b, gm, gmu, gvar)
+        for a, e in zip(got[3:6], masked[3:], strict=True):
+            np.testing.assert_allclose(a, e, rtol=tol, atol=tol * max(1.0, np.abs(e).max()))
+    # r̄ alone (x needs no gradient): the mask without the x̄ pass
+    y = R.BatchNorm.forward(np, x, w, b, r, eps=1e-5, **kw)
+    only = R.BatchNorm.vjp((g, gmu, gvar), y, x, w, b, r, needs=(False, False, False, True),
+                           eps=1e-5, **kw)
+    assert only[0] is None
+    np.testing.assert_array_equal(only[3], gm)
 
 
 @pytest.mark.parametrize("relu", [False, True])

@@ -420,15 +420,25 @@ def _bn_grad_sums_k(g, x, mu, pb, pt, first, y, k01, relu):
                 tr[c] += gr[c] * (xr[c] - mu[c])
 
 
-def _bn_affine_k(x, mu, a, b, y, k01, relu):
-    """y[p, c] = (x[p, c] − μ[c])·a[c] + b[c]; with ``relu`` max(·, 0) (NaN stays NaN, as
-    NumPy's maximum; k01 = [0, 1] in the dtype)."""
+def _bn_affine_k(x, mu, a, b, y, k01, relu, r, res):
+    """y[p, c] = (x[p, c] − μ[c])·a[c] + b[c]; with ``res`` + r[p, c] (a residual added, as
+    ResNet's skip connection); with ``relu`` max(·, 0) (NaN stays NaN, as NumPy's maximum;
+    k01 = [0, 1] in the dtype)."""
     rows, C = x.shape
     zero = k01[0]
-    for r in range(rows):
-        xr = x[r]
-        yr = y[r]
-        if relu:
+    for p in range(rows):
+        xr = x[p]
+        yr = y[p]
+        if res:
+            rr = r[p]
+            if relu:
+                for c in range(C):
+                    v = (xr[c] - mu[c]) * a[c] + b[c] + rr[c]
+                    yr[c] = zero if v <= zero else v
+            else:
+                for c in range(C):
+                    yr[c] = (xr[c] - mu[c]) * a[c] + b[c] + rr[c]
+        elif relu:
             for c in range(C):
                 v = (xr[c] - mu[c]) * a[c] + b[c]
                 yr[c] = zero if v <= zero else v
@@ -437,9 +447,10 @@ def _bn_affine_k(x, mu, a, b, y, k01, relu):
                 yr[c] = (xr[c] - mu[c]) * a[c] + b[c]
 
 
-def _bn_grad_k(g, x, mu, a, k1, k0, gx, y, k01, relu):
+def _bn_grad_k(g, x, mu, a, k1, k0, gx, y, k01, relu, gm, keep):
     """x̄[p, c] = a[c]·ȳ[p, c] + k1[c]·(x[p, c] − μ[c]) + k0[c]; with ``relu`` ȳ·[y > 0] for ȳ
-    (as in _bn_grad_sums_k)."""
+    (as in _bn_grad_sums_k), and with ``keep`` that masked ȳ also written to gm (the
+    residual's cotangent)."""
     rows, C = g.shape
     zero, one = k01[0], k01[1]
     for r in range(rows):
@@ -448,9 +459,16 @@ def _bn_grad_k(g, x, mu, a, k1, k0, gx, y, k01, relu):
         o = gx[r]
         if relu:
             yr = y[r]
-            for c in range(C):
-                gv = gr[c] * (one if yr[c] > zero else zero)
-                o[c] = a[c] * gv + k1[c] * (xr[c] - mu[c]) + k0[c]
+            if keep:  # two short loops: the mask into gm, then x̄ from it
+                mr = gm[r]
+                for c in range(C):
+                    mr[c] = gr[c] * (one if yr[c] > zero else zero)
+                for c in range(C):
+                    o[c] = a[c] * mr[c] + k1[c] * (xr[c] - mu[c]) + k0[c]
+            else:
+                for c in range(C):
+                    gv = gr[c] * (one if yr[c] > zero else zero)
+                    o[c] = a[c] * gv + k1[c] * (xr[c] - mu[c]) + k0[c]
         else:
             for c in range(C):
                 o[c] = a[c] * gr[c] + k1[c] * (xr[c] - mu[c]) + k0[c]
@@ -473,9 +491,10 @@ def _rows_run(rows, C, fn):
     parallel_chunks(rows, fn, cost=rows * C, min_size=_ROW_PAR_MIN, piece=_PIECE)
 
 
-def batch_norm_forward(x2, w, b, eps, relu=False):
+def batch_norm_forward(x2, w, b, eps, relu=False, r2=None):
     """Training-mode batch norm of (P, C) rows: (y rows, μ, σ²), as ops.reduce.BatchNorm; with
-    ``relu`` y = max(γ x̂ + β, 0) in the same pass."""
+    the rows ``r2`` of a residual y = γ x̂ + β + r, and with ``relu`` max(·, 0), in the same
+    pass."""
     rows, C = x2.shape
     ks, ka = _kernel("bn_sums"), _kernel("bn_affine")
     zero = np.zeros(C, dtype=x2.dtype)
@@ -486,7 +505,10 @@ def batch_norm_forward(x2, w, b, eps, relu=False):
     aa = w * (1 / np.sqrt(var + eps))
     y = np.empty_like(x2)
     k01 = np.array([0, 1], dtype=x2.dtype)
-    _rows_run(rows, C, lambda a, c: ka(x2[a:c], mu, aa, b, y[a:c], k01, bool(relu)))
+    res = r2 is not None
+    rr = r2 if res else x2
+    _rows_run(rows, C, lambda a, c: ka(x2[a:c], mu, aa, b, y[a:c], k01, bool(relu), rr[a:c],
+                                       res))
     return y, mu, var
 
 
@@ -504,17 +526,20 @@ def batch_norm_backward_sums(g2, x2, mu, y2=None):
     return gb, t
 
 
-def batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2=None):
-    """x̄ = a ȳ + k1 (x − μ) + k0 per channel, as (P, C) rows (ȳ ⊙ [y > 0] with ``y2``)."""
+def batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2=None, keep=False):
+    """x̄ = a ȳ + k1 (x − μ) + k0 per channel, as (P, C) rows (ȳ ⊙ [y > 0] with ``y2``); with
+    ``keep`` (and ``y2``) also that masked ȳ: (x̄, ȳ ⊙ [y > 0])."""
     rows, C = g2.shape
     gx = np.empty_like(g2)
     k = _kernel("bn_grad")
     relu = y2 is not None
+    keep = bool(keep and relu)
+    gm = np.empty_like(g2) if keep else gx
     yy = y2 if relu else x2
     k01 = np.array([0, 1], dtype=g2.dtype)
     _rows_run(rows, C, lambda s, e: k(g2[s:e], x2[s:e], mu, a, k1, k0, gx[s:e], yy[s:e], k01,
-                                      relu))
-    return gx
+                                      relu, gm[s:e], keep))
+    return (gx, gm) if keep else gx
 
 
 # ----------------------------------------------------------------------------------- ReLU′

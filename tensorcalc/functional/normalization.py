@@ -35,7 +35,7 @@ def _update_running(buf, stat, momentum):
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=True,
-               momentum=0.1, eps=1e-5, relu=False):
+               momentum=0.1, eps=1e-5, relu=False, residual=None):
     """Batch normalisation over every axis but the channel axis 1 of x (N, C, ...):
 
         training:  μ_c, σ²_c = mean and biased variance of channel c over the batch (and the
@@ -45,8 +45,10 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         eval:      y = γ_c (x − r_μ,c)/√(r_σ²,c + ε) + β_c, an affine map of x.
 
     ``weight`` γ and ``bias`` β are (C,) or None. The batch statistics are functions of x, so
-    the gradient flows through μ and σ² (Ioffe & Szegedy, 2015). ``relu``: returns relu(y), in
-    training fused into the batch-norm primitive (the conv → BN → ReLU of most CNNs).
+    the gradient flows through μ and σ² (Ioffe & Szegedy, 2015). ``residual`` (x's shape):
+    returns y + residual; ``relu``: returns relu(y) (relu(y + residual)). In training both are
+    fused into the batch-norm primitive: the conv → BN → ReLU of most CNNs, and the end of a
+    ResNet block, relu(BN(conv(h)) + shortcut(x)).
     """
     sx = shape_of(x)
     if len(sx) < 2:
@@ -58,6 +60,11 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
             raise ValueError(f"batch_norm: {name} must have shape ({C},) for x of shape {sx}, "
                              f"got {shape_of(t)}")
     x = operand_or_real(x, (weight, running_mean), "batch_norm")
+    if residual is not None and (shape_of(residual) != sx
+                                 or data_of(residual).dtype != data_of(x).dtype):
+        raise ValueError(f"batch_norm: the residual must have x's shape {sx} and dtype "
+                         f"{data_of(x).dtype}, got {shape_of(residual)} "
+                         f"{data_of(residual).dtype}")
     bshape = (C,) + (1,) * (len(sx) - 2)
     if training:
         axes = (0,) + tuple(range(2, len(sx)))
@@ -71,7 +78,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         xp = xp_of((xd,))
         w = weight if weight is not None else xp.ones(C, dtype=xd.dtype)
         b = bias if bias is not None else xp.zeros(C, dtype=xd.dtype)
-        y, mu, var = ops.batch_norm(x, w, b, eps=eps, relu=relu)  # the fused primitive
+        y, mu, var = ops.batch_norm(x, w, b, eps=eps, relu=relu,  # the fused primitive
+                                    residual=residual)
         if running_mean is not None:
             _update_running(running_mean, data_of(mu), momentum)
         if running_var is not None:
@@ -89,6 +97,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     y = d * scale
     if bias is not None:
         y = y + ops.reshape(bias, bshape)
+    if residual is not None:
+        y = y + residual
     return ops.relu(y) if relu else y
 
 

@@ -15,7 +15,7 @@ then global average pooling and a linear classifier. Default: widths (16, 32, 64
 
 from __future__ import annotations
 
-from .. import backend, nn, ops
+from .. import backend, nn
 
 
 class BasicBlock(nn.Module):
@@ -29,7 +29,7 @@ class BasicBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False, rng=rng)
         self.bn1 = nn.BatchNorm2d(out_channels, relu=True)  # conv → BN → ReLU, fused
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False, rng=rng)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels, relu=True)  # relu(BN + shortcut), fused
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False, rng=rng),
@@ -39,8 +39,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         h = self.bn1(self.conv1(x))
-        h = self.bn2(self.conv2(h))
-        return ops.relu(h + self.shortcut(x))
+        return self.bn2(self.conv2(h), residual=self.shortcut(x))
 
 
 class ResNet(nn.Module):

@@ -45,7 +45,7 @@ class _BatchNorm(Module):
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
 
-    def forward(self, x):
+    def forward(self, x, residual=None):
         s = x.shape
         if len(s) not in self._ndims or s[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}): x of shape "
@@ -62,7 +62,8 @@ class _BatchNorm(Module):
         elif not use_batch:
             rm, rv = self.running_mean, self.running_var
         return _N.batch_norm(x, rm, rv, self.weight, self.bias, use_batch,
-                             0.0 if m is None else m, self.eps, relu=self.relu)
+                             0.0 if m is None else m, self.eps, relu=self.relu,
+                             residual=residual)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -76,7 +77,9 @@ class BatchNorm1d(_BatchNorm):
     r ← (1 − momentum)·r + momentum·batch value (unbiased variance; momentum=None: cumulative
     average); eval mode uses the running estimates. γ = ``weight`` (ones), β = ``bias``
     (zeros). ``relu=True`` returns relu(y), fused into the batch-norm primitive in training
-    (one module for the conv → BN → ReLU of most CNNs, and one pass less each way)."""
+    (one module for the conv → BN → ReLU of most CNNs, and one pass less each way).
+    ``bn(x, residual=r)`` adds r (x's shape) before the ReLU, fused too: relu(BN(x) + r), the
+    end of a ResNet block."""
 
     _ndims = (2, 3)
     _shape_text = "(N, {C}) or (N, {C}, L)"

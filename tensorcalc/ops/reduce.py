@@ -509,13 +509,20 @@ class BatchNorm(Function):
     y = max(γ ⊙ x̂ + β, 0), and the rules above take ȳ ⊙ [y > 0] for ȳ (ReLU's subgradient
     0 at 0). With the compiled kernels the max and the mask ride in passes that run anyway; a
     separate ReLU node would read and write the whole tensor once forward and once backward.
+
+    A fourth operand r (x's shape), the *residual*, is added before the ReLU: y = γ ⊙ x̂ + β + r
+    (with ``relu``: max(·, 0)) — the end of a ResNet block, relu(BN(conv(h)) + shortcut(x)).
+    Its cotangent is r̄ = ȳ (⊙ [y > 0]), which the compiled backward writes in the pass that
+    forms x̄; the add and the ReLU then cost no pass of their own either way.
     """
 
     @staticmethod
-    def forward(xp, x, w, b, *, eps, relu=False):
+    def forward(xp, x, w, b, r=None, *, eps, relu=False):
         x2 = _cl_rows(x)
-        if x2 is not None and _jit.applies(xp, x2, w, b):  # channels-last: compiled kernels
-            y2, mu, var = _jit.batch_norm_forward(x2, w, b, eps, relu)
+        r2 = None if r is None else _cl_rows(r)
+        if x2 is not None and _jit.applies(xp, x2, w, b) and \
+                (r is None or (r2 is not None and _jit.applies(xp, r2, x2))):
+            y2, mu, var = _jit.batch_norm_forward(x2, w, b, eps, relu, r2)  # compiled kernels
             n_, c_, h_, w_ = x.shape
             return y2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2), mu, var
         axes, n, bs = _bn_geometry(x.shape)
@@ -527,18 +534,22 @@ class BatchNorm(Function):
         a = w * _rsqrt_eps(xp, var, eps)
         _per_channel(xp, xp.multiply, d, a, bs, d)
         _per_channel(xp, xp.add, d, b, bs, d)
+        if r is not None:
+            d += r
         if relu:
             xp.maximum(d, 0, out=d)
         return d, mu, var
 
     @staticmethod
-    def vjp(g, y, x, w, b, *, needs, eps, relu=False):
+    def vjp(g, y, x, w, b, r=None, *, needs, eps, relu=False):
         gy, gmu, gvar = g
         mu, var = y[1], y[2]
+        res = r is not None
         if any(isinstance(v, Tensor) for v in (gy, gmu, gvar, x, w, b, mu, var)):
             if relu:
                 gy = gy * (data_of(y[0]) > 0)  # a constant mask: relu″ = 0
-            return _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs)
+            out = _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs)
+            return out + ((gy if needs[3] else None),) if res else out
         xp = xp_of((x,))
         axes, n, bs = _bn_geometry(x.shape)
         s = _rsqrt_eps(xp, var, eps)
@@ -548,6 +559,7 @@ class BatchNorm(Function):
             and (not relu or (y2 is not None and _jit.applies(xp, y2, g2)))
         if relu and not compiled:  # ReLU's rule first (its own fast paths), then batch norm's
             gy = Relu.vjp(gy, y[0], y[0], needs=(True,))[0]
+        gr = gy if res and needs[3] and not (relu and compiled) else None  # r̄ = ȳ (masked)
         if compiled:  # channels-last: the two sums in one compiled pass (ReLU's mask in it)
             gb, gw = _jit.batch_norm_backward_sums(g2, x2, mu, y2)
             gw *= s
@@ -564,18 +576,26 @@ class BatchNorm(Function):
             k0 = -a * gb / n + gmu / n
             if compiled:
                 n_, c_, h_, w_ = x.shape
-                gx = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2).reshape(
-                    n_, h_, w_, c_).transpose(0, 3, 1, 2)
+                keep = res and relu and needs[3]  # the masked ȳ is r̄: written in this pass
+                out = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2, keep)
+                gx2, gr2 = out if keep else (out, None)
+                gx = gx2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2)
+                if keep:
+                    gr = gr2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2)
             else:
                 gx = _per_channel(xp, xp.multiply, gy, a, bs, xp.empty_like(gy))
                 _per_channel(xp, xp.multiply, d, k1, bs, t)
                 gx += t
                 _per_channel(xp, xp.add, gx, k0, bs, gx)
-        return gx, (gw if needs[1] else None), (gb if needs[2] else None)
+        if res and needs[3] and gr is None:  # compiled, relu, no x̄ wanted: the mask alone
+            gr = Relu.vjp(gy, y[0], y[0], needs=(True,))[0]
+        out = (gx, (gw if needs[1] else None), (gb if needs[2] else None))
+        return out + (gr,) if res else out
 
     @staticmethod
-    def jvp(dxs, y, x, w, b, *, eps, relu=False):
-        dx, dw, db = dxs
+    def jvp(dxs, y, x, w, b, r=None, *, eps, relu=False):
+        dx, dw, db = dxs[:3]
+        dr = dxs[3] if r is not None else None
         mu, var = y[1], y[2]
         axes, n, bs = _bn_geometry(shape_of(x))
         s = reshape(ops_pow(var + eps, -0.5), bs)
@@ -592,6 +612,8 @@ class BatchNorm(Function):
         if db is not None:
             t = BroadcastTo.apply(reshape(db, bs), shape=tuple(shape_of(x)))
             dy = t if dy is None else dy + t
+        if dr is not None:
+            dy = dr if dy is None else dy + dr
         if dy is None:
             dy = xhat * 0.0
         if relu:
@@ -679,22 +701,28 @@ def _bn_pull_graph(gy, gmu, gvar, x, w, mu, var, eps, needs):
 
 
 @public
-def batch_norm(x, w, b, eps=1e-5, relu=False):
+def batch_norm(x, w, b, eps=1e-5, relu=False, residual=None):
     """Training-mode batch normalisation of x (N, C, ...) over every axis but the channels,
     with γ = ``w`` and β = ``b`` (C,): returns (y, μ, σ²), the batch mean and biased variance
-    per channel beside y (the primitive behind F.batch_norm in training mode). ``relu``: y is
-    max(γ x̂ + β, 0), the ReLU fused (see BatchNorm)."""
+    per channel beside y (the primitive behind F.batch_norm in training mode). ``residual``
+    (x's shape): y = γ x̂ + β + residual; ``relu``: y is max(·, 0) — the ReLU (and the add)
+    fused (see BatchNorm)."""
     sx = shape_of(x)
     if len(sx) < 2 or shape_of(w) != (sx[1],) or shape_of(b) != (sx[1],):
         raise ValueError(f"batch_norm: x (N, C, ...) and γ, β of shape (C,) expected, got x "
                          f"{sx}, γ {shape_of(w)}, β {shape_of(b)}")
+    if residual is not None and (shape_of(residual) != sx
+                                 or data_of(residual).dtype != data_of(x).dtype):
+        raise ValueError(f"batch_norm: the residual must have x's shape {sx} and dtype "
+                         f"{data_of(x).dtype}, got {shape_of(residual)} "
+                         f"{data_of(residual).dtype}")
     if _bn_geometry(sx)[1] <= 1:
         raise ValueError(f"batch_norm: training needs more than one value per channel, got x "
                          f"of shape {sx}")
+    args = (x, w, b) if residual is None else (x, w, b, residual)
     if relu:
-        return BatchNorm.apply(x, w, b, eps=float(eps), relu=True)
-    return BatchNorm.apply(x, w, b, eps=float(eps))
-
+        return BatchNorm.apply(*args, eps=float(eps), relu=True)
+    return BatchNorm.apply(*args, eps=float(eps))
 
 
 @primitive

@@ -196,14 +196,18 @@ def test_activations_at_kinks_and_saturation():
     np.testing.assert_allclose(g, [0.1, 0.1, 0.1, 1, 1, 1])  # slope a at 0
 
 
+@pytest.mark.parametrize("residual", [False, True], ids=["", "residual"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_batch_norm_with_fused_relu_is_relu_after_batch_norm(channels_last):
-    """BatchNorm2d(relu=True) — one primitive in training — gives relu(BatchNorm2d(x)): the
-    output, x̄, γ̄, β̄ and the running statistics; in eval mode too."""
+def test_batch_norm_with_fused_relu_is_relu_after_batch_norm(channels_last, residual):
+    """BatchNorm2d(relu=True) — one primitive in training — gives relu(BatchNorm2d(x)), and
+    bn(x, residual=r) gives relu(BatchNorm2d(x) + r): the output, x̄, r̄, γ̄, β̄ and the running
+    statistics; in eval mode too."""
     rng = np.random.default_rng(3)
     xa = rng.standard_normal((6, 4, 5, 5)).astype(np.float32)
+    ra = rng.standard_normal((6, 4, 5, 5)).astype(np.float32)
     if channels_last:  # a conv output's memory: the compiled kernels' path
         xa = np.ascontiguousarray(xa.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        ra = np.ascontiguousarray(ra.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     g = tc.tensor(rng.standard_normal(xa.shape).astype(np.float32))
     wb = rng.standard_normal((2, 4)).astype(np.float32)
     out = {}
@@ -211,14 +215,35 @@ def test_batch_norm_with_fused_relu_is_relu_after_batch_norm(channels_last):
         bn = nn.BatchNorm2d(4, relu=fused)
         bn.weight.data[...], bn.bias.data[...] = wb
         x = tc.tensor(xa, requires_grad=True)
-        y = bn(x) if fused else tc.relu(bn(x))
+        r = tc.tensor(ra, requires_grad=True)
+        if fused:
+            y = bn(x, residual=r) if residual else bn(x)
+        else:
+            y = tc.relu(bn(x) + r) if residual else tc.relu(bn(x))
         (y * g).sum().backward()
         bn.eval()
-        ye = bn(xa) if fused else tc.relu(bn(xa))
+        if fused:
+            ye = bn(xa, residual=ra) if residual else bn(xa)
+        else:
+            ye = tc.relu(bn(xa) + ra) if residual else tc.relu(bn(xa))
         out[fused] = (y.data, x.grad.data, bn.weight.grad.data, bn.bias.grad.data,
-                      bn.running_mean.data, bn.running_var.data, ye.data)
+                      bn.running_mean.data, bn.running_var.data, ye.data,
+                      r.grad.data if residual else np.zeros(1))
         if fused:
             assert "relu=True" in repr(bn)
+            assert residual or r.grad is None
     assert (out[True][0] == 0).any() and (out[True][0] > 0).any()
     for a, b in zip(out[True], out[False], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_batch_norm_residual_must_match_x():
+    bn = nn.BatchNorm2d(4, relu=True)
+    x = tc.tensor(np.ones((2, 4, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="residual must have x's shape"):
+        bn(x, residual=tc.tensor(np.ones((2, 4, 3, 1), np.float32)))
+    with pytest.raises(ValueError, match="dtype float32"):
+        bn(x, residual=tc.tensor(np.ones((2, 4, 3, 3), np.float64)))
+    bn.eval()  # no silent broadcast in eval mode either
+    with pytest.raises(ValueError, match="residual must have x's shape"):
+        bn(x, residual=tc.tensor(np.ones((2, 4, 3, 1), np.float32)))
