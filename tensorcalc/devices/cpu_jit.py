@@ -527,8 +527,8 @@ def batch_norm_backward_sums(g2, x2, mu, y2=None):
 
 
 def batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2=None, keep=False):
-    """x̄ = a ȳ + k1 (x − μ) + k0 per channel, as (P, C) rows (ȳ ⊙ [y > 0] with ``y2``); with
-    ``keep`` (and ``y2``) also that masked ȳ: (x̄, ȳ ⊙ [y > 0])."""
+    """(x̄, m): x̄ = a ȳ + k1 (x − μ) + k0 per channel, as (P, C) rows (ȳ ⊙ [y > 0] with
+    ``y2``); m is that masked ȳ with ``keep`` (and ``y2``), else None."""
     rows, C = g2.shape
     gx = np.empty_like(g2)
     k = _kernel("bn_grad")
@@ -539,7 +539,7 @@ def batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2=None, keep=False):
     k01 = np.array([0, 1], dtype=g2.dtype)
     _rows_run(rows, C, lambda s, e: k(g2[s:e], x2[s:e], mu, a, k1, k0, gx[s:e], yy[s:e], k01,
                                       relu, gm[s:e], keep))
-    return (gx, gm) if keep else gx
+    return gx, (gm if keep else None)
 
 
 # ----------------------------------------------------------------------------------- ReLU′

@@ -577,11 +577,10 @@ class BatchNorm(Function):
             if compiled:
                 n_, c_, h_, w_ = x.shape
                 keep = res and relu and needs[3]  # the masked ȳ is r̄: written in this pass
-                out = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2, keep)
-                gx2, gr2 = out if keep else (out, None)
+                gx2, gm2 = _jit.batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2, keep)
                 gx = gx2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2)
                 if keep:
-                    gr = gr2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2)
+                    gr = gm2.reshape(n_, h_, w_, c_).transpose(0, 3, 1, 2)
             else:
                 gx = _per_channel(xp, xp.multiply, gy, a, bs, xp.empty_like(gy))
                 _per_channel(xp, xp.multiply, d, k1, bs, t)
