@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 
 def _cpu_has_avx512() -> bool:
@@ -401,17 +402,91 @@ def set_kernel_threads(n: int | None) -> None:
 
 
 def _pool(t: int):
-    ex = _KERNEL_THREADS["pool"]
+    """The process's kernel pool with at least ``t`` threads (made anew in a forked child)."""
+    pool = _KERNEL_THREADS["pool"]
     if _KERNEL_THREADS.get("pid") != os.getpid():  # a forked child (DataLoader workers): the
-        ex = None  # parent's pool threads do not exist here, so never submit to its copy
-    if ex is None or _KERNEL_THREADS["size"] < t:
-        from concurrent.futures import ThreadPoolExecutor
+        pool = None  # parent's pool threads do not exist here, so never hand work to its copy
+    if pool is None or _KERNEL_THREADS["size"] < t:
+        if pool is not None:
+            pool.close()
+        pool = _KernelPool(t)
+        _KERNEL_THREADS.update(pool=pool, size=t, pid=os.getpid())
+    return pool
 
-        if ex is not None:
-            ex.shutdown(wait=True)
-        ex = ThreadPoolExecutor(max_workers=t, thread_name_prefix="tensorcalc-kernel")
-        _KERNEL_THREADS.update(pool=ex, size=t, pid=os.getpid())
-    return ex
+
+# Turns a pool thread spins (~0.5 µs each on the VM measured, one sched_yield) waiting for the
+# next call before it blocks, and the caller waiting for the last piece. A LeNet step's calls
+# come 0.1-1 ms apart. Spinning yields the CPU every turn, so another thread that wants it (an
+# OpenBLAS worker, another process) gets it; after ~1 ms without work the thread sleeps.
+SPIN_TURNS = 2000
+
+
+class _KernelPool:
+    """``size`` daemon threads that help run the pieces of one :func:`parallel_chunks` call at
+    a time. The caller publishes a :class:`_Job` and bumps ``ticket``; a thread takes pieces
+    until none is left, reports how many it finished, and waits for the next ticket: first by
+    spinning (compiled, GIL released, yielding the CPU each turn: devices/_spin.py) for
+    :data:`SPIN_TURNS` turns, then blocked on a condition variable that the next caller
+    notifies. Without numba (or with TENSORCALC_JIT=0) the threads block at once.
+
+    Why: waking a blocked thread cost 60-140 µs on the 2-vCPU VM measured (a halted vCPU is
+    woken through the hypervisor); a spinning one starts in a few µs. The report and the wait
+    are one compiled call, so the caller waiting for the count never finds this thread holding
+    the GIL (a thread that waits for the GIL sleeps, and wakes as slowly)."""
+
+    def __init__(self, size: int):
+        from .devices.cpu_jit import spin_waiter
+
+        self.spin = spin_waiter()
+        self.ticket = np.zeros(1, dtype=np.int64)
+        self.nothing = np.zeros(1, dtype=np.int64)  # where a thread that took no piece adds 0
+        self.job = None
+        self.closed = False
+        self.cond = threading.Condition()
+        self.sleepers = 0
+        self.busy = threading.Lock()  # one caller's job at a time
+        self.threads = [threading.Thread(target=self._loop, name=f"tensorcalc-kernel_{i}",
+                                         daemon=True) for i in range(size)]
+        for th in self.threads:
+            th.start()
+
+    def _loop(self):
+        seen, t = 0, 0
+        while True:
+            if t == seen:
+                with self.cond:
+                    self.sleepers += 1
+                    while int(self.ticket[0]) == seen:
+                        self.cond.wait()
+                    self.sleepers -= 1
+                    t = int(self.ticket[0])
+            seen = t
+            if self.closed:
+                return
+            job = self.job
+            k = job.work() if job is not None else 0
+            spin = self.spin
+            if k and job.spin is None:  # the job counts under its lock (no numba)
+                job.report(k)
+                k = 0
+            if k or spin is not None:  # report k, then spin for the next ticket, GIL released
+                counter = job.finished if k else self.nothing
+                t = int((spin or job.spin).add_then_spin_while(
+                    counter, k, self.ticket, seen, 0 if spin is None else SPIN_TURNS))
+            else:
+                t = int(self.ticket[0])
+
+    def start(self, job):
+        """Hand ``job`` to the threads (the caller then takes pieces too, and waits)."""
+        self.job = job
+        with self.cond:
+            self.ticket[0] += 1
+            if self.sleepers:
+                self.cond.notify_all()
+
+    def close(self):
+        self.closed = True
+        self.start(None)
 
 
 def split_range(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
@@ -483,51 +558,75 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     if len(ranges) == 1:
         return [fn(0, n)]
     _KERNEL_THREADS["calls"] += 1
-    ex = _pool(t - 1)
-    with single_thread_blas(serial_blas):
-        job = _Job(fn, ranges)
-        for _ in range(min(t - 1, len(ranges) - 1)):
-            ex.submit(job.work)
-        job.work()
-        return job.results()  # (every piece finished before anything returns or raises)
+    pool = _pool(t - 1)
+    job = _Job(fn, ranges, pool.spin)
+    if not pool.busy.acquire(blocking=False):
+        # another thread's call holds the pool: the same pieces, here, one after another
+        return [_nested_serial(fn, *r) for r in ranges]
+    try:
+        with single_thread_blas(serial_blas):
+            pool.start(job)
+            # (every piece finished before anything returns or raises)
+            return job.results(job.work())
+    finally:
+        pool.job = None
+        pool.busy.release()
 
 
 _PIECES_PER_THREAD = 4
 
 
 class _Job:
-    """The pieces of one parallel_chunks call, handed out by a shared counter."""
+    """The pieces of one parallel_chunks call, handed out by a shared counter; ``finished``
+    counts the pieces done (each thread adds its own when it has no more to take)."""
 
-    def __init__(self, fn, ranges):
+    def __init__(self, fn, ranges, spin=None):
         import itertools
 
         self.fn, self.ranges = fn, ranges
         self.out = [None] * len(ranges)
         self.error = None
         self.next = itertools.count()  # next() on it is atomic under the GIL
-        self.left = len(ranges)
-        self.lock = threading.Lock()
-        self.done = threading.Event()
+        self.finished = np.zeros(1, dtype=np.int64)
+        self.spin = spin
+        if spin is None:
+            self.lock = threading.Lock()
+            self.done = threading.Event()
 
-    def work(self):
-        """Take pieces until none is left (a pool thread that starts late may take none)."""
-        n = len(self.ranges)
+    def work(self) -> int:
+        """Take pieces until none is left (a pool thread that starts late may take none); how
+        many this thread finished."""
+        n, k = len(self.ranges), 0
         while True:
             i = next(self.next)
             if i >= n:
-                return
+                return k
             try:
                 if self.error is None:
                     self.out[i] = _nested_serial(self.fn, *self.ranges[i])
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 self.error = e
-            with self.lock:
-                self.left -= 1
-                if self.left == 0:
-                    self.done.set()
+            k += 1
 
-    def results(self):
-        self.done.wait()
+    def report(self, k):
+        """Without spinning: add k finished pieces under the lock; the last one sets done."""
+        with self.lock:
+            self.finished[0] += k
+            if int(self.finished[0]) == len(self.ranges):
+                self.done.set()
+
+    def results(self, k):
+        """The caller, having finished k pieces: wait for the pieces the pool threads took
+        (spinning, with a short sleep between rounds should a thread be descheduled)."""
+        n = len(self.ranges)
+        if self.spin is None:
+            self.report(k)
+            self.done.wait()
+        else:
+            v = int(self.spin.add_then_spin_until(self.finished, k, n, SPIN_TURNS))
+            while v != n:
+                time.sleep(50e-6)
+                v = int(self.spin.add_then_spin_until(self.finished, 0, n, SPIN_TURNS))
         if self.error is not None:
             raise self.error
         return self.out

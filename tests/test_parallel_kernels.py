@@ -48,27 +48,110 @@ def test_parallel_chunks_runs_every_range_once(threads):
     assert len(pieces) == 12 and sorted(seen) == pieces and out == [e for _, e in pieces]
 
 
-def test_a_pool_thread_that_never_runs_does_not_stall_the_caller(threads, monkeypatch):
+def _spin_or_skip(spin):
+    if spin and _jit._numba() is None:
+        pytest.skip("numba not installed: the pool never spins")
+    if not spin:
+        return None
+    old = _jit.set_enabled(True)
+    try:
+        return _jit.spin_waiter()
+    finally:
+        _jit.set_enabled(old)
+
+
+def _own_pool(monkeypatch, spin, cls=backend._KernelPool):
+    """A fresh pool of one thread, spinning (compiled waits) or not, as the process's pool."""
+    pool = cls(1)
+    pool.spin = spin
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pool", pool)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "size", 8)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pid", __import__("os").getpid())
+    return pool
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_a_pool_thread_that_never_runs_does_not_stall_the_caller(threads, monkeypatch, spin):
     """Pieces are taken from a shared counter: if the pool thread is held up (a busy core), the
     caller does every piece itself and returns without waiting for it."""
     import threading
 
     gate = threading.Event()
-    real = backend._pool(1)
 
-    class Stuck:  # a pool whose thread only starts once the caller has returned
-        def submit(self, fn):
-            return real.submit(lambda: (gate.wait(), fn()))
+    class Stuck(backend._KernelPool):  # a pool whose thread only starts once the caller returned
+        def _loop(self):
+            gate.wait()
+            super()._loop()
 
-    monkeypatch.setitem(backend._KERNEL_THREADS, "pool", Stuck())
-    monkeypatch.setitem(backend._KERNEL_THREADS, "size", 8)
-    monkeypatch.setitem(backend._KERNEL_THREADS, "pid", __import__("os").getpid())
+    pool = _own_pool(monkeypatch, _spin_or_skip(spin), Stuck)
     who = []
     out = threads(2, lambda: backend.parallel_chunks(
         100, lambda a, b: who.append(threading.current_thread().name) or (a, b), min_size=1))
     gate.set()
     assert out == backend.split_range(100, 2 * backend._PIECES_PER_THREAD)
     assert set(who) == {threading.current_thread().name}
+    pool.close()
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_the_pool_thread_takes_pieces_and_the_caller_waits_for_them(threads, monkeypatch,
+                                                                    spin):
+    """Pieces that the pool thread takes are finished before parallel_chunks returns, with the
+    pool spinning between calls (compiled waits) or blocking; a piece's error reaches the
+    caller; the pool serves call after call."""
+    import threading
+    import time
+
+    pool = _own_pool(monkeypatch, _spin_or_skip(spin))
+    main = threading.current_thread().name
+    for _ in range(20):
+        who, started = {}, []
+
+        def piece(a, b):
+            # the first piece waits until the other one is taken, so each thread runs one
+            started.append(a)  # noqa: B023
+            deadline = time.monotonic() + 5
+            while len(started) < 2 and time.monotonic() < deadline:  # noqa: B023
+                time.sleep(1e-4)
+            if threading.current_thread().name != main:
+                time.sleep(2e-3)  # still running when the caller has finished its own
+            who[a] = threading.current_thread().name  # noqa: B023
+            return b
+
+        out = threads(2, lambda: backend.parallel_chunks(2, piece, min_size=1))  # noqa: B023
+        assert out == [1, 2] and sorted(who) == [0, 1]
+        assert set(who.values()) == {main, pool.threads[0].name}
+
+    def bad(a, b):
+        if threading.current_thread().name != main:
+            raise ValueError("piece failed")
+        time.sleep(5e-3)
+        return b
+
+    with pytest.raises(ValueError, match="piece failed"):
+        threads(2, lambda: backend.parallel_chunks(2, bad, min_size=1))
+    assert threads(2, lambda: backend.parallel_chunks(4, lambda a, b: b, min_size=1)) \
+        == [1, 2, 3, 4]
+    pool.close()
+
+
+def test_a_second_caller_runs_its_pieces_itself_while_the_pool_is_busy(threads, monkeypatch):
+    """One call at a time uses the pool; a call from another thread meanwhile runs the same
+    pieces one after another (same results, so the same bits) instead of waiting."""
+    import threading
+
+    pool = _own_pool(monkeypatch, None)
+    assert pool.busy.acquire()  # another thread's call holds the pool
+    try:
+        seen = []
+        out = threads(2, lambda: backend.parallel_chunks(
+            100, lambda a, b: seen.append(threading.current_thread().name) or (a, b),
+            min_size=1))
+    finally:
+        pool.busy.release()
+    assert out == backend.split_range(100, 2 * backend._PIECES_PER_THREAD)
+    assert set(seen) == {threading.current_thread().name}
+    pool.close()
 
 
 def test_one_thread_never_touches_the_pool(threads):

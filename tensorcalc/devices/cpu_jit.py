@@ -742,3 +742,23 @@ def layer_norm_backward(g2, w, xh, inv, needs):
     gw = pw.sum(axis=0) if needs[1] else None
     gb = pb.sum(axis=0) if needs[2] else None
     return (gx if need_x else None), gw, gb
+
+
+
+# ------------------------------------------------------------------------------ pool waiting
+def spin_waiter():
+    """devices/_spin.py (its compiled waits, loaded) for backend's kernel pool, or None (no
+    numba, TENSORCALC_JIT=0, or no ``sched_yield`` to link): the pool then blocks."""
+    if not _STATE["on"] or _numba() is None:
+        return None
+    if "spin" not in _STATE["kernels"]:
+        try:
+            from . import _spin as mod
+
+            one = np.zeros(1, dtype=np.int64)
+            mod.add_then_spin_while(one, 0, one, 1, 0)  # compile or load now: an error means
+            mod.add_then_spin_until(one, 0, 0, 0)  # no spinning
+        except Exception:  # noqa: BLE001 - no spinning: the pool blocks, as before
+            mod = None
+        _STATE["kernels"]["spin"] = mod
+    return _STATE["kernels"]["spin"]
