@@ -420,6 +420,29 @@ def test_relu_rule_kernel_is_the_product_with_the_mask(layout):
         assert _jit.relu_grad(g, x) is None  # the NumPy rule took it
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "channels-last", "strided"])
+def test_relu_forward_kernel_gives_numpys_maximum_bits(layout, dtype, monkeypatch):
+    """max(x, 0) by the compiled pass is NumPy's maximum(x, 0) bit for bit (−0 → +0, NaN kept,
+    ±inf), in x's memory order; a layout it does not take goes to NumPy."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 16, 12, 12)).astype(dtype)
+    x[0, 0, 0, :6] = [0.0, -0.0, np.nan, -np.inf, np.inf, -1.0]
+    if layout == "channels-last":
+        x = _cl(x)
+    if layout == "strided":
+        x = x[:, :, ::2]
+    ran = []
+    real = _jit.relu
+    monkeypatch.setattr(_jit, "relu", lambda a: ran.append(1) or real(a))
+    got = E.Relu.forward(np, x)
+    same_bits(np.ascontiguousarray(got), np.ascontiguousarray(np.maximum(x, 0)))
+    assert ran  # the kernel was asked
+    assert (real(x) is None) == (layout == "strided")
+    if layout == "channels-last":
+        assert got.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 def _pool_run(x, g):
     from tensorcalc.ops import windows as W
 

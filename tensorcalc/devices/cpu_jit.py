@@ -551,6 +551,29 @@ def _relu_grad_k(g, x, c, out):
         out[i] = g[i] * (one if x[i] > zero else zero)
 
 
+def _relu_k(x, c, out):
+    """out = max(x, 0) elementwise, NaN kept (NumPy's maximum: max(−0, 0) = +0, NaN stays);
+    c = [0] in x's dtype."""
+    zero = c[0]
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if (v > zero or v != v) else zero
+
+
+def relu(x):
+    """max(x, 0) for x C-contiguous or channels-last (4-D), in x's layout; None otherwise.
+    One pass at copying speed: NumPy 2.4's maximum(x, 0) runs at ~1/4 of it (590k float32
+    values: 217 µs against a 51 µs copy)."""
+    pair = _flat_pair(x, x)
+    if pair is None:
+        return None
+    xf, _, out, res = pair
+    k = _kernel("relu")
+    c = np.zeros(1, dtype=x.dtype)
+    _rows_run(xf.size, 1, lambda a, b: k(xf[a:b], c, out[a:b]))
+    return res
+
+
 def _flat_pair(g, x):
     """(g, x, out) as flat views over their memory and out's array in g's layout, for g, x of
     one shape, dtype and layout (C-contiguous, or channels-last 4-D); else None."""
@@ -677,7 +700,8 @@ def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
             "bn_sums": _bn_sums_k, "bn_grad_sums": _bn_grad_sums_k, "bn_affine": _bn_affine_k,
-            "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k, "maxpool": _maxpool_k,
+            "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k, "relu": _relu_k,
+            "maxpool": _maxpool_k,
             "maxpool_grad": _maxpool_grad_k, "fold_add": _fold_add_k}
 
 
