@@ -339,11 +339,18 @@ def test_conv2d_chunks_split_over_threads_give_the_serial_result(threads, geo):
 
 @pytest.mark.parametrize("c,stride,padding", [(1, (1, 1), ((0, 0), (0, 0))),
                                                (2, (2, 1), ((1, 2), (0, 1)))])
-def test_few_channel_convolution_chunks_over_threads(threads, c, stride, padding):
+@pytest.mark.parametrize("compiled", [False, True], ids=["numpy-copy", "compiled-copy"])
+def test_few_channel_convolution_chunks_over_threads(threads, c, stride, padding, compiled):
     """A first layer (few input channels: Unfold's (N, K, L) copy) at T = 2 runs its copy and
     per-sample GEMMs chunk by chunk over the pool: y and x̄ are the serial bits, W̄ and b̄ equal
-    to rounding."""
+    to rounding — with NumPy's copy of the strided windows, and with the compiled one
+    (devices/cpu_jit.unfold_few_into, which reads the padding from x itself)."""
     from tensorcalc.ops.windows import Conv2d
+
+    if compiled:
+        if _jit._numba() is None:
+            pytest.skip("numba not installed")
+        _jit.set_enabled(True)  # (the autouse fixture restores it)
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((64, c, 28, 28)).astype(np.float32)

@@ -702,30 +702,6 @@ def max_pool_tiles_grad(xl, yl, gl, kernel):
     return gx
 
 
-def _unfold_k(x, lo, cols, sh, sw, dh, dw, p0, q0):
-    """im2col of channels-last x (N, H, W, C) for samples lo … lo + B − 1, zero padding p0 rows
-    above and q0 columns left: cols[n, a, b, i, j, c] = x[lo + n, a·sh + i·dh − p0,
-    b·sw + j·dw − q0, c], 0 outside x (cols: (B, H_out, W_out, kh, kw, C), written in order)."""
-    B, ho, wo, kh, kw, C = cols.shape
-    H, W = x.shape[1], x.shape[2]
-    zero = cols.dtype.type(0)
-    for n in range(B):
-        for a in range(ho):
-            for b in range(wo):
-                for i in range(kh):
-                    hh = a * sh + i * dh - p0
-                    for j in range(kw):
-                        ww = b * sw + j * dw - q0
-                        d = cols[n, a, b, i, j]
-                        if 0 <= hh < H and 0 <= ww < W:
-                            s = x[lo + n, hh, ww]
-                            for c in range(C):
-                                d[c] = s[c]
-                        else:
-                            for c in range(C):
-                                d[c] = zero
-
-
 def _unfold_few_k(x, lo, cols, sh, sw, dh, dw, p0, q0):
     """The few-channel unfold of x (N, C, H, W): cols[n, i, j, c, a, b] = x[lo + n, c,
     a·sh + i·dh − p0, b·sw + j·dw − q0], 0 outside x (cols: (B, kh, kw, C, H_out, W_out), whose
@@ -772,21 +748,18 @@ _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "bn_sums": _bn_sums_k, "bn_grad_sums": _bn_grad_sums_k, "bn_affine": _bn_affine_k,
             "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k, "relu": _relu_k,
             "maxpool": _maxpool_k,
-            "maxpool_grad": _maxpool_grad_k, "fold_add": _fold_add_k, "unfold": _unfold_k,
+            "maxpool_grad": _maxpool_grad_k, "fold_add": _fold_add_k,
             "unfold_few": _unfold_few_k}
 
 
-def unfold_into(x, lo, cols, stride, padding, dilation, few=False):
-    """Fill ``cols`` (C-contiguous) with the windows of samples lo … lo + B − 1 of x (N, C, H, W)
-    and return it: (B, H_out, W_out, kh, kw, C) from x's channels-last view, or with ``few``
-    (B, kh, kw, C, H_out, W_out), Unfold's few-channel order. The copies of NumPy's strided
-    views, compiled: a 6-D strided copy whose runs are kw·C (or W_out) values long runs at
-    ~5 GB/s in NumPy (LeNet's second layer: 16 samples of columns, 1.6 MB, ~250 µs)."""
+def unfold_few_into(x, lo, cols, stride, padding, dilation):
+    """Fill ``cols`` (B, kh, kw, C, H_out, W_out), C-contiguous, with the windows of samples
+    lo … lo + B − 1 of x (N, C, H, W), any strides, zero padding included; return it. The
+    few-channel unfold's copy (ops.windows), compiled: NumPy copies the strided view in runs of
+    W_out values (LeNet's first layer, 16 samples: 55 → 39 µs alone, ~80 → 40 µs beside the
+    other thread's GEMMs), and needs a padded copy of x first where there is padding."""
     (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
-    if few:
-        _kernel("unfold_few")(x, lo, cols, sh, sw, dh, dw, p0, q0)
-    else:
-        _kernel("unfold")(x.transpose(0, 2, 3, 1), lo, cols, sh, sw, dh, dw, p0, q0)
+    _kernel("unfold_few")(x, lo, cols, sh, sw, dh, dw, p0, q0)
     return cols
 
 

@@ -96,10 +96,15 @@ class Unfold(Linear):
             # few channels (the first layer): copy in (N, kh, kw, C, H_out, W_out) memory order,
             # whose contiguous runs are W_out long (channels-last runs, kw·C, would be short),
             # and return the (N, L, K) transposed view — same values, only the memory differs
-            out = xp.ascontiguousarray(_few_channel_windows(xp, x, kernel, stride, padding,
-                                                            dilation, (ho, wo)))
-            if xp.may_share_memory(out, x):
-                out = out.copy()
+            if _jit.usable(xp, x.dtype):  # compiled copy, padding included (no padded x)
+                out = _jit.unfold_few_into(x, 0, xp.empty((n, kh, kw, c, ho, wo),
+                                                          dtype=x.dtype), stride, padding,
+                                           dilation)
+            else:
+                out = xp.ascontiguousarray(_few_channel_windows(xp, x, kernel, stride, padding,
+                                                                dilation, (ho, wo)))
+                if xp.may_share_memory(out, x):
+                    out = out.copy()
             return out.reshape(n, kh * kw * c, ho * wo).transpose(0, 2, 1)
         buf, fresh = _nhwc_padded(xp, x, padding)
         bn, bh, bw, bc = buf.strides
@@ -593,11 +598,17 @@ def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, ac
                     n * L * K)
     if per >= n:
         return None
-    v = _few_channel_windows(xp, x, kernel, stride, padding, dilation, out_hw)
+    if _jit.usable(xp, x.dtype):
+        v = None  # the compiled copy reads x itself, padding included (no padded copy of x)
+    else:
+        v = _few_channel_windows(xp, x, kernel, stride, padding, dilation, out_hw)
 
     def columns(cols, a, b):
         cc = cols[:b - a]
-        cc[...] = v[a:b]
+        if v is None:
+            _jit.unfold_few_into(x, a, cc, stride, padding, dilation)
+        else:
+            cc[...] = v[a:b]
         return cc.reshape(b - a, K, L).transpose(0, 2, 1)
 
     return _sample_chunks(

@@ -39,6 +39,30 @@ def test_unfold_fold_match_loops_and_are_adjoint(kernel, stride, padding, dilati
     assert abs((cols * c).sum() - (x * back).sum()) < 1e-10 * max(1.0, abs((cols * c).sum()))
 
 
+@pytest.mark.parametrize("padding", [0, ((1, 0), (0, 2))])
+@pytest.mark.parametrize("stride,dilation", [(1, 1), ((2, 1), (1, 2))])
+def test_few_channel_unfold_copy_numpy_and_compiled_agree(padding, stride, dilation):
+    """The K-major copy (few channels) is the same, bit for bit, from NumPy's strided view and
+    from the compiled copy (devices/cpu_jit.unfold_few_into), float32 and float64."""
+    from tensorcalc.devices import cpu_jit
+
+    if cpu_jit._numba() is None:
+        pytest.skip("numba not installed")
+    for dtype in (np.float32, np.float64):
+        x = RNG.standard_normal((3, 2, 9, 31)).astype(dtype)[:, :, :, 1:]  # strided x
+        kw = dict(kernel=(3, 2), stride=stride, padding=padding, dilation=dilation)
+        old = cpu_jit.set_enabled(True)
+        try:
+            got = unfold(_t(x), **kw).numpy()
+            cpu_jit.set_enabled(False)
+            want = unfold(_t(x), **kw).numpy()
+        finally:
+            cpu_jit.set_enabled(old)
+        assert got.dtype == dtype and got.shape == want.shape
+        assert np.array_equal(got, want)
+        np.testing.assert_array_equal(want, refs.unfold(x, **kw))
+
+
 def test_unfold_never_aliases_its_input():
     x = tc.tensor(RNG.standard_normal((2, 3, 4, 4)).transpose(0, 2, 3, 1).copy()
                   .transpose(0, 3, 1, 2))  # channels-last memory: the 1×1 window is a view
