@@ -49,7 +49,7 @@ def test_few_channel_unfold_copy_numpy_and_compiled_agree(padding, stride, dilat
     if cpu_jit._numba() is None:
         pytest.skip("numba not installed")
     for dtype in (np.float32, np.float64):
-        x = RNG.standard_normal((3, 2, 9, 31)).astype(dtype)[:, :, :, 1:]  # strided x
+        x = np.random.default_rng(5).standard_normal((3, 2, 9, 31)).astype(dtype)[:, :, :, 1:]
         kw = dict(kernel=(3, 2), stride=stride, padding=padding, dilation=dilation)
         old = cpu_jit.set_enabled(True)
         try:
@@ -168,7 +168,7 @@ def test_avg_pool2d_matches_loops(kw, cip):
 def test_adaptive_avg_pool2d_matches_loops(out):
     x = RNG.standard_normal((2, 3, 7, 6))
     np.testing.assert_allclose(F.adaptive_avg_pool2d(_t(x), out).numpy(),
-                               refs.adaptive_avg_pool2d(x, out), rtol=1e-12)
+                               refs.adaptive_avg_pool2d(x, out), rtol=1e-12, atol=1e-15)
 
 
 def test_global_avg_pool2d():
