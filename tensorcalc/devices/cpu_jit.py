@@ -36,10 +36,12 @@ _STATE = {"on": os.environ.get("TENSORCALC_JIT", "1").lower() not in ("0", "off"
           "numba": None, "why": None, "kernels": {}}
 _FASTMATH = {"reassoc", "contract"}
 _BLOCK = 64  # rows per partial column sum (backward): fixed, so sums do not depend on T
-# elements: below, one call on this thread. Waking a pool thread costs ~50-80 µs on the 2-core
-# VM measured (a 768 × 512 layer norm: 122 µs on one thread, 212 µs split over two), so only
-# calls of a few hundred µs are split, into few long pieces.
-_ROW_PAR_MIN = 1 << 20
+# elements: below, one call on this thread. A pool thread that spins between calls
+# (backend._KernelPool) starts in ~30 µs on the 2-core VM measured; when it had to be woken
+# (~50-140 µs) only calls from 1M values paid (a 768 × 512 layer norm: 122 µs on one thread,
+# 212 µs split over two). From 256k with the spinning pool, A/B at 2 threads: LeNet −2 to −5 %,
+# resnet −5 %, vgg −4 %, inception −3 %, transformer block −4 % (128k: no further gain).
+_ROW_PAR_MIN = 1 << 18
 _PIECE = 1 << 19
 # the kernels with an exponential per value (GELU, softmax: ~1 ns a value) pay from 256k
 # (a 32×4×64×64 softmax at 2 threads: the transformer block's step 23.9 → 23.0 ms)
