@@ -353,3 +353,20 @@ def test_pointwise_conv2d_matches_loops(stride, channels_last):
     np.testing.assert_allclose(xt.grad.numpy(), gx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(wt.grad.numpy(), gw, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(bt.grad.numpy(), g.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows,o", [(1, 16), (31, 16), (64, 16), (67, 32), (5, 7), (40, 200),
+                                    (9, 300)])
+def test_bias_add_over_tiled_rows_gives_the_broadcast_bits(rows, o):
+    """Conv2d adds its bias k = 256 // O rows at a time against the bias tiled k times (NumPy's
+    broadcast add runs one short inner loop per row); the values are those of y + b, with or
+    without a remainder of rows."""
+    from tensorcalc.ops.windows import _add_to_rows
+
+    rng = np.random.default_rng(rows * 1000 + o)
+    for dtype in (np.float32, np.float64):
+        y = rng.standard_normal((rows, o)).astype(dtype)
+        b = rng.standard_normal(o).astype(dtype)
+        want = y + b
+        _add_to_rows(np, y, b)
+        assert np.array_equal(y, want)
