@@ -309,7 +309,8 @@ def test_forked_child_gets_its_own_pool(threads):
                                  dict(stride=(1, 1), padding=((1, 1), (1, 1)), c=32)])
 def test_conv2d_chunks_split_over_threads_give_the_serial_result(threads, geo):
     """Implicit GEMM over the kernel pool (each range its own column buffer, single-threaded
-    GEMMs): y and x̄ are the serial bits; W̄ is summed per range, so equal to rounding."""
+    GEMMs): y and x̄ are the serial bits; W̄ and b̄ (one GEMV per chunk) are summed per range,
+    so equal to rounding."""
     from tensorcalc.ops.windows import _CHUNK_BYTES, Conv2d
 
     rng = np.random.default_rng(0)
@@ -334,7 +335,10 @@ def test_conv2d_chunks_split_over_threads_give_the_serial_result(threads, geo):
     for a, p in zip(serial[:2], par[:2], strict=True):
         same_bits(a, p)
     np.testing.assert_allclose(par[2], serial[2], rtol=2e-5, atol=1e-4)
-    same_bits(serial[3], par[3])
+    np.testing.assert_allclose(par[3], serial[3], rtol=2e-5, atol=1e-4)
+    g = np.random.default_rng(1).standard_normal(serial[0].shape).astype(np.float32)
+    np.testing.assert_allclose(par[3], g.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5,
+                               atol=1e-4)
 
 
 @pytest.mark.parametrize("c,stride,padding", [(1, (1, 1), ((0, 0), (0, 0))),
