@@ -562,7 +562,8 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     job = _Job(fn, ranges, pool.spin)
     if not pool.busy.acquire(blocking=False):
         # another thread's call holds the pool: the same pieces, here, one after another
-        return [_nested_serial(fn, *r) for r in ranges]
+        with single_thread_blas(serial_blas):
+            return [_nested_serial(fn, *r) for r in ranges]
     try:
         with single_thread_blas(serial_blas):
             pool.start(job)

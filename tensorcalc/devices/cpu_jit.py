@@ -609,9 +609,9 @@ def relu_grad(g, x):
 # dilation: LeNet's and VGG's 2×2 pools), the C channels in the vector lanes.
 def _maxpool_k(x, y, kh, kw, acc):
     """y[n, a, b, c] = max over the window's x[n, a·kh + i, b·kw + j, c] (NaN propagates, as
-    NumPy's maximum). One output row (n, a) at a time, as (W_out·C) values in ``acc`` (scratch
-    of W_out·C: a fresh array, which the compiler knows aliases neither x nor y, so the loops
-    over C vectorise; views of y and x row by row ran 1.7x slower)."""
+    NumPy's maximum). One output row (n, a) at a time: its W_out·C maxima are formed in the
+    scratch row ``acc`` from whole input rows, then copied to y (64×16×24×24, 2×2: 235 → 139 µs
+    against one small view of x and y per window and offset)."""
     N, ho, wo, C = y.shape
     H, W = x.shape[1], x.shape[2]
     x2 = x.reshape(N * H, W * C)

@@ -499,9 +499,11 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation, bias=Fa
                 out = xp.empty((k + 1, o), dtype=rows.dtype)
                 out[:k] = p
             r = rows[rs]
-            if not ones or ones[0].shape[0] < r.shape[0]:
-                ones[:] = [xp.ones(r.shape[0], dtype=rows.dtype)]
-            xp.matmul(ones[0][:r.shape[0]], r, out=out[k])
+            one = ones[0] if ones else None  # (shared by the pieces: read it once)
+            if one is None or one.shape[0] < r.shape[0]:
+                one = xp.ones(r.shape[0], dtype=rows.dtype)
+                ones[:] = [one]
+            xp.matmul(one[:r.shape[0]], r, out=out[k])
             return out
 
         gmat = _column_chunks(xp, x, (kh, kw), stride, padding, dilation, prod,
