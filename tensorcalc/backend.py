@@ -6,7 +6,10 @@ forward and derivative code runs on NumPy and on CuPy.
 Machine tuning, done once at import (see ``benchmarks/RESULTS.md`` for the measurements):
 
 * ``OPENBLAS_CORETYPE``: NumPy's bundled OpenBLAS picks AVX2 kernels on AMD Zen 4/5 even where
-  AVX-512 exists; its SkylakeX kernels are about twice as fast for float32 GEMM there. The variable
+  AVX-512 exists; an issue measured its SkylakeX kernels at about twice the float32 GEMM speed on
+  Zen 5. On the Zen 4 VM measured here (OpenBLAS 0.3.31) the two are even over whole CNN steps:
+  SkylakeX is ~45 % faster on a first conv layer's tiny GEMMs, AVX2 5-10 % faster on mid-size
+  ones (benchmarks/RESULTS.md, round 8). The variable
   only works if set before NumPy loads, and on a CPU *without* AVX-512 those kernels die with
   "Illegal instruction". So :func:`tune_blas_env` sets it only when ``/proc/cpuinfo`` lists
   ``avx512f``, NumPy is not yet imported, and the user has not set it. Opt out with
