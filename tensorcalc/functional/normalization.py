@@ -19,7 +19,7 @@ import math
 
 from .. import ops
 from ..backend import xp_of
-from ..ops._util import data_of, shape_of
+from ..ops._util import check_residual, data_of, shape_of
 from ..tensor import Tensor
 from ._dtypes import operand_or_real
 
@@ -60,11 +60,6 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
             raise ValueError(f"batch_norm: {name} must have shape ({C},) for x of shape {sx}, "
                              f"got {shape_of(t)}")
     x = operand_or_real(x, (weight, running_mean), "batch_norm")
-    if residual is not None and (shape_of(residual) != sx
-                                 or data_of(residual).dtype != data_of(x).dtype):
-        raise ValueError(f"batch_norm: the residual must have x's shape {sx} and dtype "
-                         f"{data_of(x).dtype}, got {shape_of(residual)} "
-                         f"{data_of(residual).dtype}")
     bshape = (C,) + (1,) * (len(sx) - 2)
     if training:
         axes = (0,) + tuple(range(2, len(sx)))
@@ -88,6 +83,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+        check_residual("batch_norm", x, residual)  # (training: ops.batch_norm checks it)
         xd = data_of(x)
         rm = data_of(running_mean).astype(xd.dtype, copy=False).reshape(bshape)
         rv = data_of(running_var).astype(xd.dtype, copy=False).reshape(bshape)

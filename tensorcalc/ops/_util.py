@@ -60,6 +60,15 @@ def shape_of(x):
     return tuple(getattr(x, "shape", ()))
 
 
+def check_residual(who, x, residual):
+    """A residual added to x's result must have x's shape and dtype (no silent broadcast)."""
+    if residual is not None and (shape_of(residual) != shape_of(x)
+                                 or data_of(residual).dtype != data_of(x).dtype):
+        raise ValueError(f"{who}: the residual must have x's shape {shape_of(x)} and dtype "
+                         f"{data_of(x).dtype}, got {shape_of(residual)} "
+                         f"{data_of(residual).dtype}")
+
+
 def ndim_of(x):
     return len(getattr(x, "shape", ()))
 

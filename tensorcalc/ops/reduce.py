@@ -18,7 +18,16 @@ from ..backend import (
 from ..devices import cpu_jit as _jit
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
-from ._util import cast_like, data_of, ndim_of, norm_axis, public, shape_of, sum_axes
+from ._util import (
+    cast_like,
+    check_residual,
+    data_of,
+    ndim_of,
+    norm_axis,
+    public,
+    shape_of,
+    sum_axes,
+)
 from .arithmetic import pow as ops_pow
 from .elementwise import Relu, exp, log
 from .shape import BroadcastTo, reshape
@@ -710,11 +719,7 @@ def batch_norm(x, w, b, eps=1e-5, relu=False, residual=None):
     if len(sx) < 2 or shape_of(w) != (sx[1],) or shape_of(b) != (sx[1],):
         raise ValueError(f"batch_norm: x (N, C, ...) and γ, β of shape (C,) expected, got x "
                          f"{sx}, γ {shape_of(w)}, β {shape_of(b)}")
-    if residual is not None and (shape_of(residual) != sx
-                                 or data_of(residual).dtype != data_of(x).dtype):
-        raise ValueError(f"batch_norm: the residual must have x's shape {sx} and dtype "
-                         f"{data_of(x).dtype}, got {shape_of(residual)} "
-                         f"{data_of(residual).dtype}")
+    check_residual("batch_norm", x, residual)
     if _bn_geometry(sx)[1] <= 1:
         raise ValueError(f"batch_norm: training needs more than one value per channel, got x "
                          f"of shape {sx}")
