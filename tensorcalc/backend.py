@@ -468,16 +468,14 @@ class _KernelPool:
                 return
             job = self.job
             k = job.work() if job is not None else 0
-            spin = self.spin
-            if k and job.spin is None:  # the job counts under its lock (no numba)
-                job.report(k)
-                k = 0
-            if k or spin is not None:  # report k, then spin for the next ticket, GIL released
-                counter = job.finished if k else self.nothing
-                t = int((spin or job.spin).add_then_spin_while(
-                    counter, k, self.ticket, seen, 0 if spin is None else SPIN_TURNS))
-            else:
+            if self.spin is None:  # (jobs take the pool's spin: report under the job's lock)
+                if k:
+                    job.report(k)
                 t = int(self.ticket[0])
+            else:  # report k, then spin for the next ticket, GIL released
+                counter = job.finished if k else self.nothing
+                t = int(self.spin.add_then_spin_while(counter, k, self.ticket, seen,
+                                                      SPIN_TURNS))
 
     def start(self, job):
         """Hand ``job`` to the threads (the caller then takes pieces too, and waits)."""

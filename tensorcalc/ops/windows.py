@@ -483,8 +483,6 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation, bias=Fa
     if _pointwise(wshape, padding):
         gmat = _pixel_rows(xp, x, stride).T @ rows
     else:  # Σ over chunks of their (K, O) products (and with bias, row K: Σ of their rows)
-        ones = []
-
         def prod(rs, cols):
             if cols.ndim == 2:
                 if not bias:
@@ -499,11 +497,7 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation, bias=Fa
                 out = xp.empty((k + 1, o), dtype=rows.dtype)
                 out[:k] = p
             r = rows[rs]
-            one = ones[0] if ones else None  # (shared by the pieces: read it once)
-            if one is None or one.shape[0] < r.shape[0]:
-                one = xp.ones(r.shape[0], dtype=rows.dtype)
-                ones[:] = [one]
-            xp.matmul(one[:r.shape[0]], r, out=out[k])
+            xp.matmul(xp.ones(r.shape[0], dtype=rows.dtype), r, out=out[k])
             return out
 
         gmat = _column_chunks(xp, x, (kh, kw), stride, padding, dilation, prod,
