@@ -323,7 +323,8 @@ def as_dtype(dtype) -> np.dtype:
 # computes for it, so results are bitwise the same at any T (tests/test_parallel_kernels.py).
 
 PARALLEL_MIN = 1 << 17  # elements below which one thread wins (dispatch ~30-60 µs per call)
-_KERNEL_THREADS = {"blas": None, "override": None, "pool": None, "size": 0, "calls": 0}
+_KERNEL_THREADS = {"blas": None, "override": None, "pool": None, "size": 0, "calls": 0,
+                   "scipy_blas": None}
 
 
 def _numpy_blas(libs):
@@ -637,15 +638,22 @@ class _Job:
 _SERIAL_BLAS = {"lock": threading.Lock(), "depth": 0, "prev": None}
 
 
+def _serial_controllers():
+    """NumPy's BLAS, and SciPy's once :func:`register_scipy_blas` has loaded it."""
+    extra = _KERNEL_THREADS["scipy_blas"]
+    return (_KERNEL_THREADS["blas"],) + ((extra,) if extra else ())
+
+
 def _serial_blas_enter():
     """BLAS at one thread while any serial_blas region runs (several user threads may be inside
-    at once: the first saves the thread count, the last restores it)."""
+    at once: the first saves the thread counts, the last restores them)."""
     st = _SERIAL_BLAS
     with st["lock"]:
         if st["depth"] == 0:
-            ctl = _KERNEL_THREADS["blas"]
-            st["prev"] = ctl.get_num_threads()
-            ctl.set_num_threads(1)
+            ctls = _serial_controllers()
+            st["prev"] = [(c, c.get_num_threads()) for c in ctls]
+            for c in ctls:
+                c.set_num_threads(1)
         st["depth"] += 1
 
 
@@ -654,7 +662,34 @@ def _serial_blas_exit():
     with st["lock"]:
         st["depth"] -= 1
         if st["depth"] == 0:
-            _KERNEL_THREADS["blas"].set_num_threads(st["prev"])
+            for c, n in st["prev"]:
+                c.set_num_threads(n)
+
+
+def register_scipy_blas():
+    """Load SciPy's BLAS (scipy.linalg.cython_blas: the kernel-row convolution calls its GEMM,
+    which accumulates in place as NumPy's matmul does not) and register it with the pool's
+    serial-BLAS regions: SciPy's wheels bundle a second OpenBLAS with threads of its own, which
+    must run one thread per piece too."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    if _KERNEL_THREADS["scipy_blas"] is None:
+        _blas_threads()  # (NumPy's controller first: it is told apart from SciPy's by path)
+        found = False
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            np_path = os.path.realpath(getattr(_KERNEL_THREADS["blas"], "filepath", "") or "")
+            for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+                path = os.path.realpath(getattr(lib, "filepath", "") or "")
+                if path != np_path and "scipy" in os.path.basename(os.path.dirname(path)):
+                    found = lib
+                    break
+        except Exception:  # pragma: no cover - threadpoolctl missing or broken
+            pass
+        with _SERIAL_BLAS["lock"]:
+            if _SERIAL_BLAS["depth"] == 0:  # (never swapped inside a region)
+                _KERNEL_THREADS["scipy_blas"] = found
 
 
 class single_thread_blas:

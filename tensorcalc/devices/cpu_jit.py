@@ -846,3 +846,117 @@ def spin_waiter():
             mod = None
         _STATE["kernels"]["spin"] = mod
     return _STATE["kernels"]["spin"]
+
+
+# ----------------------------------------------------------------- kernel-row convolution
+def _row_conv_factory(gemm):
+    """The chunk step of ops.windows._row_conv, calling ``gemm`` (BLAS's ?gemm through its
+    Fortran interface: every argument a pointer)."""
+
+    def row_conv_k(wk, z, k, grid, y4, a, bias, has_bias, wp, ints, scal, chars):
+        """For each sample s < k of a chunk: grid ← Σ_i Z_s[i·W_p :] W_i (kh GEMMs, the first
+        with β = 0, the rest with β = 1; in BLAS's column-major view the grid's (H_out·W_p, O)
+        rows are the matrix C (O, H_out·W_p), W_i's (kw·C, O) rows are A (O, kw·C) and Z's rows
+        are B (kw·C, H_out·W_p)), then y4[a + s] ← the first W_out columns of each grid row
+        (+ bias). scal = [1, 0] in the dtype (α, β), chars = b"N"."""
+        kh, kk, o = wk.shape
+        ho, wo = y4.shape[1], y4.shape[2]
+        isz = wk.itemsize
+        ints[0] = o
+        ints[1] = ho * wp
+        ints[2] = kk
+        ip = ints.ctypes.data
+        sp = scal.ctypes.data
+        cp = chars.ctypes.data
+        g3 = grid.reshape(ho, wp, o)
+        for s in range(k):
+            zs = z[s]
+            for i in range(kh):
+                gemm(cp, cp, ip, ip + 4, ip + 8, sp, wk[i].ctypes.data, ip,
+                     zs[i * wp:].ctypes.data, ip + 8, sp + (isz if i == 0 else 0),
+                     grid.ctypes.data, ip)
+            ys = y4[a + s]
+            for h in range(ho):
+                for w in range(wo):
+                    src = g3[h, w]
+                    dst = ys[h, w]
+                    if has_bias:
+                        for c in range(o):
+                            dst[c] = src[c] + bias[c]
+                    else:
+                        for c in range(o):
+                            dst[c] = src[c]
+
+    return row_conv_k
+
+
+def _row_wgrad_factory(gemm):
+    """W̄'s chunk step of ops.windows._row_conv_weight_grad, calling ``gemm`` as above."""
+
+    def row_wgrad_k(z, k, g4, a, grid, gw, gb, has_bias, wp, ints, scal, chars):
+        """For each sample s < k of a chunk: ȳ[a + s] placed on the grid's first W_out columns
+        (the others stay 0; gb += Σ ȳ with ``has_bias``), then gw_i += gridᵀ Z_s[i·W_p :] for
+        each kernel row i (β = 1; column-major: C = gw_i (O, kw·C) = A (O, H_out·W_p) Bᵀ with
+        B = Z's rows (kw·C, H_out·W_p)). chars = b"NT", scal = [1, 0]."""
+        kh, kk, o = gw.shape
+        ho, wo = g4.shape[1], g4.shape[2]
+        ints[0] = o
+        ints[1] = kk
+        ints[2] = ho * wp
+        ip = ints.ctypes.data
+        sp = scal.ctypes.data
+        cp = chars.ctypes.data
+        g3 = grid.reshape(ho, wp, o)
+        for s in range(k):
+            gs = g4[a + s]
+            for h in range(ho):
+                for w in range(wo):
+                    src = gs[h, w]
+                    dst = g3[h, w]
+                    for c in range(o):
+                        dst[c] = src[c]
+                    if has_bias:
+                        for c in range(o):
+                            gb[c] += src[c]
+            zs = z[s]
+            for i in range(kh):
+                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, grid.ctypes.data, ip,
+                     zs[i * wp:].ctypes.data, ip + 4, sp, gw[i].ctypes.data, ip)
+
+    return row_wgrad_k
+
+
+def _blas_kernel(name, factory, dtype):
+    """``factory(gemm)`` compiled, gemm the ?gemm of SciPy's BLAS for ``dtype``; or None."""
+    key = name + "_" + np.dtype(dtype).char
+    if key not in _STATE["kernels"]:
+        fn = None
+        try:
+            import ctypes
+
+            from numba.extending import get_cython_function_address
+
+            from ..backend import register_scipy_blas
+
+            register_scipy_blas()
+            addr = get_cython_function_address(
+                "scipy.linalg.cython_blas", "sgemm" if np.dtype(dtype).char == "f" else "dgemm")
+            gemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(addr)
+            fn = _numba().njit(nogil=True, error_model="numpy")(factory(gemm))
+        except Exception:  # noqa: BLE001 - no compiled form: the caller uses im2col
+            fn = None
+        _STATE["kernels"][key] = fn
+    return _STATE["kernels"][key]
+
+
+def row_wgrad_kernel(dtype):
+    """W̄'s compiled chunk step (see :func:`row_conv_kernel`), or None."""
+    return _blas_kernel("row_wgrad", _row_wgrad_factory, dtype)
+
+
+def row_conv_kernel(dtype):
+    """The compiled chunk step of ops.windows._row_conv for float32/float64, calling the GEMM
+    of SciPy's BLAS (scipy.linalg.cython_blas, a public interface) with the GIL released, or
+    None (no numba, or no BLAS pointer). Not cached on disk (the BLAS address is the
+    process's own): ~0.3 s to compile on first use per dtype."""
+    return _blas_kernel("row_conv", _row_conv_factory, dtype)

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 from cnn import refs
+from conftest import same_bits
 
 import tensorcalc as tc
 import tensorcalc.functional as F
@@ -370,3 +371,104 @@ def test_bias_add_over_tiled_rows_gives_the_broadcast_bits(rows, o):
         want = y + b
         _add_to_rows(np, y, b)
         assert np.array_equal(y, want)
+
+
+# ------------------------------------------------------------ the kernel-row convolution
+ROW_CASES = [  # (x, W, padding): stride-1 convolutions that the kernel-row form takes
+    ((3, 16, 16, 15), (16, 16, 3, 3), 1),
+    ((2, 5, 14, 17), (8, 5, 5, 5), 2),
+    ((2, 3, 16, 18), (12, 3, 3, 3), ((1, 0), (2, 1))),  # asymmetric padding
+    ((2, 4, 16, 16), (16, 4, 3, 2), 0),  # 'valid', an even kernel width
+]
+
+
+def _conv_all(x, w, b, g, padding):
+    """y, x̄, W̄, b̄ of ⟨conv2d(x, W) + b, g⟩ through the Tensor API."""
+    xt, wt, bt = (tc.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.conv2d(xt, wt, bt, padding=padding)
+    (y * tc.tensor(g)).sum().backward()
+    return y.numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+@pytest.mark.parametrize("xs,ws,padding", ROW_CASES)
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+def test_kernel_row_conv_matches_im2col_and_loops(monkeypatch, xs, ws, padding, dtype, tol):
+    """The kernel-row form (forward, x̄ as a full correlation, W̄ and b̄) against the implicit
+    GEMM over im2col columns and, for the forward, the direct loops; chunks of 1 sample and
+    of all of them."""
+    import tensorcalc.ops.windows as W
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.enabled():
+        pytest.skip("the kernel-row step is compiled (numba): without it im2col runs")
+    rng = np.random.default_rng(sum(xs))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    geo = W.window_geometry("t", xs, ws[2:], 1, padding, 1)
+    assert W._row_conv_applies(np, x, ws[0], ws[2:], (1, 1), (1, 1), geo[2])
+    assert W._row_conv_applies(np, x, ws[0], ws[2:], (1, 1), (1, 1), geo[2], grad=True)
+    y_ref = refs.conv2d(x.astype(np.float64), w.astype(np.float64), padding=padding) \
+        + b.reshape(-1, 1, 1)
+    g = rng.standard_normal(y_ref.shape).astype(dtype)
+    got = []
+    for chunk in (1, 1 << 30):
+        monkeypatch.setattr(W, "_ROW_CHUNK_BYTES", chunk)
+        got.append(_conv_all(x, w, b, g, padding))
+    monkeypatch.setattr(W, "_row_conv_applies", lambda *a, **k: False)
+    want = _conv_all(x, w, b, g, padding)
+    np.testing.assert_allclose(got[0][0], y_ref, rtol=tol, atol=tol * np.abs(y_ref).max())
+    for one in got:
+        for a, r in zip(one, want, strict=True):
+            assert a.dtype == dtype and a.shape == r.shape
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
+
+
+def test_kernel_row_conv_gives_the_same_bits_at_any_thread_count(threads):
+    """Forward and x̄: a GEMM per sample, whichever piece runs it; W̄ and b̄ are sums over the
+    pieces (the same at every run with the same T), to rounding across T."""
+    import tensorcalc.ops.windows as W
+    from tensorcalc import backend
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.enabled():
+        pytest.skip("the kernel-row step is compiled (numba)")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((16, 16, 28, 28)).astype(np.float32)
+    w = (rng.standard_normal((16, 16, 3, 3)) / 12).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    g = rng.standard_normal((16, 16, 28, 28)).astype(np.float32)
+    one = threads(1, lambda: _conv_all(x, w, b, g, 1))
+    calls = backend.parallel_calls()
+    two = threads(2, lambda: _conv_all(x, w, b, g, 1))
+    assert backend.parallel_calls() > calls
+    assert W._row_conv_applies(np, x, 16, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)))
+    for a, r in zip(one[:2], two[:2], strict=True):
+        same_bits(a, r)
+    for a, r in zip(one[2:], two[2:], strict=True):
+        np.testing.assert_allclose(a, r, rtol=2e-6, atol=2e-6 * np.abs(r).max())
+    for a, r in zip(two, threads(2, lambda: _conv_all(x, w, b, g, 1)), strict=True):
+        same_bits(a, r)
+
+
+def test_scipy_blas_runs_one_thread_inside_the_pools_regions():
+    """The kernel-row step calls SciPy's BLAS (a second OpenBLAS in SciPy's wheels): inside a
+    serial-BLAS region it is held at one thread too, and restored after."""
+    from tensorcalc import backend
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.enabled() or cpu_jit.row_conv_kernel(np.float32) is None:
+        pytest.skip("the kernel-row step is compiled (numba)")
+    ctl = backend._KERNEL_THREADS["scipy_blas"]
+    if not ctl:
+        pytest.skip("SciPy's BLAS is not a separate OpenBLAS here")
+    before = ctl.get_num_threads()
+    ctl.set_num_threads(2)
+    backend.set_kernel_threads(2)
+    try:
+        with backend.single_thread_blas():
+            assert ctl.get_num_threads() == 1
+        assert ctl.get_num_threads() == 2
+    finally:
+        backend.set_kernel_threads(None)
+        ctl.set_num_threads(before)
