@@ -110,9 +110,13 @@ def torch_twin(name, cfg):
             def __init__(self, widths, depth):
                 super().__init__()
                 layers, c = [], 1
+                class BNReLU(nn.BatchNorm2d):  # tensorcalc's BatchNorm2d(relu=True)
+                    def forward(self, x):
+                        return torch.relu(super().forward(x))
+
                 for w in widths:
                     for _ in range(depth):
-                        layers += [conv(c, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+                        layers += [conv(c, w, 3, 1, 1, bias=False), BNReLU(w)]
                         c = w
                     layers.append(nn.MaxPool2d(2))
                 self.features = nn.Sequential(*layers)

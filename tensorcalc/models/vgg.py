@@ -3,6 +3,9 @@
 then global average pooling and a linear classifier.
 
     stage s: [conv 3×3 (c -> w_s) -> BN -> ReLU] × depth -> maxpool 2      (H, W halve)
+
+(with batch norm, BN and ReLU are one module, ``BatchNorm2d(w, relu=True)``: the fused
+primitive, one pass less each way; without it, conv (with bias) -> ReLU.)
     head:    global average pool -> dropout -> linear (w_last -> num_classes)
 
 Default widths (32, 64, 128) with two convolutions per stage: 28×28 -> 14 -> 7 -> 3.
@@ -25,8 +28,9 @@ class VGG(nn.Module):
             for _ in range(depth):
                 layers.append(nn.Conv2d(c, w, 3, padding=1, bias=not batch_norm, rng=rng))
                 if batch_norm:
-                    layers.append(nn.BatchNorm2d(w))
-                layers.append(nn.ReLU())
+                    layers.append(nn.BatchNorm2d(w, relu=True))  # BN → ReLU, fused
+                else:
+                    layers.append(nn.ReLU())
                 c = w
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
