@@ -618,6 +618,8 @@ def _row_conv_applies(xp, x, o, kernel, stride, dilation, padding, grad=False):
     16 → 32 at 14×14        1.6 → 2.1                      2.0 → 1.4 / 1.2 → 0.9
     32 → 16 at 14×14        2.3 → 2.0                      2.7 → 1.7 / 1.6 → 1.2
     64 → 64 at 7×7          2.3 → 3.1                      2.5 → 2.2 / 1.5 → 1.4
+    16 → 32 at 12×12, 5×5   (8×8 out: not taken)           1.53 → 1.25 / 0.83 → 0.80
+    6 → 16 at 14×14, 5×5    (10×10 out: not taken)         0.80 → 0.56 / 0.55 → 0.40
     ======================  =============================  ==================================
 
     Wide outputs make the im2col GEMM efficient, and a small image wastes more of the padded
@@ -630,8 +632,9 @@ def _row_conv_applies(xp, x, o, kernel, stride, dilation, padding, grad=False):
         return False
     c, w = x.shape[1], x.shape[3]
     wo = w + padding[1][0] + padding[1][1] - kw + 1
-    if wo < 1:
-        return False
+    if wo < 1 or c * kw < _FEW_CHANNELS_RUN * wo:
+        return False  # (few input channels: im2col's (N, K, L) copy and its GEMMs are faster,
+        # LeNet's first layer's W̄ at 1 / 2 threads 0.59 / 0.54 ms, kernel rows 1.24 / 0.77)
     if grad:
         return o <= 16 or wo <= 14
     return wo >= 14 and (o <= 16 or (o <= 32 and o <= c <= 32))

@@ -377,8 +377,8 @@ def test_bias_add_over_tiled_rows_gives_the_broadcast_bits(rows, o):
 ROW_CASES = [  # (x, W, padding): stride-1 convolutions that the kernel-row form takes
     ((3, 16, 16, 15), (16, 16, 3, 3), 1),
     ((2, 5, 14, 17), (8, 5, 5, 5), 2),
-    ((2, 3, 16, 18), (12, 3, 3, 3), ((1, 0), (2, 1))),  # asymmetric padding
-    ((2, 4, 16, 16), (16, 4, 3, 2), 0),  # 'valid', an even kernel width
+    ((2, 6, 16, 18), (12, 6, 3, 3), ((1, 0), (2, 1))),  # asymmetric padding
+    ((2, 8, 16, 16), (16, 8, 3, 2), 0),  # 'valid', an even kernel width
 ]
 
 
