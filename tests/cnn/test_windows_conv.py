@@ -472,3 +472,36 @@ def test_scipy_blas_runs_one_thread_inside_the_pools_regions():
     finally:
         backend.set_kernel_threads(None)
         ctl.set_num_threads(before)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_conv_grads_over_the_pool_match_one_thread(threads, stride):
+    """A 1×1 convolution's x̄ (a GEMM per piece of samples, placed into the piece's part of
+    the zero image: the same bits) and W̄ (pieces of pixel rows, their products summed: to
+    rounding) at 2 kernel threads against 1."""
+    from tensorcalc import backend
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 16, 28, 28)).astype(np.float32)
+    w = (rng.standard_normal((32, 16, 1, 1)) / 4).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    ho = 28 // stride
+    g = rng.standard_normal((16, 32, ho, ho)).astype(np.float32)
+
+    def run():
+        xt, wt, bt = (tc.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = F.conv2d(xt, wt, bt, stride=stride)
+        (y * tc.tensor(g)).sum().backward()
+        return y.numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+    one = threads(1, run)
+    calls = backend.parallel_calls()
+    two = threads(2, run)
+    assert backend.parallel_calls() > calls
+    same_bits(one[0], two[0])
+    same_bits(one[1], two[1])
+    for a, r in zip(one[2:], two[2:], strict=True):
+        np.testing.assert_allclose(a, r, rtol=2e-6, atol=2e-6 * np.abs(r).max())
+    gw_ref = np.einsum("nchw,nohw->oc", x[:, :, ::stride, ::stride].astype(np.float64), g)
+    # (sums of 12544 products of unit normals, ~10² in size: float32 rounding ~1e-4)
+    np.testing.assert_allclose(two[2].reshape(32, 16), gw_ref, rtol=1e-5, atol=1e-3)
