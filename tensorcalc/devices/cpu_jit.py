@@ -926,6 +926,72 @@ def _row_wgrad_factory(gemm):
     return row_wgrad_k
 
 
+def _gemm_rows_factory(gemm):
+    """out ← a @ b in blocks of rows, calling ``gemm`` as above."""
+
+    def gemm_rows_k(a, b, out, step):
+        """out (M, N) ← a (M, K) @ b (K, N), C-contiguous, ``step`` rows a call. Column-major:
+        out_blockᵀ (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b), ld N, K, N."""
+        m, k = a.shape
+        n = b.shape[1]
+        ints = np.empty(4, dtype=np.int32)
+        ints[0] = n
+        ints[2] = k
+        scal = np.zeros(2, dtype=a.dtype)
+        scal[0] = 1
+        chars = np.empty(2, dtype=np.uint8)
+        chars[0] = 78  # "N"
+        ip = ints.ctypes.data
+        sp = scal.ctypes.data
+        cp = chars.ctypes.data
+        for s in range(0, m, step):
+            ints[1] = min(step, m - s)
+            gemm(cp, cp, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip, a[s:].ctypes.data, ip + 8,
+                 sp + a.itemsize, out[s:].ctypes.data, ip)
+
+    return gemm_rows_k
+
+
+def _gemm_tn_rows_factory(gemm):
+    """out ← aᵀ b summed over blocks of rows, calling ``gemm`` as above."""
+
+    def gemm_tn_rows_k(a, b, out, step):
+        """out (K, N) ← a (M, K)ᵀ b (M, N), C-contiguous, ``step`` rows a call, the calls
+        accumulated in order by BLAS (β = 0 for the first, then 1). Column-major: outᵀ (N, K) =
+        b_blockᵀ (N, M_b) a_block (M_b, K), i.e. A = b_block 'N' (ld N), B = a_block 'T'
+        (ld K)."""
+        m, k = a.shape
+        n = b.shape[1]
+        ints = np.empty(4, dtype=np.int32)
+        ints[0] = n
+        ints[1] = k
+        scal = np.zeros(2, dtype=a.dtype)
+        scal[0] = 1
+        chars = np.empty(2, dtype=np.uint8)
+        chars[0] = 78  # "N"
+        chars[1] = 84  # "T"
+        ip = ints.ctypes.data
+        sp = scal.ctypes.data
+        cp = chars.ctypes.data
+        for s in range(0, m, step):
+            ints[2] = min(step, m - s)
+            gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, b[s:].ctypes.data, ip, a[s:].ctypes.data,
+                 ip + 4, sp + (a.itemsize if s == 0 else 0), out.ctypes.data, ip)
+
+    return gemm_tn_rows_k
+
+
+def gemm_tn_rows_kernel(dtype):
+    """out ← aᵀ b in blocks of rows (see ops.windows._matmul_tn_rows), or None."""
+    return _blas_kernel("gemm_tn_rows", _gemm_tn_rows_factory, dtype)
+
+
+def gemm_rows_kernel(dtype):
+    """out ← a @ b in blocks of rows, with the GIL released (see ops.windows._matmul_rows), or
+    None (see :func:`row_conv_kernel`)."""
+    return _blas_kernel("gemm_rows", _gemm_rows_factory, dtype)
+
+
 def _blas_kernel(name, factory, dtype):
     """``factory(gemm)`` compiled, gemm the ?gemm of SciPy's BLAS for ``dtype``; or None."""
     key = name + "_" + np.dtype(dtype).char

@@ -505,3 +505,30 @@ def test_pointwise_conv_grads_over_the_pool_match_one_thread(threads, stride):
     gw_ref = np.einsum("nchw,nohw->oc", x[:, :, ::stride, ::stride].astype(np.float64), g)
     # (sums of 12544 products of unit normals, ~10² in size: float32 rounding ~1e-4)
     np.testing.assert_allclose(two[2].reshape(32, 16), gw_ref, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("m,k,n", [(4096, 144, 16), (1001, 288, 32), (700, 32, 400),
+                                   (50, 144, 16), (3000, 576, 64)])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_gemms_in_row_blocks_match_matmul(m, k, n, dtype, tol):
+    """The implicit GEMM's products in blocks of rows that OpenBLAS's small-matrix kernels take
+    (a @ b, and aᵀ b summed over the blocks) against one matmul; shapes with a remainder
+    block, and ones below the block size or with too few rows a block (one matmul)."""
+    import tensorcalc.ops.windows as W
+
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    g = rng.standard_normal((m, n)).astype(dtype)
+    out = np.full((m, n), np.nan, dtype=dtype)
+    assert W._matmul_rows(np, a, b, out) is out
+    want = a.astype(np.float64) @ b
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.abs(want).max())
+    gw = W._matmul_tn_rows(np, a, g)
+    want = a.T.astype(np.float64) @ g
+    assert gw.shape == (k, n) and gw.dtype == dtype
+    np.testing.assert_allclose(gw, want, rtol=tol * 10, atol=tol * 10 * np.abs(want).max())
+    into = np.full((k + 1, n), np.nan, dtype=dtype)  # into rows of a bigger array, as W̄'s
+    W._matmul_tn_rows(np, a, g, into[:k])
+    np.testing.assert_allclose(into[:k], gw, rtol=tol, atol=tol * np.abs(want).max())
+    assert np.isnan(into[k]).all()
