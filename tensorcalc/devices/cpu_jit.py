@@ -853,17 +853,18 @@ def _row_conv_factory(gemm):
     """The chunk step of ops.windows._row_conv, calling ``gemm`` (BLAS's ?gemm through its
     Fortran interface: every argument a pointer)."""
 
-    def row_conv_k(wk, z, k, grid, y4, a, bias, has_bias, wp, ints, scal, chars):
+    def row_conv_k(wk, z, k, grid, y4, a, bias, has_bias, wp, step, ints, scal, chars):
         """For each sample s < k of a chunk: grid ← Σ_i Z_s[i·W_p :] W_i (kh GEMMs, the first
         with β = 0, the rest with β = 1; in BLAS's column-major view the grid's (H_out·W_p, O)
         rows are the matrix C (O, H_out·W_p), W_i's (kw·C, O) rows are A (O, kw·C) and Z's rows
-        are B (kw·C, H_out·W_p)), then y4[a + s] ← the first W_out columns of each grid row
-        (+ bias). scal = [1, 0] in the dtype (α, β), chars = b"N"."""
+        are B (kw·C, H_out·W_p)), in blocks of ``step`` grid rows (OpenBLAS's small-matrix
+        kernels: ops.windows._SMALL_GEMM), then y4[a + s] ← the first W_out columns of each
+        grid row (+ bias). scal = [1, 0] in the dtype (α, β), chars = b"N"."""
         kh, kk, o = wk.shape
         ho, wo = y4.shape[1], y4.shape[2]
         isz = wk.itemsize
+        rows = ho * wp
         ints[0] = o
-        ints[1] = ho * wp
         ints[2] = kk
         ip = ints.ctypes.data
         sp = scal.ctypes.data
@@ -871,10 +872,12 @@ def _row_conv_factory(gemm):
         g3 = grid.reshape(ho, wp, o)
         for s in range(k):
             zs = z[s]
-            for i in range(kh):
-                gemm(cp, cp, ip, ip + 4, ip + 8, sp, wk[i].ctypes.data, ip,
-                     zs[i * wp:].ctypes.data, ip + 8, sp + (isz if i == 0 else 0),
-                     grid.ctypes.data, ip)
+            for r0 in range(0, rows, step):
+                ints[1] = min(step, rows - r0)
+                for i in range(kh):
+                    gemm(cp, cp, ip, ip + 4, ip + 8, sp, wk[i].ctypes.data, ip,
+                         zs[i * wp + r0:].ctypes.data, ip + 8, sp + (isz if i == 0 else 0),
+                         grid[r0:].ctypes.data, ip)
             ys = y4[a + s]
             for h in range(ho):
                 for w in range(wo):
@@ -893,16 +896,17 @@ def _row_conv_factory(gemm):
 def _row_wgrad_factory(gemm):
     """W̄'s chunk step of ops.windows._row_conv_weight_grad, calling ``gemm`` as above."""
 
-    def row_wgrad_k(z, k, g4, a, grid, gw, gb, has_bias, wp, ints, scal, chars):
+    def row_wgrad_k(z, k, g4, a, grid, gw, gb, has_bias, wp, step, ints, scal, chars):
         """For each sample s < k of a chunk: ȳ[a + s] placed on the grid's first W_out columns
         (the others stay 0; gb += Σ ȳ with ``has_bias``), then gw_i += gridᵀ Z_s[i·W_p :] for
         each kernel row i (β = 1; column-major: C = gw_i (O, kw·C) = A (O, H_out·W_p) Bᵀ with
-        B = Z's rows (kw·C, H_out·W_p)). chars = b"NT", scal = [1, 0]."""
+        B = Z's rows (kw·C, H_out·W_p)), the sum in blocks of ``step`` grid rows.
+        chars = b"NT", scal = [1, 0]."""
         kh, kk, o = gw.shape
         ho, wo = g4.shape[1], g4.shape[2]
+        rows = ho * wp
         ints[0] = o
         ints[1] = kk
-        ints[2] = ho * wp
         ip = ints.ctypes.data
         sp = scal.ctypes.data
         cp = chars.ctypes.data
@@ -919,9 +923,11 @@ def _row_wgrad_factory(gemm):
                         for c in range(o):
                             gb[c] += src[c]
             zs = z[s]
-            for i in range(kh):
-                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, grid.ctypes.data, ip,
-                     zs[i * wp:].ctypes.data, ip + 4, sp, gw[i].ctypes.data, ip)
+            for r0 in range(0, rows, step):
+                ints[2] = min(step, rows - r0)
+                for i in range(kh):
+                    gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, grid[r0:].ctypes.data, ip,
+                         zs[i * wp + r0:].ctypes.data, ip + 4, sp, gw[i].ctypes.data, ip)
 
     return row_wgrad_k
 

@@ -331,6 +331,16 @@ _SMALL_GEMM = 100 ** 3
 _SMALL_GEMM_MIN_ROWS = 64  # (blocks of fewer rows: the calls' own cost eats the gain)
 
 
+def _small_rows(m, kn):
+    """Rows per block for a product of m rows by a (K, N) operand, kn = K·N: near-equal blocks
+    of at most 100³/(K·N) rows (at least _SMALL_GEMM_MIN_ROWS), or m (one block)."""
+    rows = max(_SMALL_GEMM_MIN_ROWS, _SMALL_GEMM // max(1, kn))
+    if m <= rows:
+        return m
+    blocks = -(-m // rows)
+    return -(-m // blocks)
+
+
 def _matmul_rows(xp, a, b, out):
     """out (M, N) ← a (M, K) @ b (K, N): on NumPy float arrays, C-contiguous, near-equal blocks
     of rows with M_block·K·N ≤ 100³ (see _SMALL_GEMM), each a call of SciPy's BLAS GEMM from one
@@ -687,40 +697,40 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=Fals
 
 def _row_conv_applies(xp, x, o, kernel, stride, dilation, padding, grad=False):
     """The kernel-row form (:func:`_row_conv`, or with ``grad`` W̄'s
-    :func:`_row_conv_weight_grad`) is used: NumPy float arrays with the compiled step, stride 1,
-    no dilation, and shapes where it measured faster than the implicit GEMM. 64 samples, 3×3
-    'same', implicit GEMM → kernel rows, ms at 1 / 2 threads (2026-12-01, 2-core Xeon with
-    AVX-512):
+    :func:`_row_conv_weight_grad`) is used: NumPy float arrays with the compiled steps, stride
+    1, no dilation, not few input channels, and a padded grid that wastes little: W_p/W_out ≤
+    1.15 (the forward computes the W_p − W_out extra columns) or, for W̄, ≤ 1.3 (it only reads
+    them as zeros). Measured (64 samples, 3×3 'same' unless said; kernel rows against the
+    implicit GEMM over im2col columns, both with their GEMMs in OpenBLAS's small-matrix blocks;
+    ms at 1 / 2 threads, 2026-12-01, 2-core Xeon with AVX-512):
 
-    ======================  =============================  ==================================
-    C → O at H×W            forward                        W̄
-    ======================  =============================  ==================================
-    16 → 16 at 28×28        5.2 → 3.4 / 2.9 → 2.1          5.8 → 3.8 / 3.4 → 2.6
-    16 → 32 at 28×28        6.5 → 6.4 (single run)         7.4 → 8.2 / 4.3 → 4.7
-    32 → 32 at 14×14        3.0 → 2.6                      3.5 → 2.6 / 2.1 → 1.6
-    16 → 32 at 14×14        1.6 → 2.1                      2.0 → 1.4 / 1.2 → 0.9
-    32 → 16 at 14×14        2.3 → 2.0                      2.7 → 1.7 / 1.6 → 1.2
-    64 → 64 at 7×7          2.3 → 3.1                      2.5 → 2.2 / 1.5 → 1.4
-    16 → 32 at 12×12, 5×5   (8×8 out: not taken)           1.53 → 1.25 / 0.83 → 0.80
-    6 → 16 at 14×14, 5×5    (10×10 out: not taken)         0.80 → 0.56 / 0.55 → 0.40
-    ======================  =============================  ==================================
+    ======================  ===========================  ===========================
+    C → O at H×W            forward                      W̄
+    ======================  ===========================  ===========================
+    16 → 16 at 28×28        4.23 → 3.43 / 2.75 → 2.10    4.49 → 4.23 / 2.78 → 2.43
+    16 → 32 at 28×28        5.62 → 4.62 / 2.87 → 2.74    6.23 → 5.03 / 3.17 → 2.96
+    32 → 32 at 28×28        10.1 → 8.86 / 5.27 → 5.07    10.8 → 9.38 / 6.06 → 5.47
+    32 → 32 at 14×14        2.55 → 2.30 / 1.55 → 1.48    2.74 → 2.49 / 1.67 → 1.58
+    64 → 32 at 14×14        5.84 → 4.45 / 3.38 → 2.70    6.36 → 4.61 / 3.51 → 2.77
+    64 → 64 at 7×7          2.26 → 2.83 / 1.37 → 1.60    2.42 → 2.23 / 1.47 → 1.39
+    16 → 32 at 12×12, 5×5   (valid: 1.28 → 1.25 /        1.21 → 1.25 / 0.73 → 0.83
+                            0.69 → 0.80)
+    ======================  ===========================  ===========================
 
-    Wide outputs make the im2col GEMM efficient, and a small image wastes more of the padded
-    grid's W_p/W_out columns (9/7 at 7×7), which the forward computes and W̄ only reads as
-    zeros. x̄ of a 'same' convolution is a forward convolution (of ȳ, C and O swapped)."""
+    x̄ of a 'same' convolution is a forward convolution (of ȳ, C and O swapped): the same
+    rule, with the same gains (16 → 32 at 28×28: 7.80 → 6.41 / 4.49 → 3.79)."""
     kh, kw = kernel
     if tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or kh * kw == 1 \
             or not _jit.usable(xp, x.dtype) or (_jit.row_wgrad_kernel if grad else
                                                 _jit.row_conv_kernel)(x.dtype) is None:
         return False
     c, w = x.shape[1], x.shape[3]
-    wo = w + padding[1][0] + padding[1][1] - kw + 1
+    wp = w + padding[1][0] + padding[1][1]
+    wo = wp - kw + 1
     if wo < 1 or c * kw < _FEW_CHANNELS_RUN * wo:
         return False  # (few input channels: im2col's (N, K, L) copy and its GEMMs are faster,
         # LeNet's first layer's W̄ at 1 / 2 threads 0.59 / 0.54 ms, kernel rows 1.24 / 0.77)
-    if grad:
-        return o <= 16 or wo <= 14
-    return wo >= 14 and (o <= 16 or (o <= 32 and o <= c <= 32))
+    return wp <= (1.3 if grad else 1.15) * wo
 
 
 _ROW_CHUNK_BYTES = 1 << 21  # a chunk's row columns Z (~2 MB, in cache for its GEMMs)
@@ -752,7 +762,8 @@ def _row_conv(xp, x, wk, out, padding, bias=None):
         return xp.empty((ho * wp, o), dtype=x.dtype)
 
     def chunk(grid, z, a, k, ints, scal, chars, wp):
-        step(wk, z, k, grid, y4, a, bias, has_bias, wp, ints, scal, chars)
+        step(wk, z, k, grid, y4, a, bias, has_bias, wp, _small_rows(y4.shape[1] * wp, kwc * o),
+             ints, scal, chars)
 
     y4 = out.reshape((n,) + _row_grid(x.shape, kh, kwc // c, padding)[2:] + (o,))
     _row_z_chunks(xp, x, kh, kwc // c, padding, make, chunk)
@@ -819,7 +830,8 @@ def _row_conv_weight_grad(xp, rows, x, wshape, padding, bias):
 
     def chunk(state, z, a, k, ints, scal, chars, wp):
         grid, gw, gb = state
-        step(z, k, g4, a, grid, gw, gb, bias, wp, ints, scal, chars)
+        step(z, k, g4, a, grid, gw, gb, bias, wp, _small_rows(ho * wp, kw * c * o), ints, scal,
+             chars)
 
     parts = _row_z_chunks(xp, x, kh, kw, padding, make, chunk)
     gw, gb = parts[0][1], parts[0][2]

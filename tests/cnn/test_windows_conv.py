@@ -376,7 +376,7 @@ def test_bias_add_over_tiled_rows_gives_the_broadcast_bits(rows, o):
 # ------------------------------------------------------------ the kernel-row convolution
 ROW_CASES = [  # (x, W, padding): stride-1 convolutions that the kernel-row form takes
     ((3, 16, 16, 15), (16, 16, 3, 3), 1),
-    ((2, 5, 14, 17), (8, 5, 5, 5), 2),
+    ((2, 5, 14, 30), (8, 5, 5, 5), 2),
     ((2, 6, 16, 18), (12, 6, 3, 3), ((1, 0), (2, 1))),  # asymmetric padding
     ((2, 8, 16, 16), (16, 8, 3, 2), 0),  # 'valid', an even kernel width
 ]
@@ -394,8 +394,8 @@ def _conv_all(x, w, b, g, padding):
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
 def test_kernel_row_conv_matches_im2col_and_loops(monkeypatch, xs, ws, padding, dtype, tol):
     """The kernel-row form (forward, x̄ as a full correlation, W̄ and b̄) against the implicit
-    GEMM over im2col columns and, for the forward, the direct loops; chunks of 1 sample and
-    of all of them."""
+    GEMM over im2col columns and, for the forward, the direct loops; chunks of 1 sample with
+    the GEMMs in blocks of rows, and chunks of all samples."""
     import tensorcalc.ops.windows as W
     from tensorcalc.devices import cpu_jit
 
@@ -412,8 +412,9 @@ def test_kernel_row_conv_matches_im2col_and_loops(monkeypatch, xs, ws, padding, 
         + b.reshape(-1, 1, 1)
     g = rng.standard_normal(y_ref.shape).astype(dtype)
     got = []
-    for chunk in (1, 1 << 30):
+    for chunk, small in ((1, 1), (1 << 30, 100 ** 3)):  # (with small = 1: GEMMs in row blocks)
         monkeypatch.setattr(W, "_ROW_CHUNK_BYTES", chunk)
+        monkeypatch.setattr(W, "_SMALL_GEMM", small)
         got.append(_conv_all(x, w, b, g, padding))
     monkeypatch.setattr(W, "_row_conv_applies", lambda *a, **k: False)
     want = _conv_all(x, w, b, g, padding)
