@@ -849,21 +849,35 @@ def spin_waiter():
 
 
 # ----------------------------------------------------------------- kernel-row convolution
-def _row_conv_factory(gemm):
-    """The chunk step of ops.windows._row_conv, calling ``gemm`` (BLAS's ?gemm through its
-    Fortran interface: every argument a pointer)."""
+def _blas_args(like, trans_b):
+    """BLAS's Fortran arguments, as arrays to point into: ints (4,) int32 (the caller fills
+    m, n, k / leading dimensions), scal = [1, 0] in like's dtype (α; β = 0 or 1), chars =
+    b"NN" or b"NT" (no transpose; B transposed)."""
+    ints = np.zeros(4, dtype=np.int32)
+    scal = np.zeros(2, dtype=like.dtype)
+    scal[0] = 1
+    chars = np.empty(2, dtype=np.uint8)
+    chars[0] = 78  # "N"
+    chars[1] = 84 if trans_b else 78  # "T" / "N"
+    return ints, scal, chars
 
-    def row_conv_k(wk, z, k, grid, y4, a, bias, has_bias, wp, step, ints, scal, chars):
+
+def _row_conv_factory(gemm, blas_args):
+    """The chunk step of ops.windows._row_conv, calling ``gemm`` (BLAS's ?gemm through its
+    Fortran interface: every argument a pointer; ``blas_args``: :func:`_blas_args`)."""
+
+    def row_conv_k(wk, z, k, grid, y4, a, bias, has_bias, wp, step):
         """For each sample s < k of a chunk: grid ← Σ_i Z_s[i·W_p :] W_i (kh GEMMs, the first
         with β = 0, the rest with β = 1; in BLAS's column-major view the grid's (H_out·W_p, O)
         rows are the matrix C (O, H_out·W_p), W_i's (kw·C, O) rows are A (O, kw·C) and Z's rows
         are B (kw·C, H_out·W_p)), in blocks of ``step`` grid rows (OpenBLAS's small-matrix
         kernels: ops.windows._SMALL_GEMM), then y4[a + s] ← the first W_out columns of each
-        grid row (+ bias). scal = [1, 0] in the dtype (α, β), chars = b"N"."""
+        grid row (+ bias)."""
         kh, kk, o = wk.shape
         ho, wo = y4.shape[1], y4.shape[2]
         isz = wk.itemsize
         rows = ho * wp
+        ints, scal, chars = blas_args(wk, False)
         ints[0] = o
         ints[2] = kk
         ip = ints.ctypes.data
@@ -893,18 +907,18 @@ def _row_conv_factory(gemm):
     return row_conv_k
 
 
-def _row_wgrad_factory(gemm):
+def _row_wgrad_factory(gemm, blas_args):
     """W̄'s chunk step of ops.windows._row_conv_weight_grad, calling ``gemm`` as above."""
 
-    def row_wgrad_k(z, k, g4, a, grid, gw, gb, has_bias, wp, step, ints, scal, chars):
+    def row_wgrad_k(z, k, g4, a, grid, gw, gb, has_bias, wp, step):
         """For each sample s < k of a chunk: ȳ[a + s] placed on the grid's first W_out columns
         (the others stay 0; gb += Σ ȳ with ``has_bias``), then gw_i += gridᵀ Z_s[i·W_p :] for
         each kernel row i (β = 1; column-major: C = gw_i (O, kw·C) = A (O, H_out·W_p) Bᵀ with
-        B = Z's rows (kw·C, H_out·W_p)), the sum in blocks of ``step`` grid rows.
-        chars = b"NT", scal = [1, 0]."""
+        B = Z's rows (kw·C, H_out·W_p)), the sum in blocks of ``step`` grid rows."""
         kh, kk, o = gw.shape
         ho, wo = g4.shape[1], g4.shape[2]
         rows = ho * wp
+        ints, scal, chars = blas_args(gw, True)
         ints[0] = o
         ints[1] = kk
         ip = ints.ctypes.data
@@ -932,7 +946,7 @@ def _row_wgrad_factory(gemm):
     return row_wgrad_k
 
 
-def _gemm_rows_factory(gemm):
+def _gemm_rows_factory(gemm, blas_args):
     """out ← a @ b in blocks of rows, calling ``gemm`` as above."""
 
     def gemm_rows_k(a, b, out, step):
@@ -940,13 +954,9 @@ def _gemm_rows_factory(gemm):
         out_blockᵀ (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b), ld N, K, N."""
         m, k = a.shape
         n = b.shape[1]
-        ints = np.empty(4, dtype=np.int32)
+        ints, scal, chars = blas_args(a, False)
         ints[0] = n
         ints[2] = k
-        scal = np.zeros(2, dtype=a.dtype)
-        scal[0] = 1
-        chars = np.empty(2, dtype=np.uint8)
-        chars[0] = 78  # "N"
         ip = ints.ctypes.data
         sp = scal.ctypes.data
         cp = chars.ctypes.data
@@ -958,7 +968,7 @@ def _gemm_rows_factory(gemm):
     return gemm_rows_k
 
 
-def _gemm_tn_rows_factory(gemm):
+def _gemm_tn_rows_factory(gemm, blas_args):
     """out ← aᵀ b summed over blocks of rows, calling ``gemm`` as above."""
 
     def gemm_tn_rows_k(a, b, out, step):
@@ -968,14 +978,9 @@ def _gemm_tn_rows_factory(gemm):
         (ld K)."""
         m, k = a.shape
         n = b.shape[1]
-        ints = np.empty(4, dtype=np.int32)
+        ints, scal, chars = blas_args(a, True)
         ints[0] = n
         ints[1] = k
-        scal = np.zeros(2, dtype=a.dtype)
-        scal[0] = 1
-        chars = np.empty(2, dtype=np.uint8)
-        chars[0] = 78  # "N"
-        chars[1] = 84  # "T"
         ip = ints.ctypes.data
         sp = scal.ctypes.data
         cp = chars.ctypes.data
@@ -1014,7 +1019,11 @@ def _blas_kernel(name, factory, dtype):
             addr = get_cython_function_address(
                 "scipy.linalg.cython_blas", "sgemm" if np.dtype(dtype).char == "f" else "dgemm")
             gemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(addr)
-            fn = _numba().njit(nogil=True, error_model="numpy")(factory(gemm))
+            nb = _numba()
+            args = _STATE["kernels"].get("blas_args")
+            if args is None:
+                args = _STATE["kernels"]["blas_args"] = nb.njit(nogil=True)(_blas_args)
+            fn = nb.njit(nogil=True, error_model="numpy")(factory(gemm, args))
         except Exception:  # noqa: BLE001 - no compiled form: the caller uses im2col
             fn = None
         _STATE["kernels"][key] = fn

@@ -761,9 +761,8 @@ def _row_conv(xp, x, wk, out, padding, bias=None):
     def make(m, ho, wp):
         return xp.empty((ho * wp, o), dtype=x.dtype)
 
-    def chunk(grid, z, a, k, ints, scal, chars, wp):
-        step(wk, z, k, grid, y4, a, bias, has_bias, wp, _small_rows(y4.shape[1] * wp, kwc * o),
-             ints, scal, chars)
+    def chunk(grid, z, a, k, wp):
+        step(wk, z, k, grid, y4, a, bias, has_bias, wp, _small_rows(y4.shape[1] * wp, kwc * o))
 
     y4 = out.reshape((n,) + _row_grid(x.shape, kh, kwc // c, padding)[2:] + (o,))
     _row_z_chunks(xp, x, kh, kwc // c, padding, make, chunk)
@@ -780,9 +779,8 @@ def _row_grid(xshape, kh, kw, padding):
 def _row_z_chunks(xp, x, kh, kw, padding, make, chunk):
     """The kernel-row chunk loop: samples in chunks (whole chunks to the kernel pool's pieces,
     single-threaded BLAS); per piece ``make(m, H_out, W_p)`` (its own state), and per chunk of
-    k samples from a, Z (see :func:`_row_conv`) filled and ``chunk(state, z, a, k, ints, scal,
-    chars, W_p)`` called (ints, scal = [1, 0], chars = b"NT": the piece's BLAS arguments).
-    Returns the pieces' states in order."""
+    k samples from a, Z (see :func:`_row_conv`) filled and ``chunk(state, z, a, k, W_p)``
+    called. Returns the pieces' states in order."""
     n, c, h, w = x.shape
     (p0, _), (q0, _) = padding
     hp, wp, ho, wo = _row_grid(x.shape, kh, kw, padding)
@@ -798,15 +796,12 @@ def _row_z_chunks(xp, x, kh, kw, padding, make, chunk):
         pad = xp.zeros((m, hp + 1, wp, c), dtype=dt)  # + a zero row: Z's last rows read it
         z = xp.empty((m, hp * wp, kwc), dtype=dt)
         state = make(m, ho, wp)
-        ints = xp.zeros(4, dtype=xp.int32)
-        scal = xp.array([1, 0], dtype=dt)
-        chars = xp.frombuffer(b"NT", dtype=xp.uint8).copy()
         pf = pad.reshape(m, -1)
         for a in range(lo, hi, per):
             k = min(hi, a + per) - a
             pad[:k, p0:p0 + h, q0:q0 + w] = xh[a:a + k]
             z[:k] = _as_strided(xp, pf[:k], (k, hp * wp, kwc), (pf.strides[0], c * isz, isz))
-            chunk(state, z, a, k, ints, scal, chars, wp)
+            chunk(state, z, a, k, wp)
         return state
 
     return parallel_chunks(n, run, align=per, cost=n * ho * wo * kh * kwc, serial_blas=True)
@@ -828,10 +823,9 @@ def _row_conv_weight_grad(xp, rows, x, wshape, padding, bias):
         return (xp.zeros((ho_ * wp, o), dtype=x.dtype), xp.zeros((kh, kw * c, o), dtype=x.dtype),
                 xp.zeros(o, dtype=x.dtype))
 
-    def chunk(state, z, a, k, ints, scal, chars, wp):
+    def chunk(state, z, a, k, wp):
         grid, gw, gb = state
-        step(z, k, g4, a, grid, gw, gb, bias, wp, _small_rows(ho * wp, kw * c * o), ints, scal,
-             chars)
+        step(z, k, g4, a, grid, gw, gb, bias, wp, _small_rows(ho * wp, kw * c * o))
 
     parts = _row_z_chunks(xp, x, kh, kw, padding, make, chunk)
     gw, gb = parts[0][1], parts[0][2]
