@@ -25,7 +25,14 @@ pixels). Padding is a pair (before, after) per axis, so 'same' works for even ke
 from __future__ import annotations
 
 from ..autodiff.function import Function, Linear, primitive
-from ..backend import EW_PIECE, PARALLEL_MIN, kernel_threads, parallel_chunks, xp_of
+from ..backend import (
+    EW_PIECE,
+    PARALLEL_MIN,
+    kernel_threads,
+    parallel_chunks,
+    scipy_blas_small_kernels,
+    xp_of,
+)
 from ..devices import cpu_jit as _jit
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
@@ -333,9 +340,10 @@ _SMALL_GEMM_MIN_ROWS = 64  # (blocks of fewer rows: the calls' own cost eats the
 
 def _small_rows(m, kn):
     """Rows per block for a product of m rows by a (K, N) operand, kn = K·N: near-equal blocks
-    of at most 100³/(K·N) rows (at least _SMALL_GEMM_MIN_ROWS), or m (one block)."""
+    of at most 100³/(K·N) rows (at least _SMALL_GEMM_MIN_ROWS), or m (one block; always where
+    BLAS has no small-matrix kernels: backend.scipy_blas_small_kernels)."""
     rows = max(_SMALL_GEMM_MIN_ROWS, _SMALL_GEMM // max(1, kn))
-    if m <= rows:
+    if m <= rows or not scipy_blas_small_kernels():
         return m
     blocks = -(-m // rows)
     return -(-m // blocks)
@@ -352,7 +360,8 @@ def _matmul_rows(xp, a, b, out):
     rows = _SMALL_GEMM // max(1, k * n)
     if rows < _SMALL_GEMM_MIN_ROWS or m <= rows or not _jit.usable(xp, a.dtype) \
             or not (a.dtype == b.dtype == out.dtype and a.flags.c_contiguous
-                    and b.flags.c_contiguous and out.flags.c_contiguous):
+                    and b.flags.c_contiguous and out.flags.c_contiguous) \
+            or not scipy_blas_small_kernels():
         return xp.matmul(a, b, out=out)
     kernel = _jit.gemm_rows_kernel(a.dtype)
     if kernel is None:
@@ -372,7 +381,8 @@ def _matmul_tn_rows(xp, a, b, out=None):
     kernel = None
     if rows >= _SMALL_GEMM_MIN_ROWS and m > rows and _jit.usable(xp, a.dtype) \
             and a.dtype == b.dtype and a.flags.c_contiguous and b.flags.c_contiguous \
-            and (out is None or (out.dtype == a.dtype and out.flags.c_contiguous)):
+            and (out is None or (out.dtype == a.dtype and out.flags.c_contiguous)) \
+            and scipy_blas_small_kernels():
         kernel = _jit.gemm_tn_rows_kernel(a.dtype)
     if kernel is None:
         return xp.matmul(a.T, b, out=out)
@@ -718,7 +728,10 @@ def _row_conv_applies(xp, x, o, kernel, stride, dilation, padding, grad=False):
     ======================  ===========================  ===========================
 
     x̄ of a 'same' convolution is a forward convolution (of ȳ, C and O swapped): the same
-    rule, with the same gains (16 → 32 at 28×28: 7.80 → 6.41 / 4.49 → 3.79)."""
+    rule, with the same gains (16 → 32 at 28×28: 7.80 → 6.41 / 4.49 → 3.79). With OpenBLAS's
+    AVX2 (Haswell) kernels, which have no small-matrix path, the forward still won on 6 of 8
+    layers (16 → 16 at 28×28 6.54 → 5.75 ms; it lost 64 → 32 at 14×14, 9.58 → 10.35, and at
+    7×7, which the rule excludes) and W̄ lost: it then takes the implicit GEMM."""
     kh, kw = kernel
     if tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or kh * kw == 1 \
             or not _jit.usable(xp, x.dtype) or (_jit.row_wgrad_kernel if grad else
@@ -730,6 +743,9 @@ def _row_conv_applies(xp, x, o, kernel, stride, dilation, padding, grad=False):
     if wo < 1 or c * kw < _FEW_CHANNELS_RUN * wo:
         return False  # (few input channels: im2col's (N, K, L) copy and its GEMMs are faster,
         # LeNet's first layer's W̄ at 1 / 2 threads 0.59 / 0.54 ms, kernel rows 1.24 / 0.77)
+    if grad and not scipy_blas_small_kernels():
+        return False  # (W̄ by kernel rows needs the small-matrix kernels: with OpenBLAS's
+        # Haswell kernels it lost on 7 of 8 layers of the table, 32 → 32 at 14×14 5.1 → 5.8 ms)
     return wp <= (1.3 if grad else 1.15) * wo
 
 

@@ -533,3 +533,29 @@ def test_gemms_in_row_blocks_match_matmul(m, k, n, dtype, tol):
     W._matmul_tn_rows(np, a, g, into[:k])
     np.testing.assert_allclose(into[:k], gw, rtol=tol, atol=tol * np.abs(want).max())
     assert np.isnan(into[k]).all()
+
+
+def test_blocks_and_kernel_row_gradients_need_the_small_matrix_kernels(monkeypatch):
+    """Without OpenBLAS's small-matrix kernels (its AVX2 kernels) products are not cut into
+    blocks, W̄ takes the implicit GEMM, and the forward may still take kernel rows."""
+    import tensorcalc.ops.windows as W
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.enabled():
+        pytest.skip("the kernel-row steps are compiled (numba)")
+    x = np.zeros((2, 16, 28, 28), np.float32)
+    pad = ((1, 1), (1, 1))
+    calls = []
+    monkeypatch.setattr(cpu_jit, "gemm_rows_kernel", lambda dt: calls.append(dt))
+    monkeypatch.setattr(W, "scipy_blas_small_kernels", lambda: False)
+    assert W._small_rows(5000, 144 * 16) == 5000
+    a = np.ones((5000, 144), np.float32)
+    b = np.ones((144, 16), np.float32)
+    out = np.empty((5000, 16), np.float32)
+    W._matmul_rows(np, a, b, out)
+    assert calls == [] and (out == 144).all()
+    assert W._row_conv_applies(np, x, 16, (3, 3), (1, 1), (1, 1), pad)
+    assert not W._row_conv_applies(np, x, 16, (3, 3), (1, 1), (1, 1), pad, grad=True)
+    monkeypatch.setattr(W, "scipy_blas_small_kernels", lambda: True)
+    assert W._small_rows(5000, 144 * 16) < 5000
+    assert W._row_conv_applies(np, x, 16, (3, 3), (1, 1), (1, 1), pad, grad=True)
