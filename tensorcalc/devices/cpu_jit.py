@@ -849,17 +849,26 @@ def spin_waiter():
 
 
 # ----------------------------------------------------------------- kernel-row convolution
-def _blas_args(like, trans_b):
-    """BLAS's Fortran arguments, as arrays to point into: ints (4,) int32 (the caller fills
-    m, n, k / leading dimensions), scal = [1, 0] in like's dtype (α; β = 0 or 1), chars =
-    b"NN" or b"NT" (no transpose; B transposed)."""
-    ints = np.zeros(4, dtype=np.int32)
-    scal = np.zeros(2, dtype=like.dtype)
+def _blas_args(like, trans_b, i0, i1, i2, i3):
+    """BLAS's Fortran arguments in one buffer, and pointers into it: (ints, ip, sp, cp) with
+    ints = [i0, i1, i2, i3] (int32, pointed to by ip; the caller changes the entries that vary),
+    sp → [1, 0] in like's dtype (α; β = 0 or 1) and cp → b"NN" or b"NT" (B transposed). The
+    scalars and characters live in the same buffer as ints, a view of it: the caller's use of
+    ints keeps their memory alive (a separate array that is no longer used would be freed at
+    its last use, under the pointer)."""
+    isz = like.itemsize
+    buf = np.zeros(16 + 2 * isz + 8, dtype=np.uint8)
+    ints = buf[:16].view(np.int32)
+    ints[0] = i0
+    ints[1] = i1
+    ints[2] = i2
+    ints[3] = i3
+    scal = buf[16:16 + 2 * isz].view(like.dtype)
     scal[0] = 1
-    chars = np.empty(2, dtype=np.uint8)
+    chars = buf[16 + 2 * isz:]
     chars[0] = 78  # "N"
     chars[1] = 84 if trans_b else 78  # "T" / "N"
-    return ints, scal, chars
+    return ints, ints.ctypes.data, scal.ctypes.data, chars.ctypes.data
 
 
 def _row_conv_factory(gemm, blas_args):
@@ -877,12 +886,7 @@ def _row_conv_factory(gemm, blas_args):
         ho, wo = y4.shape[1], y4.shape[2]
         isz = wk.itemsize
         rows = ho * wp
-        ints, scal, chars = blas_args(wk, False)
-        ints[0] = o
-        ints[2] = kk
-        ip = ints.ctypes.data
-        sp = scal.ctypes.data
-        cp = chars.ctypes.data
+        ints, ip, sp, cp = blas_args(wk, False, o, 0, kk, 0)
         g3 = grid.reshape(ho, wp, o)
         for s in range(k):
             zs = z[s]
@@ -918,12 +922,7 @@ def _row_wgrad_factory(gemm, blas_args):
         kh, kk, o = gw.shape
         ho, wo = g4.shape[1], g4.shape[2]
         rows = ho * wp
-        ints, scal, chars = blas_args(gw, True)
-        ints[0] = o
-        ints[1] = kk
-        ip = ints.ctypes.data
-        sp = scal.ctypes.data
-        cp = chars.ctypes.data
+        ints, ip, sp, cp = blas_args(gw, True, o, kk, 0, 0)
         g3 = grid.reshape(ho, wp, o)
         for s in range(k):
             gs = g4[a + s]
@@ -947,59 +946,36 @@ def _row_wgrad_factory(gemm, blas_args):
 
 
 def _gemm_rows_factory(gemm, blas_args):
-    """out ← a @ b in blocks of rows, calling ``gemm`` as above."""
+    """Products in blocks of rows, calling ``gemm`` as above."""
 
-    def gemm_rows_k(a, b, out, step):
-        """out (M, N) ← a (M, K) @ b (K, N), C-contiguous, ``step`` rows a call. Column-major:
-        out_blockᵀ (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b), ld N, K, N."""
+    def gemm_rows_k(a, b, out, step, tn):
+        """a (M, K), b, out C-contiguous, ``step`` rows of a (and b) a call:
+        without ``tn``, out (M, N) ← a @ b (b (K, N)), block by block (column-major: out_blockᵀ
+        (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b)); with ``tn``, out (K, N) ← aᵀ b (b (M, N)), the
+        blocks' products accumulated in order by BLAS (β = 0 for the first, then 1;
+        column-major: outᵀ (N, K) = b_blockᵀ (N, M_b) a_block (M_b, K), B transposed)."""
         m, k = a.shape
         n = b.shape[1]
-        ints, scal, chars = blas_args(a, False)
-        ints[0] = n
-        ints[2] = k
-        ip = ints.ctypes.data
-        sp = scal.ctypes.data
-        cp = chars.ctypes.data
+        isz = a.itemsize
+        # BLAS's m (and the leading dimension of A = b and C = out), its n (K with tn, else
+        # the block's rows), its k (K without tn, else the block's rows), B = a's leading one
+        ints, ip, sp, cp = blas_args(a, tn, n, k, k, k)
         for s in range(0, m, step):
-            ints[1] = min(step, m - s)
-            gemm(cp, cp, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip, a[s:].ctypes.data, ip + 8,
-                 sp + a.itemsize, out[s:].ctypes.data, ip)
+            if tn:
+                ints[2] = min(step, m - s)
+                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, b[s:].ctypes.data, ip,
+                     a[s:].ctypes.data, ip + 12, sp + (isz if s == 0 else 0), out.ctypes.data, ip)
+            else:
+                ints[1] = min(step, m - s)
+                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip, a[s:].ctypes.data,
+                     ip + 12, sp + isz, out[s:].ctypes.data, ip)
 
     return gemm_rows_k
 
 
-def _gemm_tn_rows_factory(gemm, blas_args):
-    """out ← aᵀ b summed over blocks of rows, calling ``gemm`` as above."""
-
-    def gemm_tn_rows_k(a, b, out, step):
-        """out (K, N) ← a (M, K)ᵀ b (M, N), C-contiguous, ``step`` rows a call, the calls
-        accumulated in order by BLAS (β = 0 for the first, then 1). Column-major: outᵀ (N, K) =
-        b_blockᵀ (N, M_b) a_block (M_b, K), i.e. A = b_block 'N' (ld N), B = a_block 'T'
-        (ld K)."""
-        m, k = a.shape
-        n = b.shape[1]
-        ints, scal, chars = blas_args(a, True)
-        ints[0] = n
-        ints[1] = k
-        ip = ints.ctypes.data
-        sp = scal.ctypes.data
-        cp = chars.ctypes.data
-        for s in range(0, m, step):
-            ints[2] = min(step, m - s)
-            gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, b[s:].ctypes.data, ip, a[s:].ctypes.data,
-                 ip + 4, sp + (a.itemsize if s == 0 else 0), out.ctypes.data, ip)
-
-    return gemm_tn_rows_k
-
-
-def gemm_tn_rows_kernel(dtype):
-    """out ← aᵀ b in blocks of rows (see ops.windows._matmul_tn_rows), or None."""
-    return _blas_kernel("gemm_tn_rows", _gemm_tn_rows_factory, dtype)
-
-
 def gemm_rows_kernel(dtype):
-    """out ← a @ b in blocks of rows, with the GIL released (see ops.windows._matmul_rows), or
-    None (see :func:`row_conv_kernel`)."""
+    """``kernel(a, b, out, step, tn)``: a @ b (or aᵀ b) in blocks of rows, with the GIL
+    released (see ops.windows._matmul_rows), or None (see :func:`row_conv_kernel`)."""
     return _blas_kernel("gemm_rows", _gemm_rows_factory, dtype)
 
 

@@ -367,7 +367,7 @@ def _matmul_rows(xp, a, b, out):
     if kernel is None:
         return xp.matmul(a, b, out=out)
     blocks = -(-m // rows)
-    kernel(a, b, out, -(-m // blocks))
+    kernel(a, b, out, -(-m // blocks), False)
     return out
 
 
@@ -383,13 +383,13 @@ def _matmul_tn_rows(xp, a, b, out=None):
             and a.dtype == b.dtype and a.flags.c_contiguous and b.flags.c_contiguous \
             and (out is None or (out.dtype == a.dtype and out.flags.c_contiguous)) \
             and scipy_blas_small_kernels():
-        kernel = _jit.gemm_tn_rows_kernel(a.dtype)
+        kernel = _jit.gemm_rows_kernel(a.dtype)
     if kernel is None:
         return xp.matmul(a.T, b, out=out)
     if out is None:
         out = xp.empty((k, n), dtype=a.dtype)
     blocks = -(-m // rows)
-    kernel(a, b, out, -(-m // blocks))
+    kernel(a, b, out, -(-m // blocks), True)
     return out
 
 
