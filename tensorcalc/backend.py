@@ -708,9 +708,14 @@ def register_scipy_blas():
                     break
         except Exception:  # pragma: no cover - threadpoolctl missing or broken
             pass
-        with _SERIAL_BLAS["lock"]:
-            if _SERIAL_BLAS["depth"] == 0:  # (never swapped inside a region)
+        st = _SERIAL_BLAS
+        with st["lock"]:
+            if _KERNEL_THREADS["scipy_blas"] is None:
                 _KERNEL_THREADS["scipy_blas"] = found
+                if found and st["depth"] > 0:  # loaded inside a serial region (a pool piece's
+                    # first blocked GEMM): one thread now, restored when the region ends
+                    st["prev"].append((found, found.get_num_threads()))
+                    found.set_num_threads(1)
 
 
 class single_thread_blas:

@@ -593,3 +593,31 @@ def test_max_pool_rows_path_for_few_channels_gives_the_loops_bits(threads, t):
                 got = threads(t, lambda g=g, y=y, x=x: W._maxpool_grad(np, g, y, x, geo))
                 want = W._maxpool_grad(np, g, yc, xc, geo)
             same_bits(np.ascontiguousarray(got), want)
+
+
+def test_scipy_blas_registered_inside_a_serial_region_is_held_then_restored(monkeypatch):
+    """SciPy's BLAS first loaded by a pool piece (inside a serial-BLAS region, e.g. a network
+    whose first convolution has a stride): registered at once, at one thread until the region
+    ends, then back to its own count — and the small-matrix check sees it."""
+    pytest.importorskip("threadpoolctl")
+    backend.register_scipy_blas()
+    ctl = backend._KERNEL_THREADS["scipy_blas"]
+    if not ctl:
+        pytest.skip("SciPy's BLAS is not a separate OpenBLAS here")
+    before = ctl.get_num_threads()
+    monkeypatch.setitem(backend._KERNEL_THREADS, "scipy_blas", None)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "small", None)
+    ctl.set_num_threads(2)
+    backend.set_kernel_threads(2)
+    try:
+        with backend.single_thread_blas():
+            backend.register_scipy_blas()
+            assert backend._KERNEL_THREADS["scipy_blas"] is not None
+            assert backend._KERNEL_THREADS["scipy_blas"].get_num_threads() == 1
+            small = backend.scipy_blas_small_kernels()
+        assert ctl.get_num_threads() == 2
+        arch = str(getattr(ctl, "architecture", "")).lower()
+        assert small == (arch in ("skylakex", "cooperlake", "sapphirerapids"))
+    finally:
+        backend.set_kernel_threads(None)
+        ctl.set_num_threads(before)
