@@ -980,8 +980,13 @@ def gemm_rows_kernel(dtype):
 
 
 def _blas_kernel(name, factory, dtype):
-    """``factory(gemm)`` compiled, gemm the ?gemm of SciPy's BLAS for ``dtype``; or None."""
-    key = name + "_" + np.dtype(dtype).char
+    """``factory(gemm, blas_args)`` compiled, gemm the ?gemm of SciPy's BLAS for ``dtype``; or
+    None. The first use per dtype compiles the blocked product and checks it on a 3×2 by 2×2
+    product against NumPy (a numba or SciPy that cannot make the call: None, im2col runs)."""
+    ch = np.dtype(dtype).char
+    key = name + "_" + ch
+    if name != "gemm_rows" and _blas_kernel("gemm_rows", _gemm_rows_factory, dtype) is None:
+        _STATE["kernels"][key] = None
     if key not in _STATE["kernels"]:
         fn = None
         try:
@@ -1000,6 +1005,13 @@ def _blas_kernel(name, factory, dtype):
             if args is None:
                 args = _STATE["kernels"]["blas_args"] = nb.njit(nogil=True)(_blas_args)
             fn = nb.njit(nogil=True, error_model="numpy")(factory(gemm, args))
+            if name == "gemm_rows":
+                a = np.arange(1, 7, dtype=dtype).reshape(3, 2)
+                b = np.arange(1, 5, dtype=dtype).reshape(2, 2)
+                out = np.zeros((3, 2), dtype=dtype)
+                fn(a, b, out, 2, False)
+                if not np.array_equal(out, a @ b):
+                    fn = None
         except Exception:  # noqa: BLE001 - no compiled form: the caller uses im2col
             fn = None
         _STATE["kernels"][key] = fn

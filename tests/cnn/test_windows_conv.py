@@ -559,3 +559,32 @@ def test_blocks_and_kernel_row_gradients_need_the_small_matrix_kernels(monkeypat
     monkeypatch.setattr(W, "scipy_blas_small_kernels", lambda: True)
     assert W._small_rows(5000, 144 * 16) < 5000
     assert W._row_conv_applies(np, x, 16, (3, 3), (1, 1), (1, 1), pad, grad=True)
+
+
+def test_without_a_blas_pointer_convolutions_take_im2col(monkeypatch):
+    """Where numba cannot call SciPy's GEMM (no pointer, or a failed check) the kernel-row and
+    blocked-product steps are None and convolutions take the implicit GEMM, with the same
+    values."""
+    import numba.extending
+
+    import tensorcalc.ops.windows as W
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.enabled():
+        pytest.skip("the kernel-row steps are compiled (numba)")
+    x = RNG.standard_normal((2, 16, 16, 16))
+    w = RNG.standard_normal((16, 16, 3, 3)) / 12
+    want = refs.conv2d(x, w, padding=1)
+    kernels = {k: v for k, v in cpu_jit._STATE["kernels"].items()
+               if not k.startswith(("row_", "gemm_rows"))}
+    monkeypatch.setitem(cpu_jit._STATE, "kernels", kernels)
+
+    def no_pointer(*a, **k):
+        raise ValueError("no such function")
+
+    monkeypatch.setattr(numba.extending, "get_cython_function_address", no_pointer)
+    assert cpu_jit.row_conv_kernel(np.float64) is None
+    assert cpu_jit.gemm_rows_kernel(np.float64) is None
+    assert not W._row_conv_applies(np, x, 16, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)))
+    np.testing.assert_allclose(F.conv2d(tc.tensor(x), tc.tensor(w), padding=1).numpy(), want,
+                               rtol=1e-12, atol=1e-12)
