@@ -674,16 +674,13 @@ def scipy_blas_small_kernels() -> bool:
     SapphireRapids), whose GEMM has a small-matrix path (no packing for M·N·K ≤ 100³; see
     ops.windows._SMALL_GEMM). With other kernels (Haswell: AVX2) splitting a product into such
     blocks is 5–15 % slower, measured with OPENBLAS_CORETYPE=Haswell."""
-    if _KERNEL_THREADS.get("small") is None:
-        ok = False
+    if _KERNEL_THREADS["small"] is None:
         try:
             register_scipy_blas()
-            ctl = _KERNEL_THREADS["scipy_blas"]
-            arch = str(getattr(ctl, "architecture", "") or "").lower() if ctl else ""
-            ok = arch in _SMALL_KERNEL_FAMILIES
+            arch = str(getattr(_KERNEL_THREADS["scipy_blas"], "architecture", "") or "")
         except Exception:  # pragma: no cover - SciPy's BLAS not inspectable: no blocks
-            ok = False
-        _KERNEL_THREADS["small"] = ok
+            arch = ""
+        _KERNEL_THREADS["small"] = arch.lower() in _SMALL_KERNEL_FAMILIES
     return _KERNEL_THREADS["small"]
 
 

@@ -254,11 +254,10 @@ class Conv2d(Function):
             y = xp.empty((n * ho * wo, o), dtype=x.dtype)
 
             def gemm(rs, cols):
-                yr = y[rs] if cols.ndim == 2 else y[rs].reshape(cols.shape[0], -1, o)
                 if cols.ndim == 2:
-                    _matmul_rows(xp, cols, wt, yr)
-                else:
-                    xp.matmul(cols, wt, out=yr)
+                    _matmul_rows(xp, cols, wt, y[rs])
+                else:  # few-channel chunks: a GEMM per sample
+                    xp.matmul(cols, wt, out=y[rs].reshape(cols.shape[0], -1, o))
                 if b is not None:
                     _add_to_rows(xp, y[rs], b)
 
@@ -340,13 +339,27 @@ _SMALL_GEMM_MIN_ROWS = 64  # (blocks of fewer rows: the calls' own cost eats the
 
 def _small_rows(m, kn):
     """Rows per block for a product of m rows by a (K, N) operand, kn = K·N: near-equal blocks
-    of at most 100³/(K·N) rows (at least _SMALL_GEMM_MIN_ROWS), or m (one block; always where
-    BLAS has no small-matrix kernels: backend.scipy_blas_small_kernels)."""
-    rows = max(_SMALL_GEMM_MIN_ROWS, _SMALL_GEMM // max(1, kn))
-    if m <= rows or not scipy_blas_small_kernels():
+    of at most 100³/(K·N) rows, or m (one block) where blocks would have fewer than
+    _SMALL_GEMM_MIN_ROWS rows or BLAS has no small-matrix kernels
+    (backend.scipy_blas_small_kernels)."""
+    rows = _SMALL_GEMM // max(1, kn)
+    if rows < _SMALL_GEMM_MIN_ROWS or m <= rows or not scipy_blas_small_kernels():
         return m
     blocks = -(-m // rows)
     return -(-m // blocks)
+
+
+def _blocked(xp, a, b, out, kn):
+    """(the compiled blocked-product step, rows per block) for a (M, K) and b, or None where
+    one matmul is the better call: one block, not NumPy float arrays of one dtype, not
+    C-contiguous (out may be None: allocated C-contiguous), or no compiled step."""
+    step = _small_rows(a.shape[0], kn)
+    if step >= a.shape[0] or not _jit.usable(xp, a.dtype) or a.dtype != b.dtype \
+            or not (a.flags.c_contiguous and b.flags.c_contiguous) \
+            or (out is not None and (out.dtype != a.dtype or not out.flags.c_contiguous)):
+        return None
+    kernel = _jit.gemm_rows_kernel(a.dtype)
+    return None if kernel is None else (kernel, step)
 
 
 def _matmul_rows(xp, a, b, out):
@@ -355,19 +368,10 @@ def _matmul_rows(xp, a, b, out):
     compiled loop (devices/cpu_jit.py: the GIL released throughout — from Python, the blocks'
     calls took the GIL back one by one, and at 2 threads the pool's pieces then lost more than
     the kernels gained); otherwise one matmul."""
-    m, k = a.shape
-    n = b.shape[1]
-    rows = _SMALL_GEMM // max(1, k * n)
-    if rows < _SMALL_GEMM_MIN_ROWS or m <= rows or not _jit.usable(xp, a.dtype) \
-            or not (a.dtype == b.dtype == out.dtype and a.flags.c_contiguous
-                    and b.flags.c_contiguous and out.flags.c_contiguous) \
-            or not scipy_blas_small_kernels():
+    blk = _blocked(xp, a, b, out, a.shape[1] * b.shape[1])
+    if blk is None:
         return xp.matmul(a, b, out=out)
-    kernel = _jit.gemm_rows_kernel(a.dtype)
-    if kernel is None:
-        return xp.matmul(a, b, out=out)
-    blocks = -(-m // rows)
-    kernel(a, b, out, -(-m // blocks), False)
+    blk[0](a, b, out, blk[1], False)
     return out
 
 
@@ -375,21 +379,12 @@ def _matmul_tn_rows(xp, a, b, out=None):
     """out (K, N) ← a (M, K)ᵀ b (M, N) (W̄'s products: a small result, a long sum): as
     :func:`_matmul_rows`, the sum over blocks of rows with M_block·K·N ≤ 100³ accumulated by
     BLAS in block order; otherwise one matmul."""
-    m, k = a.shape
-    n = b.shape[1]
-    rows = _SMALL_GEMM // max(1, k * n)
-    kernel = None
-    if rows >= _SMALL_GEMM_MIN_ROWS and m > rows and _jit.usable(xp, a.dtype) \
-            and a.dtype == b.dtype and a.flags.c_contiguous and b.flags.c_contiguous \
-            and (out is None or (out.dtype == a.dtype and out.flags.c_contiguous)) \
-            and scipy_blas_small_kernels():
-        kernel = _jit.gemm_rows_kernel(a.dtype)
-    if kernel is None:
+    blk = _blocked(xp, a, b, out, a.shape[1] * b.shape[1])
+    if blk is None:
         return xp.matmul(a.T, b, out=out)
     if out is None:
-        out = xp.empty((k, n), dtype=a.dtype)
-    blocks = -(-m // rows)
-    kernel(a, b, out, -(-m // blocks), True)
+        out = xp.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
+    blk[0](a, b, out, blk[1], True)
     return out
 
 

@@ -412,9 +412,13 @@ def test_kernel_row_conv_matches_im2col_and_loops(monkeypatch, xs, ws, padding, 
         + b.reshape(-1, 1, 1)
     g = rng.standard_normal(y_ref.shape).astype(dtype)
     got = []
-    for chunk, small in ((1, 1), (1 << 30, 100 ** 3)):  # (with small = 1: GEMMs in row blocks)
+    # chunks of one sample with GEMMs in blocks of 13-50 rows, then chunks of all samples
+    for chunk, small, least in ((1, 10 ** 4, 1), (1 << 30, 100 ** 3, 64)):
         monkeypatch.setattr(W, "_ROW_CHUNK_BYTES", chunk)
         monkeypatch.setattr(W, "_SMALL_GEMM", small)
+        monkeypatch.setattr(W, "_SMALL_GEMM_MIN_ROWS", least)
+        if chunk == 1 and W.scipy_blas_small_kernels():
+            assert W._small_rows(xs[2] * (xs[3] + 2), ws[1] * ws[3] * ws[0]) < xs[2] * xs[3]
         got.append(_conv_all(x, w, b, g, padding))
     monkeypatch.setattr(W, "_row_conv_applies", lambda *a, **k: False)
     want = _conv_all(x, w, b, g, padding)
