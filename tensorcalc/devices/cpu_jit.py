@@ -46,6 +46,9 @@ _PIECE = 1 << 19
 # the kernels with an exponential per value (GELU, softmax: ~1 ns a value) pay from 256k
 # (a 32×4×64×64 softmax at 2 threads: the transformer block's step 23.9 → 23.0 ms)
 _HEAVY_PAR_MIN = 1 << 18
+# elementwise pieces start at multiples of this: each then runs in whole vector iterations,
+# with the scalar remainder loop only at the array's end, as on one thread (the same bits)
+_VEC_ALIGN = 64
 
 
 def _numba():
@@ -90,12 +93,40 @@ def _kernel(name):
     k = _STATE["kernels"].get(name)
     if k is None:
         nb = _numba()
+        _compile_helpers(nb)
         # error_model="numpy": x/0 is ±inf or NaN as in NumPy (numba's default raises, and its
         # check keeps a loop with a division from vectorising)
         k = nb.njit(cache=True, nogil=True, fastmath=_FASTMATH,
                     error_model="numpy")(_SOURCES[name])
         _STATE["kernels"][name] = k
     return k
+
+
+def _compile_helpers(nb):
+    """Replace the module's helper functions (_bits_f32, _f32_bits, _exp_le0: Python
+    functions, so the kernels' source also runs uncompiled) by their compiled forms, which the
+    kernels then call inlined: the bit casts as numba intrinsics (one LLVM bitcast each)."""
+    g = globals()
+    if "helpers" in _STATE:
+        return
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    def cast(src, dst, lltype):
+        @intrinsic
+        def bitcast(typingctx, v):
+            if v != src:
+                return None
+            return dst(src), lambda context, builder, sig, args: builder.bitcast(args[0],
+                                                                                 lltype)
+        return bitcast
+
+    g["_bits_f32"] = cast(types.int32, types.float32, ir.FloatType())
+    g["_f32_bits"] = cast(types.float32, types.int32, ir.IntType(32))
+    g["_exp_le0"] = nb.njit(inline="always", fastmath=_FASTMATH, error_model="numpy")(
+        _exp_le0_py)
+    _STATE["helpers"] = True
 
 
 # ------------------------------------------------------------------------------ layer norm
@@ -154,82 +185,108 @@ def _ln_backward_rows(g, w, xh, inv, c, gx, pw, pb, first, need_x, need_wb):
                 gx[r, j] = (g[r, j] * w[j] - m1 - xh[r, j] * m2) * iv
 
 
-# ------------------------------------------------------------------------------------ GELU
-# GELU (exact) in float32 from the same erf as ops.elementwise's NumPy kernels, erf(z) =
-# tanh(z·g(z²)) (docs/math/fast_erf.md), with tanh|w| = (1 − e^(−2|w|))/(1 + e^(−2|w|)) and
-# φ(x) = e^(−x²/2)/√(2π) from an exponential that vectorises: e^a = 2^k·p(r) for a ≤ 0,
-# k = rint(a·log₂e), r = a − k·ln 2 (in two parts, |r| ≤ ln 2 / 2), p the degree-6 Taylor
-# polynomial (relative error ≤ 1.2e-7 there), 2^k built from its exponent bits. Arguments
-# below −87 (where e^a is under float32's smallest normal) give exactly 0.
+# ----------------------------------------------------------------- the vectorising exponential
+# e^a for a ≤ 0 in float32, written so a loop over values vectorises (numba's np.exp is a call
+# per value): e^a = 2^k·p(r), k = rint(a·log₂e), r = a − k·ln 2 (in two parts, |r| ≤ ln 2 / 2),
+# p the degree-6 Taylor polynomial (relative error ≤ 1.2e-7 there), and 2^k made from its
+# exponent bits ((k + 127) << 23 read as a float: _bits_f32, a bit cast compiled as one
+# instruction). Arguments below −87 (where e^a is under float32's smallest normal) give
+# exactly 0; a NaN gives NaN (k is clamped first: converting a NaN to an integer is undefined).
 _EXP_MIN = -87.0
-_GELU_CHUNK = 4096  # values per inner block: its scratch stays in L1
 
 
+def _bits_f32(i):
+    """The float32 whose bits are the int32 i (compiled: a bit cast)."""
+    return np.array([i], dtype=np.int32).view(np.float32)[0]
+
+
+def _f32_bits(v):
+    """The int32 bits of the float32 v (compiled: a bit cast)."""
+    return np.array([v], dtype=np.float32).view(np.int32)[0]
+
+
+def _exp_le0_py(a, log2e, ln2hi, ln2lo, half, one, bias, emin, p6, p5, p4, p3, zero):
+    """e^a for float32 a ≤ 0 (the constants of _exp_consts, float32 scalars)."""
+    b = emin if a < emin else a
+    k = np.rint(b * log2e)
+    k = k if k == k else zero  # NaN → 0 (the result stays NaN through r)
+    r = b - k * ln2hi - k * ln2lo
+    p = one + r * (one + r * (half + r * (p3 + r * (p4 + r * (p5 + r * p6)))))
+    e = p * _bits_f32(np.int32(np.int32(k + bias) << 23))
+    return zero if a < emin else e
+
+
+_exp_le0 = _exp_le0_py  # (compiled by _compile_helpers)
 _EXP_C = None
 
 
 def _exp_consts():
-    """[log₂e, ln2 hi, ln2 lo, ½, 1, 127, −87, 0, 1/6!, 1/5!, 1/4!, 1/3!, −∞] as float32: the
+    """[log₂e, ln2 hi, ln2 lo, ½, 1, 127, −87, 1/6!, 1/5!, 1/4!, 1/3!, 0, −∞] as float32: the
     exponential's constants (a Python number in the arithmetic would promote to float64)."""
     global _EXP_C
     if _EXP_C is None:
         _EXP_C = np.array([1 / np.log(2.0), 0.693145751953125, 1.428606765330187045e-06, 0.5,
-                           1.0, 127.0, _EXP_MIN, 0.0, 1 / 720, 1 / 120, 1 / 24, 1 / 6,
+                           1.0, 127.0, _EXP_MIN, 1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.0,
                            -np.inf], dtype=np.float32)
     return _EXP_C
 
 
-def _gelu_rows(x, y, d, c, mode, pa, pb, ka, kb, fa, fb, sc):
+# ------------------------------------------------------------------------------------ GELU
+# GELU (exact) in float32 from the same erf as ops.elementwise's NumPy kernels, erf(z) =
+# tanh(z·g(z²)) (docs/math/fast_erf.md), with tanh|w| = (1 − e^(−2|w|))/(1 + e^(−2|w|)) and
+# φ(x) = e^(−x²/2)/√(2π), both exponentials _exp_le0: one pass, every value in registers.
+def _gelu_rows(x, y, d, c, mode):
     """mode 0: y = x·Φ(x); 1: y and d = GELU′(x) = Φ(x) + x·φ(x); 2: d only (into d).
     c: [erf coefficients (7, highest first), clamp, x_min, 1/√(2π), 2] + _exp_consts() as
-    float32. Scratch of _GELU_CHUNK:
-    pa, pb, sc (float32), ka, kb (int32) and fa, fb, float32 views of ka, kb made by the
-    caller (a view taken in here is typed non-contiguous, and the loop then gathers)."""
+    float32."""
     c0, c1, c2, c3, c4, c5, c6 = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
     lim, xmin, isq, two = c[7], c[8], c[9], c[10]
-    log2e, ln2hi, ln2lo, half, one, bias, emin, zero = (c[11], c[12], c[13], c[14], c[15],
-                                                        c[16], c[17], c[18])
-    p6, p5, p4, p3 = c[19], c[20], c[21], c[22]
+    log2e, ln2hi, ln2lo, half, one, bias, emin = c[11], c[12], c[13], c[14], c[15], c[16], \
+        c[17]
+    p6, p5, p4, p3, zero = c[18], c[19], c[20], c[21], c[22]
     n = x.size
-    for s in range(0, n, _GELU_CHUNK):
-        m = min(_GELU_CHUNK, n - s)
-        # slices indexed from 0: x[s + i] would be a gather (numba wraps negative indices)
-        # and the loops have no branch on mode: an output not asked for goes to the scratch
-        # sc (branches in the loop, or an output aliasing its inputs, keep it scalar)
-        xs = x[s:s + m]
-        ys = sc[:m] if mode == 2 else y[s:s + m]
-        ds = sc[:m] if mode == 0 else d[s:s + m]
-        for i in range(m):  # the exponentials' polynomial parts and exponent bits
-            xi = xs[i]
+    # one loop per mode: a branch on mode inside a loop would keep it scalar
+    if mode == 0:
+        for i in range(n):
+            xi = x[i]
             t = lim if xi > lim else xi
             t = -lim if t < -lim else t
             u = t * t
             w = ((((((c0 * u + c1) * u + c2) * u + c3) * u + c4) * u + c5) * u + c6) * t
-            a = -two * abs(w)
-            a = emin if a < emin else a
-            k = np.rint(a * log2e)
-            r = a - k * ln2hi - k * ln2lo
-            pa[i] = one + r * (one + r * (half + r * (p3 + r * (p4 + r * (p5 + r * p6)))))
-            ka[i] = np.int32(k + bias) << 23
-            b = -half * u
-            b = emin if b < emin else b
-            k = np.rint(b * log2e)
-            r = b - k * ln2hi - k * ln2lo
-            pb[i] = one + r * (one + r * (half + r * (p3 + r * (p4 + r * (p5 + r * p6)))))
-            kb[i] = np.int32(k + bias) << 23
-        for i in range(m):
-            xi = xs[i]
+            ea = _exp_le0(-two * abs(w), log2e, ln2hi, ln2lo, half, one, bias, emin, p6, p5,
+                          p4, p3, zero)
+            th = (one - ea) / (one + ea)
+            cdf = half + half * (-th if t < zero else th)
+            y[i] = (xmin if xi < xmin else xi) * cdf
+    if mode == 1:
+        for i in range(n):
+            xi = x[i]
             t = lim if xi > lim else xi
             t = -lim if t < -lim else t
-            ea = pa[i] * fa[i]
-            th = (one - ea) / (one + ea)
-            th = -th if t < zero else th
-            cdf = half + half * th
-            xm = xmin if xi < xmin else xi
             u = t * t
-            phi = zero if -half * u < emin else pb[i] * fb[i]
-            ys[i] = xm * cdf
-            ds[i] = cdf + t * phi * isq
+            w = ((((((c0 * u + c1) * u + c2) * u + c3) * u + c4) * u + c5) * u + c6) * t
+            ea = _exp_le0(-two * abs(w), log2e, ln2hi, ln2lo, half, one, bias, emin, p6, p5,
+                          p4, p3, zero)
+            th = (one - ea) / (one + ea)
+            cdf = half + half * (-th if t < zero else th)
+            phi = _exp_le0(-half * u, log2e, ln2hi, ln2lo, half, one, bias, emin, p6, p5, p4,
+                           p3, zero)
+            y[i] = (xmin if xi < xmin else xi) * cdf
+            d[i] = cdf + t * phi * isq
+    if mode == 2:
+        for i in range(n):
+            xi = x[i]
+            t = lim if xi > lim else xi
+            t = -lim if t < -lim else t
+            u = t * t
+            w = ((((((c0 * u + c1) * u + c2) * u + c3) * u + c4) * u + c5) * u + c6) * t
+            ea = _exp_le0(-two * abs(w), log2e, ln2hi, ln2lo, half, one, bias, emin, p6, p5,
+                          p4, p3, zero)
+            th = (one - ea) / (one + ea)
+            cdf = half + half * (-th if t < zero else th)
+            phi = _exp_le0(-half * u, log2e, ln2hi, ln2lo, half, one, bias, emin, p6, p5, p4,
+                           p3, zero)
+            d[i] = cdf + t * phi * isq
 
 
 def gelu32(x, mode):
@@ -248,77 +305,67 @@ def gelu32(x, mode):
     out = np.empty((2 if mode == 1 else 1, n), dtype=np.float32)
     y, d = out[0], out[-1]
     k = _kernel("gelu")
-
-    def run(a, b):
-        pab = np.empty((3, _GELU_CHUNK), dtype=np.float32)
-        kab = np.empty((2, _GELU_CHUNK), dtype=np.int32)
-        fab = kab.view(np.float32)
-        k(xf[a:b], y[a:b], d[a:b], c, mode, pab[0], pab[1], kab[0], kab[1], fab[0], fab[1],
-          pab[2])
-
-    parallel_chunks(n, run, cost=n, min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2,
-                    align=_GELU_CHUNK)
+    parallel_chunks(n, lambda a, b: k(xf[a:b], y[a:b], d[a:b], c, mode), cost=n,
+                    min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=_VEC_ALIGN)
     return out.reshape((out.shape[0],) + x.shape)
 
 
 # --------------------------------------------------------------------------------- softmax
 # Softmax over the last axis of float32 rows, with attention's boolean mask (True = allowed),
-# from the same exponential as GELU: after the max shift every argument is ≤ 0. A row whose
-# maximum is not finite (+∞, NaN, or every entry −∞) takes the reference's path: shift 0 and
-# NumPy's exp (∞/∞ is NaN; an all −∞ row is 0/0 = NaN unmasked, 0 masked).
-def _softmax_rows_k(x, mask, mrows, masked, y, c, pa, ka, fa):
+# with _exp_le0: after the max shift every argument is ≤ 0. The row's maximum is taken on the
+# floats' bits as ordered integers (o(b) = b ^ ((b >> 31) & 0x7fffffff) orders finite floats
+# and ±∞ as signed integers, +NaN above +∞, −NaN below −∞): an integer maximum vectorises,
+# a float one with NaN semantics does not. A row whose maximum is not finite (+∞, +NaN, or
+# every allowed entry −∞), or whose sum comes out NaN (a −NaN entry), takes the reference's
+# path: shift 0 and NumPy's exp (∞/∞ is NaN; an all −∞ row is 0/0 = NaN unmasked, 0 masked).
+def _softmax_rows_k(x, mask, mrows, masked, y, c):
     """y = softmax of each row of x over the entries mask[r % mrows] allows (all if not
-    masked); a row with none allowed is 0. pa, ka, fa: scratch of a row's length (fa a float32
-    view of the int32 ka, made by the caller)."""
-    log2e, ln2hi, ln2lo, half, one, bias, emin, zero = c[0], c[1], c[2], c[3], c[4], c[5], \
-        c[6], c[7]
-    p6, p5, p4, p3, ninf = c[8], c[9], c[10], c[11], c[12]  # (float32: a literal -np.inf
-    # would make m, and all the row's arithmetic, float64)
+    masked); a row with none allowed is 0. c = _exp_consts()."""
+    log2e, ln2hi, ln2lo, half, one, bias, emin = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    p6, p5, p4, p3, zero, ninf = c[7], c[8], c[9], c[10], c[11], c[12]
+    low = np.int32(0x7fffffff)
+    s31 = np.int32(31)
+    b = _f32_bits(ninf)
+    oninf = b ^ ((b >> s31) & low)  # o(−∞): the maximum of no entry
     rows, n = x.shape
     for r in range(rows):
         xr = x[r]
         yr = y[r]
         mr = mask[r % mrows]
-        m = ninf
-        chk = zero  # NaN if an allowed entry is NaN or ±∞ (then NumPy's max is looked for)
+        mi = oninf
         if masked:  # (loops without a test of `masked` inside: those do not vectorise)
             for j in range(n):
-                v = xr[j] if mr[j] else ninf
-                m = v if v > m else m
-                chk += (xr[j] if mr[j] else zero) * zero
+                b = _f32_bits(xr[j])
+                b ^= (b >> s31) & low
+                b = b if mr[j] else oninf
+                mi = b if b > mi else mi
         else:
             for j in range(n):
-                v = xr[j]
-                m = v if v > m else m
-                chk += v * zero
-        if chk != chk:
-            for j in range(n):
-                if (mr[j] or not masked) and xr[j] != xr[j]:
-                    m = chk  # NaN: NumPy's max propagates it
+                b = _f32_bits(xr[j])
+                b ^= (b >> s31) & low
+                mi = b if b > mi else mi
+        m = _bits_f32(np.int32(mi ^ ((mi >> s31) & low)))
         ssum = zero
-        if not np.isfinite(m):  # the reference's path: shift 0, NumPy's exp (∞/∞ is NaN)
-            for j in range(n):
-                e = np.exp(xr[j]) if (mr[j] or not masked) else zero
-                yr[j] = e
-                ssum += e
-        else:
-            for j in range(n):
-                a = xr[j] - m
-                a = emin if a < emin else a
-                k = np.rint(a * log2e)
-                t = a - k * ln2hi - k * ln2lo
-                pa[j] = one + t * (one + t * (half + t * (p3 + t * (p4 + t * (p5 + t * p6)))))
-                ka[j] = np.int32(k + bias) << 23
+        if np.isfinite(m):
             if masked:
                 for j in range(n):
-                    e = zero if (xr[j] - m < emin or not mr[j]) else pa[j] * fa[j]
+                    e = _exp_le0(xr[j] - m, log2e, ln2hi, ln2lo, half, one, bias, emin, p6,
+                                 p5, p4, p3, zero)
+                    e = e if mr[j] else zero
                     yr[j] = e
                     ssum += e
             else:
                 for j in range(n):
-                    e = zero if xr[j] - m < emin else pa[j] * fa[j]
+                    e = _exp_le0(xr[j] - m, log2e, ln2hi, ln2lo, half, one, bias, emin, p6,
+                                 p5, p4, p3, zero)
                     yr[j] = e
                     ssum += e
+        if not np.isfinite(m) or ssum != ssum:  # the reference's path
+            ssum = zero
+            for j in range(n):
+                e = np.exp(xr[j]) if (mr[j] or not masked) else zero
+                yr[j] = e
+                ssum += e
         if masked and ssum == zero:
             ssum = one  # no allowed entry: 0/1 = 0
         for j in range(n):
@@ -351,9 +398,7 @@ def softmax32(x2, mask2):
     c = _exp_consts()
 
     def run(a, b):
-        pa = np.empty(n, dtype=np.float32)
-        ka = np.empty(n, dtype=np.int32)
-        k(x2[a:b], m, mrows, masked, y[a:b], c, pa, ka, ka.view(np.float32))
+        k(x2[a:b], m, mrows, masked, y[a:b], c)
 
     # rows of the piece start at a: the mask row is (a + r) % mrows, so pieces start at
     # multiples of mrows
