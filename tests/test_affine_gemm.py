@@ -1,5 +1,6 @@
-"""The dense layer's forward with the bias inside the GEMM (ops/affine._gemm_bias: y filled with
-b's rows, then BLAS accumulates x Wᵀ into it) against x @ Wᵀ + b, and where it must not apply."""
+"""The dense layer's CPU GEMMs (devices/cpu_gemm): the forward with the bias inside the GEMM
+(y filled with b's rows, then BLAS accumulates x Wᵀ into it) against x @ Wᵀ + b, W̄ split over
+rows on the kernel pool against one product, and where each must not apply."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import importlib
 
 import numpy as np
 import pytest
+from conftest import same_bits
 
 import tensorcalc as tc
+from tensorcalc.devices import cpu_gemm as G
 
 A = importlib.import_module("tensorcalc.ops.affine")  # (tensorcalc.ops.affine is the function)
 
@@ -25,9 +28,9 @@ def _data(rows, n_in, n_out, dtype, seed=0):
 @pytest.mark.parametrize("shape", [(256, 128, 64), (2048, 128, 512), (129, 77, 131)])
 def test_bias_in_the_gemm_is_x_wt_plus_b(dtype, shape):
     rows, n_in, n_out = shape
-    assert rows * n_out >= A._GEMM_BIAS_MIN  # these take the fused path
+    assert rows * n_out >= G._GEMM_BIAS_MIN  # these take the fused path
     x, w, b = _data(rows, n_in, n_out, dtype)
-    y = A._gemm_bias(np, x, w, b)
+    y = G.gemm_bias(np, x, w, b)
     assert y is not None and y.shape == (rows, n_out) and y.dtype == dtype
     assert y.flags.c_contiguous  # a C-ordered result, as matmul's
     ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
@@ -40,13 +43,13 @@ def test_bias_in_the_gemm_is_x_wt_plus_b(dtype, shape):
 
 def test_where_the_fused_gemm_does_not_apply_the_plain_path_runs():
     x, w, b = _data(256, 64, 128, np.float32)
-    assert A._gemm_bias(np, x, w, None) is None  # no bias
-    assert A._gemm_bias(np, x[:8], w[:8], b[:8]) is None  # small output
-    assert A._gemm_bias(np, x[:, ::2], w[:, :32], b) is None  # x not C-contiguous
-    assert A._gemm_bias(np, x, np.asfortranarray(w), b) is None  # W not C-contiguous
-    assert A._gemm_bias(np, x, w, b.astype(np.float64)) is None  # mixed dtypes
+    assert G.gemm_bias(np, x, w, None) is None  # no bias
+    assert G.gemm_bias(np, x[:8], w[:8], b[:8]) is None  # small output
+    assert G.gemm_bias(np, x[:, ::2], w[:, :32], b) is None  # x not C-contiguous
+    assert G.gemm_bias(np, x, np.asfortranarray(w), b) is None  # W not C-contiguous
+    assert G.gemm_bias(np, x, w, b.astype(np.float64)) is None  # mixed dtypes
     xi = np.ones((256, 64), dtype=np.int64)
-    assert A._gemm_bias(np, xi, w.astype(np.int64), b.astype(np.int64)) is None
+    assert G.gemm_bias(np, xi, w.astype(np.int64), b.astype(np.int64)) is None
     # each of those still computes x Wᵀ + b through the primitive
     for xx, ww, bb in [(x[:, ::2], w[:, :32], b), (x, np.asfortranarray(w), b),
                        (x, w, b.astype(np.float64))]:
@@ -69,3 +72,30 @@ def test_linear_layer_trains_through_the_fused_forward():
     np.testing.assert_allclose(lin.bias.grad.data, g.sum(0), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(lin.weight.grad.data, g.T @ x, rtol=1e-4, atol=1e-2)
     np.testing.assert_allclose(xt.grad.data, g @ w, rtol=1e-4, atol=1e-3)
+
+
+def test_small_weight_gradient_over_many_rows_splits_its_rows_over_threads(threads):
+    """W̄ = ȳᵀ x as T partial sums over row ranges (devices/cpu_gemm.weight_grad_split): equal to
+    the one product to rounding, the same bits on every run with the same T, and not used at
+    T = 1, for big W̄ or for few rows."""
+    rng = np.random.default_rng(2)
+    g = rng.standard_normal((2048, 128)).astype(np.float32)
+    x = rng.standard_normal((2048, 96)).astype(np.float32)
+    ref = g.astype(np.float64).T @ x.astype(np.float64)
+    assert threads(1, lambda: G.weight_grad_split(g, x)) is None
+    for t in (2, 3):
+        a = threads(t, lambda: G.weight_grad_split(g, x))
+        assert a is not None and a.shape == (128, 96) and a.dtype == np.float32
+        np.testing.assert_allclose(a, ref, rtol=1e-4, atol=1e-3)
+        same_bits(a, threads(t, lambda: G.weight_grad_split(g, x)))
+    assert threads(2, lambda: G.weight_grad_split(g[:256], x[:256])) is None  # few rows
+    big = rng.standard_normal((2048, 512)).astype(np.float32)
+    assert threads(2, lambda: G.weight_grad_split(big, big)) is None  # a big W̄
+    # through the primitive's backward: W̄ as the split sum, x̄ and b̄ as before
+    w = rng.standard_normal((128, 96)).astype(np.float32)
+    b = rng.standard_normal(128).astype(np.float32)
+    y = A.Affine.forward(np, x, w, b)
+    gx, gw, gb = threads(2, lambda: A.Affine.vjp(g, y, x, w, b, needs=(True, True, True)))
+    same_bits(gw, threads(2, lambda: G.weight_grad_split(g, x)))
+    np.testing.assert_allclose(gx, g.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(gb, g.astype(np.float64).sum(0), rtol=1e-4, atol=1e-3)

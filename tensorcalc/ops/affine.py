@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
 from ..backend import xp_of
+from ..devices.cpu_gemm import gemm_bias, weight_grad_split
 from ..tensor import Tensor
 from ._util import public, shape_of, sum_axes
 
@@ -27,7 +28,7 @@ class Affine(Function):
     def forward(xp, x, w, b=None):
         n_in = w.shape[1]
         x2 = x if x.ndim <= 2 else x.reshape(-1, n_in)
-        y = _gemm_bias(xp, x2, w, b)  # the bias inside the GEMM, where that applies
+        y = gemm_bias(xp, x2, w, b)  # the bias inside the GEMM, where that applies
         if y is None:
             y = xp.matmul(x2, w.T)
             if b is not None:
@@ -49,7 +50,9 @@ class Affine(Function):
                 gx = gx.reshape(x.shape)
         if needs[1]:
             x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
-            gw = g2.mT @ x2
+            gw = weight_grad_split(g2, x2) if not isinstance(g2, Tensor) else None
+            if gw is None:
+                gw = g2.mT @ x2
         if needs[2]:
             # arrays: 1ᵀ ȳ as a GEMV on NumPy and GPUs (~2-3x a column sum; ops._util.sum_axes)
             gb = g2.sum(axis=0) if isinstance(g2, Tensor) else sum_axes(xp_of((g2,)), g2, (0,))
@@ -67,39 +70,6 @@ class Affine(Function):
         if db is not None:
             out = db if out is None else out + db
         return out
-
-
-# outputs (rows × out) from which the bias goes into the GEMM: below, NumPy's matmul and an add
-# (SciPy's wrapper costs a few µs a call; a 128 × 256 layer already gains ~10 %)
-_GEMM_BIAS_MIN = 1 << 14
-
-
-def _gemm_bias(xp, x2, w, b):
-    """y = x2 Wᵀ + b as one BLAS call, or None where it does not apply: y is first filled with
-    b's rows, then ?gemm accumulates the product into it (β = 1). The add of b is then no extra
-    pass over y: BLAS writes C once either way (with β = 0 it first zeroes it). For NumPy, 2-D
-    C-contiguous x2, W and b of one float dtype, and outputs of at least _GEMM_BIAS_MIN values.
-    In BLAS's column-major view, yᵀ (out, rows) = W (out, in) · x2ᵀ (in, rows), W given
-    transposed: Wᵀ, x2ᵀ and yᵀ are Fortran-ordered views of the C-ordered arrays (no copy)."""
-    if b is None or getattr(xp, "__name__", "") != "numpy" or x2.ndim != 2 \
-            or x2.shape[0] * w.shape[0] < _GEMM_BIAS_MIN or x2.dtype.char not in "fd" \
-            or not (x2.dtype == w.dtype == b.dtype) or not x2.flags.c_contiguous \
-            or not w.flags.c_contiguous:
-        return None
-    gemm = _GEMM.get(x2.dtype.char)
-    if gemm is None:
-        from scipy.linalg import blas
-
-        from ..backend import register_scipy_blas
-
-        register_scipy_blas()  # its threads follow the library's settings (serial regions)
-        gemm = _GEMM[x2.dtype.char] = blas.get_blas_funcs("gemm", dtype=x2.dtype)
-    y = xp.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype)
-    y[...] = b
-    return gemm(1.0, w.T, x2.T, beta=1.0, c=y.T, trans_a=1, overwrite_c=1).T
-
-
-_GEMM = {}
 
 
 @public

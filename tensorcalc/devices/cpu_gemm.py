@@ -1,0 +1,72 @@
+"""Dense-layer GEMMs on the CPU (NumPy + SciPy's BLAS) where one plain ``x @ Wᵀ`` call leaves
+speed behind: ops.affine calls these and takes its plain path where they return None.
+
+- :func:`gemm_bias`: the forward's bias inside the GEMM (no separate pass over y);
+- :func:`weight_grad_split`: a small W̄ over many rows split over the rows (GEMM's K) on the
+  kernel pool, where OpenBLAS's own threading barely scales.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import kernel_threads, parallel_chunks, register_scipy_blas
+
+# outputs (rows × out) from which the bias goes into the GEMM: below, NumPy's matmul and an add
+# (SciPy's wrapper costs a few µs a call; a 128 × 256 layer already gains ~10 %)
+_GEMM_BIAS_MIN = 1 << 14
+
+
+def gemm_bias(xp, x2, w, b):
+    """y = x2 Wᵀ + b as one BLAS call, or None where it does not apply: y is first filled with
+    b's rows, then ?gemm accumulates the product into it (β = 1). The add of b is then no extra
+    pass over y: BLAS writes C once either way (with β = 0 it first zeroes it). For NumPy, 2-D
+    C-contiguous x2, W and b of one float dtype, and outputs of at least _GEMM_BIAS_MIN values.
+    In BLAS's column-major view, yᵀ (out, rows) = W (out, in) · x2ᵀ (in, rows), W given
+    transposed: Wᵀ, x2ᵀ and yᵀ are Fortran-ordered views of the C-ordered arrays (no copy)."""
+    if b is None or getattr(xp, "__name__", "") != "numpy" or x2.ndim != 2 \
+            or x2.shape[0] * w.shape[0] < _GEMM_BIAS_MIN or x2.dtype.char not in "fd" \
+            or not (x2.dtype == w.dtype == b.dtype) or not x2.flags.c_contiguous \
+            or not w.flags.c_contiguous:
+        return None
+    gemm = _GEMM.get(x2.dtype.char)
+    if gemm is None:
+        from scipy.linalg import blas
+
+        register_scipy_blas()  # its threads follow the library's settings (serial regions)
+        gemm = _GEMM[x2.dtype.char] = blas.get_blas_funcs("gemm", dtype=x2.dtype)
+    y = xp.empty((x2.shape[0], w.shape[0]), dtype=x2.dtype)
+    y[...] = b
+    return gemm(1.0, w.T, x2.T, beta=1.0, c=y.T, trans_a=1, overwrite_c=1).T
+
+
+_GEMM = {}
+
+
+def weight_grad_split(g2, x2):
+    """W̄ = Σ_rows ȳᵀ x split over the rows (GEMM's K) into T pieces on the kernel pool, each a
+    single-threaded GEMM, the T partial (out, in) sums then added in order; or None where
+    that does not apply. For NumPy arrays, T = backend.kernel_threads() > 1, and a small W̄
+    over many rows (out·in ≤ 256², rows ≥ 4·max(out, in)): OpenBLAS threads such a product
+    over W̄'s own rows and columns, which barely scales (a 128 × 128 W̄ over 2048 rows: 507 →
+    409 µs on two threads; split over the rows 310 µs; PyTorch/MKL 245). The pieces depend on
+    T only, so the sums are the same bits at every run with the same thread count."""
+    rows, n_out = g2.shape
+    n_in = x2.shape[1]
+    if not isinstance(g2, np.ndarray) or not isinstance(x2, np.ndarray) \
+            or n_out * n_in > _SPLIT_K_MAX_OUT or rows < 4 * max(n_out, n_in):
+        return None
+    t = kernel_threads()
+    if t <= 1:
+        return None
+    cost = rows * n_out * n_in
+    parts = parallel_chunks(rows, lambda a, b: np.matmul(g2[a:b].T, x2[a:b]), cost=cost,
+                            min_size=_SPLIT_K_MIN, serial_blas=True, piece=cost // t)
+    gw = parts[0]
+    for p in parts[1:]:
+        gw += p
+    return gw
+
+
+_SPLIT_K_MAX_OUT = 256 * 256
+_SPLIT_K_MIN = 1 << 22  # multiply-adds below which one threaded GEMM is as fast
