@@ -589,3 +589,97 @@ def test_fold_kernel_gives_the_same_bits_at_any_thread_count(threads):
     for t in (2, 3):
         same_bits(one, threads(t, lambda: W.Fold.forward(np, cols, **geo)))
     assert backend.parallel_calls() > calls
+
+
+# ------------------------------------------------------------------ tanh and the LSTM steps
+def test_tanh32_is_within_two_ulps_and_keeps_its_edges():
+    """_tanh32 (the LSTM kernels' tanh) on a dense grid and the edges, as a compiled loop."""
+    nb = _jit._numba()
+    _jit._kernel("lstm_fwd")  # compiles the helpers
+    tanh32 = _jit._tanh32
+
+    @nb.njit
+    def run(x, y, e, t):
+        for i in range(x.size):
+            y[i] = tanh32(x[i], e, t)
+
+    x = np.concatenate([np.linspace(-12, 12, 1_200_001), [0.0, -0.0, 1e-30, -1e-30, 0.4, -0.4,
+                        np.nextafter(0.4, 0), 43.0, 44.0, -44.0, 1e30, np.inf, -np.inf,
+                        np.nan]]).astype(np.float32)
+    y = np.empty_like(x)
+    run(x, y, *_jit._tanh_consts())
+    ref = np.tanh(x.astype(np.float64))
+    f = np.isfinite(x) & (x != 0)
+    assert (np.abs(y[f] - ref[f]) / np.abs(ref[f])).max() <= 3e-7
+    assert y[-3] == 1 and y[-2] == -1 and np.isnan(y[-1]) and y[-4] == 1
+    assert y[-14] == 0 and y[-12] == 1e-30 and abs(y[-9]) < 1  # tanh x = x near 0
+    assert np.all(np.abs(y[np.isfinite(x)]) <= 1)
+
+
+def _lstm_data(T=5, B=3, H=8, seed=0):
+    rng = np.random.default_rng(seed)
+    zs = (rng.standard_normal((T, B, 4 * H)) * 2).astype(np.float32)
+    h0 = rng.standard_normal((B, H)).astype(np.float32)
+    c0 = rng.standard_normal((B, H)).astype(np.float32)
+    w = (rng.standard_normal((4 * H, H)) * 0.5).astype(np.float32)
+    ghs = rng.standard_normal((T, B, H)).astype(np.float32)
+    gcs = rng.standard_normal((T, B, H)).astype(np.float32)
+    return zs, h0, c0, w, ghs, gcs
+
+
+@pytest.mark.parametrize("with_gcs", [False, True])
+def test_lstm_step_kernels_agree_with_the_numpy_rules(with_gcs):
+    from tensorcalc.ops.rnn import LstmScan
+
+    zs, h0, c0, w, ghs, gcs = _lstm_data()
+    gcs = gcs if with_gcs else np.zeros_like(gcs)
+    gg = np.zeros(zs.shape, np.float32)
+    needs = (True, True, True, True)
+    assert LstmScan._compiled(np, zs, h0, c0, w, None)
+    y = LstmScan.forward(np, zs, h0, c0, w)
+    g = LstmScan.vjp((ghs, gcs, gg), y, zs, h0, c0, w, needs=needs)
+    old = _jit.set_enabled(False)
+    try:
+        assert not LstmScan._compiled(np, zs, h0, c0, w, None)
+        y_ref = LstmScan.forward(np, zs, h0, c0, w)
+        g_ref = LstmScan.vjp((ghs, gcs, gg), y_ref, zs, h0, c0, w, needs=needs)
+    finally:
+        _jit.set_enabled(old)
+    for a, b in zip((*y, *g), (*y_ref, *g_ref), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    # and the compiled backward is the derivative of the compiled forward (float64 check of
+    # a directional derivative: ⟨ȳ, J v⟩ = ⟨Jᵀȳ, v⟩ with J by central differences)
+    rng = np.random.default_rng(1)
+    v = [rng.standard_normal(a.shape).astype(np.float32) for a in (zs, h0, c0, w)]
+    eps = 1e-2
+
+    def f(s):
+        hs, cs, _ = LstmScan.forward(np, *(a + s * d for a, d in zip((zs, h0, c0, w), v,
+                                                                       strict=True)))
+        return float(np.sum(hs.astype(np.float64) * ghs) + np.sum(cs.astype(np.float64) * gcs))
+
+    fd = (f(eps) - f(-eps)) / (2 * eps)
+    an = sum(float(np.sum(a.astype(np.float64) * d)) for a, d in zip(g, v, strict=True))
+    assert abs(fd - an) <= 2e-3 * max(1.0, abs(an))
+
+
+def test_lstm_kernels_are_not_used_with_a_mask_float64_or_a_gate_cotangent():
+    from tensorcalc.ops.rnn import LstmScan
+
+    zs, h0, c0, w, ghs, gcs = _lstm_data()
+    mask = np.ones(zs.shape[:2], bool)
+    assert not LstmScan._compiled(np, zs, h0, c0, w, mask)
+    d = [a.astype(np.float64) for a in (zs, h0, c0, w)]
+    assert not LstmScan._compiled(np, *d, None)
+    # a non-zero gate cotangent: the NumPy rule (the same values as with the kernels off)
+    y = LstmScan.forward(np, zs, h0, c0, w)
+    gg = np.random.default_rng(2).standard_normal(y[2].shape).astype(np.float32)
+    g = LstmScan.vjp((ghs, gcs, gg), y, zs, h0, c0, w, needs=(True,) * 4)
+    old = _jit.set_enabled(False)
+    try:
+        g_ref = LstmScan.vjp((ghs, gcs, gg), y, zs, h0, c0, w, needs=(True,) * 4)
+    finally:
+        _jit.set_enabled(old)
+    for a, b in zip(g, g_ref, strict=True):
+        same_bits(a, b)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
 from ..backend import xp_of
+from ..devices import cpu_jit as _jit
 from ..tensor import Tensor
 from ._util import cast_like, data_of, public, shape_of
 from .elementwise import tanh
@@ -171,7 +172,16 @@ class LstmScan(Function):
     """
 
     @staticmethod
+    def _compiled(xp, zs, h0, c0, w, mask):
+        """The compiled step kernels apply (devices/cpu_jit.lstm_forward / lstm_backward):
+        float32 NumPy arrays, no mask."""
+        return (mask is None and zs.dtype.char == "f" and h0.dtype == c0.dtype == zs.dtype
+                and _jit.applies(xp, zs, w))
+
+    @staticmethod
     def forward(xp, zs, h0, c0, w, *, mask=None):
+        if LstmScan._compiled(xp, zs, h0, c0, w, mask):
+            return _jit.lstm_forward(zs, h0, c0, w)
         mask = None if mask is None else xp.asarray(mask)
         T, B, H4 = zs.shape
         H = H4 // 4
@@ -256,6 +266,9 @@ class LstmScan(Function):
         in place on preallocated buffers. Both paths are checked by the generic suite (first
         order runs this one; second order the Tensor path)."""
         T, B, H = hs.shape
+        with_gates = bool(gg.any())  # the gates are rarely used downstream: skip zeros
+        if not with_gates and LstmScan._compiled(xp, hs, h0, c0, w, mask):
+            return _jit.lstm_backward(ghs, gcs, hs, cs, gates, h0, c0, w, needs[3])
         i, f, g, o = LstmScan._split(gates)
         tch = xp.tanh(cs)
         k_h = tch * tch
@@ -279,7 +292,6 @@ class LstmScan(Function):
         p4 = p.reshape(T, B, 4, H)
         gh = xp.zeros((B, H), dtype=hs.dtype)
         gc = xp.zeros((B, H), dtype=hs.dtype)
-        with_gates = bool(gg.any())  # the gates are rarely used downstream: skip zeros
         with_gcs = bool(gcs.any())  # c̄ₜ: zero unless the cell states are used downstream
         for t in range(T - 1, -1, -1):
             ht = ghs[t] + gh
