@@ -683,3 +683,44 @@ def test_lstm_kernels_are_not_used_with_a_mask_float64_or_a_gate_cotangent():
         _jit.set_enabled(old)
     for a, b in zip(g, g_ref, strict=True):
         same_bits(a, b)
+
+
+def test_gru_step_kernels_agree_with_the_numpy_rules():
+    from tensorcalc.ops.rnn import GruScan
+
+    rng = np.random.default_rng(3)
+    T, B, H = 5, 3, 8
+    xs = (rng.standard_normal((T, B, 3 * H)) * 2).astype(np.float32)
+    h0 = rng.standard_normal((B, H)).astype(np.float32)
+    w = (rng.standard_normal((3 * H, H)) * 0.5).astype(np.float32)
+    b = rng.standard_normal(3 * H).astype(np.float32)
+    gy = rng.standard_normal((T, B, H)).astype(np.float32)
+    needs = (True,) * 4
+    assert GruScan._compiled(np, xs, h0, w, b, None)
+    assert not GruScan._compiled(np, xs, h0, w, b, np.ones((T, B), bool))
+    y = GruScan.forward(np, xs, h0, w, b)
+    g = GruScan.vjp(gy, y, xs, h0, w, b, needs=needs)
+    old = _jit.set_enabled(False)
+    try:
+        assert not GruScan._compiled(np, xs, h0, w, b, None)
+        y_ref = GruScan.forward(np, xs, h0, w, b)
+        g_ref = GruScan.vjp(gy, y_ref, xs, h0, w, b, needs=needs)
+    finally:
+        _jit.set_enabled(old)
+    for a_, b_ in zip((y, *g), (y_ref, *g_ref), strict=True):
+        assert a_.shape == b_.shape and a_.dtype == b_.dtype == np.float32
+        np.testing.assert_allclose(a_, b_, rtol=2e-5, atol=2e-6)
+    # the compiled backward is the derivative of the compiled forward (central differences)
+    v = [rng.standard_normal(a_.shape).astype(np.float32) for a_ in (xs, h0, w, b)]
+    eps = 1e-2
+
+    def f(s):
+        hs = GruScan.forward(np, *(a_ + s * d for a_, d in zip((xs, h0, w, b), v, strict=True)))
+        return float(np.sum(hs.astype(np.float64) * gy))
+
+    fd = (f(eps) - f(-eps)) / (2 * eps)
+    an = sum(float(np.sum(a_.astype(np.float64) * d)) for a_, d in zip(g, v, strict=True))
+    assert abs(fd - an) <= 2e-3 * max(1.0, abs(an))
+    # needs: W̄ and b̄ only when asked
+    _, _, gw, gb = GruScan.vjp(gy, y, xs, h0, w, b, needs=(True, True, False, False))
+    assert gw is None and gb is None

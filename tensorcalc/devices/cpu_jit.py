@@ -561,6 +561,122 @@ def lstm_backward(ghs, gcs, hs, cs, gates, h0, c0, w, need_w):
     return ga, gh, gc[0], gw
 
 
+# ------------------------------------------------------------------------------------- GRU
+# The same for ops/rnn.GruScan: gates r, u = σ(x + a + b), n = tanh(x_n + r⊙(a_n + b_n)) with
+# a = hₜ₋₁W_hhᵀ the step's GEMM (NumPy's); scratch s (4, B, H) per step holds r, u, n, h̃.
+def _gru_fwd_k(x, a, b, hp, s, hn, e, t):
+    """hn = (hp − n)⊙u + n for the step's projected inputs x (B, 3H), a = hp W_hhᵀ (B, 3H),
+    bias b (3H,); scratch s (4, B, H). (A loop writes one row and reads others: reading and
+    writing one row at two offsets keeps a loop scalar.)"""
+    B, H3 = x.shape
+    H = H3 // 3
+    half = e[3]
+    for r in range(B):
+        xr, ar, hpr, hnr, rr, ur = x[r], a[r], hp[r], hn[r], s[0, r], s[1, r]
+        for j in range(H):
+            rr[j] = half * _tanh32(half * (xr[j] + (ar[j] + b[j])), e, t) + half
+        for j in range(H):
+            ur[j] = half * _tanh32(half * (xr[H + j] + (ar[H + j] + b[H + j])), e, t) + half
+        for j in range(H):
+            hnr[j] = _tanh32(rr[j] * (ar[2 * H + j] + b[2 * H + j]) + xr[2 * H + j], e, t)  # n
+        for j in range(H):
+            hnr[j] = (hpr[j] - hnr[j]) * ur[j] + hnr[j]
+
+
+def _gru_bwd_k(gy, ghm, ghu, x, a, b, hp, s, gx, ga, ghu_out, e, t):
+    """One backward step: h̃ = gy + ghm + ghu (h̄ₜ + āₜ₊₁W + h̃ₜ₊₁⊙uₜ₊₁), the gates recomputed
+    from x, a = hₜ₋₁W_hhᵀ, b as forward; x̄ₜ = h̃⊙[(1−u)(1−n²)(a_n + b_n) r(1−r),
+    (hₜ₋₁ − n) u(1−u), (1−u)(1−n²)] into gx, āₜ = x̄ₜ⊙[1, 1, r] into ga, h̃⊙u into ghu_out;
+    scratch s (4, B, H): r, u, n, h̃."""
+    B, H3 = x.shape
+    H = H3 // 3
+    half, one = e[3], e[4]
+    for r in range(B):
+        xr, ar, hpr = x[r], a[r], hp[r]
+        rr, ur, nr, hr = s[0, r], s[1, r], s[2, r], s[3, r]
+        gxr, gar, gor = gx[r], ga[r], ghu_out[r]
+        for j in range(H):
+            rr[j] = half * _tanh32(half * (xr[j] + (ar[j] + b[j])), e, t) + half
+        for j in range(H):
+            ur[j] = half * _tanh32(half * (xr[H + j] + (ar[H + j] + b[H + j])), e, t) + half
+        for j in range(H):
+            nr[j] = _tanh32(rr[j] * (ar[2 * H + j] + b[2 * H + j]) + xr[2 * H + j], e, t)
+        gyr, gmr, gur = gy[r], ghm[r], ghu[r]
+        for j in range(H):
+            hr[j] = gyr[j] + gmr[j] + gur[j]  # h̃
+        for j in range(H):
+            n = nr[j]
+            gxr[2 * H + j] = hr[j] * ((one - ur[j]) * (one - n * n))
+        for j in range(H):
+            n, q = nr[j], rr[j]
+            gxr[j] = hr[j] * (((one - ur[j]) * (one - n * n)) * (ar[2 * H + j] + b[2 * H + j])
+                              * ((one - q) * q))
+        for j in range(H):
+            u = ur[j]
+            gxr[H + j] = hr[j] * ((hpr[j] - nr[j]) * ((one - u) * u))
+        for j in range(H):
+            gar[j] = gxr[j]
+        for j in range(H):
+            gar[H + j] = gxr[H + j]
+        for j in range(H):
+            gar[2 * H + j] = gxr[2 * H + j] * rr[j]
+        for j in range(H):
+            gor[j] = hr[j] * ur[j]
+
+
+def gru_forward(xs, h0, w, b):
+    """GruScan's forward for float32 NumPy arrays without a mask: hs (T, B, H)."""
+    T, B, H3 = xs.shape
+    H = H3 // 3
+    hs = np.empty((T, B, H), dtype=xs.dtype)
+    a = np.empty((B, H3), dtype=xs.dtype)
+    sc = np.empty((4, B, H), dtype=xs.dtype)
+    k = _kernel("gru_fwd")
+    e, t = _tanh_consts()
+    wt = w.T
+    h = np.ascontiguousarray(h0)
+    for s in range(T):
+        np.matmul(h, wt, out=a)
+        k(xs[s], a, b, h, sc, hs[s], e, t)
+        h = hs[s]
+    return hs
+
+
+def gru_backward(gy, xs, h0, w, b, hs, needs):
+    """GruScan's VJP for float32 NumPy arrays without a mask: (x̄s, h̄₀, W̄, b̄), None where
+    not needed (x̄s and h̄₀ are always formed: they carry the recurrence)."""
+    T, B, H3 = xs.shape
+    H = H3 // 3
+    h0 = np.ascontiguousarray(h0)
+    A = np.empty((T, B, H3), dtype=xs.dtype)  # hₜ₋₁W_hhᵀ for every step: two GEMMs
+    np.matmul(h0, w.T, out=A[0])
+    if T > 1:
+        np.matmul(hs[:-1].reshape((T - 1) * B, H), w.T, out=A[1:].reshape((T - 1) * B, H3))
+    gx = np.empty((T, B, H3), dtype=xs.dtype)
+    ga = np.empty((T, B, H3), dtype=xs.dtype)
+    sc = np.empty((4, B, H), dtype=xs.dtype)
+    ghm = np.zeros((B, H), dtype=xs.dtype)
+    ghu = [np.zeros((B, H), dtype=xs.dtype), np.empty((B, H), dtype=xs.dtype)]
+    gyc = np.empty((B, H), dtype=xs.dtype)
+    k = _kernel("gru_bwd")
+    e, t = _tanh_consts()
+    for s in range(T - 1, -1, -1):
+        gyc[...] = gy[s]
+        k(gyc, ghm, ghu[0], xs[s], A[s], b, hs[s - 1] if s else h0, sc, gx[s], ga[s], ghu[1],
+          e, t)
+        ghu.reverse()
+        np.matmul(ga[s], w, out=ghm)
+    gh = ghm + ghu[0]  # h̄₀ = ā₁W + h̃₁⊙u₁
+    gw = gb = None
+    if needs[2]:
+        gw = ga[0].T @ h0
+        if T > 1:
+            gw += ga[1:].reshape((T - 1) * B, H3).T @ hs[:-1].reshape((T - 1) * B, H)
+    if needs[3]:
+        gb = ga.reshape(T * B, H3).sum(axis=0)
+    return gx, gh, gw, gb
+
+
 # ------------------------------------------------------------------------------ batch norm
 # Batch norm in training mode on channels-last memory, as (P, C) rows (P = N·H·W pixels): the
 # per-channel sums run along the rows with the C channels in the vector lanes. Sums are taken
@@ -937,7 +1053,8 @@ def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
 
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
-            "lstm_fwd": _lstm_fwd_k, "lstm_bwd": _lstm_bwd_k,
+            "lstm_fwd": _lstm_fwd_k, "lstm_bwd": _lstm_bwd_k, "gru_fwd": _gru_fwd_k,
+            "gru_bwd": _gru_bwd_k,
             "bn_sums": _bn_sums_k, "bn_grad_sums": _bn_grad_sums_k, "bn_affine": _bn_affine_k,
             "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k, "relu": _relu_k,
             "maxpool": _maxpool_k,

@@ -388,7 +388,16 @@ class GruScan(Function):
     """
 
     @staticmethod
+    def _compiled(xp, xs, h0, w, b, mask):
+        """The compiled step kernels apply (devices/cpu_jit.gru_forward / gru_backward):
+        float32 NumPy arrays, no mask."""
+        return (mask is None and xs.dtype.char == "f" and h0.dtype == xs.dtype
+                and _jit.applies(xp, xs, w, b))
+
+    @staticmethod
     def forward(xp, xs, h0, w, b, *, mask=None):
+        if GruScan._compiled(xp, xs, h0, w, b, mask):
+            return _jit.gru_forward(xs, h0, w, b)
         mask = None if mask is None else xp.asarray(mask)
         T, B, H3 = xs.shape
         H = H3 // 3
@@ -426,6 +435,9 @@ class GruScan(Function):
 
     @staticmethod
     def vjp(gy, y, xs, h0, w, b, *, mask=None, needs):
+        if not any(isinstance(v, Tensor) for v in (gy, y, xs, h0, w, b)) \
+                and gy.dtype == xs.dtype and GruScan._compiled(xp_of((xs,)), xs, h0, w, b, mask):
+            return _jit.gru_backward(gy, xs, h0, w, b, y, needs)
         hp, r, u, n, an = GruScan._gates(xs, h0, w, b, y)
         pn = (1 - u) * (1 - n * n)
         px = concat([pn * an * r * (1 - r), (hp - n) * u * (1 - u), pn], axis=-1)
