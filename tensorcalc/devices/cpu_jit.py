@@ -526,7 +526,7 @@ def lstm_forward(zs, h0, c0, w):
     a = np.empty((B, H4), dtype=zs.dtype)
     k = _kernel("lstm_fwd")
     e, t = _tanh_consts()
-    wt = w.T
+    wt = np.ascontiguousarray(w.T)  # (a step's h Wᵀ with Wᵀ a transposed view: 1.5x slower)
     h, c = np.ascontiguousarray(h0), np.ascontiguousarray(c0)
     for s in range(T):
         np.matmul(h, wt, out=a)
@@ -633,7 +633,7 @@ def gru_forward(xs, h0, w, b):
     sc = np.empty((4, B, H), dtype=xs.dtype)
     k = _kernel("gru_fwd")
     e, t = _tanh_consts()
-    wt = w.T
+    wt = np.ascontiguousarray(w.T)  # (as lstm_forward)
     h = np.ascontiguousarray(h0)
     for s in range(T):
         np.matmul(h, wt, out=a)
