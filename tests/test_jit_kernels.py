@@ -410,26 +410,40 @@ def test_batch_norm_kernels_give_the_same_bits_at_any_thread_count(threads):
     assert backend.parallel_calls() > calls
 
 
-@pytest.mark.parametrize("layout", ["C", "channels-last", "mixed"])
-def test_relu_rule_kernel_is_the_product_with_the_mask(layout):
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("layout", ["C", "channels-last", "mixed", "padded view", "x C, g not"])
+def test_relu_rule_kernel_is_the_product_with_the_mask(layout, slope):
+    """ReLU's rule ȳ ⊙ [x > 0] and leaky ReLU's where(x > 0, ȳ, a·ȳ), compiled, give the NumPy
+    rules' bits in every pair of layouts: one flat pass where ȳ and x share one, the strided
+    4-D pass where x is channels-last and ȳ is not (ȳ NCHW from a flatten, or a view into a
+    padded buffer, as a convolution's x̄ is); x C-contiguous with ȳ in another layout: NumPy."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((8, 16, 12, 12)).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)
     x[0, 0, 0, :4] = [0.0, -0.0, np.nan, -1.0]
     g[0, 0, 0, :4] = [1.0, 1.0, 1.0, np.inf]  # inf·0 = NaN, as ȳ ⊙ [x > 0] gives
-    if layout != "C":
+    if layout not in ("C", "x C, g not"):
         x = _cl(x)
     if layout == "channels-last":
         g = _cl(g)
+    if layout == "padded view":  # channels-last memory of a padded image, viewed
+        buf = np.zeros((8, 14, 14, 16), np.float32)
+        buf[:, 1:13, 1:13] = g.transpose(0, 2, 3, 1)
+        g = buf[:, 1:13, 1:13].transpose(0, 3, 1, 2)
+    if layout == "x C, g not":
+        g = _cl(g)
     with np.errstate(invalid="ignore"):
-        got = E.Relu.vjp(g, None, x, needs=(True,))[0]
-        want = g * (x > 0)
+        if slope:
+            got = E.LeakyRelu.vjp(g, None, x, needs=(True,), negative_slope=slope)[0]
+            want = np.where(x > 0, g, g * np.float32(slope))
+        else:
+            got = E.Relu.vjp(g, None, x, needs=(True,))[0]
+            want = g * (x > 0)
     same_bits(np.ascontiguousarray(got), np.ascontiguousarray(want))
-    if layout == "channels-last":
-        assert got.transpose(0, 2, 3, 1).flags.c_contiguous
-        assert _jit.relu_grad(g, x) is not None
-    if layout == "mixed":
-        assert _jit.relu_grad(g, x) is None  # the NumPy rule took it
+    handled = _jit.relu_grad(g, x, slope) is not None
+    assert handled == (layout != "x C, g not")
+    if layout != "C" and handled:
+        assert got.transpose(0, 2, 3, 1).flags.c_contiguous  # x̄ in x's layout
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -724,3 +738,21 @@ def test_gru_step_kernels_agree_with_the_numpy_rules():
     # needs: W̄ and b̄ only when asked
     _, _, gw, gb = GruScan.vjp(gy, y, xs, h0, w, b, needs=(True, True, False, False))
     assert gw is None and gb is None
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.2, 1.0])
+@pytest.mark.parametrize("layout", ["C", "channels-last"])
+def test_leaky_relu_forward_kernel_gives_numpys_bits(layout, slope):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 8, 16, 16)).astype(np.float32)
+    x[0, 0, 0, :6] = [0.0, -0.0, np.nan, -np.inf, np.inf, -1e-45]
+    if layout == "channels-last":
+        x = _cl(x)
+    assert _jit.leaky_relu(x, slope) is not None
+    got = E.LeakyRelu.forward(np, x, negative_slope=slope)
+    want = np.maximum(x, x * np.float32(slope))
+    same_bits(np.ascontiguousarray(got), np.ascontiguousarray(want))
+    assert np.signbit(got[0, 0, 0, 1])  # −0 stays −0
+    if layout == "channels-last":
+        assert got.transpose(0, 2, 3, 1).flags.c_contiguous
+    assert _jit.leaky_relu(x, 0.0) is None and _jit.leaky_relu(x, 2.0) is None

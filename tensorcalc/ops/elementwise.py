@@ -310,6 +310,10 @@ class LeakyRelu(Elementwise):
 
     @staticmethod
     def forward(xp, x, *, negative_slope):
+        if x.size >= _JIT_EW_MIN and _jit.usable(xp, x.dtype):
+            y = _jit.leaky_relu(x, negative_slope)  # one compiled pass
+            if y is not None:
+                return y
         if _par_flat(xp, x):  # T > 1 kernel threads: the same passes on row ranges
             y = xp.empty_like(x)
             xf, yf = x.reshape(-1), y.reshape(-1)
@@ -348,6 +352,10 @@ class LeakyRelu(Elementwise):
         if isinstance(g, Tensor) or isinstance(x, Tensor) or g.shape != x.shape:
             return (g * cls.derivative(y, x, negative_slope=negative_slope),)
         xp = xp_of((x,))
+        if g.size >= _JIT_EW_MIN and _jit.usable(xp, g.dtype) and g.dtype == x.dtype:
+            gx = _jit.relu_grad(g, x, negative_slope)  # one compiled pass, any two layouts
+            if gx is not None:
+                return (gx,)
         if _par_flat(xp, x) and g.flags.c_contiguous and g.dtype == x.dtype:
             out = xp.empty_like(x)
             xf, gf, of = x.reshape(-1), g.reshape(-1), out.reshape(-1)
