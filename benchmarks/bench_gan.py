@@ -1,4 +1,5 @@
-"""GAN training: time per generator step, tensorcalc vs PyTorch, same model, 1 thread (issue 12).
+"""GAN training: time per generator step, tensorcalc vs PyTorch, same model, 1 and 2
+threads (issue 12).
 
 Workload: the gan recipe's small DCGAN (G: z 64 -> fc 64·7·7 -> BN -> ReLU -> convT 64→32 -> BN
 -> ReLU -> convT 32→1 -> tanh; D: conv 1→32 -> LReLU -> conv 32→64 [-> BN] -> LReLU -> fc 1),
@@ -13,7 +14,8 @@ Before timing, the WGAN-GP critic loss and its parameter gradients (double backw
 against PyTorch in float64 (same weights and inputs; max difference ~2e-15).
 
 Target: ≤ 1.5× PyTorch per generator step. Run:
-    .venv-bench/bin/python benchmarks/bench_gan.py [--quick] [--write] [--clock cpu]
+    .venv-bench/bin/python benchmarks/bench_gan.py [--quick] [--write] [--clock cpu] [--threads N]
+(without --threads: 1 and then 2 threads, in one process)
 """
 
 from __future__ import annotations
@@ -132,8 +134,6 @@ def check_penalty_against_torch():
 def main():
     ap = common.add_common_args(argparse.ArgumentParser(description=__doc__))
     args = ap.parse_args()
-    threads = args.threads or 1
-    common.set_threads(threads)
     common.set_clock(args.clock)
     rng = np.random.default_rng(0)
     real = (rng.random((B * 5, 1, 28, 28)) * 2 - 1).astype(np.float32)
@@ -148,22 +148,25 @@ def main():
     if have_torch:
         print(f"WGAN-GP critic loss and parameter gradients vs PyTorch (float64): max |diff| "
               f"{check_penalty_against_torch():.1e}")
-    for kind in ("dcgan", "wgan-gp"):
-        fns = {"tensorcalc": make_tc(kind, real)}
-        if have_torch:
-            fns["pytorch"] = make_torch(kind, real)
-        stats = common.compare(fns, repeat=rep, warmup=2, target_s=0.05)
-        what = ("DCGAN non-saturating: 1 D + 1 G update" if kind == "dcgan" else
-                "WGAN-GP: 5 critic updates with the penalty (double backward) + 1 G update")
-        rows.append(common.row_from_stats(
-            "gan", f"{what}, batch {B}, f32, {threads} thread, {args.clock} clock", stats,
-            target=TARGET if have_torch else None))
+    info = common.machine_info()  # load average before the run
+    for threads in ([args.threads] if args.threads else [1, 2]):
+        common.set_threads(threads)
+        for kind in ("dcgan", "wgan-gp"):
+            fns = {"tensorcalc": make_tc(kind, real)}
+            if have_torch:
+                fns["pytorch"] = make_torch(kind, real)
+            stats = common.compare(fns, repeat=rep, warmup=2, target_s=0.05)
+            what = ("DCGAN non-saturating: 1 D + 1 G update" if kind == "dcgan" else
+                    "WGAN-GP: 5 critic updates with the penalty (double backward) + 1 G update")
+            rows.append(common.row_from_stats(
+                "gan", f"{what}, batch {B}, f32, {threads} thread, {args.clock} clock", stats,
+                target=TARGET if have_torch else None))
     common.print_rows(rows)
     common.dump_json(args.json, rows)
     if args.write:
-        info = common.machine_info()
         body = "\n".join([f"### GAN generator step (bench_gan.py), {common.stamp()}", "",
-                          common.machine_md(info), "", common.rows_table(rows), ""])
+                          common.machine_md(info), f"- load average at end: "
+                          f"{common.load_at_end(info)}", "", common.rows_table(rows), ""])
         common.write_section("gan", body)
 
 

@@ -1,4 +1,4 @@
-"""Recurrent layers: one training step of nn.LSTM / nn.GRU, tensorcalc vs PyTorch, 1 thread.
+"""Recurrent layers: one training step of nn.LSTM / nn.GRU, tensorcalc vs PyTorch, 1 and 2 threads.
 
 Workload (issue 10): T = 32 steps, batch 32, input 128, hidden 128, float32; loss = mean of the
 outputs squared; forward + backward + SGD step. tensorcalc's ``nn.LSTM``/``nn.GRU`` (one GEMM
@@ -12,6 +12,7 @@ Also: one training iteration of the char-lstm recipe's model (embedding 64, LSTM
 in PyTorch.
 
 Run:  .venv-bench/bin/python benchmarks/bench_rnn.py [--quick] [--write] [--threads N]
+(without --threads: 1 and then 2 threads, in one process)
 """
 
 from __future__ import annotations
@@ -141,21 +142,12 @@ def make_charlm_torch(m_tc, x_np, y_np):
     return step
 
 
-def main():
-    ap = common.add_common_args(argparse.ArgumentParser(description=__doc__))
-    args = ap.parse_args()
-    threads = args.threads or 1
+def run(threads, quick, have_torch):
     common.set_threads(threads)
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((T, B, I)).astype(np.float32)
-    rep = 8 if args.quick else 30
+    rep = 8 if quick else 30
     rows = []
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-        print("torch not installed: tensorcalc figures only")
     for kind in ("lstm", "gru"):
         m, tc_step = make_tc(kind, x_np)
         fns = {"tensorcalc": tc_step}
@@ -172,8 +164,8 @@ def main():
         rows.append(common.row_from_stats("rnn", case, stats, target=TARGET))
         if "cells" in stats:
             rows.append(common.row_from_stats(
-                "rnn", "LSTM as a loop of F.lstm_cell (no fused scan), same workload", stats,
-                tc_key="cells", note="reference: what the fused primitive buys"))
+                "rnn", f"LSTM as a loop of F.lstm_cell (no fused scan), same workload, {threads} "
+                "thread", stats, tc_key="cells", note="reference: what the fused primitive buys"))
     xc = rng.integers(0, 77, (32, 64))
     yc = rng.integers(0, 77, (32, 64))
     mc, sc = make_charlm(xc, yc)
@@ -184,12 +176,28 @@ def main():
     rows.append(common.row_from_stats(
         "rnn", f"char-lstm iteration: emb 64, LSTM 2×192, batch 32×64, AdamW + clip, "
         f"{threads} thread", stats))
+    return rows
+
+
+def main():
+    ap = common.add_common_args(argparse.ArgumentParser(description=__doc__))
+    args = ap.parse_args()
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        print("torch not installed: tensorcalc figures only")
+    info = common.machine_info()  # load average before the run
+    rows = []
+    for threads in ([args.threads] if args.threads else [1, 2]):
+        rows += run(threads, args.quick, have_torch)
     common.print_rows(rows)
     common.dump_json(args.json, rows)
     if args.write:
-        info = common.machine_info()
         body = "\n".join([f"### Recurrent layers (bench_rnn.py), {common.stamp()}", "",
-                          common.machine_md(info), "", common.rows_table(rows), ""])
+                          common.machine_md(info), f"- load average at end: "
+                          f"{common.load_at_end(info)}", "", common.rows_table(rows), ""])
         common.write_section("rnn", body)
 
 
