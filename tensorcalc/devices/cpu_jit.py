@@ -1,7 +1,8 @@
 """Compiled CPU kernels (numba, optional) for the primitives NumPy runs as many passes — layer
-norm, GELU and GELU′, softmax, batch norm (channels-last), ReLU′, tiling max pooling, and the
-fold (col2im: transposed convolutions, a convolution's x̄): a fast path for NumPy float
-arrays, beside devices/cuda.py's kernels for CuPy (issue 19 allows a JIT library for this).
+norm, GELU and GELU′, softmax, the LSTM and GRU steps, batch norm (channels-last), ReLU, leaky
+ReLU and their rules, tiling max pooling, and the fold (col2im: transposed convolutions, a
+convolution's x̄): a fast path for NumPy float arrays, beside devices/cuda.py's kernels for
+CuPy (issue 19 allows a JIT library for this).
 
 Each kernel computes the mathematics of the NumPy rule next to its primitive, which stays the
 reference: it is what runs where numba is not installed, with ``TENSORCALC_JIT=0``, on other
@@ -17,7 +18,16 @@ two reads and two writes (~100 µs). The cost: numba + llvmlite (~210 MB install
 Floating point. ``fastmath`` is limited to reassociation and contraction (so the row sums
 vectorise and a·b + c may be one FMA); NaN and ±inf keep NumPy's IEEE meaning (no 'nnan' or
 'ninf' flags). Row sums are therefore summed in a different order than NumPy's: the values
-agree to rounding, not bit for bit, with the NumPy path.
+agree to rounding, not bit for bit, with the NumPy path. Exponentials and tanh are the
+helpers _exp_le0 and _tanh32 (≤ 2 ulp), written so that a loop over values vectorises:
+numba's np.exp / np.tanh are a call per value.
+
+Vectorisation, learnt the hard way (each measured: a loop that stays scalar runs 3-10x
+slower): a loop should write one array (more, and the compiler's run-time checks that the
+arrays do not overlap exceed its limit), not read and write one row at two offsets, run over
+``range(n)`` from 0 (a variable start keeps numba's negative-index check), and take a float
+maximum as an integer one on ordered bits (a float maximum with NaN semantics does not
+vectorise).
 
 Determinism. Every row is computed by one call, in one order, whichever thread runs it; column
 sums (layer norm's γ̄, β̄, batch norm's statistics) are accumulated per fixed block of rows and
