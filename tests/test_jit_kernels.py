@@ -756,3 +756,40 @@ def test_leaky_relu_forward_kernel_gives_numpys_bits(layout, slope):
     if layout == "channels-last":
         assert got.transpose(0, 2, 3, 1).flags.c_contiguous
     assert _jit.leaky_relu(x, 0.0) is None and _jit.leaky_relu(x, 2.0) is None
+
+
+def test_recurrent_scans_split_their_batch_over_threads(threads):
+    """The LSTM and GRU time loops run per batch range on the kernel pool (cpu_jit._over_batch):
+    the same values as one thread to rounding (a range's GEMMs have fewer rows), the same bits
+    on every run with the same thread count, and the pool is used."""
+    from tensorcalc.ops.rnn import GruScan, LstmScan
+
+    rng = np.random.default_rng(5)
+    T, B, H = 12, 48, 64
+    zs = (rng.standard_normal((T, B, 4 * H)) * 2).astype(np.float32)
+    xs = zs[..., :3 * H].copy()
+    h0 = rng.standard_normal((B, H)).astype(np.float32)
+    c0 = rng.standard_normal((B, H)).astype(np.float32)
+    w4 = (rng.standard_normal((4 * H, H)) * 0.3).astype(np.float32)
+    w3, b3 = w4[:3 * H].copy(), rng.standard_normal(3 * H).astype(np.float32)
+    gy = rng.standard_normal((T, B, H)).astype(np.float32)
+    gz = np.zeros((T, B, 4 * H), np.float32)
+
+    def lstm():
+        y = LstmScan.forward(np, zs, h0, c0, w4)
+        return (*y, *LstmScan.vjp((gy, gy * 0.5, gz), y, zs, h0, c0, w4, needs=(True,) * 4))
+
+    def gru():
+        y = GruScan.forward(np, xs, h0, w3, b3)
+        return (y, *GruScan.vjp(gy, y, xs, h0, w3, b3, needs=(True,) * 4))
+
+    assert LstmScan._compiled(np, zs, h0, c0, w4, None)
+    for run in (lstm, gru):
+        one = threads(1, run)
+        calls = backend.parallel_calls()
+        two = threads(2, run)
+        assert backend.parallel_calls() > calls
+        for a, b_ in zip(one, two, strict=True):
+            np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-5)
+        for a, b_ in zip(two, threads(2, run), strict=True):
+            same_bits(a, b_)
