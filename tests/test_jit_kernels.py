@@ -793,3 +793,28 @@ def test_recurrent_scans_split_their_batch_over_threads(threads):
             np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-5)
         for a, b_ in zip(two, threads(2, run), strict=True):
             same_bits(a, b_)
+
+
+def test_lstm_time_loop_compiled_and_python_agree(monkeypatch):
+    """The LSTM's time loop runs as one compiled call (GEMMs through SciPy's BLAS pointer, in
+    small-matrix blocks) where that kernel exists, else as a Python loop of NumPy calls: the
+    two give the same values to rounding."""
+    from tensorcalc.ops.rnn import LstmScan
+
+    assert _jit._blas_kernel("lstm_fwd_scan", _jit._lstm_fwd_scan_factory, np.float32)
+    assert _jit._blas_kernel("lstm_bwd_scan", _jit._lstm_bwd_scan_factory, np.float32)
+    zs, h0, c0, w, ghs, gcs = _lstm_data(T=7, B=5, H=40)  # 160 gate columns: 5 blocks of 32
+    gg = np.zeros(zs.shape, np.float32)
+
+    def run():
+        y = LstmScan.forward(np, zs, h0, c0, w)
+        return (*y, *LstmScan.vjp((ghs, gcs, gg), y, zs, h0, c0, w, needs=(True,) * 4))
+
+    monkeypatch.setattr(_jit, "_small_block", lambda rows, k, n: min(n, 32))
+    compiled = run()
+    real = _jit._blas_kernel
+    monkeypatch.setattr(_jit, "_blas_kernel",
+                        lambda name, f, dt: None if name.endswith("_scan") else real(name, f, dt))
+    python = run()
+    for a, b_ in zip(compiled, python, strict=True):
+        np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-6)

@@ -534,17 +534,31 @@ def _over_batch(B, T, macs_per_row_step, loop):
     thread, from 8 rows each; the results are the same bits at every run with the same thread
     count.
 
-    A piece beside others runs its loop as one compiled call (``*_scan`` kernels: SciPy's GEMM
-    through its pointer and the step kernel, GIL released): as a Python loop the threads took
-    turns on the GIL at every step (an LSTM forward, T32 B32 H128, 2.19 ms on one thread, 2.48
-    on two). The whole batch on one thread keeps the Python loop: NumPy's OpenBLAS (0.3.31)
-    runs these small GEMMs 15-25 % faster than SciPy's (0.3.30), 2.19 against 2.34 ms."""
+    With the compiled ``*_scan`` kernels (LSTM) a piece's loop is one call, the GIL released:
+    each step's GEMM is SciPy's ?gemm through its pointer, in blocks of output columns that
+    OpenBLAS's small-matrix kernels take (no packing of W at every step: _small_block), then
+    the step kernel. T 32, B 32, H 128, one thread: forward 2.20 → 1.52 ms and backward
+    1.97 → 1.49 ms against the Python loop of NumPy calls; on two threads as Python loops the
+    threads took turns on the GIL at every step (forward 2.19 → 2.48 ms). Without them (numba
+    without a usable BLAS pointer) the loop is Python's, with NumPy's GEMM."""
     cost = B * T * macs_per_row_step
     parallel_chunks(B, loop, cost=cost, min_size=_SCAN_PAR_MIN, serial_blas=True,
                     piece=max(1, cost // kernel_threads()), align=8)
 
 
 _SCAN_PAR_MIN = 1 << 22  # multiply-adds of the steps' GEMMs (an LSTM T32 B32 H128: 67M)
+
+
+def _small_block(rows, k, n):
+    """Output columns per GEMM call so that rows·cols·k stays within OpenBLAS's small-matrix
+    kernels (≤ 100³ multiply-adds, ops.windows._SMALL_GEMM): a multiple of 32, at most n; n
+    (one call) where those kernels are not the fast ones (backend.scipy_blas_small_kernels)."""
+    from ..backend import scipy_blas_small_kernels
+    from ..ops.windows import _SMALL_GEMM
+
+    if not scipy_blas_small_kernels():
+        return int(n)
+    return int(min(n, max(32, (_SMALL_GEMM // max(1, rows * k)) // 32 * 32)))
 
 
 def lstm_forward(zs, h0, c0, w):
@@ -563,8 +577,8 @@ def lstm_forward(zs, h0, c0, w):
 
     def loop(b0, b1):
         a = np.empty((b1 - b0, H4), dtype=zs.dtype)
-        if scan is not None and b1 - b0 < B:  # a piece beside others: GIL released (below)
-            scan(zs, h0, c0, wt, hs, cs, gates, a, b0, b1, e, t)
+        if scan is not None:  # the time loop as one compiled call (see _over_batch)
+            scan(zs, h0, c0, wt, hs, cs, gates, a, b0, b1, _small_block(b1 - b0, H, H4), e, t)
             return
         h, c = h0[b0:b1], c0[b0:b1]
         for s in range(T):
@@ -596,8 +610,9 @@ def lstm_backward(ghs, gcs, hs, cs, gates, h0, c0, w, need_w):
         gc = [np.zeros((n, H), dtype=hs.dtype), np.empty((n, H), dtype=hs.dtype)]
         hin = np.empty((n, H), dtype=hs.dtype)
         cin = np.empty((n, H), dtype=hs.dtype)
-        if scan is not None and b1 - b0 < B:  # a piece beside others (see _over_batch)
-            scan(ghs, gcs, gates, cs, c0, w, ga, gh, gc0, hin, cin, gc[0], gc[1], b0, b1, e, t)
+        if scan is not None:  # the time loop as one compiled call (see _over_batch)
+            scan(ghs, gcs, gates, cs, c0, w, ga, gh, gc0, hin, cin, gc[0], gc[1], b0, b1,
+                 _small_block(n, 4 * H, H), e, t)
             return
         for s in range(T - 1, -1, -1):
             np.add(ghs[s, b0:b1], ghr, out=hin)
@@ -623,16 +638,20 @@ def _lstm_fwd_scan_factory(gemm, blas_args):
     (H, n), both as stored) and then the step kernel."""
     step = _kernel("lstm_fwd")
 
-    def lstm_fwd_scan(zs, h0, c0, wt, hs, cs, gates, a, b0, b1, e, t):
+    def lstm_fwd_scan(zs, h0, c0, wt, hs, cs, gates, a, b0, b1, blk, e, t):
         T = zs.shape[0]
         H, H4 = wt.shape
         isz = wt.itemsize
-        ints, ip, sp, cp = blas_args(wt, False, H4, b1 - b0, H, H)
+        # [m, n, k = ldb, lda = ldc]: blocks of blk gate columns (OpenBLAS's small-matrix
+        # kernels: no packing of W at every step)
+        ints, ip, sp, cp = blas_args(wt, False, blk, b1 - b0, H, H4)
         for s in range(T):
             hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
             cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
-            gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, wt.ctypes.data, ip, hp.ctypes.data,
-                 ip + 12, sp + isz, a.ctypes.data, ip)
+            for j in range(0, H4, blk):
+                ints[0] = min(blk, H4 - j)
+                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, wt.ctypes.data + j * isz, ip + 12,
+                     hp.ctypes.data, ip + 8, sp + isz, a.ctypes.data + j * isz, ip + 12)
             step(a, zs[s, b0:b1], cprev, gates[s, b0:b1], cs[s, b0:b1], hs[s, b0:b1], e, t)
 
     return lstm_fwd_scan
@@ -644,13 +663,14 @@ def _lstm_bwd_scan_factory(gemm, blas_args):
     Wᵀ (H, 4H) āᵀ (4H, n), as stored). gh[b0:b1] and gca start at zero."""
     step = _kernel("lstm_bwd")
 
-    def lstm_bwd_scan(ghs, gcs, gates, cs, c0, w, ga, gh, gc0, hin, cin, gca, gcb, b0, b1, e,
-                      t):
+    def lstm_bwd_scan(ghs, gcs, gates, cs, c0, w, ga, gh, gc0, hin, cin, gca, gcb, b0, b1, blk,
+                      e, t):
         T = gates.shape[0]
         H4, H = w.shape
         n = b1 - b0
         isz = w.itemsize
-        ints, ip, sp, cp = blas_args(w, False, H, n, H4, H4)
+        # [m, n, k = ldb, lda = ldc]: blocks of blk columns of h̄ (small-matrix kernels)
+        ints, ip, sp, cp = blas_args(w, False, blk, n, H4, H)
         ghr = gh[b0:b1]
         for s in range(T - 1, -1, -1):
             for r in range(n):
@@ -660,8 +680,11 @@ def _lstm_bwd_scan_factory(gemm, blas_args):
             cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
             step(hin, cin, gates[s, b0:b1], cs[s, b0:b1], cprev, ga[s, b0:b1], gcb, e, t)
             gca, gcb = gcb, gca
-            gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, w.ctypes.data, ip, ga[s, b0:b1].ctypes.data,
-                 ip + 12, sp + isz, ghr.ctypes.data, ip)
+            for j in range(0, H, blk):
+                ints[0] = min(blk, H - j)
+                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, w.ctypes.data + j * isz, ip + 12,
+                     ga[s, b0:b1].ctypes.data, ip + 8, sp + isz, ghr.ctypes.data + j * isz,
+                     ip + 12)
         for r in range(n):
             for j in range(H):
                 gc0[b0 + r, j] = gca[r, j]
