@@ -795,20 +795,27 @@ def test_recurrent_scans_split_their_batch_over_threads(threads):
             same_bits(a, b_)
 
 
-def test_lstm_time_loop_compiled_and_python_agree(monkeypatch):
-    """The LSTM's time loop runs as one compiled call (GEMMs through SciPy's BLAS pointer, in
-    small-matrix blocks) where that kernel exists, else as a Python loop of NumPy calls: the
-    two give the same values to rounding."""
-    from tensorcalc.ops.rnn import LstmScan
+def test_recurrent_time_loops_compiled_and_python_agree(monkeypatch):
+    """The LSTM's and GRU's time loops run as one compiled call (GEMMs through SciPy's BLAS
+    pointer, in small-matrix blocks) where those kernels exist, else as Python loops of NumPy
+    calls: the two give the same values to rounding."""
+    from tensorcalc.ops.rnn import GruScan, LstmScan
 
-    assert _jit._blas_kernel("lstm_fwd_scan", _jit._lstm_fwd_scan_factory, np.float32)
-    assert _jit._blas_kernel("lstm_bwd_scan", _jit._lstm_bwd_scan_factory, np.float32)
+    for name, fac in [("lstm_fwd_scan", _jit._lstm_fwd_scan_factory),
+                      ("lstm_bwd_scan", _jit._lstm_bwd_scan_factory),
+                      ("gru_fwd_scan", _jit._gru_fwd_scan_factory),
+                      ("gru_bwd_scan", _jit._gru_bwd_scan_factory)]:
+        assert _jit._blas_kernel(name, fac, np.float32) is not None
     zs, h0, c0, w, ghs, gcs = _lstm_data(T=7, B=5, H=40)  # 160 gate columns: 5 blocks of 32
     gg = np.zeros(zs.shape, np.float32)
+    xs, w3 = zs[..., :120].copy(), w[:120].copy()
+    b3 = np.linspace(-1, 1, 120, dtype=np.float32)
 
     def run():
         y = LstmScan.forward(np, zs, h0, c0, w)
-        return (*y, *LstmScan.vjp((ghs, gcs, gg), y, zs, h0, c0, w, needs=(True,) * 4))
+        g = GruScan.forward(np, xs, h0, w3, b3)
+        return (*y, *LstmScan.vjp((ghs, gcs, gg), y, zs, h0, c0, w, needs=(True,) * 4), g,
+                *GruScan.vjp(ghs, g, xs, h0, w3, b3, needs=(True,) * 4))
 
     monkeypatch.setattr(_jit, "_small_block", lambda rows, k, n: min(n, 32))
     compiled = run()
