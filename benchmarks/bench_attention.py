@@ -287,16 +287,11 @@ def main():
     ap = common.add_common_args(argparse.ArgumentParser(description=__doc__))
     args = ap.parse_args()
     common.set_clock(args.clock)
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-        print("torch not installed: tensorcalc figures only")
+    have_torch = common.torch_available()
     info = common.machine_info()  # load average before the run
     rep = 6 if args.quick else 24
     rows = []
-    for threads in ([args.threads] if args.threads else [1, 2]):
+    for threads in common.thread_counts(args):
         rows += run(threads, rep, have_torch)
     common.print_rows(rows)
     common.dump_json(args.json, rows)

@@ -294,16 +294,11 @@ def main():
     for s in names:
         if s not in WORKLOADS:
             ap.error(f"unknown workload {s!r}; choose from {WORKLOADS}")
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-        print("torch not installed: tensorcalc figures only")
+    have_torch = common.torch_available()
     info = common.machine_info()
     rep = 6 if args.quick else 20
     rows = []
-    for threads in ([args.threads] if args.threads else [1, 2]):
+    for threads in common.thread_counts(args):
         rows += run(names, threads, rep, have_torch, args.clock)
     common.print_rows(rows)
     common.dump_json(args.json, rows)

@@ -139,17 +139,12 @@ def main():
     real = (rng.random((B * 5, 1, 28, 28)) * 2 - 1).astype(np.float32)
     rep = 5 if args.quick else 15
     rows = []
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-        print("torch not installed: tensorcalc figures only")
+    have_torch = common.torch_available()
     if have_torch:
         print(f"WGAN-GP critic loss and parameter gradients vs PyTorch (float64): max |diff| "
               f"{check_penalty_against_torch():.1e}")
     info = common.machine_info()  # load average before the run
-    for threads in ([args.threads] if args.threads else [1, 2]):
+    for threads in common.thread_counts(args):
         common.set_threads(threads)
         for kind in ("dcgan", "wgan-gp"):
             fns = {"tensorcalc": make_tc(kind, real)}

@@ -182,15 +182,10 @@ def run(threads, quick, have_torch):
 def main():
     ap = common.add_common_args(argparse.ArgumentParser(description=__doc__))
     args = ap.parse_args()
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-        print("torch not installed: tensorcalc figures only")
+    have_torch = common.torch_available()
     info = common.machine_info()  # load average before the run
     rows = []
-    for threads in ([args.threads] if args.threads else [1, 2]):
+    for threads in common.thread_counts(args):
         rows += run(threads, args.quick, have_torch)
     common.print_rows(rows)
     common.dump_json(args.json, rows)

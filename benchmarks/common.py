@@ -403,6 +403,21 @@ def stamp() -> str:
 
 
 # ------------------------------------------------------------------------------------ CLI glue
+def torch_available() -> bool:
+    """PyTorch importable (the side-by-side figures); says so when it is not."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch not installed: tensorcalc figures only")
+        return False
+    return True
+
+
+def thread_counts(args) -> list:
+    """The thread counts a bench runs: ``--threads N``, or 1 and then 2 (in one process)."""
+    return [args.threads] if args.threads else [1, 2]
+
+
 def add_common_args(p):
     p.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     p.add_argument("--write", action="store_true", help="refresh this bench's RESULTS.md section")

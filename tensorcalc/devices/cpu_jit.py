@@ -632,11 +632,26 @@ def lstm_backward(ghs, gcs, hs, cs, gates, h0, c0, w, need_w):
     return ga, gh, gc0, gw
 
 
+def _gemm_cols(gemm):
+    """A compiled ``cols(ints, ip, sp, cp, a, b, c, n, blk, isz)``: C ← A·B (column-major, as
+    the scan factories set ``ints`` = [m, n, k = ldb, lda = ldc] up with _blas_args) in blocks
+    of ``blk`` of C's n rows — a recurrent step's output columns — so that each call fits
+    OpenBLAS's small-matrix kernels (_small_block); a, b, c are the matrices' addresses."""
+
+    def cols(ints, ip, sp, cp, a, b, c, n, blk, isz):
+        for j in range(0, n, blk):
+            ints[0] = min(blk, n - j)
+            gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, a + j * isz, ip + 12, b, ip + 8, sp + isz,
+                 c + j * isz, ip + 12)
+
+    return _numba().njit(nogil=True)(cols)
+
+
 def _lstm_fwd_scan_factory(gemm, blas_args):
     """lstm_forward's time loop for batch rows b0 … b1 − 1 as one compiled call: each step
     a ← h Wᵀ (BLAS's GEMM through its pointer; column-major: aᵀ (4H, n) = Wᵀᵀ (4H, H) hᵀ
     (H, n), both as stored) and then the step kernel."""
-    step = _kernel("lstm_fwd")
+    step, cols = _kernel("lstm_fwd"), _gemm_cols(gemm)
 
     def lstm_fwd_scan(zs, h0, c0, wt, hs, cs, gates, a, b0, b1, blk, e, t):
         T = zs.shape[0]
@@ -648,10 +663,7 @@ def _lstm_fwd_scan_factory(gemm, blas_args):
         for s in range(T):
             hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
             cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
-            for j in range(0, H4, blk):
-                ints[0] = min(blk, H4 - j)
-                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, wt.ctypes.data + j * isz, ip + 12,
-                     hp.ctypes.data, ip + 8, sp + isz, a.ctypes.data + j * isz, ip + 12)
+            cols(ints, ip, sp, cp, wt.ctypes.data, hp.ctypes.data, a.ctypes.data, H4, blk, isz)
             step(a, zs[s, b0:b1], cprev, gates[s, b0:b1], cs[s, b0:b1], hs[s, b0:b1], e, t)
 
     return lstm_fwd_scan
@@ -661,7 +673,7 @@ def _lstm_bwd_scan_factory(gemm, blas_args):
     """lstm_backward's time loop for batch rows b0 … b1 − 1 as one compiled call: h̃ and c̃'s
     inputs summed into hin, cin, the step kernel, then h̄ ← ā W (column-major: h̄ᵀ (H, n) =
     Wᵀ (H, 4H) āᵀ (4H, n), as stored). gh[b0:b1] and gca start at zero."""
-    step = _kernel("lstm_bwd")
+    step, cols = _kernel("lstm_bwd"), _gemm_cols(gemm)
 
     def lstm_bwd_scan(ghs, gcs, gates, cs, c0, w, ga, gh, gc0, hin, cin, gca, gcb, b0, b1, blk,
                       e, t):
@@ -680,11 +692,8 @@ def _lstm_bwd_scan_factory(gemm, blas_args):
             cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
             step(hin, cin, gates[s, b0:b1], cs[s, b0:b1], cprev, ga[s, b0:b1], gcb, e, t)
             gca, gcb = gcb, gca
-            for j in range(0, H, blk):
-                ints[0] = min(blk, H - j)
-                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, w.ctypes.data + j * isz, ip + 12,
-                     ga[s, b0:b1].ctypes.data, ip + 8, sp + isz, ghr.ctypes.data + j * isz,
-                     ip + 12)
+            cols(ints, ip, sp, cp, w.ctypes.data, ga[s, b0:b1].ctypes.data, ghr.ctypes.data, H,
+                 blk, isz)
         for r in range(n):
             for j in range(H):
                 gc0[b0 + r, j] = gca[r, j]
@@ -758,7 +767,7 @@ def _gru_bwd_k(gy, ghm, ghu, x, a, b, hp, s, gx, ga, ghu_out, e, t):
 def _gru_fwd_scan_factory(gemm, blas_args):
     """gru_forward's time loop for batch rows b0 … b1 − 1 as one compiled call (as
     _lstm_fwd_scan_factory: a ← h W_hhᵀ in blocks of blk columns, then the step kernel)."""
-    step = _kernel("gru_fwd")
+    step, cols = _kernel("gru_fwd"), _gemm_cols(gemm)
 
     def gru_fwd_scan(xs, h0, wt, b, hs, a, sc, b0, b1, blk, e, t):
         T = xs.shape[0]
@@ -767,10 +776,7 @@ def _gru_fwd_scan_factory(gemm, blas_args):
         ints, ip, sp, cp = blas_args(wt, False, blk, b1 - b0, H, H3)
         for s in range(T):
             hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
-            for j in range(0, H3, blk):
-                ints[0] = min(blk, H3 - j)
-                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, wt.ctypes.data + j * isz, ip + 12,
-                     hp.ctypes.data, ip + 8, sp + isz, a.ctypes.data + j * isz, ip + 12)
+            cols(ints, ip, sp, cp, wt.ctypes.data, hp.ctypes.data, a.ctypes.data, H3, blk, isz)
             step(xs[s, b0:b1], a, b, hp, sc, hs[s, b0:b1], e, t)
 
     return gru_fwd_scan
@@ -780,7 +786,7 @@ def _gru_bwd_scan_factory(gemm, blas_args):
     """gru_backward's time loop for batch rows b0 … b1 − 1 as one compiled call: the step
     kernel, then h̄'s GEMM part ā W_hh in blocks of blk columns (as _lstm_bwd_scan_factory);
     at the end h̄₀ = ā₁W + h̃₁⊙u₁ into gh. ghm and ghu_a start at zero."""
-    step = _kernel("gru_bwd")
+    step, cols = _kernel("gru_bwd"), _gemm_cols(gemm)
 
     def gru_bwd_scan(gy, xs, A, b, hs, h0, w, gx, ga, gh, sc, ghm, ghu_a, ghu_b, gyc, b0, b1,
                      blk, e, t):
@@ -797,11 +803,8 @@ def _gru_bwd_scan_factory(gemm, blas_args):
             step(gyc, ghm, ghu_a, xs[s, b0:b1], A[s, b0:b1], b, hp, sc, gx[s, b0:b1],
                  ga[s, b0:b1], ghu_b, e, t)
             ghu_a, ghu_b = ghu_b, ghu_a
-            for j in range(0, H, blk):
-                ints[0] = min(blk, H - j)
-                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, w.ctypes.data + j * isz, ip + 12,
-                     ga[s, b0:b1].ctypes.data, ip + 8, sp + isz, ghm.ctypes.data + j * isz,
-                     ip + 12)
+            cols(ints, ip, sp, cp, w.ctypes.data, ga[s, b0:b1].ctypes.data, ghm.ctypes.data, H,
+                 blk, isz)
         for r in range(n):
             for j in range(H):
                 gh[b0 + r, j] = ghm[r, j] + ghu_a[r, j]
