@@ -621,3 +621,41 @@ def test_scipy_blas_registered_inside_a_serial_region_is_held_then_restored(monk
     finally:
         backend.set_kernel_threads(None)
         ctl.set_num_threads(before)
+
+
+@pytest.mark.parametrize("layout", ["C", "channels-last"])
+def test_binary_elementwise_ops_split_over_threads_with_the_serial_bits(threads, layout):
+    """add, sub, mul (forward, and mul's rule) of big same-layout arrays go over the kernel pool
+    at T > 1 (ops._util.parallel_binary): the same bits as NumPy's one call, in x's memory
+    order; broadcasting, mixed layouts and small arrays stay NumPy's."""
+    from tensorcalc.ops import _util as U
+    from tensorcalc.ops.arithmetic import Add, Mul, Sub
+
+    rng = np.random.default_rng(7)
+    shape = (16, 32, 24, 40)  # 491,520 values
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0, 0, :3] = [np.nan, np.inf, -0.0]
+    if layout == "channels-last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        y = np.ascontiguousarray(y.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert x.size >= U._BINARY_PAR_MIN
+    with np.errstate(invalid="ignore"):
+        for op, want in [(Add, x + y), (Sub, x - y), (Mul, x * y)]:
+            calls = backend.parallel_calls()
+            got = threads(2, lambda op=op: op.forward(np, x, y))
+            assert backend.parallel_calls() > calls
+            same_bits(got, want)
+            assert got.strides == x.strides  # x's memory order
+        g = rng.standard_normal(shape).astype(np.float32)
+        g = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) \
+            if layout == "channels-last" else g
+        gx, gy = threads(3, lambda: Mul.vjp(g, None, x, y, needs=(True, True)))
+        same_bits(gx, g * y)
+        same_bits(gy, g * x)
+    assert threads(1, lambda: U.parallel_binary(np, np.add, x, y)) is None  # T = 1
+    assert threads(2, lambda: U.parallel_binary(np, np.add, x, y[:1])) is None  # broadcast
+    assert threads(2, lambda: U.parallel_binary(np, np.add, x[:1], y[:1])) is None  # small
+    other = np.ascontiguousarray(y) if layout == "channels-last" else \
+        np.ascontiguousarray(y.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert threads(2, lambda: U.parallel_binary(np, np.add, x, other)) is None  # mixed

@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
+from ..backend import EW_PIECE, kernel_threads, parallel_chunks
 from ..devices import cuda as _cuda
 from ..devices.gemv_sum import gemv_sum
 from ..tensor import Tensor
 
 _CPU_MIN_SUM = 1 << 13  # below this NumPy's own reduction is as fast (measured)
+# values from which a binary elementwise op goes over the kernel pool (T > 1): at 2 threads a
+# (2048, 128) float32 add 122 → 86 µs, (2048, 512) 517 → 325 µs; (768, 128) 13 → 59 (in cache)
+_BINARY_PAR_MIN = 1 << 18
+
+
+def _dense_order(a):
+    """The axis order that makes ``a`` C-contiguous (its memory order), or None."""
+    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
+def parallel_binary(xp, ufunc, x, y):
+    """``ufunc(x, y)`` (an elementwise NumPy ufunc: add, subtract, multiply) in pieces over the
+    kernel pool, or None where that does not apply: NumPy arrays of one shape, dtype and dense
+    memory order (C-contiguous, or both the same permuted view such as channels-last), at
+    least _BINARY_PAR_MIN values, and T > 1 kernel threads. The result has x's memory order;
+    each value is the serial call's (the same bits at any T)."""
+    if getattr(xp, "__name__", "") != "numpy" or not isinstance(x, xp.ndarray) \
+            or not isinstance(y, xp.ndarray) or x.shape != y.shape or x.dtype != y.dtype \
+            or x.size < _BINARY_PAR_MIN or x.strides != y.strides or kernel_threads() <= 1:
+        return None
+    order = _dense_order(x)
+    if order is None:
+        return None
+    xt, yt = x.transpose(order), y.transpose(order)
+    out_t = xp.empty(xt.shape, dtype=x.dtype)
+    xf, yf, of = xt.reshape(-1), yt.reshape(-1), out_t.reshape(-1)
+    parallel_chunks(xf.size, lambda s, e: ufunc(xf[s:e], yf[s:e], out=of[s:e]),
+                    min_size=_BINARY_PAR_MIN, piece=EW_PIECE)
+    inverse = [0] * len(order)
+    for i, a in enumerate(order):
+        inverse[a] = i
+    return out_t.transpose(inverse)
 
 
 def sum_axes(xp, x, axes, keepdims=False):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..autodiff.function import Bilinear, Elementwise, Linear, primitive
+from ..backend import xp_of
 from ..tensor import Tensor
-from ._util import cast_like, public
+from ._util import cast_like, parallel_binary, public
 from .elementwise import log
 
 
@@ -21,7 +22,8 @@ class Add(Linear):
 
     @staticmethod
     def forward(xp, x, y):
-        return x + y
+        z = parallel_binary(xp, xp.add, x, y)  # big arrays at T > 1: over the kernel pool
+        return x + y if z is None else z
 
     @staticmethod
     def vjp(g, z, x, y, *, needs):
@@ -52,7 +54,8 @@ class Sub(Linear):
 
     @staticmethod
     def forward(xp, x, y):
-        return x - y
+        z = parallel_binary(xp, xp.subtract, x, y)
+        return x - y if z is None else z
 
     @staticmethod
     def vjp(g, z, x, y, *, needs):
@@ -107,11 +110,20 @@ class Mul(Bilinear):
 
     @staticmethod
     def forward(xp, x, y):
-        return x * y
+        z = parallel_binary(xp, xp.multiply, x, y)
+        return x * y if z is None else z
 
     @staticmethod
     def vjp(g, z, x, y, *, needs):
-        return (g * y if needs[0] else None), (g * x if needs[1] else None)
+        return (_times(g, y) if needs[0] else None), (_times(g, x) if needs[1] else None)
+
+
+def _times(g, a):
+    """g ⊙ a (Tensors recorded; big arrays over the kernel pool, see parallel_binary)."""
+    if isinstance(g, Tensor) or isinstance(a, Tensor):
+        return g * a
+    z = parallel_binary(xp_of((g,)), xp_of((g,)).multiply, g, a)
+    return g * a if z is None else z
 
 
 @public

@@ -11,7 +11,7 @@ from ..devices import cpu_jit as _jit
 from ..devices import cuda as _cuda
 from ..tensor import Tensor
 from . import arithmetic as _arith
-from ._util import cast_like, public
+from ._util import cast_like, parallel_binary, public
 
 
 @primitive
@@ -618,7 +618,8 @@ class Gelu(Elementwise):
         if keep and not isinstance(g, Tensor) and g.shape == x.shape and g.dtype == x.dtype:
             d = _saved_grad(y)
             if d is not None:
-                return (g * d,)
+                gd = parallel_binary(xp_of((g,)), xp_of((g,)).multiply, g, d)
+                return (g * d if gd is None else gd,)
         return (g * GeluGrad.apply(x),)
 
 
