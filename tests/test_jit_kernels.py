@@ -801,11 +801,8 @@ def test_recurrent_time_loops_compiled_and_python_agree(monkeypatch):
     calls: the two give the same values to rounding."""
     from tensorcalc.ops.rnn import GruScan, LstmScan
 
-    for name, fac in [("lstm_fwd_scan", _jit._lstm_fwd_scan_factory),
-                      ("lstm_bwd_scan", _jit._lstm_bwd_scan_factory),
-                      ("gru_fwd_scan", _jit._gru_fwd_scan_factory),
-                      ("gru_bwd_scan", _jit._gru_bwd_scan_factory)]:
-        assert _jit._blas_kernel(name, fac, np.float32) is not None
+    for name in ("lstm_fwd_scan", "lstm_bwd_scan", "gru_fwd_scan", "gru_bwd_scan"):
+        assert _jit._blas_kernel(name, np.float32) is not None
     zs, h0, c0, w, ghs, gcs = _lstm_data(T=7, B=5, H=40)  # 160 gate columns: 5 blocks of 32
     gg = np.zeros(zs.shape, np.float32)
     xs, w3 = zs[..., :120].copy(), w[:120].copy()
@@ -821,7 +818,7 @@ def test_recurrent_time_loops_compiled_and_python_agree(monkeypatch):
     compiled = run()
     real = _jit._blas_kernel
     monkeypatch.setattr(_jit, "_blas_kernel",
-                        lambda name, f, dt: None if name.endswith("_scan") else real(name, f, dt))
+                        lambda name, dt: None if name.endswith("_scan") else real(name, dt))
     python = run()
     for a, b_ in zip(compiled, python, strict=True):
         np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-6)

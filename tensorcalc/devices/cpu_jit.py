@@ -104,18 +104,23 @@ def _kernel(name):
     if k is None:
         nb = _numba()
         _compile_helpers(nb)
+        if name in _LOOP_STEPS:  # a time loop calls its step kernel: bind that first
+            glob, step = _LOOP_STEPS[name]
+            globals()[glob] = _kernel(step)
         # error_model="numpy": x/0 is ±inf or NaN as in NumPy (numba's default raises, and its
-        # check keeps a loop with a division from vectorising)
-        k = nb.njit(cache=True, nogil=True, fastmath=_FASTMATH,
-                    error_model="numpy")(_SOURCES[name])
+        # check keeps a loop with a division from vectorising); the BLAS-calling kernels
+        # (_BLAS_KERNELS) without fastmath: their sums stay in the NumPy path's order
+        k = nb.njit(cache=True, nogil=True, error_model="numpy",
+                    fastmath=False if name in _BLAS_KERNELS else _FASTMATH)(_SOURCES[name])
         _STATE["kernels"][name] = k
     return k
 
 
 def _compile_helpers(nb):
-    """Replace the module's helper functions (_bits_f32, _f32_bits, _exp_le0: Python
-    functions, so the kernels' source also runs uncompiled) by their compiled forms, which the
-    kernels then call inlined: the bit casts as numba intrinsics (one LLVM bitcast each)."""
+    """Replace the module's helper functions (_bits_f32, _f32_bits, _exp_le0, _tanh32, _xgemm,
+    _blas_args, _gemm_cols: Python functions, so the kernels' source also runs uncompiled) by
+    their compiled forms, which the kernels then call: the bit casts as numba intrinsics (one
+    LLVM bitcast each), SciPy's ?gemm as external functions called by symbol name."""
     g = globals()
     if "helpers" in _STATE:
         return
@@ -138,6 +143,12 @@ def _compile_helpers(nb):
         _exp_le0_py)
     g["_tanh32"] = nb.njit(inline="always", fastmath=_FASTMATH, error_model="numpy")(
         _tanh32_py)
+    sig = types.void(*([types.intp] * 13))
+    g["_sgemm_ext"] = types.ExternalFunction(_GEMM_SYMBOLS["s"], sig)
+    g["_dgemm_ext"] = types.ExternalFunction(_GEMM_SYMBOLS["d"], sig)
+    g["_xgemm"] = nb.njit(inline="always")(_xgemm_py)
+    g["_blas_args"] = nb.njit(cache=True, nogil=True)(_blas_args_py)
+    g["_gemm_cols"] = nb.njit(cache=True, nogil=True)(_gemm_cols_py)
     _STATE["helpers"] = True
 
 
@@ -573,7 +584,7 @@ def lstm_forward(zs, h0, c0, w):
     wt = np.ascontiguousarray(w.T)  # (a step's h Wᵀ with Wᵀ a transposed view: 1.5x slower)
     h0, c0 = np.ascontiguousarray(h0), np.ascontiguousarray(c0)
 
-    scan = _blas_kernel("lstm_fwd_scan", _lstm_fwd_scan_factory, zs.dtype)
+    scan = _blas_kernel("lstm_fwd_scan", zs.dtype)
 
     def loop(b0, b1):
         a = np.empty((b1 - b0, H4), dtype=zs.dtype)
@@ -601,7 +612,7 @@ def lstm_backward(ghs, gcs, hs, cs, gates, h0, c0, w, need_w):
     e, t = _tanh_consts()
     c0 = np.ascontiguousarray(c0)
 
-    scan = _blas_kernel("lstm_bwd_scan", _lstm_bwd_scan_factory, hs.dtype)
+    scan = _blas_kernel("lstm_bwd_scan", hs.dtype)
 
     def loop(b0, b1):
         n = b1 - b0
@@ -632,73 +643,84 @@ def lstm_backward(ghs, gcs, hs, cs, gates, h0, c0, w, need_w):
     return ga, gh, gc0, gw
 
 
-def _gemm_cols(gemm):
-    """A compiled ``cols(ints, ip, sp, cp, a, b, c, n, blk, isz)``: C ← A·B (column-major, as
-    the scan factories set ``ints`` = [m, n, k = ldb, lda = ldc] up with _blas_args) in blocks
-    of ``blk`` of C's n rows — a recurrent step's output columns — so that each call fits
-    OpenBLAS's small-matrix kernels (_small_block); a, b, c are the matrices' addresses."""
-
-    def cols(ints, ip, sp, cp, a, b, c, n, blk, isz):
-        for j in range(0, n, blk):
-            ints[0] = min(blk, n - j)
-            gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, a + j * isz, ip + 12, b, ip + 8, sp + isz,
-                 c + j * isz, ip + 12)
-
-    return _numba().njit(nogil=True)(cols)
+def _xgemm_py(dbl, ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc):
+    """SciPy's ?gemm (``dbl``: dgemm, else sgemm) called through the symbols _blas_kernel
+    registers for it (scipy.linalg.cython_blas's Fortran interface, every argument a pointer;
+    compiled: an external call by name, so the kernels that call it are cached on disk)."""
+    if dbl:
+        _dgemm_ext(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc)
+    else:
+        _sgemm_ext(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc)
 
 
-def _lstm_fwd_scan_factory(gemm, blas_args):
-    """lstm_forward's time loop for batch rows b0 … b1 − 1 as one compiled call: each step
-    a ← h Wᵀ (BLAS's GEMM through its pointer; column-major: aᵀ (4H, n) = Wᵀᵀ (4H, H) hᵀ
-    (H, n), both as stored) and then the step kernel."""
-    step, cols = _kernel("lstm_fwd"), _gemm_cols(gemm)
-
-    def lstm_fwd_scan(zs, h0, c0, wt, hs, cs, gates, a, b0, b1, blk, e, t):
-        T = zs.shape[0]
-        H, H4 = wt.shape
-        isz = wt.itemsize
-        # [m, n, k = ldb, lda = ldc]: blocks of blk gate columns (OpenBLAS's small-matrix
-        # kernels: no packing of W at every step)
-        ints, ip, sp, cp = blas_args(wt, False, blk, b1 - b0, H, H4)
-        for s in range(T):
-            hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
-            cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
-            cols(ints, ip, sp, cp, wt.ctypes.data, hp.ctypes.data, a.ctypes.data, H4, blk, isz)
-            step(a, zs[s, b0:b1], cprev, gates[s, b0:b1], cs[s, b0:b1], hs[s, b0:b1], e, t)
-
-    return lstm_fwd_scan
+_xgemm = _xgemm_py  # (compiled by _compile_helpers)
+_sgemm_ext = _dgemm_ext = None  # (numba external functions, _compile_helpers)
+_GEMM_SYMBOLS = {"s": "tensorcalc_scipy_sgemm", "d": "tensorcalc_scipy_dgemm"}
 
 
-def _lstm_bwd_scan_factory(gemm, blas_args):
-    """lstm_backward's time loop for batch rows b0 … b1 − 1 as one compiled call: h̃ and c̃'s
-    inputs summed into hin, cin, the step kernel, then h̄ ← ā W (column-major: h̄ᵀ (H, n) =
-    Wᵀ (H, 4H) āᵀ (4H, n), as stored). gh[b0:b1] and gca start at zero."""
-    step, cols = _kernel("lstm_bwd"), _gemm_cols(gemm)
+def _gemm_cols_py(dbl, ints, ip, sp, cp, a, b, c, n, blk, isz):
+    """C ← A·B (column-major, ``ints`` = [m, n, k = ldb, lda = ldc] as the time loops set it
+    up with _blas_args) in blocks of ``blk`` of C's n rows — a recurrent step's output
+    columns — so that each call fits OpenBLAS's small-matrix kernels (_small_block); a, b, c
+    are the matrices' addresses."""
+    for j in range(0, n, blk):
+        ints[0] = min(blk, n - j)
+        _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, a + j * isz, ip + 12, b, ip + 8, sp + isz,
+             c + j * isz, ip + 12)
 
-    def lstm_bwd_scan(ghs, gcs, gates, cs, c0, w, ga, gh, gc0, hin, cin, gca, gcb, b0, b1, blk,
-                      e, t):
-        T = gates.shape[0]
-        H4, H = w.shape
-        n = b1 - b0
-        isz = w.itemsize
-        # [m, n, k = ldb, lda = ldc]: blocks of blk columns of h̄ (small-matrix kernels)
-        ints, ip, sp, cp = blas_args(w, False, blk, n, H4, H)
-        ghr = gh[b0:b1]
-        for s in range(T - 1, -1, -1):
-            for r in range(n):
-                for j in range(H):
-                    hin[r, j] = ghs[s, b0 + r, j] + ghr[r, j]
-                    cin[r, j] = gcs[s, b0 + r, j] + gca[r, j]
-            cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
-            step(hin, cin, gates[s, b0:b1], cs[s, b0:b1], cprev, ga[s, b0:b1], gcb, e, t)
-            gca, gcb = gcb, gca
-            cols(ints, ip, sp, cp, w.ctypes.data, ga[s, b0:b1].ctypes.data, ghr.ctypes.data, H,
-                 blk, isz)
+
+_gemm_cols = _gemm_cols_py  # (compiled by _compile_helpers)
+# the step kernels the compiled time loops call (bound by _kernel before a loop compiles)
+_lstm_fwd_step = _lstm_bwd_step = _gru_fwd_step = _gru_bwd_step = None
+_LOOP_STEPS = {"lstm_fwd_scan": ("_lstm_fwd_step", "lstm_fwd"),
+               "lstm_bwd_scan": ("_lstm_bwd_step", "lstm_bwd"),
+               "gru_fwd_scan": ("_gru_fwd_step", "gru_fwd"),
+               "gru_bwd_scan": ("_gru_bwd_step", "gru_bwd")}
+
+
+def _lstm_fwd_scan_k(dbl, zs, h0, c0, wt, hs, cs, gates, a, b0, b1, blk, e, t):
+    """lstm_forward's time loop for batch rows b0 … b1 − 1 in one call: each step a ← h Wᵀ
+    (``gemm``, BLAS's ?gemm through its pointer; column-major aᵀ (4H, n) = Wᵀᵀ (4H, H) hᵀ
+    (H, n), both as stored, in blocks of ``blk`` gate columns) and then the step kernel."""
+    T = zs.shape[0]
+    H, H4 = wt.shape
+    isz = wt.itemsize
+    # [m, n, k = ldb, lda = ldc]: blocks of blk gate columns (OpenBLAS's small-matrix
+    # kernels: no packing of W at every step)
+    ints, ip, sp, cp = _blas_args(wt, False, blk, b1 - b0, H, H4)
+    for s in range(T):
+        hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
+        cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
+        _gemm_cols(dbl, ints, ip, sp, cp, wt.ctypes.data, hp.ctypes.data, a.ctypes.data, H4,
+                   blk, isz)
+        _lstm_fwd_step(a, zs[s, b0:b1], cprev, gates[s, b0:b1], cs[s, b0:b1], hs[s, b0:b1], e, t)
+
+
+def _lstm_bwd_scan_k(dbl, ghs, gcs, gates, cs, c0, w, ga, gh, gc0, hin, cin, gca, gcb, b0, b1,
+                     blk, e, t):
+    """lstm_backward's time loop for batch rows b0 … b1 − 1 in one call: h̃ and c̃'s inputs
+    summed into hin, cin, the step kernel, then h̄ ← ā W (column-major h̄ᵀ (H, n) = Wᵀ (H, 4H)
+    āᵀ (4H, n), as stored, in blocks of ``blk``). gh[b0:b1] and gca start at zero."""
+    T = gates.shape[0]
+    H4, H = w.shape
+    n = b1 - b0
+    isz = w.itemsize
+    # [m, n, k = ldb, lda = ldc]: blocks of blk columns of h̄ (small-matrix kernels)
+    ints, ip, sp, cp = _blas_args(w, False, blk, n, H4, H)
+    ghr = gh[b0:b1]
+    for s in range(T - 1, -1, -1):
         for r in range(n):
             for j in range(H):
-                gc0[b0 + r, j] = gca[r, j]
-
-    return lstm_bwd_scan
+                hin[r, j] = ghs[s, b0 + r, j] + ghr[r, j]
+                cin[r, j] = gcs[s, b0 + r, j] + gca[r, j]
+        cprev = c0[b0:b1] if s == 0 else cs[s - 1, b0:b1]
+        _lstm_bwd_step(hin, cin, gates[s, b0:b1], cs[s, b0:b1], cprev, ga[s, b0:b1], gcb, e, t)
+        gca, gcb = gcb, gca
+        _gemm_cols(dbl, ints, ip, sp, cp, w.ctypes.data, ga[s, b0:b1].ctypes.data,
+                   ghr.ctypes.data, H, blk, isz)
+    for r in range(n):
+        for j in range(H):
+            gc0[b0 + r, j] = gca[r, j]
 
 
 # ------------------------------------------------------------------------------------- GRU
@@ -764,52 +786,43 @@ def _gru_bwd_k(gy, ghm, ghu, x, a, b, hp, s, gx, ga, ghu_out, e, t):
             gor[j] = hr[j] * ur[j]
 
 
-def _gru_fwd_scan_factory(gemm, blas_args):
-    """gru_forward's time loop for batch rows b0 … b1 − 1 as one compiled call (as
-    _lstm_fwd_scan_factory: a ← h W_hhᵀ in blocks of blk columns, then the step kernel)."""
-    step, cols = _kernel("gru_fwd"), _gemm_cols(gemm)
-
-    def gru_fwd_scan(xs, h0, wt, b, hs, a, sc, b0, b1, blk, e, t):
-        T = xs.shape[0]
-        H, H3 = wt.shape
-        isz = wt.itemsize
-        ints, ip, sp, cp = blas_args(wt, False, blk, b1 - b0, H, H3)
-        for s in range(T):
-            hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
-            cols(ints, ip, sp, cp, wt.ctypes.data, hp.ctypes.data, a.ctypes.data, H3, blk, isz)
-            step(xs[s, b0:b1], a, b, hp, sc, hs[s, b0:b1], e, t)
-
-    return gru_fwd_scan
+def _gru_fwd_scan_k(dbl, xs, h0, wt, b, hs, a, sc, b0, b1, blk, e, t):
+    """gru_forward's time loop for batch rows b0 … b1 − 1 in one call (as _lstm_fwd_scan_k:
+    a ← h W_hhᵀ in blocks of blk columns, then the step kernel)."""
+    T = xs.shape[0]
+    H, H3 = wt.shape
+    isz = wt.itemsize
+    ints, ip, sp, cp = _blas_args(wt, False, blk, b1 - b0, H, H3)
+    for s in range(T):
+        hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
+        _gemm_cols(dbl, ints, ip, sp, cp, wt.ctypes.data, hp.ctypes.data, a.ctypes.data, H3,
+                   blk, isz)
+        _gru_fwd_step(xs[s, b0:b1], a, b, hp, sc, hs[s, b0:b1], e, t)
 
 
-def _gru_bwd_scan_factory(gemm, blas_args):
-    """gru_backward's time loop for batch rows b0 … b1 − 1 as one compiled call: the step
-    kernel, then h̄'s GEMM part ā W_hh in blocks of blk columns (as _lstm_bwd_scan_factory);
-    at the end h̄₀ = ā₁W + h̃₁⊙u₁ into gh. ghm and ghu_a start at zero."""
-    step, cols = _kernel("gru_bwd"), _gemm_cols(gemm)
-
-    def gru_bwd_scan(gy, xs, A, b, hs, h0, w, gx, ga, gh, sc, ghm, ghu_a, ghu_b, gyc, b0, b1,
-                     blk, e, t):
-        T = xs.shape[0]
-        H3, H = w.shape
-        n = b1 - b0
-        isz = w.itemsize
-        ints, ip, sp, cp = blas_args(w, False, blk, n, H3, H)
-        for s in range(T - 1, -1, -1):
-            for r in range(n):
-                for j in range(H):
-                    gyc[r, j] = gy[s, b0 + r, j]
-            hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
-            step(gyc, ghm, ghu_a, xs[s, b0:b1], A[s, b0:b1], b, hp, sc, gx[s, b0:b1],
-                 ga[s, b0:b1], ghu_b, e, t)
-            ghu_a, ghu_b = ghu_b, ghu_a
-            cols(ints, ip, sp, cp, w.ctypes.data, ga[s, b0:b1].ctypes.data, ghm.ctypes.data, H,
-                 blk, isz)
+def _gru_bwd_scan_k(dbl, gy, xs, A, b, hs, h0, w, gx, ga, gh, sc, ghm, ghu_a, ghu_b, gyc, b0,
+                    b1, blk, e, t):
+    """gru_backward's time loop for batch rows b0 … b1 − 1 in one call: the step kernel, then
+    h̄'s GEMM part ā W_hh in blocks of blk columns (as _lstm_bwd_scan_k); at the end
+    h̄₀ = ā₁W + h̃₁⊙u₁ into gh. ghm and ghu_a start at zero."""
+    T = xs.shape[0]
+    H3, H = w.shape
+    n = b1 - b0
+    isz = w.itemsize
+    ints, ip, sp, cp = _blas_args(w, False, blk, n, H3, H)
+    for s in range(T - 1, -1, -1):
         for r in range(n):
             for j in range(H):
-                gh[b0 + r, j] = ghm[r, j] + ghu_a[r, j]
-
-    return gru_bwd_scan
+                gyc[r, j] = gy[s, b0 + r, j]
+        hp = h0[b0:b1] if s == 0 else hs[s - 1, b0:b1]
+        _gru_bwd_step(gyc, ghm, ghu_a, xs[s, b0:b1], A[s, b0:b1], b, hp, sc, gx[s, b0:b1],
+             ga[s, b0:b1], ghu_b, e, t)
+        ghu_a, ghu_b = ghu_b, ghu_a
+        _gemm_cols(dbl, ints, ip, sp, cp, w.ctypes.data, ga[s, b0:b1].ctypes.data,
+                   ghm.ctypes.data, H, blk, isz)
+    for r in range(n):
+        for j in range(H):
+            gh[b0 + r, j] = ghm[r, j] + ghu_a[r, j]
 
 
 def gru_forward(xs, h0, w, b):
@@ -822,7 +835,7 @@ def gru_forward(xs, h0, w, b):
     wt = np.ascontiguousarray(w.T)  # (as lstm_forward)
     h0 = np.ascontiguousarray(h0)
 
-    scan = _blas_kernel("gru_fwd_scan", _gru_fwd_scan_factory, xs.dtype)
+    scan = _blas_kernel("gru_fwd_scan", xs.dtype)
 
     def loop(b0, b1):
         a = np.empty((b1 - b0, H3), dtype=xs.dtype)
@@ -856,7 +869,7 @@ def gru_backward(gy, xs, h0, w, b, hs, needs):
     k = _kernel("gru_bwd")
     e, t = _tanh_consts()
 
-    scan = _blas_kernel("gru_bwd_scan", _gru_bwd_scan_factory, xs.dtype)
+    scan = _blas_kernel("gru_bwd_scan", xs.dtype)
 
     def loop(b0, b1):
         n = b1 - b0
@@ -1311,10 +1324,14 @@ def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
                             dst[c] += src[c]
 
 
+_BLAS_KERNELS = {"row_conv", "row_wgrad", "gemm_rows", "lstm_fwd_scan", "lstm_bwd_scan",
+                 "gru_fwd_scan", "gru_bwd_scan"}
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
             "lstm_fwd": _lstm_fwd_k, "lstm_bwd": _lstm_bwd_k, "gru_fwd": _gru_fwd_k,
-            "gru_bwd": _gru_bwd_k,
+            "gru_bwd": _gru_bwd_k, "lstm_fwd_scan": _lstm_fwd_scan_k,
+            "lstm_bwd_scan": _lstm_bwd_scan_k, "gru_fwd_scan": _gru_fwd_scan_k,
+            "gru_bwd_scan": _gru_bwd_scan_k,
             "bn_sums": _bn_sums_k, "bn_grad_sums": _bn_grad_sums_k, "bn_affine": _bn_affine_k,
             "bn_grad": _bn_grad_k, "relu_grad": _relu_grad_k, "relu_grad4": _relu_grad4_k,
             "relu": _relu_k, "leaky": _leaky_k,
@@ -1418,7 +1435,7 @@ def spin_waiter():
 
 
 # ----------------------------------------------------------------- kernel-row convolution
-def _blas_args(like, trans_b, i0, i1, i2, i3):
+def _blas_args_py(like, trans_b, i0, i1, i2, i3):
     """BLAS's Fortran arguments in one buffer, and pointers into it: (ints, ip, sp, cp) with
     ints = [i0, i1, i2, i3] (int32, pointed to by ip; the caller changes the entries that vary),
     sp → [1, 0] in like's dtype (α; β = 0 or 1) and cp → b"NN" or b"NT" (B transposed). The
@@ -1440,140 +1457,140 @@ def _blas_args(like, trans_b, i0, i1, i2, i3):
     return ints, ints.ctypes.data, scal.ctypes.data, chars.ctypes.data
 
 
-def _row_conv_factory(gemm, blas_args):
+_blas_args = _blas_args_py  # (compiled by _compile_helpers)
+
+
+def _row_conv_k(dbl, wk, z, k, grid, y4, a, bias, has_bias, wp, step):
     """The chunk step of ops.windows._row_conv, calling ``gemm`` (BLAS's ?gemm through its
-    Fortran interface: every argument a pointer; ``blas_args``: :func:`_blas_args`)."""
-
-    def row_conv_k(wk, z, k, grid, y4, a, bias, has_bias, wp, step):
-        """For each sample s < k of a chunk: grid ← Σ_i Z_s[i·W_p :] W_i (kh GEMMs, the first
-        with β = 0, the rest with β = 1; in BLAS's column-major view the grid's (H_out·W_p, O)
-        rows are the matrix C (O, H_out·W_p), W_i's (kw·C, O) rows are A (O, kw·C) and Z's rows
-        are B (kw·C, H_out·W_p)), in blocks of ``step`` grid rows (OpenBLAS's small-matrix
-        kernels: ops.windows._SMALL_GEMM), then y4[a + s] ← the first W_out columns of each
-        grid row (+ bias)."""
-        kh, kk, o = wk.shape
-        ho, wo = y4.shape[1], y4.shape[2]
-        isz = wk.itemsize
-        rows = ho * wp
-        ints, ip, sp, cp = blas_args(wk, False, o, 0, kk, 0)
-        g3 = grid.reshape(ho, wp, o)
-        for s in range(k):
-            zs = z[s]
-            for r0 in range(0, rows, step):
-                ints[1] = min(step, rows - r0)
-                for i in range(kh):
-                    gemm(cp, cp, ip, ip + 4, ip + 8, sp, wk[i].ctypes.data, ip,
-                         zs[i * wp + r0:].ctypes.data, ip + 8, sp + (isz if i == 0 else 0),
-                         grid[r0:].ctypes.data, ip)
-            ys = y4[a + s]
-            for h in range(ho):
-                for w in range(wo):
-                    src = g3[h, w]
-                    dst = ys[h, w]
-                    if has_bias:
-                        for c in range(o):
-                            dst[c] = src[c] + bias[c]
-                    else:
-                        for c in range(o):
-                            dst[c] = src[c]
-
-    return row_conv_k
-
-
-def _row_wgrad_factory(gemm, blas_args):
-    """W̄'s chunk step of ops.windows._row_conv_weight_grad, calling ``gemm`` as above."""
-
-    def row_wgrad_k(z, k, g4, a, grid, gw, gb, has_bias, wp, step):
-        """For each sample s < k of a chunk: ȳ[a + s] placed on the grid's first W_out columns
-        (the others stay 0; gb += Σ ȳ with ``has_bias``), then gw_i += gridᵀ Z_s[i·W_p :] for
-        each kernel row i (β = 1; column-major: C = gw_i (O, kw·C) = A (O, H_out·W_p) Bᵀ with
-        B = Z's rows (kw·C, H_out·W_p)), the sum in blocks of ``step`` grid rows."""
-        kh, kk, o = gw.shape
-        ho, wo = g4.shape[1], g4.shape[2]
-        rows = ho * wp
-        ints, ip, sp, cp = blas_args(gw, True, o, kk, 0, 0)
-        g3 = grid.reshape(ho, wp, o)
-        for s in range(k):
-            gs = g4[a + s]
-            for h in range(ho):
-                for w in range(wo):
-                    src = gs[h, w]
-                    dst = g3[h, w]
+    Fortran interface: every argument a pointer; the arguments from _blas_args). For each
+    sample s < k of a chunk: grid ← Σ_i Z_s[i·W_p :] W_i (kh GEMMs, the first
+    with β = 0, the rest with β = 1; in BLAS's column-major view the grid's (H_out·W_p, O)
+    rows are the matrix C (O, H_out·W_p), W_i's (kw·C, O) rows are A (O, kw·C) and Z's rows
+    are B (kw·C, H_out·W_p)), in blocks of ``step`` grid rows (OpenBLAS's small-matrix
+    kernels: ops.windows._SMALL_GEMM), then y4[a + s] ← the first W_out columns of each
+    grid row (+ bias)."""
+    kh, kk, o = wk.shape
+    ho, wo = y4.shape[1], y4.shape[2]
+    isz = wk.itemsize
+    rows = ho * wp
+    ints, ip, sp, cp = _blas_args(wk, False, o, 0, kk, 0)
+    g3 = grid.reshape(ho, wp, o)
+    for s in range(k):
+        zs = z[s]
+        for r0 in range(0, rows, step):
+            ints[1] = min(step, rows - r0)
+            for i in range(kh):
+                _xgemm(dbl, cp, cp, ip, ip + 4, ip + 8, sp, wk[i].ctypes.data, ip,
+                     zs[i * wp + r0:].ctypes.data, ip + 8, sp + (isz if i == 0 else 0),
+                     grid[r0:].ctypes.data, ip)
+        ys = y4[a + s]
+        for h in range(ho):
+            for w in range(wo):
+                src = g3[h, w]
+                dst = ys[h, w]
+                if has_bias:
+                    for c in range(o):
+                        dst[c] = src[c] + bias[c]
+                else:
                     for c in range(o):
                         dst[c] = src[c]
-                    if has_bias:
-                        for c in range(o):
-                            gb[c] += src[c]
-            zs = z[s]
-            for r0 in range(0, rows, step):
-                ints[2] = min(step, rows - r0)
-                for i in range(kh):
-                    gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, grid[r0:].ctypes.data, ip,
-                         zs[i * wp + r0:].ctypes.data, ip + 4, sp, gw[i].ctypes.data, ip)
-
-    return row_wgrad_k
 
 
-def _gemm_rows_factory(gemm, blas_args):
-    """Products in blocks of rows, calling ``gemm`` as above."""
+def _row_wgrad_k(dbl, z, k, g4, a, grid, gw, gb, has_bias, wp, step):
+    """W̄'s chunk step of ops.windows._row_conv_weight_grad, calling ``gemm`` as above. For
+    each sample s < k of a chunk: ȳ[a + s] placed on the grid's first W_out columns
+    (the others stay 0; gb += Σ ȳ with ``has_bias``), then gw_i += gridᵀ Z_s[i·W_p :] for
+    each kernel row i (β = 1; column-major: C = gw_i (O, kw·C) = A (O, H_out·W_p) Bᵀ with
+    B = Z's rows (kw·C, H_out·W_p)), the sum in blocks of ``step`` grid rows."""
+    kh, kk, o = gw.shape
+    ho, wo = g4.shape[1], g4.shape[2]
+    rows = ho * wp
+    ints, ip, sp, cp = _blas_args(gw, True, o, kk, 0, 0)
+    g3 = grid.reshape(ho, wp, o)
+    for s in range(k):
+        gs = g4[a + s]
+        for h in range(ho):
+            for w in range(wo):
+                src = gs[h, w]
+                dst = g3[h, w]
+                for c in range(o):
+                    dst[c] = src[c]
+                if has_bias:
+                    for c in range(o):
+                        gb[c] += src[c]
+        zs = z[s]
+        for r0 in range(0, rows, step):
+            ints[2] = min(step, rows - r0)
+            for i in range(kh):
+                _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, grid[r0:].ctypes.data, ip,
+                     zs[i * wp + r0:].ctypes.data, ip + 4, sp, gw[i].ctypes.data, ip)
 
-    def gemm_rows_k(a, b, out, step, tn):
-        """a (M, K), b, out C-contiguous, ``step`` rows of a (and b) a call:
-        without ``tn``, out (M, N) ← a @ b (b (K, N)), block by block (column-major: out_blockᵀ
-        (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b)); with ``tn``, out (K, N) ← aᵀ b (b (M, N)), the
-        blocks' products accumulated in order by BLAS (β = 0 for the first, then 1;
-        column-major: outᵀ (N, K) = b_blockᵀ (N, M_b) a_block (M_b, K), B transposed)."""
-        m, k = a.shape
-        n = b.shape[1]
-        isz = a.itemsize
-        # BLAS's m (and the leading dimension of A = b and C = out), its n (K with tn, else
-        # the block's rows), its k (K without tn, else the block's rows), B = a's leading one
-        ints, ip, sp, cp = blas_args(a, tn, n, k, k, k)
-        for s in range(0, m, step):
-            if tn:
-                ints[2] = min(step, m - s)
-                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, b[s:].ctypes.data, ip,
-                     a[s:].ctypes.data, ip + 12, sp + (isz if s == 0 else 0), out.ctypes.data, ip)
-            else:
-                ints[1] = min(step, m - s)
-                gemm(cp, cp + 1, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip, a[s:].ctypes.data,
-                     ip + 12, sp + isz, out[s:].ctypes.data, ip)
 
-    return gemm_rows_k
+def _gemm_rows_k(dbl, a, b, out, step, tn):
+    """Products in blocks of rows, calling ``gemm`` as above: a (M, K), b, out C-contiguous,
+    ``step`` rows of a (and b) a call:
+    without ``tn``, out (M, N) ← a @ b (b (K, N)), block by block (column-major: out_blockᵀ
+    (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b)); with ``tn``, out (K, N) ← aᵀ b (b (M, N)), the
+    blocks' products accumulated in order by BLAS (β = 0 for the first, then 1;
+    column-major: outᵀ (N, K) = b_blockᵀ (N, M_b) a_block (M_b, K), B transposed)."""
+    m, k = a.shape
+    n = b.shape[1]
+    isz = a.itemsize
+    # BLAS's m (and the leading dimension of A = b and C = out), its n (K with tn, else
+    # the block's rows), its k (K without tn, else the block's rows), B = a's leading one
+    ints, ip, sp, cp = _blas_args(a, tn, n, k, k, k)
+    for s in range(0, m, step):
+        if tn:
+            ints[2] = min(step, m - s)
+            _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, b[s:].ctypes.data, ip,
+                 a[s:].ctypes.data, ip + 12, sp + (isz if s == 0 else 0), out.ctypes.data, ip)
+        else:
+            ints[1] = min(step, m - s)
+            _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip, a[s:].ctypes.data,
+                 ip + 12, sp + isz, out[s:].ctypes.data, ip)
 
 
 def gemm_rows_kernel(dtype):
     """``kernel(a, b, out, step, tn)``: a @ b (or aᵀ b) in blocks of rows, with the GIL
     released (see ops.windows._matmul_rows), or None (see :func:`row_conv_kernel`)."""
-    return _blas_kernel("gemm_rows", _gemm_rows_factory, dtype)
+    return _blas_kernel("gemm_rows", dtype)
 
 
-def _blas_kernel(name, factory, dtype):
-    """``factory(gemm, blas_args)`` compiled, gemm the ?gemm of SciPy's BLAS for ``dtype``; or
-    None. The first use per dtype compiles the blocked product and checks it on a 3×2 by 2×2
-    product against NumPy (a numba or SciPy that cannot make the call: None, im2col runs)."""
+def _register_gemm_symbols():
+    """Make SciPy's sgemm and dgemm (scipy.linalg.cython_blas) callable by the names the
+    compiled kernels use (llvmlite's symbol table, this process's addresses); raises where
+    SciPy or numba cannot give them."""
+    if _STATE.get("gemm_symbols"):
+        return
+    import llvmlite.binding as ll
+    from numba.extending import get_cython_function_address
+
+    from ..backend import register_scipy_blas
+
+    register_scipy_blas()
+    for ch, sym in _GEMM_SYMBOLS.items():
+        ll.add_symbol(sym, get_cython_function_address("scipy.linalg.cython_blas", ch + "gemm"))
+    _STATE["gemm_symbols"] = True
+
+
+def _blas_kernel(name, dtype):
+    """The compiled kernel ``name`` (one of _BLAS_KERNELS: its first argument says float64)
+    with that argument bound for ``dtype``: it calls SciPy's ?gemm (scipy.linalg.cython_blas, a
+    public interface) by a symbol name registered for this process (_register_gemm_symbols),
+    with the GIL released, so it is cached on disk like the other kernels; or None: no numba,
+    or a numba or SciPy that cannot make the call — the first use per dtype checks the blocked
+    product on a 3×2 by 2×2 product against NumPy."""
     ch = np.dtype(dtype).char
     key = name + "_" + ch
-    if name != "gemm_rows" and _blas_kernel("gemm_rows", _gemm_rows_factory, dtype) is None:
+    if name != "gemm_rows" and _blas_kernel("gemm_rows", dtype) is None:
         _STATE["kernels"][key] = None
     if key not in _STATE["kernels"]:
         fn = None
         try:
-            import ctypes
+            import functools
 
-            from numba.extending import get_cython_function_address
-
-            from ..backend import register_scipy_blas
-
-            register_scipy_blas()
-            addr = get_cython_function_address(
-                "scipy.linalg.cython_blas", "sgemm" if np.dtype(dtype).char == "f" else "dgemm")
-            gemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(addr)
-            nb = _numba()
-            args = _STATE["kernels"].get("blas_args")
-            if args is None:
-                args = _STATE["kernels"]["blas_args"] = nb.njit(nogil=True)(_blas_args)
-            fn = nb.njit(nogil=True, error_model="numpy")(factory(gemm, args))
+            _register_gemm_symbols()
+            fn = functools.partial(_kernel(name), ch == "d")
             if name == "gemm_rows":
                 a = np.arange(1, 7, dtype=dtype).reshape(3, 2)
                 b = np.arange(1, 5, dtype=dtype).reshape(2, 2)
@@ -1581,7 +1598,7 @@ def _blas_kernel(name, factory, dtype):
                 fn(a, b, out, 2, False)
                 if not np.array_equal(out, a @ b):
                     fn = None
-        except Exception:  # noqa: BLE001 - no compiled form: the caller uses im2col
+        except Exception:  # noqa: BLE001 - no compiled form: the caller's fallback runs
             fn = None
         _STATE["kernels"][key] = fn
     return _STATE["kernels"][key]
@@ -1589,12 +1606,14 @@ def _blas_kernel(name, factory, dtype):
 
 def row_wgrad_kernel(dtype):
     """W̄'s compiled chunk step (see :func:`row_conv_kernel`), or None."""
-    return _blas_kernel("row_wgrad", _row_wgrad_factory, dtype)
+    return _blas_kernel("row_wgrad", dtype)
 
 
 def row_conv_kernel(dtype):
     """The compiled chunk step of ops.windows._row_conv for float32/float64, calling the GEMM
     of SciPy's BLAS (scipy.linalg.cython_blas, a public interface) with the GIL released, or
-    None (no numba, or no BLAS pointer). Not cached on disk (the BLAS address is the
-    process's own): ~0.3 s to compile on first use per dtype."""
-    return _blas_kernel("row_conv", _row_conv_factory, dtype)
+    None (no numba, or no BLAS pointer). Cached on disk (see _blas_kernel)."""
+    return _blas_kernel("row_conv", dtype)
+
+
+_SOURCES.update({"row_conv": _row_conv_k, "row_wgrad": _row_wgrad_k, "gemm_rows": _gemm_rows_k})

@@ -582,6 +582,7 @@ def test_without_a_blas_pointer_convolutions_take_im2col(monkeypatch):
     kernels = {k: v for k, v in cpu_jit._STATE["kernels"].items()
                if not k.startswith(("row_", "gemm_rows"))}
     monkeypatch.setitem(cpu_jit._STATE, "kernels", kernels)
+    monkeypatch.setitem(cpu_jit._STATE, "gemm_symbols", False)  # (as in a fresh process)
 
     def no_pointer(*a, **k):
         raise ValueError("no such function")
