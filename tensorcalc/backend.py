@@ -667,13 +667,14 @@ def _serial_blas_exit():
 
 
 _SMALL_KERNEL_FAMILIES = ("skylakex", "cooperlake", "sapphirerapids")
+SMALL_GEMM = 100 ** 3  # multiply-adds up to which OpenBLAS's small-matrix kernels take a GEMM
 
 
 def scipy_blas_small_kernels() -> bool:
     """SciPy's OpenBLAS runs one of its AVX-512 kernel families (SkylakeX, Cooperlake,
-    SapphireRapids), whose GEMM has a small-matrix path (no packing for M·N·K ≤ 100³; see
-    ops.windows._SMALL_GEMM). With other kernels (Haswell: AVX2) splitting a product into such
-    blocks is 5–15 % slower, measured with OPENBLAS_CORETYPE=Haswell."""
+    SapphireRapids), whose GEMM has a small-matrix path (no packing for M·N·K ≤ SMALL_GEMM).
+    With other kernels (Haswell: AVX2) splitting a product into such blocks is 5–15 % slower,
+    measured with OPENBLAS_CORETYPE=Haswell."""
     if _KERNEL_THREADS["small"] is None:
         try:
             register_scipy_blas()

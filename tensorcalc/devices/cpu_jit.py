@@ -40,7 +40,7 @@ import os
 
 import numpy as np
 
-from ..backend import kernel_threads, parallel_chunks
+from ..backend import SMALL_GEMM, kernel_threads, parallel_chunks, scipy_blas_small_kernels
 
 _STATE = {"on": os.environ.get("TENSORCALC_JIT", "1").lower() not in ("0", "off", "false", "no"),
           "numba": None, "why": None, "kernels": {}}
@@ -561,15 +561,13 @@ _SCAN_PAR_MIN = 1 << 22  # multiply-adds of the steps' GEMMs (an LSTM T32 B32 H1
 
 
 def _small_block(rows, k, n):
-    """Output columns per GEMM call so that rows·cols·k stays within OpenBLAS's small-matrix
-    kernels (≤ 100³ multiply-adds, ops.windows._SMALL_GEMM): a multiple of 32, at most n; n
-    (one call) where those kernels are not the fast ones (backend.scipy_blas_small_kernels)."""
-    from ..backend import scipy_blas_small_kernels
-    from ..ops.windows import _SMALL_GEMM
-
+    """Output columns per GEMM call of a recurrent step (rows × k by k × n) so that each call
+    fits OpenBLAS's small-matrix kernels (rows·cols·k ≤ backend.SMALL_GEMM): a multiple of 32
+    (measured: blocks of 43 columns lost a quarter of the gain of 32), at most n; n (one call)
+    where those kernels are not the fast ones (backend.scipy_blas_small_kernels)."""
     if not scipy_blas_small_kernels():
         return int(n)
-    return int(min(n, max(32, (_SMALL_GEMM // max(1, rows * k)) // 32 * 32)))
+    return int(min(n, max(32, (SMALL_GEMM // max(1, rows * k)) // 32 * 32)))
 
 
 def lstm_forward(zs, h0, c0, w):
@@ -1467,7 +1465,7 @@ def _row_conv_k(dbl, wk, z, k, grid, y4, a, bias, has_bias, wp, step):
     with β = 0, the rest with β = 1; in BLAS's column-major view the grid's (H_out·W_p, O)
     rows are the matrix C (O, H_out·W_p), W_i's (kw·C, O) rows are A (O, kw·C) and Z's rows
     are B (kw·C, H_out·W_p)), in blocks of ``step`` grid rows (OpenBLAS's small-matrix
-    kernels: ops.windows._SMALL_GEMM), then y4[a + s] ← the first W_out columns of each
+    kernels: backend.SMALL_GEMM), then y4[a + s] ← the first W_out columns of each
     grid row (+ bias)."""
     kh, kk, o = wk.shape
     ho, wo = y4.shape[1], y4.shape[2]

@@ -28,6 +28,7 @@ from ..autodiff.function import Function, Linear, primitive
 from ..backend import (
     EW_PIECE,
     PARALLEL_MIN,
+    SMALL_GEMM,
     kernel_threads,
     parallel_chunks,
     scipy_blas_small_kernels,
@@ -333,7 +334,7 @@ class Conv2d(Function):
 # a convolution's chunks they run 15-30 % faster than one large call (1 thread, 4096 rows, 2-core
 # Xeon with AVX-512, GFLOP/s one call → blocks: K 144, N 16: 85 → 102; 144, 32: 113 → 143;
 # 288, 32: 117 → 139; 32, 400: 114 → 133; 16, 144: 87 → 113; 400, 32 and 288, 64: no change)
-_SMALL_GEMM = 100 ** 3
+_SMALL_GEMM = SMALL_GEMM
 _SMALL_GEMM_MIN_ROWS = 64  # (blocks of fewer rows: the calls' own cost eats the gain)
 
 
