@@ -3,7 +3,8 @@ speed behind: ops.affine calls these and takes its plain path where they return 
 
 - :func:`gemm_bias`: the forward's bias inside the GEMM (no separate pass over y);
 - :func:`weight_grad_split`: a small W̄ over many rows split over the rows (GEMM's K) on the
-  kernel pool, where OpenBLAS's own threading barely scales.
+  kernel pool, where OpenBLAS's own threading barely scales (:func:`tn_over_rows`, also
+  the 1×1 convolution's W̄).
 """
 
 from __future__ import annotations
@@ -60,12 +61,20 @@ def weight_grad_split(g2, x2):
     if t <= 1:
         return None
     cost = rows * n_out * n_in
-    parts = parallel_chunks(rows, lambda a, b: np.matmul(g2[a:b].T, x2[a:b]), cost=cost,
-                            min_size=_SPLIT_K_MIN, serial_blas=True, piece=cost // t)
-    gw = parts[0]
+    return tn_over_rows(g2, x2, cost=cost, min_size=_SPLIT_K_MIN, piece=cost // t)
+
+
+def tn_over_rows(a, b, *, cost, min_size, piece=None):
+    """Σ_rows aᵀ b (a (M, K), b (M, N): a small result, a long sum) over the kernel pool:
+    pieces of rows, a single-threaded GEMM each (backend.parallel_chunks, serial_blas), the
+    pieces' products then added in order — the same bits at every run with the same thread
+    count. Below ``min_size`` (of ``cost``) or at T = 1: one product."""
+    parts = parallel_chunks(a.shape[0], lambda lo, hi: a[lo:hi].T @ b[lo:hi], cost=cost,
+                            min_size=min_size, serial_blas=True, piece=piece)
+    out = parts[0]
     for p in parts[1:]:
-        gw += p
-    return gw
+        out += p
+    return out
 
 
 _SPLIT_K_MAX_OUT = 256 * 256

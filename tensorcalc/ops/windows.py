@@ -36,6 +36,7 @@ from ..backend import (
 )
 from ..devices import cpu_jit as _jit
 from ..devices import cuda as _cuda
+from ..devices.cpu_gemm import tn_over_rows
 from ..tensor import Tensor
 from ._util import public, shape_of, sum_axes
 from .fft import Irfft2, Rfft2, irfft2, rfft2  # noqa: F401  (registered with the window ops)
@@ -459,12 +460,7 @@ def _pointwise_weight_grad(xp, rows, x, stride):
     xr = _pixel_rows(xp, x, stride)
     if _cuda.uses(xp):
         return xr.T @ rows
-    parts = parallel_chunks(xr.shape[0], lambda a, b: xr[a:b].T @ rows[a:b],
-                            cost=xr.size + rows.size, serial_blas=True)
-    out = parts[0]
-    for p in parts[1:]:
-        out += p
-    return out
+    return tn_over_rows(xr, rows, cost=xr.size + rows.size, min_size=PARALLEL_MIN)
 
 
 def _rows(xp, g):
