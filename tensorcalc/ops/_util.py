@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import EW_PIECE, kernel_threads, parallel_chunks
+from ..backend import EW_PIECE, kernel_threads, parallel_chunks, xp_of
 from ..devices import cuda as _cuda
 from ..devices.gemv_sum import gemv_sum
 from ..tensor import Tensor
@@ -19,16 +19,21 @@ def _dense_order(a):
     return order if a.transpose(order).flags.c_contiguous else None
 
 
-def parallel_binary(xp, ufunc, x, y):
-    """``ufunc(x, y)`` (an elementwise NumPy ufunc: add, subtract, multiply) in pieces over the
-    kernel pool, or None where that does not apply: NumPy arrays of one shape, dtype and dense
-    memory order (C-contiguous, or both the same permuted view such as channels-last), at
-    least _BINARY_PAR_MIN values, and T > 1 kernel threads. The result has x's memory order;
-    each value is the serial call's (the same bits at any T)."""
+def parallel_binary(op, x, y):
+    """``xp.<op>(x, y)`` for the elementwise ufunc named ``op`` ("add", "subtract",
+    "multiply") in pieces over the kernel pool, or None where that does not apply: NumPy
+    arrays of one shape, dtype and dense memory order (C-contiguous, or both the same permuted
+    view such as channels-last), at least _BINARY_PAR_MIN values, and T > 1 kernel threads.
+    The result has x's memory order; each value is the serial call's (the same bits at any
+    T)."""
+    if isinstance(x, Tensor) or isinstance(y, Tensor) or getattr(x, "size", 0) < _BINARY_PAR_MIN:
+        return None
+    xp = xp_of((x,))
     if getattr(xp, "__name__", "") != "numpy" or not isinstance(x, xp.ndarray) \
             or not isinstance(y, xp.ndarray) or x.shape != y.shape or x.dtype != y.dtype \
-            or x.size < _BINARY_PAR_MIN or x.strides != y.strides or kernel_threads() <= 1:
+            or x.strides != y.strides or kernel_threads() <= 1:
         return None
+    ufunc = getattr(xp, op)
     order = _dense_order(x)
     if order is None:
         return None
