@@ -26,8 +26,8 @@ def parallel_binary(op, x, y):
     view such as channels-last), at least _BINARY_PAR_MIN values, and T > 1 kernel threads.
     The result has x's memory order; each value is the serial call's (the same bits at any
     T)."""
-    if isinstance(x, Tensor) or isinstance(y, Tensor) or getattr(x, "size", 0) < _BINARY_PAR_MIN:
-        return None
+    if getattr(x, "size", 0) < _BINARY_PAR_MIN or isinstance(x, Tensor) or isinstance(y, Tensor):
+        return None  # (the size first: the per-op path of small arrays pays one comparison)
     xp = xp_of((x,))
     if getattr(xp, "__name__", "") != "numpy" or not isinstance(x, xp.ndarray) \
             or not isinstance(y, xp.ndarray) or x.shape != y.shape or x.dtype != y.dtype \
