@@ -91,11 +91,69 @@ def test_small_weight_gradient_over_many_rows_splits_its_rows_over_threads(threa
     assert threads(2, lambda: G.weight_grad_split(g[:256], x[:256])) is None  # few rows
     big = rng.standard_normal((2048, 512)).astype(np.float32)
     assert threads(2, lambda: G.weight_grad_split(big, big)) is None  # a big W̄
-    # through the primitive's backward: W̄ as the split sum, x̄ and b̄ as before
+    # through the primitive's backward where x̄ is not needed (an input layer): W̄ as the
+    # split sum, b̄ as before
     w = rng.standard_normal((128, 96)).astype(np.float32)
     b = rng.standard_normal(128).astype(np.float32)
     y = A.Affine.forward(np, x, w, b)
-    gx, gw, gb = threads(2, lambda: A.Affine.vjp(g, y, x, w, b, needs=(True, True, True)))
+    gx, gw, gb = threads(2, lambda: A.Affine.vjp(g, y, x, w, b, needs=(False, True, True)))
+    assert gx is None
     same_bits(gw, threads(2, lambda: G.weight_grad_split(g, x)))
-    np.testing.assert_allclose(gx, g.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(gb, g.astype(np.float64).sum(0), rtol=1e-4, atol=1e-3)
+    # at T = 3 with x̄ needed too: the split W̄ (side by side is for T = 2)
+    gx, gw, gb = threads(3, lambda: A.Affine.vjp(g, y, x, w, b, needs=(True, True, True)))
+    same_bits(gw, threads(3, lambda: G.weight_grad_split(g, x)))
+    np.testing.assert_allclose(gx, g.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_x_grad_and_weight_grad_side_by_side_at_two_threads(threads, dtype):
+    """x̄ = ȳ W and W̄ = ȳᵀ x as two single-threaded GEMMs at once (cpu_gemm.
+    dense_grads_side_by_side): each the same bits as its one-thread product, at T = 2 only, and
+    not for small products; the primitive's backward takes it when it needs both."""
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((2048, 128)).astype(dtype)
+    x = rng.standard_normal((2048, 96)).astype(dtype)
+    w = rng.standard_normal((128, 96)).astype(dtype)
+    calls = tc.backend.parallel_calls()
+    gx, gw = threads(2, lambda: G.dense_grads_side_by_side(g, x, w))
+    assert tc.backend.parallel_calls() == calls + 1  # on the pool
+    same_bits(gx, threads(1, lambda: g @ w))
+    same_bits(gw, threads(1, lambda: g.T @ x))
+    assert threads(1, lambda: G.dense_grads_side_by_side(g, x, w)) is None
+    assert threads(3, lambda: G.dense_grads_side_by_side(g, x, w)) is None
+    assert threads(2, lambda: G.dense_grads_side_by_side(g[:64], x[:64], w)) is None  # small
+    b = rng.standard_normal(128).astype(dtype)
+    y = A.Affine.forward(np, x, w, b)
+    ax, aw, ab = threads(2, lambda: A.Affine.vjp(g.reshape(32, 64, 128), y.reshape(32, 64, 128),
+                                                  x.reshape(32, 64, 96), w, b,
+                                                  needs=(True, True, True)))
+    assert ax.shape == (32, 64, 96)
+    same_bits(ax.reshape(2048, 96), gx)
+    same_bits(aw, gw)
+    np.testing.assert_allclose(ab, g.astype(np.float64).sum(0), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [2048, 1031])
+def test_bias_gemm_in_pieces_on_the_pool(threads, dtype, rows):
+    """At T > 1 the fused forward runs in row pieces on the kernel pool (each fills its rows
+    with b, then one single-threaded GEMM): x Wᵀ + b to rounding, the same bits on every run
+    with the same T; at T = 1, one GEMM (no pool). Compiled only (numba)."""
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.usable(np, np.dtype(dtype)) or cpu_jit.gemm_bias_rows_kernel(dtype) is None:
+        pytest.skip("no compiled kernels (numba missing or TENSORCALC_JIT=0)")
+    x, w, b = _data(rows, 128, 512, dtype, seed=4)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    calls = tc.backend.parallel_calls()
+    y1 = threads(1, lambda: G.gemm_bias(np, x, w, b))
+    assert tc.backend.parallel_calls() == calls
+    for t in (2, 3):
+        y = threads(t, lambda: G.gemm_bias(np, x, w, b))
+        assert tc.backend.parallel_calls() > calls
+        assert y.shape == (rows, 512) and y.dtype == dtype and y.flags.c_contiguous
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.sqrt(128))
+        same_bits(y, threads(t, lambda: G.gemm_bias(np, x, w, b)))
+    np.testing.assert_allclose(y1, ref, rtol=tol, atol=tol * np.sqrt(128))

@@ -1,7 +1,9 @@
 """Dense-layer GEMMs on the CPU (NumPy + SciPy's BLAS) where one plain ``x @ Wᵀ`` call leaves
 speed behind: ops.affine calls these and takes its plain path where they return None.
 
-- :func:`gemm_bias`: the forward's bias inside the GEMM (no separate pass over y);
+- :func:`gemm_bias`: the forward's bias inside the GEMM (no separate pass over y); at T > 1
+  in row pieces on the kernel pool, each filling its own rows first;
+- :func:`dense_grads_side_by_side`: x̄ and W̄ as two single-threaded GEMMs at once (T = 2);
 - :func:`weight_grad_split`: a small W̄ over many rows split over the rows (GEMM's K) on the
   kernel pool, where OpenBLAS's own threading barely scales (:func:`tn_over_rows`, also
   the 1×1 convolution's W̄).
@@ -30,6 +32,9 @@ def gemm_bias(xp, x2, w, b):
             or not (x2.dtype == w.dtype == b.dtype) or not x2.flags.c_contiguous \
             or not w.flags.c_contiguous:
         return None
+    y = _gemm_bias_pool(x2, w, b)
+    if y is not None:
+        return y
     gemm = _GEMM.get(x2.dtype.char)
     if gemm is None:
         from scipy.linalg import blas
@@ -42,6 +47,50 @@ def gemm_bias(xp, x2, w, b):
 
 
 _GEMM = {}
+
+
+def _gemm_bias_pool(x2, w, b):
+    """gemm_bias at T = backend.kernel_threads() > 1: the rows in T pieces on the kernel pool,
+    each piece filling its rows of y with b and then one single-threaded GEMM (β = 1) over
+    them, compiled (devices/cpu_jit.gemm_bias_rows_kernel), or None (T = 1, fewer than
+    _POOL_MIN_MACS multiply-adds, no compiled kernel). One threaded GEMM after a serial fill
+    left the fill — a pass over fresh memory, ~0.12 ms a (2048, 128) output inside a
+    transformer step — to one core, and woke SciPy's OpenBLAS workers, a second thread pool
+    beside NumPy's. Each value is the same GEMM's dot product either way, but BLAS's blocking
+    (the order of the sum over K) may differ with the piece's rows: the result is the same
+    bits at every run with the same T."""
+    rows, n_in = x2.shape
+    macs = rows * n_in * w.shape[0]
+    if macs < _POOL_MIN_MACS or kernel_threads() <= 1:
+        return None
+    from . import cpu_jit
+
+    k = cpu_jit.gemm_bias_rows_kernel(x2.dtype) if cpu_jit.usable(np, x2.dtype) else None
+    if k is None:
+        return None
+    y = np.empty((rows, w.shape[0]), dtype=x2.dtype)
+    t = kernel_threads()
+    parallel_chunks(rows, lambda lo, hi: k(x2, w, b, y, lo, hi), cost=macs,
+                    min_size=_POOL_MIN_MACS, serial_blas=True, piece=macs // t)
+    return y
+
+
+_POOL_MIN_MACS = 1 << 22
+
+
+def dense_grads_side_by_side(g2, x2, w):
+    """(x̄, W̄) = (ȳ W, ȳᵀ x) as two single-threaded GEMMs at once, one on the calling thread
+    and one on the kernel pool, or None where that does not apply: NumPy arrays, T = 2 kernel
+    threads, at least _POOL_MIN_MACS multiply-adds each. The two products have the same
+    multiply-adds (rows·out·in), so the halves balance; neither GEMM is split, so there is no
+    partial sum to add and each is the same call (the same bits) as the serial one."""
+    if not isinstance(g2, np.ndarray) or not isinstance(x2, np.ndarray) \
+            or not isinstance(w, np.ndarray) or kernel_threads() != 2 \
+            or g2.shape[0] * w.size < _POOL_MIN_MACS:
+        return None
+    return tuple(parallel_chunks(2, lambda lo, hi: g2 @ w if lo == 0 else g2.T @ x2,
+                                 cost=2 * g2.shape[0] * w.size, min_size=_POOL_MIN_MACS,
+                                 serial_blas=True))
 
 
 def weight_grad_split(g2, x2):

@@ -1322,8 +1322,8 @@ def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
                             dst[c] += src[c]
 
 
-_BLAS_KERNELS = {"row_conv", "row_wgrad", "gemm_rows", "lstm_fwd_scan", "lstm_bwd_scan",
-                 "gru_fwd_scan", "gru_bwd_scan"}
+_BLAS_KERNELS = {"row_conv", "row_wgrad", "gemm_rows", "gemm_bias_rows", "lstm_fwd_scan",
+                 "lstm_bwd_scan", "gru_fwd_scan", "gru_bwd_scan"}
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
             "lstm_fwd": _lstm_fwd_k, "lstm_bwd": _lstm_bwd_k, "gru_fwd": _gru_fwd_k,
@@ -1548,6 +1548,30 @@ def _gemm_rows_k(dbl, a, b, out, step, tn):
                  ip + 12, sp + isz, out[s:].ctypes.data, ip)
 
 
+def _gemm_bias_rows_k(dbl, x, w, b, y, r0, r1):
+    """The dense layer's forward on rows r0 … r1 − 1, calling ``gemm`` as above: y's rows ← b,
+    then y[r0:r1] += x[r0:r1] Wᵀ (β = 1) — x (M, K), W (N, K), b (N,), y (M, N), all
+    C-contiguous. The rows are filled just before the GEMM reads them, by the thread that
+    runs it (devices/cpu_gemm.gemm_bias's pieces). Column-major: y_blockᵀ (N, M_b) =
+    Wᵀ (N, K, W given transposed) x_blockᵀ (K, M_b)."""
+    k = x.shape[1]
+    n = w.shape[0]
+    for r in range(r0, r1):
+        yr = y[r]
+        for j in range(n):
+            yr[j] = b[j]
+    # ints: BLAS's m = N (= ldc), n = the block's rows, k = K (= lda = ldb)
+    ints, ip, sp, cp = _blas_args(x, True, n, r1 - r0, k, k)
+    _xgemm(dbl, cp + 1, cp, ip, ip + 4, ip + 8, sp, w.ctypes.data, ip + 8, x[r0:].ctypes.data,
+           ip + 8, sp, y[r0:].ctypes.data, ip)
+
+
+def gemm_bias_rows_kernel(dtype):
+    """``kernel(x, w, b, y, r0, r1)``: y[r0:r1] ← x[r0:r1] Wᵀ + b with the GIL released (see
+    devices/cpu_gemm.gemm_bias), or None (see :func:`row_conv_kernel`)."""
+    return _blas_kernel("gemm_bias_rows", dtype)
+
+
 def gemm_rows_kernel(dtype):
     """``kernel(a, b, out, step, tn)``: a @ b (or aᵀ b) in blocks of rows, with the GIL
     released (see ops.windows._matmul_rows), or None (see :func:`row_conv_kernel`)."""
@@ -1614,4 +1638,5 @@ def row_conv_kernel(dtype):
     return _blas_kernel("row_conv", dtype)
 
 
-_SOURCES.update({"row_conv": _row_conv_k, "row_wgrad": _row_wgrad_k, "gemm_rows": _gemm_rows_k})
+_SOURCES.update({"row_conv": _row_conv_k, "row_wgrad": _row_wgrad_k, "gemm_rows": _gemm_rows_k,
+                 "gemm_bias_rows": _gemm_bias_rows_k})

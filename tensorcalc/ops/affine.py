@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Function, primitive
 from ..backend import xp_of
-from ..devices.cpu_gemm import gemm_bias, weight_grad_split
+from ..devices.cpu_gemm import dense_grads_side_by_side, gemm_bias, weight_grad_split
 from ..tensor import Tensor
 from ._util import public, shape_of, sum_axes
 
@@ -44,11 +44,19 @@ class Affine(Function):
         n_out, n_in = w.shape
         g2 = g if len(g.shape) == 2 else g.reshape(-1, n_out)
         gx = gw = gb = None
-        if needs[0]:
+        both = None
+        if needs[0] and needs[1] and not isinstance(g2, Tensor):
+            x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
+            both = dense_grads_side_by_side(g2, x2, w)
+        if both is not None:
+            gx, gw = both
+            if gx.shape != x.shape:
+                gx = gx.reshape(x.shape)
+        elif needs[0]:
             gx = g2 @ w
             if gx.shape != x.shape:
                 gx = gx.reshape(x.shape)
-        if needs[1]:
+        if needs[1] and both is None:
             x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
             gw = weight_grad_split(g2, x2) if not isinstance(g2, Tensor) else None
             if gw is None:
