@@ -822,3 +822,37 @@ def test_recurrent_time_loops_compiled_and_python_agree(monkeypatch):
     python = run()
     for a, b_ in zip(compiled, python, strict=True):
         np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-6)
+
+
+_WIDE_PROBE = (
+    "import llvmlite.binding as ll, numba\n"
+    "{before}"
+    "from tensorcalc.devices import cpu_jit as J\n"
+    "assert J._numba() is not None\n"
+    "print(J._STATE['wide'], numba.config.CPU_FEATURES, ll.get_host_cpu_name(),\n"
+    "      '+avx512f' in ll.get_host_cpu_features().flatten().split(','))\n")
+
+
+def _wide_probe(env=None, before=""):
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("TENSORCALC_JIT_WIDE", "NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    e.update(env or {})
+    out = subprocess.run([sys.executable, "-c", _WIDE_PROBE.format(before=before)], env=e,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[0] == "True", out[1], out[2], out[3] == "True"
+
+
+def test_wide_vectors_only_on_the_cpus_listed_and_never_over_the_users_settings():
+    """cpu_jit._prefer_wide_vectors: numba's target features get ``-prefer-256-bit`` on an
+    AVX-512 CPU of _WIDE_CPUS (and nowhere else), not with TENSORCALC_JIT_WIDE=0, not over a
+    user's NUMBA_CPU_FEATURES, and not once numba has compiled something."""
+    wide, feats, cpu, avx512 = _wide_probe()
+    assert wide == (cpu in _jit._WIDE_CPUS and avx512)
+    if wide:
+        assert feats.endswith(",-prefer-256-bit") and "+avx512f" in feats
+    else:
+        assert feats == "None"
+    assert _wide_probe({"TENSORCALC_JIT_WIDE": "0"})[:2] == (False, "None")
+    assert _wide_probe({"NUMBA_CPU_FEATURES": "+sse2"})[:2] == (False, "+sse2")
+    compiled_first = "numba.njit(lambda v: v + 1)(1)\n"
+    assert _wide_probe(before=compiled_first)[:2] == (False, "None")
