@@ -116,10 +116,13 @@ def test_x_grad_and_weight_grad_side_by_side_at_two_threads(threads, dtype):
     x = rng.standard_normal((2048, 96)).astype(dtype)
     w = rng.standard_normal((128, 96)).astype(dtype)
     calls = tc.backend.parallel_calls()
-    gx, gw = threads(2, lambda: G.dense_grads_side_by_side(g, x, w))
-    assert tc.backend.parallel_calls() == calls + 1  # on the pool
+    gx, gw, none = threads(2, lambda: G.dense_grads_side_by_side(g, x, w))
+    assert tc.backend.parallel_calls() == calls + 1 and none is None  # on the pool
     same_bits(gx, threads(1, lambda: g @ w))
     same_bits(gw, threads(1, lambda: g.T @ x))
+    # b̄ in x̄'s piece: whatever the callable returns, computed there
+    got = threads(2, lambda: G.dense_grads_side_by_side(g, x, w, lambda: g.sum(axis=0)))
+    same_bits(got[2], g.sum(axis=0))
     assert threads(1, lambda: G.dense_grads_side_by_side(g, x, w)) is None
     assert threads(3, lambda: G.dense_grads_side_by_side(g, x, w)) is None
     assert threads(2, lambda: G.dense_grads_side_by_side(g[:64], x[:64], w)) is None  # small

@@ -47,9 +47,10 @@ class Affine(Function):
         both = None
         if needs[0] and needs[1] and not isinstance(g2, Tensor):
             x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
-            both = dense_grads_side_by_side(g2, x2, w)
+            both = dense_grads_side_by_side(
+                g2, x2, w, (lambda: sum_axes(xp_of((g2,)), g2, (0,))) if needs[2] else None)
         if both is not None:
-            gx, gw = both
+            gx, gw, gb = both
             if gx.shape != x.shape:
                 gx = gx.reshape(x.shape)
         elif needs[0]:
@@ -61,7 +62,7 @@ class Affine(Function):
             gw = weight_grad_split(g2, x2) if not isinstance(g2, Tensor) else None
             if gw is None:
                 gw = g2.mT @ x2
-        if needs[2]:
+        if needs[2] and gb is None:
             # arrays: 1ᵀ ȳ as a GEMV on NumPy and GPUs (~2-3x a column sum; ops._util.sum_axes)
             gb = g2.sum(axis=0) if isinstance(g2, Tensor) else sum_axes(xp_of((g2,)), g2, (0,))
         return gx, gw, gb
