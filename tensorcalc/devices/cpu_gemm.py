@@ -18,6 +18,8 @@ from ..backend import kernel_threads, parallel_chunks, register_scipy_blas
 # outputs (rows × out) from which the bias goes into the GEMM: below, NumPy's matmul and an add
 # (SciPy's wrapper costs a few µs a call; a 128 × 256 layer already gains ~10 %)
 _GEMM_BIAS_MIN = 1 << 14
+# multiply-adds below which one threaded GEMM is as fast as pieces on the kernel pool
+_POOL_MIN_MACS = 1 << 22
 
 
 def gemm_bias(xp, x2, w, b):
@@ -61,7 +63,8 @@ def _gemm_bias_pool(x2, w, b):
     bits at every run with the same T."""
     rows, n_in = x2.shape
     macs = rows * n_in * w.shape[0]
-    if macs < _POOL_MIN_MACS or kernel_threads() <= 1:
+    t = kernel_threads()
+    if macs < _POOL_MIN_MACS or t <= 1:
         return None
     from . import cpu_jit
 
@@ -69,13 +72,9 @@ def _gemm_bias_pool(x2, w, b):
     if k is None:
         return None
     y = np.empty((rows, w.shape[0]), dtype=x2.dtype)
-    t = kernel_threads()
     parallel_chunks(rows, lambda lo, hi: k(x2, w, b, y, lo, hi), cost=macs,
                     min_size=_POOL_MIN_MACS, serial_blas=True, piece=macs // t)
     return y
-
-
-_POOL_MIN_MACS = 1 << 22
 
 
 def dense_grads_side_by_side(g2, x2, w, bias_sum=None):
@@ -118,7 +117,7 @@ def weight_grad_split(g2, x2):
     if t <= 1:
         return None
     cost = rows * n_out * n_in
-    return tn_over_rows(g2, x2, cost=cost, min_size=_SPLIT_K_MIN, piece=cost // t)
+    return tn_over_rows(g2, x2, cost=cost, min_size=_POOL_MIN_MACS, piece=cost // t)
 
 
 def tn_over_rows(a, b, *, cost, min_size, piece=None):
@@ -135,4 +134,3 @@ def tn_over_rows(a, b, *, cost, min_size, piece=None):
 
 
 _SPLIT_K_MAX_OUT = 256 * 256
-_SPLIT_K_MIN = 1 << 22  # multiply-adds below which one threaded GEMM is as fast

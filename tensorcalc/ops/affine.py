@@ -43,28 +43,27 @@ class Affine(Function):
         # Operators, .mT, .reshape and .sum work on raw arrays (numpy) and Tensors (recorded).
         n_out, n_in = w.shape
         g2 = g if len(g.shape) == 2 else g.reshape(-1, n_out)
+        x2 = (x if len(x.shape) == 2 else x.reshape(-1, n_in)) if needs[1] else None
+        arrays = not isinstance(g2, Tensor)
         gx = gw = gb = None
         both = None
-        if needs[0] and needs[1] and not isinstance(g2, Tensor):
-            x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
+        if arrays and needs[0] and needs[1]:
             both = dense_grads_side_by_side(
                 g2, x2, w, (lambda: sum_axes(xp_of((g2,)), g2, (0,))) if needs[2] else None)
         if both is not None:
             gx, gw, gb = both
-            if gx.shape != x.shape:
-                gx = gx.reshape(x.shape)
-        elif needs[0]:
-            gx = g2 @ w
-            if gx.shape != x.shape:
-                gx = gx.reshape(x.shape)
-        if needs[1] and both is None:
-            x2 = x if len(x.shape) == 2 else x.reshape(-1, n_in)
-            gw = weight_grad_split(g2, x2) if not isinstance(g2, Tensor) else None
-            if gw is None:
-                gw = g2.mT @ x2
+        else:
+            if needs[0]:
+                gx = g2 @ w
+            if needs[1]:
+                gw = weight_grad_split(g2, x2) if arrays else None
+                if gw is None:
+                    gw = g2.mT @ x2
+        if gx is not None and gx.shape != x.shape:
+            gx = gx.reshape(x.shape)
         if needs[2] and gb is None:
             # arrays: 1ᵀ ȳ as a GEMV on NumPy and GPUs (~2-3x a column sum; ops._util.sum_axes)
-            gb = g2.sum(axis=0) if isinstance(g2, Tensor) else sum_axes(xp_of((g2,)), g2, (0,))
+            gb = sum_axes(xp_of((g2,)), g2, (0,)) if arrays else g2.sum(axis=0)
         return gx, gw, gb
 
     @staticmethod
