@@ -586,12 +586,12 @@ def _over_batch(B, T, macs_per_row_step, loop):
     count.
 
     With the compiled ``*_scan`` kernels (LSTM, GRU) a piece's loop is one call, the GIL released:
-    each step's GEMM is SciPy's ?gemm through its pointer, in blocks of output columns that
-    OpenBLAS's small-matrix kernels take (no packing of W at every step: _small_block), then
-    the step kernel. T 32, B 32, H 128, one thread: forward 2.20 → 1.52 ms and backward
-    1.97 → 1.49 ms against the Python loop of NumPy calls; on two threads as Python loops the
-    threads took turns on the GIL at every step (forward 2.19 → 2.48 ms). Without them (numba
-    without a usable BLAS pointer) the loop is Python's, with NumPy's GEMM."""
+    each step's GEMM is SciPy's ?gemm (_xgemm, by its registered symbol), in blocks of output
+    columns that OpenBLAS's small-matrix kernels take (no packing of W at every step:
+    _small_block), then the step kernel. T 32, B 32, H 128, one thread: forward 2.20 → 1.52 ms
+    and backward 1.97 → 1.49 ms against the Python loop of NumPy calls; on two threads as
+    Python loops the threads took turns on the GIL at every step (forward 2.19 → 2.48 ms).
+    Without them (numba without a usable SciPy BLAS) the loop is Python's, with NumPy's GEMM."""
     cost = B * T * macs_per_row_step
     parallel_chunks(B, loop, cost=cost, min_size=_SCAN_PAR_MIN, serial_blas=True,
                     piece=max(1, cost // kernel_threads()), align=8)
@@ -718,7 +718,7 @@ _LOOP_STEPS = {"lstm_fwd_scan": ("_lstm_fwd_step", "lstm_fwd"),
 
 def _lstm_fwd_scan_k(dbl, zs, h0, c0, wt, hs, cs, gates, a, b0, b1, blk, e, t):
     """lstm_forward's time loop for batch rows b0 … b1 − 1 in one call: each step a ← h Wᵀ
-    (``gemm``, BLAS's ?gemm through its pointer; column-major aᵀ (4H, n) = Wᵀᵀ (4H, H) hᵀ
+    (SciPy's ?gemm through _xgemm; column-major aᵀ (4H, n) = Wᵀᵀ (4H, H) hᵀ
     (H, n), both as stored, in blocks of ``blk`` gate columns) and then the step kernel."""
     T = zs.shape[0]
     H, H4 = wt.shape
