@@ -1,8 +1,8 @@
 """Compiled CPU kernels (numba, optional) for the primitives NumPy runs as many passes — layer
 norm, GELU and GELU′, softmax, the LSTM and GRU steps, batch norm (channels-last), ReLU, leaky
-ReLU and their rules, tiling max pooling, and the fold (col2im: transposed convolutions, a
-convolution's x̄): a fast path for NumPy float arrays, beside devices/cuda.py's kernels for
-CuPy (issue 19 allows a JIT library for this).
+ReLU and their rules, tiling max pooling, the unfold (im2col) copies and the fold (col2im:
+transposed convolutions, a convolution's x̄): a fast path for NumPy float arrays, beside
+devices/cuda.py's kernels for CuPy (issue 19 allows a JIT library for this).
 
 Each kernel computes the mathematics of the NumPy rule next to its primitive, which stays the
 reference: it is what runs where numba is not installed, with ``TENSORCALC_JIT=0``, on other
@@ -1345,6 +1345,52 @@ def _unfold_few_k(x, lo, cols, sh, sw, dh, dw, p0, q0):
                                 d[b] = zero
 
 
+def _unfold_nhwc_k(x, lo, cols, sh, sw, dh, dw, p0, q0):
+    """The channels-last unfold (im2col) of x (N, H, W, C), C-contiguous: cols[n, a, b, i, j,
+    c] = x[lo + n, a·sh + i·dh − p0, b·sw + j·dw − q0, c], 0 outside x (cols: (B, H_out,
+    W_out, kh, kw, C), C-contiguous). Without padding and dilation along W every window row is
+    one run of kw·C contiguous values (a loop without branches: 1.5x faster); otherwise C
+    values at a time, zeros outside x."""
+    B, ho, wo, kh, kw, C = cols.shape
+    H, W = x.shape[1], x.shape[2]
+    run = kw * C
+    zero = cols.dtype.type(0)
+    xf = x.reshape(-1)
+    cf = cols.reshape(B * ho * wo * kh, run)
+    r = 0
+    if p0 == 0 and q0 == 0 and dw == 1 and (ho - 1) * sh + (kh - 1) * dh < H \
+            and (wo - 1) * sw + kw <= W:
+        for n in range(B):
+            for a in range(ho):
+                for b in range(wo):
+                    for i in range(kh):
+                        s = (((lo + n) * H + a * sh + i * dh) * W + b * sw) * C
+                        src = xf[s:s + run]
+                        dst = cf[r]
+                        for t in range(run):
+                            dst[t] = src[t]
+                        r += 1
+        return
+    for n in range(B):
+        for a in range(ho):
+            for b in range(wo):
+                for i in range(kh):
+                    hh = a * sh + i * dh - p0
+                    dst = cf[r]
+                    r += 1
+                    for j in range(kw):
+                        ww = b * sw + j * dw - q0
+                        seg = dst[j * C:(j + 1) * C]
+                        if 0 <= hh < H and 0 <= ww < W:
+                            s = (((lo + n) * H + hh) * W + ww) * C
+                            src = xf[s:s + C]
+                            for c in range(C):
+                                seg[c] = src[c]
+                        else:
+                            for c in range(C):
+                                seg[c] = zero
+
+
 def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
     """col2im's sums: buf[lo + n, a·sh + i·dh, b·sw + j·dw, c] += t[n, a, b, i, j, c] for the
     columns t (B, H_out, W_out, kh, kw, C) of samples lo … lo + B − 1 into the channels-last
@@ -1375,7 +1421,7 @@ _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "relu": _relu_k, "leaky": _leaky_k,
             "maxpool": _maxpool_k,
             "maxpool_grad": _maxpool_grad_k, "fold_add": _fold_add_k,
-            "unfold_few": _unfold_few_k}
+            "unfold_few": _unfold_few_k, "unfold_nhwc": _unfold_nhwc_k}
 
 
 def unfold_few_into(x, lo, cols, stride, padding, dilation):
@@ -1386,6 +1432,17 @@ def unfold_few_into(x, lo, cols, stride, padding, dilation):
     other thread's GEMMs), and needs a padded copy of x first where there is padding."""
     (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
     _kernel("unfold_few")(x, lo, cols, sh, sw, dh, dw, p0, q0)
+    return cols
+
+
+def unfold_nhwc_into(xh, lo, cols, stride, padding, dilation):
+    """Fill ``cols`` (B, H_out, W_out, kh, kw, C), C-contiguous, with the windows of samples
+    lo … lo + B − 1 of channels-last xh (N, H, W, C), C-contiguous, zero padding included;
+    return it. The implicit GEMM's column copy (ops.windows._column_chunks), compiled: NumPy
+    copies the strided 6-D view at ~16 GB/s (LeNet's second layer, 16 samples: 81 → 44 µs) and
+    needs a padded copy of x first where there is padding."""
+    (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
+    _kernel("unfold_nhwc")(xh, lo, cols, sh, sw, dh, dw, p0, q0)
     return cols
 
 

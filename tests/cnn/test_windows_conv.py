@@ -64,6 +64,50 @@ def test_few_channel_unfold_copy_numpy_and_compiled_agree(padding, stride, dilat
         np.testing.assert_array_equal(want, refs.unfold(x, **kw))
 
 
+@pytest.mark.parametrize("kernel,stride,padding,dilation",
+                         list(itertools.product([(3, 2), 2], STRIDES, PADS, DILS)))
+def test_channels_last_unfold_copy_compiled_is_numpys(kernel, stride, padding, dilation):
+    """The implicit GEMM's column copy from channels-last memory (devices/cpu_jit
+    .unfold_nhwc_into: it reads x itself, zero padding included) is NumPy's strided view of
+    the padded image, bit for bit, for samples lo … lo + B − 1, float32 and float64."""
+    from tensorcalc.devices import cpu_jit
+    from tensorcalc.ops.windows import norm_padding, out_size, pair
+
+    if cpu_jit._numba() is None:
+        pytest.skip("numba not installed")
+    kh, kw = pair(kernel, "k", "test", 1)
+    sh, sw = pair(stride, "s", "test", 1)
+    dh, dw = pair(dilation, "d", "test", 1)
+    pad = norm_padding(padding, "test")
+    for dtype in (np.float32, np.float64):
+        xh = np.random.default_rng(6).standard_normal((5, 7, 9, 3)).astype(dtype)
+        ho = out_size(7, kh, sh, pad[0], dh)
+        wo = out_size(9, kw, sw, pad[1], dw)
+        got = np.full((2, ho, wo, kh, kw, 3), np.nan, dtype=dtype)
+        cpu_jit.unfold_nhwc_into(xh, 2, got, (sh, sw), pad, (dh, dw))
+        xp_ = np.pad(xh[2:4], ((0, 0), pad[0], pad[1], (0, 0)))
+        bn, bh, bw, bc = xp_.strides
+        want = np.lib.stride_tricks.as_strided(
+            xp_, (2, ho, wo, kh, kw, 3), (bn, sh * bh, sw * bw, dh * bh, dw * bw, bc))
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("xs,ws,kw", [((3, 8, 7, 9), (5, 8, 3, 3), {"stride": 2, "padding": 1}),
+                                      ((3, 8, 7, 9), (5, 8, 3, 2), {"dilation": (2, 1)}),
+                                      ((2, 6, 12, 12), (4, 6, 5, 5), {}),
+                                      ((2, 6, 9, 8), (4, 6, 3, 3),
+                                       {"stride": (1, 2), "padding": ((1, 0), (2, 1))})])
+def test_conv2d_on_channels_last_memory_matches_loops_and_gradcheck(xs, ws, kw):
+    """Convolutions of channels-last x (a conv output's memory) take the compiled column copy
+    where numba is: values against the direct loops, gradients against finite differences."""
+    n, c, h, w_ = xs
+    x = RNG.standard_normal((n, h, w_, c)).transpose(0, 3, 1, 2)
+    w, b = RNG.standard_normal(ws), RNG.standard_normal(ws[0])
+    got = F.conv2d(_t(x), _t(w), _t(b), **kw).numpy()
+    np.testing.assert_allclose(got, refs.conv2d(x, w, b, **kw), rtol=1e-12, atol=1e-12)
+    tc.gradcheck(lambda a, c_, d: F.conv2d(a, c_, d, **kw), x, w, b)
+
+
 def test_unfold_never_aliases_its_input():
     x = tc.tensor(RNG.standard_normal((2, 3, 4, 4)).transpose(0, 2, 3, 1).copy()
                   .transpose(0, 3, 1, 2))  # channels-last memory: the 1×1 window is a view
