@@ -1391,6 +1391,46 @@ def _unfold_nhwc_k(x, lo, cols, sh, sw, dh, dw, p0, q0):
                                 seg[c] = zero
 
 
+def _row_z_k(x, lo, z, kw, p0, q0, wp):
+    """The kernel-row columns Z of samples lo … lo + B − 1 of channels-last x (N, H, W, C),
+    C-contiguous (ops.windows._row_conv): z[n, r] = the kw·C values from grid pixel r on of the
+    flat image x padded (p0 rows above, q0 columns left, W_p = wp wide, zeros below): pixel
+    r + j is (row, column) = divmod(r + j, W_p), so a window that runs past its row's end reads
+    the next row's first pixels, as the strided view of the padded copy does. A window inside
+    one row of x is one run of kw·C contiguous values."""
+    B, R, kwc = z.shape
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    zero = z.dtype.type(0)
+    xf = x.reshape(-1)
+    for n in range(B):
+        zn = z[n]
+        for r in range(R):
+            rp = r // wp
+            h = rp - p0
+            w0 = r - rp * wp - q0
+            dst = zn[r]
+            if 0 <= h < H and w0 >= 0 and w0 + kw <= W:
+                s = ((lo + n) * H + h) * W * C + w0 * C
+                src = xf[s:s + kwc]
+                for t in range(kwc):
+                    dst[t] = src[t]
+            else:
+                for j in range(kw):
+                    q = r + j
+                    rq = q // wp
+                    hh = rq - p0
+                    ww = q - rq * wp - q0
+                    seg = dst[j * C:(j + 1) * C]
+                    if 0 <= hh < H and 0 <= ww < W:
+                        s = (((lo + n) * H + hh) * W + ww) * C
+                        src = xf[s:s + C]
+                        for c in range(C):
+                            seg[c] = src[c]
+                    else:
+                        for c in range(C):
+                            seg[c] = zero
+
+
 def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
     """col2im's sums: buf[lo + n, a·sh + i·dh, b·sw + j·dw, c] += t[n, a, b, i, j, c] for the
     columns t (B, H_out, W_out, kh, kw, C) of samples lo … lo + B − 1 into the channels-last
@@ -1421,7 +1461,8 @@ _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "relu": _relu_k, "leaky": _leaky_k,
             "maxpool": _maxpool_k,
             "maxpool_grad": _maxpool_grad_k, "fold_add": _fold_add_k,
-            "unfold_few": _unfold_few_k, "unfold_nhwc": _unfold_nhwc_k}
+            "unfold_few": _unfold_few_k, "unfold_nhwc": _unfold_nhwc_k,
+            "row_z": _row_z_k}
 
 
 def unfold_few_into(x, lo, cols, stride, padding, dilation):
@@ -1444,6 +1485,16 @@ def unfold_nhwc_into(xh, lo, cols, stride, padding, dilation):
     (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
     _kernel("unfold_nhwc")(xh, lo, cols, sh, sw, dh, dw, p0, q0)
     return cols
+
+
+def row_z_into(xh, lo, z, kw, padding, wp):
+    """Fill the kernel-row columns ``z`` (B, H_p·W_p, kw·C) of samples lo … lo + B − 1 of
+    channels-last xh (N, H, W, C), C-contiguous (ops.windows._row_z_chunks); return it. One
+    pass over x, padding included: NumPy needed a padded copy of x and then a strided copy
+    of it (16 → 16 at 28×28, 12 samples: see _row_z_chunks)."""
+    (p0, _), (q0, _) = padding
+    _kernel("row_z")(xh, lo, z, kw, p0, q0, wp)
+    return z
 
 
 def fold_add(t6, buf, lo, stride, dilation):

@@ -799,27 +799,23 @@ def _row_z_chunks(xp, x, kh, kw, padding, make, chunk):
     single-threaded BLAS); per piece ``make(m, H_out, W_p)`` (its own state), and per chunk of
     k samples from a, Z (see :func:`_row_conv`) filled and ``chunk(state, z, a, k, W_p)``
     called. Returns the pieces' states in order."""
-    n, c, h, w = x.shape
-    (p0, _), (q0, _) = padding
+    n, c = x.shape[:2]
     hp, wp, ho, wo = _row_grid(x.shape, kh, kw, padding)
     dt = x.dtype
-    isz = dt.itemsize
-    xh = x.transpose(0, 2, 3, 1)
+    # channels-last memory (a conv output's: free); Z is filled from it by one compiled pass
+    # that reads the padding as zeros (16 → 16 at 28×28, 12 samples: 0.19 → 0.10 ms against
+    # NumPy's padded copy and strided copy of it)
+    xh = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
     kwc = kw * c
-    per = _balanced(n, max(1, min(n, _ROW_CHUNK_BYTES // (hp * wp * kwc * isz))),
+    per = _balanced(n, max(1, min(n, _ROW_CHUNK_BYTES // (hp * wp * kwc * dt.itemsize))),
                     n * ho * wo * kh * kwc)
 
     def run(lo, hi):
-        m = min(per, hi - lo)
-        pad = xp.zeros((m, hp + 1, wp, c), dtype=dt)  # + a zero row: Z's last rows read it
-        z = xp.empty((m, hp * wp, kwc), dtype=dt)
-        state = make(m, ho, wp)
-        pf = pad.reshape(m, -1)
+        z = xp.empty((min(per, hi - lo), hp * wp, kwc), dtype=dt)
+        state = make(z.shape[0], ho, wp)
         for a in range(lo, hi, per):
             k = min(hi, a + per) - a
-            pad[:k, p0:p0 + h, q0:q0 + w] = xh[a:a + k]
-            z[:k] = _as_strided(xp, pf[:k], (k, hp * wp, kwc), (pf.strides[0], c * isz, isz))
-            chunk(state, z, a, k, wp)
+            chunk(state, _jit.row_z_into(xh, a, z[:k], kw, padding, wp), a, k, wp)
         return state
 
     return parallel_chunks(n, run, align=per, cost=n * ho * wo * kh * kwc, serial_blas=True)

@@ -435,11 +435,41 @@ def _conv_all(x, w, b, g, padding):
 
 
 @pytest.mark.parametrize("xs,ws,padding", ROW_CASES)
+def test_kernel_row_columns_compiled_are_numpys_padded_strided_view(xs, ws, padding):
+    """Z (devices/cpu_jit.row_z_into: one pass over channels-last x, padding read as zeros)
+    is the strided view of the padded image plus a zero row, bit for bit: z[n, r] = the kw·C
+    values from flat pixel r on, windows past a row's end reading the next row."""
+    import tensorcalc.ops.windows as W
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.enabled():
+        pytest.skip("the kernel-row step is compiled (numba)")
+    n, c, h, w = xs
+    kh, kw = ws[2:]
+    geo = W.window_geometry("t", xs, (kh, kw), 1, padding, 1)
+    (p0, p1), (q0, q1) = pad = geo[2]
+    hp, wp, _, _ = W._row_grid(xs, kh, kw, pad)
+    for dtype in (np.float32, np.float64):
+        xh = np.random.default_rng(3).standard_normal((n + 2, h, w, c)).astype(dtype)
+        got = np.full((n, hp * wp, kw * c), np.nan, dtype=dtype)
+        cpu_jit.row_z_into(xh, 1, got, kw, pad, wp)
+        padded = np.pad(xh[1:n + 1], ((0, 0), (p0, p1 + 1), (q0, q1), (0, 0)))
+        pf = padded.reshape(n, -1)
+        isz = pf.itemsize
+        want = np.lib.stride_tricks.as_strided(pf, (n, hp * wp, kw * c),
+                                               (pf.strides[0], c * isz, isz))
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("xs,ws,padding", ROW_CASES)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
-def test_kernel_row_conv_matches_im2col_and_loops(monkeypatch, xs, ws, padding, dtype, tol):
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_kernel_row_conv_matches_im2col_and_loops(monkeypatch, xs, ws, padding, dtype, tol,
+                                                  layout):
     """The kernel-row form (forward, x̄ as a full correlation, W̄ and b̄) against the implicit
     GEMM over im2col columns and, for the forward, the direct loops; chunks of 1 sample with
-    the GEMMs in blocks of rows, and chunks of all samples."""
+    the GEMMs in blocks of rows, and chunks of all samples; x in NCHW memory (copied to
+    channels-last once) and in channels-last memory (a conv output's: read as it is)."""
     import tensorcalc.ops.windows as W
     from tensorcalc.devices import cpu_jit
 
@@ -447,6 +477,8 @@ def test_kernel_row_conv_matches_im2col_and_loops(monkeypatch, xs, ws, padding, 
         pytest.skip("the kernel-row step is compiled (numba): without it im2col runs")
     rng = np.random.default_rng(sum(xs))
     x = rng.standard_normal(xs).astype(dtype)
+    if layout == "channels_last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
     geo = W.window_geometry("t", xs, ws[2:], 1, padding, 1)
