@@ -660,10 +660,11 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=Fals
     memory (see below).
 
     None where the plain unfold is better: GPUs (one gather kernel), and few channels (Unfold's
-    (N, K, L) copy, whose runs are W_out long, then N GEMMs) — except, with ``few`` and T > 1
-    kernel threads, that same copy and its GEMMs chunk by chunk over the pool (LeNet's first
-    convolution at 2 threads: forward 0.82 → 0.50 ms, W̄ 0.56 → 0.42 ms; at 1 thread the chunks
-    gain nothing)."""
+    (N, K, L) copy, whose runs are W_out long, then N GEMMs) — except, with ``few``, that same
+    copy and its GEMMs chunk by chunk (over the pool at T > 1; LeNet's first convolution at 2
+    threads: forward 0.82 → 0.50 ms, W̄ 0.56 → 0.42 ms; at 1 thread, with the compiled copy,
+    forward 0.87–0.94 → 0.80–0.85 ms and W̄ + b̄ 0.83–0.92 → 0.71–0.82 ms: the bias add and b̄'s
+    sum run on each chunk's rows while they are in cache)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, padding[0], dh), out_size(w, kw, sw, padding[1], dw)
@@ -881,15 +882,16 @@ def _sample_chunks(xp, n, per, L, cost, buffers, columns, fn, accumulate):
 
 
 def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, accumulate):
-    """_column_chunks for few input channels at T > 1 kernel threads (None at T = 1): chunks
-    of samples copied in (B, kh, kw, C, H_out, W_out) memory, Unfold's few-channel order, and
-    ``fn(rows, cols)`` given the (B, L, K) view. A GEMM per sample, as Unfold's path does, so the
-    values are its values (sums: see ``accumulate`` above)."""
+    """_column_chunks for few input channels (at T = 1 only with the compiled copy; None for
+    less than PARALLEL_MIN values): chunks of samples copied in (B, kh, kw, C, H_out, W_out)
+    memory, Unfold's few-channel order, and ``fn(rows, cols)`` given the (B, L, K) view. A GEMM
+    per sample, as Unfold's path does, so the values are its values (sums: see ``accumulate``
+    above)."""
     kh, kw = kernel
     n, c = x.shape[:2]
     (ho, wo), K = out_hw, kh * kw * c
     L = ho * wo
-    if kernel_threads() <= 1 or n * L * K < PARALLEL_MIN:
+    if n * L * K < PARALLEL_MIN or (kernel_threads() <= 1 and not _jit.usable(xp, x.dtype)):
         return None
     per = _balanced(n, max(1, min(n, _FEW_CHUNK_BYTES // (L * K * x.dtype.itemsize))),
                     n * L * K)
