@@ -1672,11 +1672,13 @@ def _row_wgrad_k(dbl, z, k, g4, a, grid, gw, gb, has_bias, wp, step):
                      zs[i * wp + r0:].ctypes.data, ip + 4, sp, gw[i].ctypes.data, ip)
 
 
-def _gemm_rows_k(dbl, a, b, out, step, tn):
+def _gemm_rows_k(dbl, a, b, out, step, tn, bias, has_bias):
     """Products in blocks of rows, calling ``gemm`` as above: a (M, K), b, out C-contiguous,
     ``step`` rows of a (and b) a call:
     without ``tn``, out (M, N) ← a @ b (b (K, N)), block by block (column-major: out_blockᵀ
-    (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b)); with ``tn``, out (K, N) ← aᵀ b (b (M, N)), the
+    (N, M_b) = bᵀ (N, K) a_blockᵀ (K, M_b)); with ``has_bias``, out ← a @ b + bias (N,): each
+    block's rows are filled with the bias just before its GEMM adds into them (β = 1), instead
+    of a pass over out afterwards. With ``tn``, out (K, N) ← aᵀ b (b (M, N)), the
     blocks' products accumulated in order by BLAS (β = 0 for the first, then 1;
     column-major: outᵀ (N, K) = b_blockᵀ (N, M_b) a_block (M_b, K), B transposed)."""
     m, k = a.shape
@@ -1691,9 +1693,15 @@ def _gemm_rows_k(dbl, a, b, out, step, tn):
             _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, b[s:].ctypes.data, ip,
                  a[s:].ctypes.data, ip + 12, sp + (isz if s == 0 else 0), out.ctypes.data, ip)
         else:
-            ints[1] = min(step, m - s)
+            rows = min(step, m - s)
+            ints[1] = rows
+            if has_bias:
+                for r in range(s, s + rows):
+                    o = out[r]
+                    for j in range(n):
+                        o[j] = bias[j]
             _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, b.ctypes.data, ip, a[s:].ctypes.data,
-                 ip + 12, sp + isz, out[s:].ctypes.data, ip)
+                 ip + 12, sp + (0 if has_bias else isz), out[s:].ctypes.data, ip)
 
 
 def _gemm_bias_rows_k(dbl, x, w, b, y, r0, r1):
@@ -1721,8 +1729,9 @@ def gemm_bias_rows_kernel(dtype):
 
 
 def gemm_rows_kernel(dtype):
-    """``kernel(a, b, out, step, tn)``: a @ b (or aᵀ b) in blocks of rows, with the GIL
-    released (see ops.windows._matmul_rows), or None (see :func:`row_conv_kernel`)."""
+    """``kernel(a, b, out, step, tn, bias, has_bias)``: a @ b (+ bias) or aᵀ b in blocks of
+    rows, with the GIL released (see ops.windows._matmul_rows), or None (see
+    :func:`row_conv_kernel`)."""
     return _blas_kernel("gemm_rows", dtype)
 
 
@@ -1765,7 +1774,7 @@ def _blas_kernel(name, dtype):
                 a = np.arange(1, 7, dtype=dtype).reshape(3, 2)
                 b = np.arange(1, 5, dtype=dtype).reshape(2, 2)
                 out = np.zeros((3, 2), dtype=dtype)
-                fn(a, b, out, 2, False)
+                fn(a, b, out, 2, False, b[0], False)
                 if not np.array_equal(out, a @ b):
                     fn = None
         except Exception:  # noqa: BLE001 - no compiled form: the caller's fallback runs

@@ -257,9 +257,10 @@ class Conv2d(Function):
 
             def gemm(rs, cols):
                 if cols.ndim == 2:
-                    _matmul_rows(xp, cols, wt, y[rs])
-                else:  # few-channel chunks: a GEMM per sample
-                    xp.matmul(cols, wt, out=y[rs].reshape(cols.shape[0], -1, o))
+                    _matmul_rows(xp, cols, wt, y[rs], b)
+                    return
+                # few-channel chunks: a GEMM per sample
+                xp.matmul(cols, wt, out=y[rs].reshape(cols.shape[0], -1, o))
                 if b is not None:
                     _add_to_rows(xp, y[rs], b)
 
@@ -364,16 +365,22 @@ def _blocked(xp, a, b, out, kn):
     return None if kernel is None else (kernel, step)
 
 
-def _matmul_rows(xp, a, b, out):
-    """out (M, N) ← a (M, K) @ b (K, N): on NumPy float arrays, C-contiguous, near-equal blocks
-    of rows with M_block·K·N ≤ 100³ (see _SMALL_GEMM), each a call of SciPy's BLAS GEMM from one
-    compiled loop (devices/cpu_jit.py: the GIL released throughout — from Python, the blocks'
-    calls took the GIL back one by one, and at 2 threads the pool's pieces then lost more than
-    the kernels gained); otherwise one matmul."""
+def _matmul_rows(xp, a, b, out, bias=None):
+    """out (M, N) ← a (M, K) @ b (K, N) (+ bias (N,) on every row): on NumPy float arrays,
+    C-contiguous, near-equal blocks of rows with M_block·K·N ≤ 100³ (see _SMALL_GEMM), each a
+    call of SciPy's BLAS GEMM from one compiled loop (devices/cpu_jit.py: the GIL released
+    throughout — from Python, the blocks' calls took the GIL back one by one, and at 2 threads
+    the pool's pieces then lost more than the kernels gained), the bias written into each
+    block's rows just before its GEMM adds to them (β = 1: no pass over out afterwards, LeNet's
+    second layer −60 µs a step); otherwise one matmul, then the bias added."""
     blk = _blocked(xp, a, b, out, a.shape[1] * b.shape[1])
-    if blk is None:
-        return xp.matmul(a, b, out=out)
-    blk[0](a, b, out, blk[1], False)
+    if blk is None or (bias is not None and bias.dtype != a.dtype):
+        out = xp.matmul(a, b, out=out)
+        if bias is not None:
+            _add_to_rows(xp, out, bias)
+        return out
+    has = bias is not None
+    blk[0](a, b, out, blk[1], False, bias if has else b[0], has)
     return out
 
 
@@ -386,7 +393,7 @@ def _matmul_tn_rows(xp, a, b, out=None):
         return xp.matmul(a.T, b, out=out)
     if out is None:
         out = xp.empty((a.shape[1], b.shape[1]), dtype=a.dtype)
-    blk[0](a, b, out, blk[1], True)
+    blk[0](a, b, out, blk[1], True, b[0], False)
     return out
 
 

@@ -643,6 +643,10 @@ def test_gemms_in_row_blocks_match_matmul(m, k, n, dtype, tol):
     assert W._matmul_rows(np, a, b, out) is out
     want = a.astype(np.float64) @ b
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.abs(want).max())
+    bias = rng.standard_normal(n).astype(dtype) * 10  # the bias written into each block
+    out[:] = np.nan
+    assert W._matmul_rows(np, a, b, out, bias) is out
+    np.testing.assert_allclose(out, want + bias, rtol=tol, atol=tol * np.abs(want).max())
     gw = W._matmul_tn_rows(np, a, g)
     want = a.T.astype(np.float64) @ g
     assert gw.shape == (k, n) and gw.dtype == dtype
