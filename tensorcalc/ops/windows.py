@@ -248,6 +248,9 @@ class Conv2d(Function):
             y = xp.matmul(_pixel_rows(xp, x, stride), wt)
             if b is not None:
                 _add_to_rows(xp, y, b)
+        elif (y := _few_channel_conv(xp, x, wt, b, (kh, kw), stride, padding, dilation,
+                                     (ho, wo))) is not None:
+            pass
         elif _row_conv_applies(xp, x, o, (kh, kw), stride, dilation, padding):
             y = _row_conv(xp, x, wt.reshape(kh, kw * c, o), xp.empty((n * ho * wo, o),
                                                                      dtype=x.dtype),
@@ -886,6 +889,41 @@ def _sample_chunks(xp, n, per, L, cost, buffers, columns, fn, accumulate):
             xp.add(out[0], r, out=out[0])
         return out[0]
     return out
+
+
+def _few_channel_conv(xp, x, wt, b, kernel, stride, padding, dilation, out_hw):
+    """A few-channel convolution's forward (N·L, O) rows, chunk by chunk, each chunk one
+    compiled call (devices/cpu_jit.few_conv_kernel: the few-channel copy, then per sample a
+    GEMM into y's rows pre-filled with the bias) — the GIL released once a chunk instead of at
+    each NumPy step, and no bias pass; chunks over the pool at T > 1. None where it does not
+    apply (not few channels, too small for chunks, not NumPy floats of one dtype, no compiled
+    kernel): _column_chunks' few-channel path or Unfold then runs."""
+    kh, kw = kernel
+    n, c = x.shape[:2]
+    (ho, wo), o = out_hw, wt.shape[1]
+    L, K = ho * wo, kh * kw * c
+    if _cuda.uses(xp) or c * kw >= _FEW_CHANNELS_RUN * wo or n * L * K < PARALLEL_MIN \
+            or wt.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
+        return None
+    step = _jit.few_conv_kernel(x.dtype) if _jit.usable(xp, x.dtype) else None
+    if step is None:
+        return None
+    per = _balanced(n, max(1, min(n, _FEW_CHUNK_BYTES // (L * K * x.dtype.itemsize))),
+                    n * L * K)
+    wt = xp.ascontiguousarray(wt)
+    has_bias = b is not None
+    bias = xp.ascontiguousarray(b) if has_bias else wt[0]
+    y = xp.empty((n * L, o), dtype=x.dtype)
+    (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
+
+    def run(lo, hi):
+        cols = xp.empty((min(per, hi - lo), kh, kw, c, ho, wo), dtype=x.dtype)
+        for a in range(lo, hi, per):
+            step(x, a, cols[:min(hi, a + per) - a], wt, bias, has_bias, y, sh, sw, dh, dw, p0,
+                 q0)
+
+    parallel_chunks(n, run, align=per, cost=n * L * K, serial_blas=True)
+    return y
 
 
 def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, accumulate):

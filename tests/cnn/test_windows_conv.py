@@ -419,20 +419,22 @@ def test_bias_add_over_tiled_rows_gives_the_broadcast_bits(rows, o):
 
 @pytest.mark.parametrize("t", [1, 2])
 @pytest.mark.parametrize("kw", [{}, {"padding": 2, "stride": (1, 2)}])
-def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw):
-    """A first layer's convolution (one input channel) in chunks of samples — the compiled
-    copy per chunk, the bias added and b̄ summed on each chunk's rows — against the whole
-    few-channel unfold and its per-sample GEMMs: y, x̄ (not asked: None), W̄, b̄ at 1 and 2
-    kernel threads, to rounding (the chunks' sums are added in another order)."""
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw, dtype, tol):
+    """A first layer's convolution (one input channel) in chunks of samples — the forward one
+    compiled call a chunk (copy, then per sample a GEMM into rows pre-filled with the bias),
+    W̄ from the compiled copy per chunk with b̄ summed on each chunk's rows — against the whole
+    few-channel unfold and its per-sample GEMMs: y, W̄, b̄ at 1 and 2 kernel threads, to
+    rounding (the chunks' sums are added in another order)."""
     import tensorcalc.ops.windows as W
     from tensorcalc.devices import cpu_jit
 
     if not cpu_jit.enabled():
         pytest.skip("at 1 thread the chunks need the compiled copy")
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((24, 1, 28, 28)).astype(np.float32)
-    w = (rng.standard_normal((16, 1, 5, 5)) / 5).astype(np.float32)
-    b = rng.standard_normal(16).astype(np.float32)
+    x = rng.standard_normal((24, 1, 28, 28)).astype(dtype)
+    w = (rng.standard_normal((16, 1, 5, 5)) / 5).astype(dtype)
+    b = rng.standard_normal(16).astype(dtype)
     monkeypatch.setattr(W, "_FEW_CHUNK_BYTES", 1 << 17)  # several chunks of 2-3 samples
 
     def run():
@@ -442,17 +444,20 @@ def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw):
         return y.numpy(), wt.grad.numpy(), bt.grad.numpy()
 
     calls = []
-    real = W._few_channel_chunks
-    monkeypatch.setattr(W, "_few_channel_chunks", lambda *a: calls.append(1) or real(*a))
+    for name in ("_few_channel_conv", "_few_channel_chunks"):
+        real = getattr(W, name)
+        monkeypatch.setattr(W, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
     got = threads(t, run)
-    assert len(calls) == 2  # forward and W̄ took the chunks
+    assert calls == ["_few_channel_conv", "_few_channel_chunks"]  # forward, then W̄
+    monkeypatch.setattr(W, "_few_channel_conv", lambda *a: None)
     monkeypatch.setattr(W, "_few_channel_chunks", lambda *a: None)
     want = threads(t, run)
     for a, r in zip(got, want, strict=True):
-        np.testing.assert_allclose(a, r, rtol=2e-5, atol=2e-5 * np.abs(r).max())
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
     np.testing.assert_allclose(got[0], refs.conv2d(x.astype(np.float64), w.astype(np.float64),
                                                    b.astype(np.float64), **kw),
-                               rtol=2e-5, atol=2e-5)
+                               rtol=tol, atol=tol)
 
 
 # ------------------------------------------------------------ the kernel-row convolution
