@@ -712,6 +712,7 @@ _gemm_cols = _gemm_cols_py  # (compiled by _compile_helpers)
 _lstm_fwd_step = _lstm_bwd_step = _gru_fwd_step = _gru_bwd_step = None
 _unfold_few_c = None  # (the copy _few_conv_k calls: bound by _kernel before it compiles)
 _LOOP_STEPS = {"few_conv": ("_unfold_few_c", "unfold_few"),
+               "few_wgrad": ("_unfold_few_c", "unfold_few"),
                "lstm_fwd_scan": ("_lstm_fwd_step", "lstm_fwd"),
                "lstm_bwd_scan": ("_lstm_bwd_step", "lstm_bwd"),
                "gru_fwd_scan": ("_gru_fwd_step", "gru_fwd"),
@@ -1451,7 +1452,7 @@ def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
 
 
 _BLAS_KERNELS = {"row_conv", "row_wgrad", "gemm_rows", "gemm_bias_rows", "few_conv",
-                 "lstm_fwd_scan",
+                 "few_wgrad", "lstm_fwd_scan",
                  "lstm_bwd_scan", "gru_fwd_scan", "gru_bwd_scan"}
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
@@ -1751,6 +1752,35 @@ def _few_conv_k(dbl, x, lo, cols, wt, bias, has_bias, y, sh, sw, dh, dw, p0, q0)
              ip + 12, sp + (0 if has_bias else isz), ys.ctypes.data, ip)
 
 
+def _few_wgrad_k(dbl, x, lo, cols, g, gw, gb, ones, has_bias, sh, sw, dh, dw, p0, q0):
+    """A few-channel convolution's W̄ (and b̄) for samples lo … lo + B − 1 in one call, added
+    into gw (K, O) and gb (O,): cols ← their windows (_unfold_few_k), then for each sample s
+    gw += cols_s g_s (BLAS, β = 1; g (N·L, O) the rows of ȳ; in BLAS's column-major view gw is
+    C (O, K), g_s is A (O, L) and cols_s (K, L) is B (L, K)) and gb += g_sᵀ 1 (the same call
+    with B = ``ones`` (L,))."""
+    _unfold_few_c(x, lo, cols, sh, sw, dh, dw, p0, q0)
+    B, kh, kw, C, ho, wo = cols.shape
+    K, L = kh * kw * C, ho * wo
+    o = gw.shape[1]
+    ints, ip, sp, cp = _blas_args(gw, False, o, K, L, L)
+    ints1, ip1, sp1, cp1 = _blas_args(gw, False, o, 1, L, L)
+    c3 = cols.reshape(B, K, L)
+    for s in range(B):
+        gs = g[(lo + s) * L:(lo + s + 1) * L]
+        _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, gs.ctypes.data, ip, c3[s].ctypes.data,
+             ip + 12, sp, gw.ctypes.data, ip)
+        if has_bias:
+            _xgemm(dbl, cp1, cp1 + 1, ip1, ip1 + 4, ip1 + 8, sp1, gs.ctypes.data, ip1,
+                 ones.ctypes.data, ip1 + 12, sp1, gb.ctypes.data, ip1)
+
+
+def few_wgrad_kernel(dtype):
+    """``kernel(x, lo, cols, g, gw, gb, ones, has_bias, sh, sw, dh, dw, p0, q0)``: a few-channel
+    convolution's W̄ (and b̄) chunk with the GIL released (see ops.windows._few_channel_wgrad),
+    or None (see :func:`row_conv_kernel`)."""
+    return _blas_kernel("few_wgrad", dtype)
+
+
 def few_conv_kernel(dtype):
     """``kernel(x, lo, cols, wt, bias, has_bias, y, sh, sw, dh, dw, p0, q0)``: a few-channel
     convolution's forward chunk with the GIL released (see ops.windows._few_channel_conv), or
@@ -1831,5 +1861,6 @@ def row_conv_kernel(dtype):
     return _blas_kernel("row_conv", dtype)
 
 
-_SOURCES.update({"few_conv": _few_conv_k, "row_conv": _row_conv_k, "row_wgrad": _row_wgrad_k,
-                 "gemm_rows": _gemm_rows_k, "gemm_bias_rows": _gemm_bias_rows_k})
+_SOURCES.update({"few_conv": _few_conv_k, "few_wgrad": _few_wgrad_k, "row_conv": _row_conv_k,
+                 "row_wgrad": _row_wgrad_k, "gemm_rows": _gemm_rows_k,
+                 "gemm_bias_rows": _gemm_bias_rows_k})

@@ -594,6 +594,9 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation, bias=Fa
     gb = None
     if _row_conv_applies(xp, x, o, (kh, kw), stride, dilation, padding, grad=True):
         return _row_conv_weight_grad(xp, rows, x, wshape, padding, bias)
+    few = _few_channel_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias)
+    if few is not None:
+        return few
     if _pointwise(wshape, padding):
         gmat = _pointwise_weight_grad(xp, rows, x, stride)
     else:  # Σ over chunks of their (K, O) products (and with bias, row K: Σ of their rows)
@@ -924,6 +927,46 @@ def _few_channel_conv(xp, x, wt, b, kernel, stride, padding, dilation, out_hw):
 
     parallel_chunks(n, run, align=per, cost=n * L * K, serial_blas=True)
     return y
+
+
+def _few_channel_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias):
+    """(W̄, b̄ or None) of a few-channel convolution, chunk by chunk, each chunk one compiled
+    call (devices/cpu_jit.few_wgrad_kernel: the few-channel copy, then per sample a GEMM
+    accumulated into the piece's W̄, and one summing ȳ's rows into its b̄); pieces over the
+    pool at T > 1, their sums added in order (the same bits at every run with the same T).
+    None where _few_channel_conv would not apply."""
+    o, c, kh, kw = wshape
+    n = x.shape[0]
+    ho, wo = out_size(x.shape[2], kh, stride[0], padding[0], dilation[0]), \
+        out_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
+    L, K = ho * wo, kh * kw * c
+    if _cuda.uses(xp) or c * kw >= _FEW_CHANNELS_RUN * wo or n * L * K < PARALLEL_MIN \
+            or rows.dtype != x.dtype or not rows.flags.c_contiguous:
+        return None
+    step = _jit.few_wgrad_kernel(x.dtype) if _jit.usable(xp, x.dtype) else None
+    if step is None:
+        return None
+    per = _balanced(n, max(1, min(n, _FEW_CHUNK_BYTES // (L * K * x.dtype.itemsize))),
+                    n * L * K)
+    (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
+
+    ones = xp.ones(L, dtype=x.dtype)
+
+    def run(lo, hi):
+        cols = xp.empty((min(per, hi - lo), kh, kw, c, ho, wo), dtype=x.dtype)
+        gw, gb = xp.zeros((K, o), dtype=x.dtype), xp.zeros(o, dtype=x.dtype)
+        for a in range(lo, hi, per):
+            step(x, a, cols[:min(hi, a + per) - a], rows, gw, gb, ones, bias, sh, sw, dh, dw, p0,
+                 q0)
+        return gw, gb
+
+    parts = parallel_chunks(n, run, align=per, cost=n * L * K, serial_blas=True)
+    gw, gb = parts[0]
+    for w2, b2 in parts[1:]:
+        gw += w2
+        gb += b2
+    gw = xp.ascontiguousarray(gw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
+    return gw, (gb if bias else None)
 
 
 def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, accumulate):

@@ -421,11 +421,11 @@ def test_bias_add_over_tiled_rows_gives_the_broadcast_bits(rows, o):
 @pytest.mark.parametrize("kw", [{}, {"padding": 2, "stride": (1, 2)}])
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
 def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw, dtype, tol):
-    """A first layer's convolution (one input channel) in chunks of samples — the forward one
-    compiled call a chunk (copy, then per sample a GEMM into rows pre-filled with the bias),
-    W̄ from the compiled copy per chunk with b̄ summed on each chunk's rows — against the whole
-    few-channel unfold and its per-sample GEMMs: y, W̄, b̄ at 1 and 2 kernel threads, to
-    rounding (the chunks' sums are added in another order)."""
+    """A first layer's convolution (one input channel) in chunks of samples — forward and W̄
+    one compiled call a chunk (the copy, then per sample a GEMM into rows pre-filled with the
+    bias, or accumulated into W̄ with b̄ summed), and _column_chunks' chunks of NumPy calls —
+    against the whole few-channel unfold and its per-sample GEMMs: y, W̄, b̄ at 1 and 2 kernel
+    threads, to rounding (the chunks' sums are added in another order)."""
     import tensorcalc.ops.windows as W
     from tensorcalc.devices import cpu_jit
 
@@ -444,14 +444,18 @@ def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw, 
         return y.numpy(), wt.grad.numpy(), bt.grad.numpy()
 
     calls = []
-    for name in ("_few_channel_conv", "_few_channel_chunks"):
+    for name in ("_few_channel_conv", "_few_channel_wgrad"):
         real = getattr(W, name)
         monkeypatch.setattr(W, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
     got = threads(t, run)
-    assert calls == ["_few_channel_conv", "_few_channel_chunks"]  # forward, then W̄
-    monkeypatch.setattr(W, "_few_channel_conv", lambda *a: None)
+    assert calls == ["_few_channel_conv", "_few_channel_wgrad"]  # forward, then W̄ and b̄
+    chunks = threads(t, lambda: (monkeypatch.setattr(W, "_few_channel_conv", lambda *a: None),
+                                 monkeypatch.setattr(W, "_few_channel_wgrad", lambda *a: None),
+                                 run())[-1])  # _column_chunks' few-channel chunks
     monkeypatch.setattr(W, "_few_channel_chunks", lambda *a: None)
-    want = threads(t, run)
+    want = threads(t, run)  # the whole unfold
+    for a, r in zip(chunks, want, strict=True):
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
     for a, r in zip(got, want, strict=True):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
