@@ -144,8 +144,7 @@ def _kernel(name):
     if k is None:
         nb = _numba()
         _compile_helpers(nb)
-        if name in _LOOP_STEPS:  # a loop calls another kernel (a step, a copy): bind that first
-            glob, step = _LOOP_STEPS[name]
+        for glob, step in _LOOP_STEPS.get(name, ()):  # it calls other kernels: bind them
             globals()[glob] = _kernel(step)
         # error_model="numpy": x/0 is ±inf or NaN as in NumPy (numba's default raises, and its
         # check keeps a loop with a division from vectorising); the BLAS-calling kernels
@@ -710,13 +709,15 @@ def _gemm_cols_py(dbl, ints, ip, sp, cp, a, b, c, n, blk, isz):
 _gemm_cols = _gemm_cols_py  # (compiled by _compile_helpers)
 # the step kernels the compiled time loops call (bound by _kernel before a loop compiles)
 _lstm_fwd_step = _lstm_bwd_step = _gru_fwd_step = _gru_bwd_step = None
-_unfold_few_c = None  # (the copy _few_conv_k calls: bound by _kernel before it compiles)
-_LOOP_STEPS = {"few_conv": ("_unfold_few_c", "unfold_few"),
-               "few_wgrad": ("_unfold_few_c", "unfold_few"),
-               "lstm_fwd_scan": ("_lstm_fwd_step", "lstm_fwd"),
-               "lstm_bwd_scan": ("_lstm_bwd_step", "lstm_bwd"),
-               "gru_fwd_scan": ("_gru_fwd_step", "gru_fwd"),
-               "gru_bwd_scan": ("_gru_bwd_step", "gru_bwd")}
+# (the kernels that the chunk kernels call: bound by _kernel before those compile)
+_unfold_few_c = _unfold_nhwc_c = None
+_LOOP_STEPS = {"few_conv": [("_unfold_few_c", "unfold_few")],
+               "few_wgrad": [("_unfold_few_c", "unfold_few")],
+               "nhwc_wgrad": [("_unfold_nhwc_c", "unfold_nhwc")],
+               "lstm_fwd_scan": [("_lstm_fwd_step", "lstm_fwd")],
+               "lstm_bwd_scan": [("_lstm_bwd_step", "lstm_bwd")],
+               "gru_fwd_scan": [("_gru_fwd_step", "gru_fwd")],
+               "gru_bwd_scan": [("_gru_bwd_step", "gru_bwd")]}
 
 
 def _lstm_fwd_scan_k(dbl, zs, h0, c0, wt, hs, cs, gates, a, b0, b1, blk, e, t):
@@ -1452,7 +1453,7 @@ def _fold_add_k(t, buf, lo, sh, sw, dh, dw):
 
 
 _BLAS_KERNELS = {"row_conv", "row_wgrad", "gemm_rows", "gemm_bias_rows", "few_conv",
-                 "few_wgrad", "lstm_fwd_scan",
+                 "few_wgrad", "nhwc_wgrad", "lstm_fwd_scan",
                  "lstm_bwd_scan", "gru_fwd_scan", "gru_bwd_scan"}
 _SOURCES = {"ln_forward": _ln_forward_rows, "ln_backward": _ln_backward_rows,
             "gelu": _gelu_rows, "softmax": _softmax_rows_k, "softmax_pull": _softmax_pull_k,
@@ -1781,6 +1782,37 @@ def few_wgrad_kernel(dtype):
     return _blas_kernel("few_wgrad", dtype)
 
 
+def _nhwc_wgrad_k(dbl, xh, lo, cols, g, gw, gb, ones, has_bias, step, sh, sw, dh, dw, p0, q0):
+    """An implicit-GEMM convolution's W̄ (and b̄) for samples lo … lo + B − 1 in one call,
+    added into gw (K, O) and gb (O,): cols ← their windows (_unfold_nhwc_k), then gw +=
+    colsᵀ g_rows in blocks of ``step`` rows (β = 1; column-major: gwᵀ (O, K) += g_blockᵀ
+    (O, M_b) cols_block (M_b, K), as _gemm_rows_k's tn) and gb += g_rowsᵀ 1 (the same call
+    with B = ``ones``)."""
+    _unfold_nhwc_c(xh, lo, cols, sh, sw, dh, dw, p0, q0)
+    B, ho, wo, kh, kw, C = cols.shape
+    L, K = ho * wo, kh * kw * C
+    m = B * L
+    o = gw.shape[1]
+    a = cols.reshape(m, K)
+    gr = g[lo * L:(lo + B) * L]
+    ints, ip, sp, cp = _blas_args(a, True, o, K, K, K)
+    for s in range(0, m, step):
+        ints[2] = min(step, m - s)
+        _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, gr[s:].ctypes.data, ip,
+             a[s:].ctypes.data, ip + 12, sp, gw.ctypes.data, ip)
+    if has_bias:
+        ints1, ip1, sp1, cp1 = _blas_args(gw, False, o, 1, m, m)
+        _xgemm(dbl, cp1, cp1 + 1, ip1, ip1 + 4, ip1 + 8, sp1, gr.ctypes.data, ip1,
+             ones.ctypes.data, ip1 + 12, sp1, gb.ctypes.data, ip1)
+
+
+def nhwc_wgrad_kernel(dtype):
+    """``kernel(xh, lo, cols, g, gw, gb, ones, has_bias, step, sh, sw, dh, dw, p0, q0)``: an
+    implicit-GEMM convolution's W̄ (and b̄) chunk with the GIL released
+    (ops.windows._nhwc_wgrad), or None (see :func:`row_conv_kernel`)."""
+    return _blas_kernel("nhwc_wgrad", dtype)
+
+
 def few_conv_kernel(dtype):
     """``kernel(x, lo, cols, wt, bias, has_bias, y, sh, sw, dh, dw, p0, q0)``: a few-channel
     convolution's forward chunk with the GIL released (see ops.windows._few_channel_conv), or
@@ -1861,6 +1893,7 @@ def row_conv_kernel(dtype):
     return _blas_kernel("row_conv", dtype)
 
 
-_SOURCES.update({"few_conv": _few_conv_k, "few_wgrad": _few_wgrad_k, "row_conv": _row_conv_k,
+_SOURCES.update({"few_conv": _few_conv_k, "few_wgrad": _few_wgrad_k,
+                 "nhwc_wgrad": _nhwc_wgrad_k, "row_conv": _row_conv_k,
                  "row_wgrad": _row_wgrad_k, "gemm_rows": _gemm_rows_k,
                  "gemm_bias_rows": _gemm_bias_rows_k})

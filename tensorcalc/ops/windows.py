@@ -594,9 +594,10 @@ def _conv_weight_grad(xp, rows, x, wshape, *, stride, padding, dilation, bias=Fa
     gb = None
     if _row_conv_applies(xp, x, o, (kh, kw), stride, dilation, padding, grad=True):
         return _row_conv_weight_grad(xp, rows, x, wshape, padding, bias)
-    few = _few_channel_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias)
-    if few is not None:
-        return few
+    for chunked in (_few_channel_wgrad, _nhwc_wgrad):  # one compiled call a chunk
+        got = chunked(xp, rows, x, wshape, stride, padding, dilation, bias)
+        if got is not None:
+            return got
     if _pointwise(wshape, padding):
         gmat = _pointwise_weight_grad(xp, rows, x, stride)
     else:  # Σ over chunks of their (K, O) products (and with bias, row K: Σ of their rows)
@@ -892,6 +893,59 @@ def _sample_chunks(xp, n, per, L, cost, buffers, columns, fn, accumulate):
             xp.add(out[0], r, out=out[0])
         return out[0]
     return out
+
+
+def _nhwc_chunks(xp, x, kernel, out_hw, wdtype):
+    """(channels-last x, samples a chunk, K) for the implicit GEMM's one-call chunk kernel
+    (_nhwc_wgrad), or None where it does not apply: a GPU, few input channels, x not in
+    channels-last memory, not NumPy floats of one dtype."""
+    kh, kw = kernel
+    n, c = x.shape[:2]
+    ho, wo = out_hw
+    xh = x.transpose(0, 2, 3, 1)
+    if _cuda.uses(xp) or c * kw < _FEW_CHANNELS_RUN * wo or not xh.flags.c_contiguous \
+            or wdtype != x.dtype or not _jit.usable(xp, x.dtype):
+        return None
+    L, k = ho * wo, kh * kw * c
+    return xh, _balanced(n, max(1, min(n, _CHUNK_BYTES // (L * k * x.dtype.itemsize))),
+                         n * L * k), k
+
+
+def _nhwc_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias):
+    """(W̄, b̄ or None) of an implicit-GEMM convolution, chunk by chunk, each chunk one compiled
+    call (devices/cpu_jit.nhwc_wgrad_kernel: the column copy, then W̄ += colsᵀ ȳ_rows in
+    blocks of rows and b̄ += Σ ȳ_rows); pieces over the pool at T > 1, their sums added in
+    order. None where _nhwc_chunks does not apply."""
+    o, c, kh, kw = wshape
+    n = x.shape[0]
+    out_hw = (out_size(x.shape[2], kh, stride[0], padding[0], dilation[0]),
+              out_size(x.shape[3], kw, stride[1], padding[1], dilation[1]))
+    got = _nhwc_chunks(xp, x, (kh, kw), out_hw, rows.dtype)
+    step = _jit.nhwc_wgrad_kernel(x.dtype) if got is not None else None
+    if step is None or not rows.flags.c_contiguous:
+        return None
+    xh, per, k = got
+    ho, wo = out_hw
+    L = ho * wo
+    blk = _small_rows(per * L, k * o)
+    ones = xp.ones(per * L, dtype=x.dtype)
+    (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
+
+    def run(lo, hi):
+        cols = xp.empty((min(per, hi - lo), ho, wo, kh, kw, c), dtype=x.dtype)
+        gw, gb = xp.zeros((k, o), dtype=x.dtype), xp.zeros(o, dtype=x.dtype)
+        for a in range(lo, hi, per):
+            step(xh, a, cols[:min(hi, a + per) - a], rows, gw, gb, ones, bias, blk, sh, sw, dh,
+                 dw, p0, q0)
+        return gw, gb
+
+    parts = parallel_chunks(n, run, align=per, cost=n * L * k, serial_blas=True)
+    gw, gb = parts[0]
+    for w2, b2 in parts[1:]:
+        gw += w2
+        gb += b2
+    gw = xp.ascontiguousarray(gw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
+    return gw, (gb if bias else None)
 
 
 def _few_channel_conv(xp, x, wt, b, kernel, stride, padding, dilation, out_hw):

@@ -464,6 +464,48 @@ def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw, 
                                rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("t", [1, 2])
+@pytest.mark.parametrize("kw", [{}, {"stride": 2, "padding": 1}])
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+def test_implicit_gemm_weight_grad_chunks_match_the_numpy_calls(monkeypatch, threads, t, kw,
+                                                                dtype, tol):
+    """W̄ and b̄ of a convolution of channels-last x in chunks, one compiled call a chunk
+    (devices/cpu_jit.nhwc_wgrad_kernel: the column copy, W̄ += colsᵀ ȳ in blocks of rows,
+    b̄ += ȳᵀ 1) against _column_chunks' chunks of separate calls, at 1 and 2 kernel threads,
+    to rounding; and b̄ against 2 Σ y of the direct loops (ȳ = 2y for the loss Σ y²)."""
+    import tensorcalc.ops.windows as W
+    from tensorcalc.devices import cpu_jit
+
+    if not cpu_jit.enabled():
+        pytest.skip("the chunk kernel is compiled (numba)")
+    rng = np.random.default_rng(12)
+    x = np.ascontiguousarray(rng.standard_normal((20, 12, 12, 16)).astype(dtype)) \
+        .transpose(0, 3, 1, 2)
+    w = (rng.standard_normal((32, 16, 5, 5)) / 20).astype(dtype)
+    b = rng.standard_normal(32).astype(dtype)
+    monkeypatch.setattr(W, "_CHUNK_BYTES", 1 << 17)  # several chunks a piece
+
+    def run():
+        wt, bt = tc.tensor(w, requires_grad=True), tc.tensor(b, requires_grad=True)
+        y = F.conv2d(tc.tensor(x), wt, bt, **kw)
+        (y * y).sum().backward()
+        return y.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+    calls = []
+    real = W._nhwc_wgrad
+    monkeypatch.setattr(W, "_nhwc_wgrad", lambda *a: calls.append(1) or real(*a))
+    got = threads(t, run)
+    assert calls == [1]
+    monkeypatch.setattr(W, "_nhwc_wgrad", lambda *a: None)
+    want = threads(t, run)
+    for a, r in zip(got, want, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
+    y64 = refs.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kw)
+    np.testing.assert_allclose(got[2], 2 * y64.sum(axis=(0, 2, 3)), rtol=tol * 10,
+                               atol=tol * 10 * np.abs(y64).sum())
+
+
 # ------------------------------------------------------------ the kernel-row convolution
 ROW_CASES = [  # (x, W, padding): stride-1 convolutions that the kernel-row form takes
     ((3, 16, 16, 15), (16, 16, 3, 3), 1),
