@@ -674,11 +674,11 @@ def _column_chunks(xp, x, kernel, stride, padding, dilation, fn, accumulate=Fals
     memory (see below).
 
     None where the plain unfold is better: GPUs (one gather kernel), and few channels (Unfold's
-    (N, K, L) copy, whose runs are W_out long, then N GEMMs) — except, with ``few``, that same
-    copy and its GEMMs chunk by chunk (over the pool at T > 1; LeNet's first convolution at 2
-    threads: forward 0.82 → 0.50 ms, W̄ 0.56 → 0.42 ms; at 1 thread, with the compiled copy,
-    forward 0.87–0.94 → 0.80–0.85 ms and W̄ + b̄ 0.83–0.92 → 0.71–0.82 ms: the bias add and b̄'s
-    sum run on each chunk's rows while they are in cache)."""
+    (N, K, L) copy, whose runs are W_out long, then N GEMMs) — except, with ``few`` and T > 1
+    kernel threads, that same copy and its GEMMs chunk by chunk over the pool (LeNet's first
+    convolution at 2 threads: forward 0.82 → 0.50 ms, W̄ 0.56 → 0.42 ms; with numba the
+    one-call chunk kernels of _few_channel_conv and _few_channel_wgrad take these layers at
+    any T: 0.35 ms and 0.38–0.58 ms there)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, padding[0], dh), out_size(w, kw, sw, padding[1], dw)
@@ -857,12 +857,7 @@ def _row_conv_weight_grad(xp, rows, x, wshape, padding, bias):
         step(z, k, g4, a, grid, gw, gb, bias, wp, _small_rows(ho * wp, kw * c * o))
 
     parts = _row_z_chunks(xp, x, kh, kw, padding, make, chunk)
-    gw, gb = parts[0][1], parts[0][2]
-    for _, w2, b2 in parts[1:]:
-        gw += w2
-        gb += b2
-    gw = xp.ascontiguousarray(gw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
-    return gw, (gb if bias else None)
+    return _summed_weight_grad(xp, [p[1:] for p in parts], wshape, bias)
 
 
 def _sample_chunks(xp, n, per, L, cost, buffers, columns, fn, accumulate):
@@ -895,6 +890,39 @@ def _sample_chunks(xp, n, per, L, cost, buffers, columns, fn, accumulate):
     return out
 
 
+def _out_hw(xshape, kernel, stride, padding, dilation):
+    return tuple(out_size(xshape[2 + a], kernel[a], stride[a], padding[a], dilation[a])
+                 for a in (0, 1))
+
+
+def _summed_weight_grad(xp, parts, wshape, bias):
+    """(W̄ (O, C, kh, kw), b̄ or None) from the pool pieces' partial (W̄ rows (i, j, c) × O, b̄)
+    sums, added in piece order (the same bits at every run with the same T)."""
+    o, c, kh, kw = wshape
+    gw, gb = parts[0]
+    for w2, b2 in parts[1:]:
+        gw += w2
+        gb += b2
+    gw = xp.ascontiguousarray(gw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
+    return gw, (gb if bias else None)
+
+
+def _few_chunk(xp, x, kernel, out_hw, dtype):
+    """Samples a chunk for the few-channel one-call chunk kernels (_few_channel_conv,
+    _few_channel_wgrad), or None where they do not apply: a GPU, not few input channels, less
+    than PARALLEL_MIN values of columns, the other operand's ``dtype`` not x's (None: not
+    usable), not NumPy floats."""
+    kh, kw = kernel
+    n, c = x.shape[:2]
+    ho, wo = out_hw
+    L, K = ho * wo, kh * kw * c
+    if _cuda.uses(xp) or c * kw >= _FEW_CHANNELS_RUN * wo or n * L * K < PARALLEL_MIN \
+            or dtype != x.dtype or not _jit.usable(xp, x.dtype):
+        return None
+    return _balanced(n, max(1, min(n, _FEW_CHUNK_BYTES // (L * K * x.dtype.itemsize))),
+                     n * L * K)
+
+
 def _nhwc_chunks(xp, x, kernel, out_hw, wdtype):
     """(channels-last x, samples a chunk, K) for the implicit GEMM's one-call chunk kernel
     (_nhwc_wgrad), or None where it does not apply: a GPU, few input channels, x not in
@@ -918,8 +946,7 @@ def _nhwc_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias):
     order. None where _nhwc_chunks does not apply."""
     o, c, kh, kw = wshape
     n = x.shape[0]
-    out_hw = (out_size(x.shape[2], kh, stride[0], padding[0], dilation[0]),
-              out_size(x.shape[3], kw, stride[1], padding[1], dilation[1]))
+    out_hw = _out_hw(x.shape, (kh, kw), stride, padding, dilation)
     got = _nhwc_chunks(xp, x, (kh, kw), out_hw, rows.dtype)
     step = _jit.nhwc_wgrad_kernel(x.dtype) if got is not None else None
     if step is None or not rows.flags.c_contiguous:
@@ -939,13 +966,8 @@ def _nhwc_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias):
                  dw, p0, q0)
         return gw, gb
 
-    parts = parallel_chunks(n, run, align=per, cost=n * L * k, serial_blas=True)
-    gw, gb = parts[0]
-    for w2, b2 in parts[1:]:
-        gw += w2
-        gb += b2
-    gw = xp.ascontiguousarray(gw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
-    return gw, (gb if bias else None)
+    return _summed_weight_grad(xp, parallel_chunks(n, run, align=per, cost=n * L * k,
+                                                   serial_blas=True), wshape, bias)
 
 
 def _few_channel_conv(xp, x, wt, b, kernel, stride, padding, dilation, out_hw):
@@ -959,14 +981,11 @@ def _few_channel_conv(xp, x, wt, b, kernel, stride, padding, dilation, out_hw):
     n, c = x.shape[:2]
     (ho, wo), o = out_hw, wt.shape[1]
     L, K = ho * wo, kh * kw * c
-    if _cuda.uses(xp) or c * kw >= _FEW_CHANNELS_RUN * wo or n * L * K < PARALLEL_MIN \
-            or wt.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
-        return None
-    step = _jit.few_conv_kernel(x.dtype) if _jit.usable(xp, x.dtype) else None
+    per = _few_chunk(xp, x, kernel, out_hw, wt.dtype if b is None or b.dtype == wt.dtype
+                     else None)
+    step = _jit.few_conv_kernel(x.dtype) if per else None
     if step is None:
         return None
-    per = _balanced(n, max(1, min(n, _FEW_CHUNK_BYTES // (L * K * x.dtype.itemsize))),
-                    n * L * K)
     wt = xp.ascontiguousarray(wt)
     has_bias = b is not None
     bias = xp.ascontiguousarray(b) if has_bias else wt[0]
@@ -990,20 +1009,13 @@ def _few_channel_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias):
     pool at T > 1, their sums added in order (the same bits at every run with the same T).
     None where _few_channel_conv would not apply."""
     o, c, kh, kw = wshape
-    n = x.shape[0]
-    ho, wo = out_size(x.shape[2], kh, stride[0], padding[0], dilation[0]), \
-        out_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
+    ho, wo = out_hw = _out_hw(x.shape, (kh, kw), stride, padding, dilation)
     L, K = ho * wo, kh * kw * c
-    if _cuda.uses(xp) or c * kw >= _FEW_CHANNELS_RUN * wo or n * L * K < PARALLEL_MIN \
-            or rows.dtype != x.dtype or not rows.flags.c_contiguous:
-        return None
-    step = _jit.few_wgrad_kernel(x.dtype) if _jit.usable(xp, x.dtype) else None
+    per = _few_chunk(xp, x, (kh, kw), out_hw, rows.dtype if rows.flags.c_contiguous else None)
+    step = _jit.few_wgrad_kernel(x.dtype) if per else None
     if step is None:
         return None
-    per = _balanced(n, max(1, min(n, _FEW_CHUNK_BYTES // (L * K * x.dtype.itemsize))),
-                    n * L * K)
     (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
-
     ones = xp.ones(L, dtype=x.dtype)
 
     def run(lo, hi):
@@ -1014,26 +1026,22 @@ def _few_channel_wgrad(xp, rows, x, wshape, stride, padding, dilation, bias):
                  q0)
         return gw, gb
 
-    parts = parallel_chunks(n, run, align=per, cost=n * L * K, serial_blas=True)
-    gw, gb = parts[0]
-    for w2, b2 in parts[1:]:
-        gw += w2
-        gb += b2
-    gw = xp.ascontiguousarray(gw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1))
-    return gw, (gb if bias else None)
+    return _summed_weight_grad(xp, parallel_chunks(x.shape[0], run, align=per,
+                                                   cost=x.shape[0] * L * K, serial_blas=True),
+                               wshape, bias)
 
 
 def _few_channel_chunks(xp, x, kernel, stride, padding, dilation, out_hw, fn, accumulate):
-    """_column_chunks for few input channels (at T = 1 only with the compiled copy; None for
-    less than PARALLEL_MIN values): chunks of samples copied in (B, kh, kw, C, H_out, W_out)
-    memory, Unfold's few-channel order, and ``fn(rows, cols)`` given the (B, L, K) view. A GEMM
-    per sample, as Unfold's path does, so the values are its values (sums: see ``accumulate``
-    above)."""
+    """_column_chunks for few input channels at T > 1 kernel threads (None at T = 1; with the
+    compiled kernels _few_channel_conv and _few_channel_wgrad run instead): chunks of samples
+    copied in (B, kh, kw, C, H_out, W_out) memory, Unfold's few-channel order, and
+    ``fn(rows, cols)`` given the (B, L, K) view. A GEMM per sample, as Unfold's path does, so
+    the values are its values (sums: see ``accumulate`` above)."""
     kh, kw = kernel
     n, c = x.shape[:2]
     (ho, wo), K = out_hw, kh * kw * c
     L = ho * wo
-    if n * L * K < PARALLEL_MIN or (kernel_threads() <= 1 and not _jit.usable(xp, x.dtype)):
+    if kernel_threads() <= 1 or n * L * K < PARALLEL_MIN:
         return None
     per = _balanced(n, max(1, min(n, _FEW_CHUNK_BYTES // (L * K * x.dtype.itemsize))),
                     n * L * K)
