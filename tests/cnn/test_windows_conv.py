@@ -417,6 +417,14 @@ def test_bias_add_over_tiled_rows_gives_the_broadcast_bits(rows, o):
         assert np.array_equal(y, want)
 
 
+def _sq_loss_grads(x, w, b, kw):
+    """y = conv2d(x, W) + b and (W̄, b̄) of Σ y² through the Tensor API."""
+    wt, bt = tc.tensor(w, requires_grad=True), tc.tensor(b, requires_grad=True)
+    y = F.conv2d(tc.tensor(x), wt, bt, **kw)
+    (y * y).sum().backward()
+    return y.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
 @pytest.mark.parametrize("t", [1, 2])
 @pytest.mark.parametrize("kw", [{}, {"padding": 2, "stride": (1, 2)}])
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
@@ -430,7 +438,7 @@ def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw, 
     from tensorcalc.devices import cpu_jit
 
     if not cpu_jit.enabled():
-        pytest.skip("at 1 thread the chunks need the compiled copy")
+        pytest.skip("the chunk kernels are compiled (numba)")
     rng = np.random.default_rng(11)
     x = rng.standard_normal((24, 1, 28, 28)).astype(dtype)
     w = (rng.standard_normal((16, 1, 5, 5)) / 5).astype(dtype)
@@ -438,10 +446,7 @@ def test_few_channel_chunks_match_the_whole_unfold(monkeypatch, threads, t, kw, 
     monkeypatch.setattr(W, "_FEW_CHUNK_BYTES", 1 << 17)  # several chunks of 2-3 samples
 
     def run():
-        wt, bt = tc.tensor(w, requires_grad=True), tc.tensor(b, requires_grad=True)
-        y = F.conv2d(tc.tensor(x), wt, bt, **kw)
-        (y * y).sum().backward()
-        return y.numpy(), wt.grad.numpy(), bt.grad.numpy()
+        return _sq_loss_grads(x, w, b, kw)
 
     calls = []
     for name in ("_few_channel_conv", "_few_channel_wgrad"):
@@ -486,10 +491,7 @@ def test_implicit_gemm_weight_grad_chunks_match_the_numpy_calls(monkeypatch, thr
     monkeypatch.setattr(W, "_CHUNK_BYTES", 1 << 17)  # several chunks a piece
 
     def run():
-        wt, bt = tc.tensor(w, requires_grad=True), tc.tensor(b, requires_grad=True)
-        y = F.conv2d(tc.tensor(x), wt, bt, **kw)
-        (y * y).sum().backward()
-        return y.numpy(), wt.grad.numpy(), bt.grad.numpy()
+        return _sq_loss_grads(x, w, b, kw)
 
     calls = []
     real = W._nhwc_wgrad
