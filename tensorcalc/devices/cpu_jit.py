@@ -1485,7 +1485,7 @@ def unfold_nhwc_into(xh, lo, cols, stride, padding, dilation):
     """Fill ``cols`` (B, H_out, W_out, kh, kw, C), C-contiguous, with the windows of samples
     lo … lo + B − 1 of channels-last xh (N, H, W, C), C-contiguous, zero padding included;
     return it. The implicit GEMM's column copy (ops.windows._column_chunks), compiled: NumPy
-    copies the strided 6-D view at ~16 GB/s (LeNet's second layer, 16 samples: 81 → 44 µs) and
+    copies the strided 6-D view at ~16 GB/s (LeNet's second layer, 16 samples: 81 → 49 µs) and
     needs a padded copy of x first where there is padding."""
     (sh, sw), (dh, dw), ((p0, _), (q0, _)) = stride, dilation, padding
     _kernel("unfold_nhwc")(xh, lo, cols, sh, sw, dh, dw, p0, q0)
