@@ -144,8 +144,8 @@ def _kernel(name):
     if k is None:
         nb = _numba()
         _compile_helpers(nb)
-        for glob, step in _LOOP_STEPS.get(name, ()):  # it calls other kernels: bind them
-            globals()[glob] = _kernel(step)
+        for glob, callee in _CALLEES.get(name, ()):  # it calls other kernels: bind them
+            globals()[glob] = _kernel(callee)
         # error_model="numpy": x/0 is ±inf or NaN as in NumPy (numba's default raises, and its
         # check keeps a loop with a division from vectorising); the BLAS-calling kernels
         # (_BLAS_KERNELS) without fastmath: their sums stay in the NumPy path's order
@@ -709,15 +709,16 @@ def _gemm_cols_py(dbl, ints, ip, sp, cp, a, b, c, n, blk, isz):
 _gemm_cols = _gemm_cols_py  # (compiled by _compile_helpers)
 # the step kernels the compiled time loops call (bound by _kernel before a loop compiles)
 _lstm_fwd_step = _lstm_bwd_step = _gru_fwd_step = _gru_bwd_step = None
-# (the kernels that the chunk kernels call: bound by _kernel before those compile)
+# the kernels that a kernel calls (a time loop its step, a chunk kernel its copy), as the
+# module globals they are bound to by _kernel before the caller compiles
 _unfold_few_c = _unfold_nhwc_c = None
-_LOOP_STEPS = {"few_conv": [("_unfold_few_c", "unfold_few")],
-               "few_wgrad": [("_unfold_few_c", "unfold_few")],
-               "nhwc_wgrad": [("_unfold_nhwc_c", "unfold_nhwc")],
-               "lstm_fwd_scan": [("_lstm_fwd_step", "lstm_fwd")],
-               "lstm_bwd_scan": [("_lstm_bwd_step", "lstm_bwd")],
-               "gru_fwd_scan": [("_gru_fwd_step", "gru_fwd")],
-               "gru_bwd_scan": [("_gru_bwd_step", "gru_bwd")]}
+_CALLEES = {"few_conv": [("_unfold_few_c", "unfold_few")],
+            "few_wgrad": [("_unfold_few_c", "unfold_few")],
+            "nhwc_wgrad": [("_unfold_nhwc_c", "unfold_nhwc")],
+            "lstm_fwd_scan": [("_lstm_fwd_step", "lstm_fwd")],
+            "lstm_bwd_scan": [("_lstm_bwd_step", "lstm_bwd")],
+            "gru_fwd_scan": [("_gru_fwd_step", "gru_fwd")],
+            "gru_bwd_scan": [("_gru_bwd_step", "gru_bwd")]}
 
 
 def _lstm_fwd_scan_k(dbl, zs, h0, c0, wt, hs, cs, gates, a, b0, b1, blk, e, t):
@@ -1382,7 +1383,8 @@ def _unfold_nhwc_k(x, lo, cols, sh, sw, dh, dw, p0, q0):
                     hh = a * sh + i * dh - p0
                     dst = cf[r]
                     r += 1
-                    for j in range(kw):
+                    for j in range(kw):  # (written out, as in _row_z_k: a shared helper
+                        # took array slices and their reference counts per pixel: Z 5x slower)
                         ww = b * sw + j * dw - q0
                         seg = dst[j * C:(j + 1) * C]
                         if 0 <= hh < H and 0 <= ww < W:
