@@ -364,9 +364,34 @@ def _blas_threads() -> int:
     if ctl is False:
         return 1
     try:
-        return max(1, int(ctl.get_num_threads()))
+        return max(1, int(_thread_fns(ctl)[0]()))
     except Exception:  # pragma: no cover
         return 1
+
+
+_THREAD_FNS = {}
+
+
+def _thread_fns(ctl):
+    """(get, set) of a BLAS controller's thread count: for OpenBLAS with its own threads its
+    C functions themselves (ctypes, looked up once), otherwise threadpoolctl's methods. Each
+    threadpoolctl call looks the symbol up again and checks which Python thread controls
+    OpenBLAS (~1-2 µs); the pool's serial-BLAS regions get and set the counts of two BLAS
+    libraries at every parallel call (7 µs a call went to that)."""
+    fns = _THREAD_FNS.get(id(ctl))
+    if fns is None:
+        get = put = None
+        if getattr(ctl, "internal_api", "") == "openblas" \
+                and getattr(ctl, "threading_layer", "") != "openmp":
+            try:
+                get = ctl._get_symbol("openblas_get_num_threads")
+                put = ctl._get_symbol("openblas_set_num_threads")
+            except Exception:  # noqa: BLE001 - threadpoolctl's internals moved
+                get = put = None
+        if get is None or put is None:
+            get, put = ctl.get_num_threads, ctl.set_num_threads
+        fns = _THREAD_FNS[id(ctl)] = (get, put, ctl)  # (ctl: the id stays its own)
+    return fns
 
 
 def kernel_threads() -> int:
@@ -442,7 +467,9 @@ class _KernelPool:
         from .devices.cpu_jit import spin_waiter
 
         self.spin = spin_waiter()
-        self.ticket = np.zeros(1, dtype=np.int64)
+        # [ticket, piece function, desc, pieces, next, finished, 0, 0] (devices/_spin.py)
+        self.slot = np.zeros(8, dtype=np.int64)
+        self.ticket = self.slot[:1]
         self.nothing = np.zeros(1, dtype=np.int64)  # where a thread that took no piece adds 0
         self.job = None
         self.closed = False
@@ -468,23 +495,36 @@ class _KernelPool:
             if self.closed:
                 return
             job = self.job
-            k = job.work() if job is not None else 0
             if self.spin is None:  # (jobs take the pool's spin: report under the job's lock)
+                k = job.work() if job is not None else 0
                 if k:
                     job.report(k)
                 t = int(self.ticket[0])
-            else:  # report k, then spin for the next ticket, GIL released
-                counter = job.finished if k else self.nothing
-                t = int(self.spin.add_then_spin_while(counter, k, self.ticket, seen,
-                                                      SPIN_TURNS))
+                continue
+            if int(self.slot[1]):  # a compiled job, seen after blocking: its pieces
+                self.spin.run_pieces(self.slot, t)
+                job, k = None, 0
+            else:
+                k = job.work() if job is not None else 0
+            # report k, then spin for the next ticket, GIL released, running compiled jobs
+            counter = job.finished if k else self.nothing
+            t = int(self.spin.add_then_serve(counter, k, self.slot, seen, SPIN_TURNS))
 
-    def start(self, job):
-        """Hand ``job`` to the threads (the caller then takes pieces too, and waits)."""
+    def start(self, job, piece_fn=0, desc=None, pieces=0):
+        """Hand ``job`` (a :class:`_Job`, or None) or the compiled job ``piece_fn`` (an address,
+        see devices/_spin.py) to the threads (the caller then takes pieces too, and waits);
+        the new ticket."""
         self.job = job
         with self.cond:
-            self.ticket[0] += 1
+            if self.spin is not None:
+                t = int(self.spin.publish(self.slot, piece_fn,
+                                          0 if desc is None else desc.ctypes.data, pieces))
+            else:  # (no compiled jobs without numba; the threads read the ticket under cond)
+                t = int(self.slot[0]) + 2
+                self.slot[0] = t
             if self.sleepers:
                 self.cond.notify_all()
+        return t
 
     def close(self):
         self.closed = True
@@ -552,13 +592,10 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
     level-3 calls) — and its thread count is restored afterwards. With T = 1 BLAS is untouched,
     so a chunk's GEMM is the same single-threaded call at any T.
     """
-    size = n if cost is None else cost
-    t = kernel_threads() if size >= min_size and n > 1 and not _INSIDE.active else 1
-    if t <= 1:
-        return [fn(0, n)]
-    ranges = split_range(n, piece_count(size, t, piece), align)
+    ranges = chunk_ranges(n, min_size=min_size, align=align, cost=cost, piece=piece)
     if len(ranges) == 1:
         return [fn(0, n)]
+    t = kernel_threads()
     _KERNEL_THREADS["calls"] += 1
     pool = _pool(t - 1)
     job = _Job(fn, ranges, pool.spin)
@@ -577,6 +614,64 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
 
 
 _PIECES_PER_THREAD = 4
+
+
+def chunk_ranges(n: int, *, min_size: int = PARALLEL_MIN, align: int = 1,
+                 cost: int | None = None, piece: int | None = None) -> list[tuple[int, int]]:
+    """The pieces :func:`parallel_chunks` cuts [0, n) into with these arguments: [(0, n)]
+    where it runs serially (T = 1, under ``min_size``, inside another parallel call)."""
+    size = n if cost is None else cost
+    t = kernel_threads() if size >= min_size and n > 1 and not _INSIDE.active else 1
+    if t <= 1:
+        return [(0, n)]
+    return split_range(n, piece_count(size, t, piece), align)
+
+
+def parallel_compiled(pieces: int, piece_fn: int, desc, *, serial_blas: bool = False,
+                      alongside=None):
+    """Run pieces 0 … ``pieces`` − 1 of a compiled job on this thread and the kernel pool's:
+    ``piece_fn`` is the address of a C function ``void piece(int64 desc, int64 i)`` (a numba
+    cfunc, devices/cpu_jit) and ``desc`` the int64 array (its address the first argument) from
+    which it reads its arrays and its piece's range. As :func:`parallel_chunks` for Python
+    pieces, but a pool thread runs these without taking the GIL (devices/_spin.py), so it
+    starts within microseconds, not after the GIL's 25-40 µs hand-off. ``alongside``: a Python
+    callable this thread runs first, while the pool takes pieces (then it takes what is
+    left); its result is returned (else None). The pieces run here, one after another, at
+    T = 1, inside another parallel call, or while another thread's call holds the pool.
+    ``serial_blas``: as in parallel_chunks. Every piece has finished when this returns; the
+    caller keeps ``desc`` and the arrays it points to alive until then."""
+    t = kernel_threads() if (pieces > 1 or alongside is not None) and not _INSIDE.active \
+        else 1
+    pool = _pool(t - 1) if t > 1 else None
+    if pool is None or pool.spin is None or not pool.busy.acquire(blocking=False):
+        out = alongside() if alongside is not None else None
+        _run_compiled_here(pieces, piece_fn, desc)
+        return out
+    try:
+        _KERNEL_THREADS["calls"] += 1
+        with single_thread_blas(serial_blas):
+            tk = pool.start(None, piece_fn, desc, pieces)
+            spin = pool.spin
+            try:
+                out = alongside() if alongside is not None else None
+            finally:  # (the pieces finish before anything returns or raises)
+                while int(spin.run_pieces_then_wait(pool.slot, tk, SPIN_TURNS)) != pieces:
+                    time.sleep(50e-6)  # (a pool thread descheduled inside a piece)
+        return out
+    finally:
+        pool.busy.release()
+
+
+def _run_compiled_here(pieces, piece_fn, desc):
+    """A compiled job's pieces on this thread, in order, through a slot of its own."""
+    from .devices.cpu_jit import spin_waiter
+
+    slot = getattr(_INSIDE, "slot", None)
+    if slot is None:
+        slot = _INSIDE.slot = np.zeros(8, dtype=np.int64)
+    spin = spin_waiter()
+    tk = spin.publish(slot, piece_fn, desc.ctypes.data, pieces)
+    spin.run_pieces_then_wait(slot, tk, 0)
 
 
 class _Job:
@@ -650,10 +745,11 @@ def _serial_blas_enter():
     st = _SERIAL_BLAS
     with st["lock"]:
         if st["depth"] == 0:
-            ctls = _serial_controllers()
-            st["prev"] = [(c, c.get_num_threads()) for c in ctls]
-            for c in ctls:
-                c.set_num_threads(1)
+            fns = [_thread_fns(c) for c in _serial_controllers()]
+            st["prev"] = [(put, get()) for get, put, _ in fns]
+            for put, n in st["prev"]:
+                if n != 1:
+                    put(1)
         st["depth"] += 1
 
 
@@ -662,8 +758,9 @@ def _serial_blas_exit():
     with st["lock"]:
         st["depth"] -= 1
         if st["depth"] == 0:
-            for c, n in st["prev"]:
-                c.set_num_threads(n)
+            for put, n in st["prev"]:
+                if n != 1:
+                    put(n)
 
 
 _SMALL_KERNEL_FAMILIES = ("skylakex", "cooperlake", "sapphirerapids")
@@ -712,8 +809,10 @@ def register_scipy_blas():
                 _KERNEL_THREADS["scipy_blas"] = found
                 if found and st["depth"] > 0:  # loaded inside a serial region (a pool piece's
                     # first blocked GEMM): one thread now, restored when the region ends
-                    st["prev"].append((found, found.get_num_threads()))
-                    found.set_num_threads(1)
+                    get, put, _ = _thread_fns(found)
+                    st["prev"].append((put, get()))
+                    if st["prev"][-1][1] != 1:
+                        put(1)
 
 
 class single_thread_blas:

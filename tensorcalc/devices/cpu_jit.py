@@ -40,7 +40,14 @@ import os
 
 import numpy as np
 
-from ..backend import SMALL_GEMM, kernel_threads, parallel_chunks, scipy_blas_small_kernels
+from ..backend import (
+    SMALL_GEMM,
+    chunk_ranges,
+    kernel_threads,
+    parallel_chunks,
+    parallel_compiled,
+    scipy_blas_small_kernels,
+)
 
 _STATE = {"on": os.environ.get("TENSORCALC_JIT", "1").lower() not in ("0", "off", "false", "no"),
           "numba": None, "why": None, "kernels": {}, "wide": False}
@@ -402,8 +409,10 @@ def gelu32(x, mode):
     out = np.empty((2 if mode == 1 else 1, n), dtype=np.float32)
     y, d = out[0], out[-1]
     k = _kernel("gelu")
-    parallel_chunks(n, lambda a, b: k(xf[a:b], y[a:b], d[a:b], c, mode), cost=n,
-                    min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=_VEC_ALIGN)
+    _job_or_chunks("gelu", [xf.ctypes.data, y.ctypes.data, d.ctypes.data, c.ctypes.data, n,
+                            c.size, mode], n,
+                   lambda a, b: k(xf[a:b], y[a:b], d[a:b], c, mode), cost=n,
+                   min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=_VEC_ALIGN)
     return out.reshape((out.shape[0],) + x.shape)
 
 
@@ -499,8 +508,9 @@ def softmax32(x2, mask2):
 
     # rows of the piece start at a: the mask row is (a + r) % mrows, so pieces start at
     # multiples of mrows
-    parallel_chunks(rows, run, cost=x2.size, min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2,
-                    align=mrows)
+    _job_or_chunks("softmax", [x2.ctypes.data, m.ctypes.data, y.ctypes.data, c.ctypes.data,
+                               rows, n, mrows, masked, c.size], rows, run, cost=x2.size,
+                   min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=mrows)
     return y
 
 
@@ -508,8 +518,11 @@ def softmax_pull(g2, y2):
     """Softmax's rule on C-contiguous (rows, n) arrays of one float dtype."""
     gx = np.empty_like(g2)
     k = _kernel("softmax_pull")
-    parallel_chunks(g2.shape[0], lambda a, b: k(g2[a:b], y2[a:b], gx[a:b]), cost=g2.size,
-                    min_size=_ROW_PAR_MIN, piece=_PIECE)
+    rows, n = g2.shape
+    _job_or_chunks("softmax_pull", [g2.ctypes.data, y2.ctypes.data, gx.ctypes.data, rows, n,
+                                    g2.dtype.char == "d"], rows,
+                   lambda a, b: k(g2[a:b], y2[a:b], gx[a:b]), cost=g2.size,
+                   min_size=_ROW_PAR_MIN, piece=_PIECE)
     return gx
 
 
@@ -1539,7 +1552,11 @@ def layer_norm_forward(x2, w, b, eps, keep):
         k(x2[a:c], w, b, consts, y[a:c], xh[a:c] if keep else np.empty((1, n), dtype=dt),
           inv[a:c], keep)
 
-    parallel_chunks(rows, run, cost=x2.size, min_size=_ROW_PAR_MIN, piece=_PIECE)
+    _job_or_chunks("ln_forward", [x2.ctypes.data, w.ctypes.data, b.ctypes.data,
+                                  consts.ctypes.data, y.ctypes.data,
+                                  xh.ctypes.data if keep else 0, inv.ctypes.data, rows, n,
+                                  dt.char == "d", keep], rows, run, cost=x2.size,
+                   min_size=_ROW_PAR_MIN, piece=_PIECE)
     return y
 
 
@@ -1560,8 +1577,11 @@ def layer_norm_backward(g2, w, xh, inv, needs):
         k(g2[a:c], w, xh[a:c], inv[a:c], consts, gx[a:c] if need_x else gx, pw[b0:], pb[b0:],
           a, need_x, need_wb)
 
-    parallel_chunks(rows, run, cost=g2.size, min_size=_ROW_PAR_MIN, align=_BLOCK,
-                    piece=_PIECE)
+    _job_or_chunks("ln_backward", [g2.ctypes.data, w.ctypes.data, xh.ctypes.data,
+                                   inv.ctypes.data, consts.ctypes.data, gx.ctypes.data,
+                                   pw.ctypes.data, pb.ctypes.data, rows, n, pw.shape[0],
+                                   g2.dtype.char == "d", need_x, need_wb], rows, run,
+                   cost=g2.size, min_size=_ROW_PAR_MIN, align=_BLOCK, piece=_PIECE)
     gw = pw.sum(axis=0) if needs[1] else None
     gb = pb.sum(axis=0) if needs[2] else None
     return (gx if need_x else None), gw, gb
@@ -1579,8 +1599,11 @@ def spin_waiter():
             from . import _spin as mod
 
             one = np.zeros(1, dtype=np.int64)
-            mod.add_then_spin_while(one, 0, one, 1, 0)  # compile or load now: an error means
-            mod.add_then_spin_until(one, 0, 0, 0)  # no spinning
+            slot = np.zeros(8, dtype=np.int64)  # compile or load now: an error means no spinning
+            mod.add_then_serve(one, 0, slot, 0, 0)
+            mod.publish(slot, 0, 0, 0)
+            mod.run_pieces_then_wait(slot, 1, 0)
+            mod.add_then_spin_until(one, 0, 0, 0)
         except Exception:  # noqa: BLE001 - no spinning: the pool blocks, as before
             mod = None
         _STATE["kernels"]["spin"] = mod
@@ -1895,7 +1918,364 @@ def row_conv_kernel(dtype):
     return _blas_kernel("row_conv", dtype)
 
 
+def _dense_xgrad_k(dbl, g2, w, gx, gb, has_bias):
+    """The dense layer's x̄ = ȳ W and (``has_bias``) b̄ = Σ_rows ȳ, calling ``gemm`` as above —
+    ȳ (M, N), W (N, K), x̄ (M, K), b̄ (N,), all C-contiguous. Column-major: x̄ᵀ (K, M) =
+    Wᵀ (K, N, W as stored) ȳᵀ (N, M, ȳ as stored). b̄ is summed row after row (a vectorised
+    loop over its N columns: NumPy's order for a column sum of a C-ordered array)."""
+    m, n = g2.shape
+    k = w.shape[1]
+    ints, ip, sp, cp = _blas_args(w, False, k, m, n, 0)
+    _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, w.ctypes.data, ip, g2.ctypes.data, ip + 8,
+           sp + w.itemsize, gx.ctypes.data, ip)
+    if has_bias:
+        for j in range(n):
+            gb[j] = 0
+        for r in range(m):
+            gr = g2[r]
+            for j in range(n):
+                gb[j] += gr[j]
+
+
 _SOURCES.update({"few_conv": _few_conv_k, "few_wgrad": _few_wgrad_k,
                  "nhwc_wgrad": _nhwc_wgrad_k, "row_conv": _row_conv_k,
                  "row_wgrad": _row_wgrad_k, "gemm_rows": _gemm_rows_k,
-                 "gemm_bias_rows": _gemm_bias_rows_k})
+                 "gemm_bias_rows": _gemm_bias_rows_k, "dense_xgrad": _dense_xgrad_k})
+_BLAS_KERNELS.update(("dense_xgrad", "bmm"))
+
+
+def _binary_k(op, x, y, out):
+    """out = x + y (op 0), x − y (1) or x ⊙ y (2), flat arrays of one length: each value one
+    IEEE operation, the bits of NumPy's ufunc (ops._util.parallel_binary's compiled pieces)."""
+    n = x.size
+    if op == 0:
+        for i in range(n):
+            out[i] = x[i] + y[i]
+    elif op == 1:
+        for i in range(n):
+            out[i] = x[i] - y[i]
+    else:
+        for i in range(n):
+            out[i] = x[i] * y[i]
+
+
+_SOURCES["binary"] = _binary_k
+
+
+def _bmm_k(dbl, a, b, c, g, lo, hi):
+    """C[i, h] = A[i, h] B[i, h] for i = lo … hi − 1 and h < H, calling ``gemm`` as above, on
+    the raw addresses a, b, c; g (int64) = [H, m, k, n, then for A, B and C each: the byte
+    strides of the two leading axes and the leading dimension (elements), and for A and B
+    whether the matrix is stored transposed (its columns unit-stride)]: indices A 4-7, B 8-11,
+    C 12-14. C's rows are unit-stride. Column-major: Cᵀ (n, m) = op(B)ᵀ (n, k) op(A)ᵀ (k, m):
+    a matrix stored row by row is its own transpose there ("N"), one stored by columns is not
+    ("T")."""
+    hh, m, k, n = g[0], g[1], g[2], g[3]
+    buf = np.zeros(56, dtype=np.uint8)
+    ints = buf[:24].view(np.int32)  # BLAS's m, n, k, lda, ldb, ldc
+    ints[0] = n
+    ints[1] = m
+    ints[2] = k
+    ints[3] = g[10]
+    ints[4] = g[6]
+    ints[5] = g[14]
+    chars = buf[24:26]
+    chars[0] = 84 if g[11] else 78  # op(B)ᵀ: "T" / "N"
+    chars[1] = 84 if g[7] else 78  # op(A)ᵀ
+    s64 = buf[32:48].view(np.float64)  # α = 1, β = 0 in either dtype
+    s32 = buf[48:56].view(np.float32)
+    s64[0] = 1
+    s32[0] = 1
+    isz = 8 if dbl else 4
+    ip, cp = ints.ctypes.data, chars.ctypes.data
+    sp = s64.ctypes.data if dbl else s32.ctypes.data
+    for i in range(lo, hi):
+        for h in range(hh):
+            _xgemm(dbl, cp, cp + 1, ip, ip + 4, ip + 8, sp, b + i * g[8] + h * g[9], ip + 12,
+                   a + i * g[4] + h * g[5], ip + 16, sp + isz, c + i * g[12] + h * g[13],
+                   ip + 20)
+
+
+_SOURCES["bmm"] = _bmm_k
+
+
+# ------------------------------------------------------------------------- compiled jobs
+# A kernel's pieces as one C function ``void piece(int64 desc, int64 i)`` for
+# backend.parallel_compiled, whose pool threads call it without the GIL (devices/_spin.py).
+# ``desc`` is an int64 array: the arrays' addresses, their sizes, whether they are float64,
+# and the pieces' ranges; piece i rebuilds the arrays (numba.carray) and calls the kernel as
+# a Python piece of parallel_chunks would. The caller keeps the arrays alive meanwhile.
+def _gemm_bias_job(desc, i):
+    """desc: [x, W, b, y, M, K, N, float64, pieces, then each piece's first and last row + 1]
+    → y[rows] ← x[rows] Wᵀ + b (_gemm_bias_rows_k)."""
+    d = carray(_i64p(desc), (9,))
+    m, k, n, p = d[4], d[5], d[6], d[8]
+    bounds = carray(_i64p(desc + 72), (2 * p,))
+    lo, hi = bounds[2 * i], bounds[2 * i + 1]
+    if d[7]:
+        _gemm_bias_rows_c(True, carray(_voidp(d[0]), (m, k), np.float64),
+                          carray(_voidp(d[1]), (n, k), np.float64),
+                          carray(_voidp(d[2]), (n,), np.float64),
+                          carray(_voidp(d[3]), (m, n), np.float64), lo, hi)
+    else:
+        _gemm_bias_rows_c(False, carray(_voidp(d[0]), (m, k), np.float32),
+                          carray(_voidp(d[1]), (n, k), np.float32),
+                          carray(_voidp(d[2]), (n,), np.float32),
+                          carray(_voidp(d[3]), (m, n), np.float32), lo, hi)
+
+
+def _dense_xgrad_job(desc, i):
+    """desc: [ȳ, W, x̄, b̄, M, K, N, float64, has bias] → _dense_xgrad_k (one piece)."""
+    d = carray(_i64p(desc), (9,))
+    m, k, n, hb = d[4], d[5], d[6], d[8] != 0
+    if d[7]:
+        _dense_xgrad_c(True, carray(_voidp(d[0]), (m, n), np.float64),
+                       carray(_voidp(d[1]), (n, k), np.float64),
+                       carray(_voidp(d[2]), (m, k), np.float64),
+                       carray(_voidp(d[3]), (n,), np.float64), hb)
+    else:
+        _dense_xgrad_c(False, carray(_voidp(d[0]), (m, n), np.float32),
+                       carray(_voidp(d[1]), (n, k), np.float32),
+                       carray(_voidp(d[2]), (m, k), np.float32),
+                       carray(_voidp(d[3]), (n,), np.float32), hb)
+
+
+def _binary_job(desc, i):
+    """desc: [x, y, out, n, float64, op, pieces, then each piece's first and last value + 1]
+    → _binary_k on the piece's values."""
+    d = carray(_i64p(desc), (7,))
+    n, p = d[3], d[6]
+    bounds = carray(_i64p(desc + 56), (2 * p,))
+    lo, hi = bounds[2 * i], bounds[2 * i + 1]
+    if d[4]:
+        _binary_c(d[5], carray(_voidp(d[0]), (n,), np.float64)[lo:hi],
+                  carray(_voidp(d[1]), (n,), np.float64)[lo:hi],
+                  carray(_voidp(d[2]), (n,), np.float64)[lo:hi])
+    else:
+        _binary_c(d[5], carray(_voidp(d[0]), (n,), np.float32)[lo:hi],
+                  carray(_voidp(d[1]), (n,), np.float32)[lo:hi],
+                  carray(_voidp(d[2]), (n,), np.float32)[lo:hi])
+
+
+def _gelu_job(desc, i):
+    """desc: [x, y, GELU′, c, n, nc, mode, pieces, bounds] (float32) → _gelu_rows."""
+    d = carray(_i64p(desc), (8,))
+    n = d[4]
+    b = carray(_i64p(desc + 8 * (8 + 2 * i)), (2,))
+    _gelu_c(carray(_voidp(d[0]), (n,), np.float32)[b[0]:b[1]],
+            carray(_voidp(d[1]), (n,), np.float32)[b[0]:b[1]],
+            carray(_voidp(d[2]), (n,), np.float32)[b[0]:b[1]],
+            carray(_voidp(d[3]), (d[5],), np.float32), d[6])
+
+
+def _softmax_job(desc, i):
+    """desc: [x, mask, y, c, rows, n, mask rows, masked, nc, pieces, bounds] (float32) →
+    _softmax_rows_k."""
+    d = carray(_i64p(desc), (10,))
+    rows, n = d[4], d[5]
+    b = carray(_i64p(desc + 8 * (10 + 2 * i)), (2,))
+    _softmax_c(carray(_voidp(d[0]), (rows, n), np.float32)[b[0]:b[1]],
+               carray(_voidp(d[1]), (d[6], n), np.bool_), d[6], d[7] != 0,
+               carray(_voidp(d[2]), (rows, n), np.float32)[b[0]:b[1]],
+               carray(_voidp(d[3]), (d[8],), np.float32))
+
+
+def _softmax_pull_job(desc, i):
+    """desc: [ȳ, y, x̄, rows, n, float64, pieces, bounds] → _softmax_pull_k."""
+    d = carray(_i64p(desc), (7,))
+    rows, n = d[3], d[4]
+    b = carray(_i64p(desc + 8 * (7 + 2 * i)), (2,))
+    if d[5]:
+        _softmax_pull_c(carray(_voidp(d[0]), (rows, n), np.float64)[b[0]:b[1]],
+                        carray(_voidp(d[1]), (rows, n), np.float64)[b[0]:b[1]],
+                        carray(_voidp(d[2]), (rows, n), np.float64)[b[0]:b[1]])
+    else:
+        _softmax_pull_c(carray(_voidp(d[0]), (rows, n), np.float32)[b[0]:b[1]],
+                        carray(_voidp(d[1]), (rows, n), np.float32)[b[0]:b[1]],
+                        carray(_voidp(d[2]), (rows, n), np.float32)[b[0]:b[1]])
+
+
+def _ln_forward_job(desc, i):
+    """desc: [x, γ, β, c, y, x̂, inv, rows, n, float64, keep, pieces, bounds] →
+    _ln_forward_rows (without ``keep``, x̂ is a (1, n) row of the piece's own)."""
+    d = carray(_i64p(desc), (12,))
+    rows, n, keep = d[7], d[8], d[10] != 0
+    b = carray(_i64p(desc + 8 * (12 + 2 * i)), (2,))
+    lo, hi = b[0], b[1]
+    if d[9]:
+        xh = carray(_voidp(d[5]), (rows, n), np.float64)[lo:hi] if keep \
+            else np.empty((1, n), np.float64)
+        _ln_forward_c(carray(_voidp(d[0]), (rows, n), np.float64)[lo:hi],
+                      carray(_voidp(d[1]), (n,), np.float64),
+                      carray(_voidp(d[2]), (n,), np.float64),
+                      carray(_voidp(d[3]), (3,), np.float64),
+                      carray(_voidp(d[4]), (rows, n), np.float64)[lo:hi], xh,
+                      carray(_voidp(d[6]), (rows,), np.float64)[lo:hi], keep)
+    else:
+        xh = carray(_voidp(d[5]), (rows, n), np.float32)[lo:hi] if keep \
+            else np.empty((1, n), np.float32)
+        _ln_forward_c(carray(_voidp(d[0]), (rows, n), np.float32)[lo:hi],
+                      carray(_voidp(d[1]), (n,), np.float32),
+                      carray(_voidp(d[2]), (n,), np.float32),
+                      carray(_voidp(d[3]), (3,), np.float32),
+                      carray(_voidp(d[4]), (rows, n), np.float32)[lo:hi], xh,
+                      carray(_voidp(d[6]), (rows,), np.float32)[lo:hi], keep)
+
+
+def _ln_backward_job(desc, i):
+    """desc: [ȳ, γ, x̂, inv, c, x̄, pw, pb, rows, n, blocks, float64, need x̄, need γ̄ β̄,
+    pieces, bounds] → _ln_backward_rows (x̄ unsliced without need x̄, pw and pb one row
+    without need γ̄ β̄: the NumPy call's placeholders)."""
+    d = carray(_i64p(desc), (15,))
+    rows, n, nblk = d[8], d[9], d[10]
+    nx, nwb = d[12] != 0, d[13] != 0
+    b = carray(_i64p(desc + 8 * (15 + 2 * i)), (2,))
+    lo, hi = b[0], b[1]
+    b0 = lo // _BLOCK if nwb else 0
+    if d[11]:
+        gx = carray(_voidp(d[5]), (rows, n), np.float64)
+        _ln_backward_c(carray(_voidp(d[0]), (rows, n), np.float64)[lo:hi],
+                       carray(_voidp(d[1]), (n,), np.float64),
+                       carray(_voidp(d[2]), (rows, n), np.float64)[lo:hi],
+                       carray(_voidp(d[3]), (rows,), np.float64)[lo:hi],
+                       carray(_voidp(d[4]), (1,), np.float64), gx[lo:hi] if nx else gx,
+                       carray(_voidp(d[6]), (nblk, n), np.float64)[b0:],
+                       carray(_voidp(d[7]), (nblk, n), np.float64)[b0:], lo, nx, nwb)
+    else:
+        gx = carray(_voidp(d[5]), (rows, n), np.float32)
+        _ln_backward_c(carray(_voidp(d[0]), (rows, n), np.float32)[lo:hi],
+                       carray(_voidp(d[1]), (n,), np.float32),
+                       carray(_voidp(d[2]), (rows, n), np.float32)[lo:hi],
+                       carray(_voidp(d[3]), (rows,), np.float32)[lo:hi],
+                       carray(_voidp(d[4]), (1,), np.float32), gx[lo:hi] if nx else gx,
+                       carray(_voidp(d[6]), (nblk, n), np.float32)[b0:],
+                       carray(_voidp(d[7]), (nblk, n), np.float32)[b0:], lo, nx, nwb)
+
+
+def _bmm_job(desc, i):
+    """desc: [A, B, C, float64, H, m, k, n, A's, B's and C's strides (_bmm_k's g[4:]), pieces,
+    bounds] → _bmm_k over the piece's range of the leading axis."""
+    d = carray(_i64p(desc), (20,))
+    b = carray(_i64p(desc + 8 * (20 + 2 * i)), (2,))
+    _bmm_c(d[3] != 0, d[0], d[1], d[2], d[4:19], b[0], b[1])
+
+
+_JOBS = {"gemm_bias": (_gemm_bias_job, [("_gemm_bias_rows_c", "gemm_bias_rows")]),
+         "dense_xgrad": (_dense_xgrad_job, [("_dense_xgrad_c", "dense_xgrad")]),
+         "binary": (_binary_job, [("_binary_c", "binary")]),
+         "gelu": (_gelu_job, [("_gelu_c", "gelu")]),
+         "softmax": (_softmax_job, [("_softmax_c", "softmax")]),
+         "softmax_pull": (_softmax_pull_job, [("_softmax_pull_c", "softmax_pull")]),
+         "ln_forward": (_ln_forward_job, [("_ln_forward_c", "ln_forward")]),
+         "ln_backward": (_ln_backward_job, [("_ln_backward_c", "ln_backward")]),
+         "bmm": (_bmm_job, [("_bmm_c", "bmm")])}
+# (bound by job_piece)
+_gemm_bias_rows_c = _dense_xgrad_c = _binary_c = _gelu_c = _softmax_c = _softmax_pull_c = None
+_ln_forward_c = _ln_backward_c = _bmm_c = carray = _i64p = _voidp = None
+
+
+_BLAS_JOBS = {"gemm_bias", "dense_xgrad", "bmm"}
+
+
+def job_piece(name):
+    """The address of the compiled job ``name``'s piece function (a numba cfunc, cached on
+    disk like the kernels), or 0: no numba, or the BLAS kernels it calls are not usable."""
+    key = "job_" + name
+    if key not in _STATE["kernels"]:
+        addr = 0
+        try:
+            if name not in _BLAS_JOBS or _blas_kernel("gemm_rows", np.float32) is not None:
+                nb = _numba()
+                _compile_pointer_casts(nb)
+                src, callees = _JOBS[name]
+                for glob, callee in callees:
+                    globals()[glob] = _kernel(callee)
+                from numba import types
+
+                addr = nb.cfunc(types.void(types.int64, types.int64), cache=True,
+                                nopython=True)(src).address
+        except Exception:  # noqa: BLE001 - no compiled job: the caller's Python pieces run
+            addr = 0
+        _STATE["kernels"][key] = addr
+    return _STATE["kernels"][key]
+
+
+def _job_or_chunks(name, fields, n, run, **kw):
+    """parallel_chunks(n, run, **kw), its pieces run as the compiled job ``name`` (desc =
+    ``fields`` + [pieces] + each piece's first and last + 1) where there is one and the call
+    is split at all; the Python pieces ``run`` otherwise."""
+    ranges = chunk_ranges(n, **{k: v for k, v in kw.items() if k != "serial_blas"})
+    fn = job_piece(name) if len(ranges) > 1 else 0
+    if not fn:
+        parallel_chunks(n, run, **kw)
+        return
+    desc = np.array(fields + [len(ranges)] + [v for r in ranges for v in r], dtype=np.int64)
+    parallel_compiled(len(ranges), fn, desc, serial_blas=kw.get("serial_blas", False))
+
+
+def batched_matmul_job(a, b, out, ranges):
+    """out = a @ b for 3-D or 4-D NumPy float arrays of one dtype with the same leading axes
+    (no broadcasting), each matrix stored by rows or by columns (unit stride), out's by rows,
+    as a compiled job over ``ranges`` of the leading axis (a GEMM per matrix, SciPy's BLAS);
+    False where that does not apply (then nothing is written)."""
+    dt = out.dtype
+    if not (a.dtype == b.dtype == dt) or not usable(np, dt) or a.ndim not in (3, 4) \
+            or a.shape[:-2] != b.shape[:-2] or out.strides[-1] != out.itemsize:
+        return False
+    g = []
+    for x in (a, b, out):
+        sr, sc = x.strides[-2] // x.itemsize, x.strides[-1] // x.itemsize
+        if sc == 1 and sr >= x.shape[-1]:
+            ld, tr = sr, 0
+        elif sr == 1 and sc >= x.shape[-2] and x is not out:
+            ld, tr = sc, 1
+        else:
+            return False
+        lead = (x.strides[0], x.strides[1] if x.ndim == 4 else 0)
+        g += list(lead) + [max(ld, 1)] + ([] if x is out else [tr])
+    fn = job_piece("bmm")
+    if not fn:
+        return False
+    hh = a.shape[1] if a.ndim == 4 else 1
+    desc = np.array([a.ctypes.data, b.ctypes.data, out.ctypes.data, dt.char == "d", hh,
+                     a.shape[-2], a.shape[-1], b.shape[-1]] + g + [len(ranges)]
+                    + [v for r in ranges for v in r], dtype=np.int64)
+    parallel_compiled(len(ranges), fn, desc, serial_blas=True)
+    return True
+
+
+def binary_job(op, xf, yf, of, ranges):
+    """of = xf (op) yf ("add", "subtract", "multiply"; flat arrays of one float dtype) in the
+    pieces ``ranges`` as a compiled job over the kernel pool; False where there is none."""
+    fn = job_piece("binary") if _STATE["on"] else 0
+    if not fn:
+        return False
+    desc = np.array([xf.ctypes.data, yf.ctypes.data, of.ctypes.data, xf.size,
+                     xf.dtype.char == "d", _BINARY_OPS[op], len(ranges)]
+                    + [v for r in ranges for v in r], dtype=np.int64)
+    parallel_compiled(len(ranges), fn, desc)
+    return True
+
+
+_BINARY_OPS = {"add": 0, "subtract": 1, "multiply": 2}
+
+
+def _compile_pointer_casts(nb):
+    """carray, and addresses (int64) as typed pointers for it, in the module's globals."""
+    g = globals()
+    if g["_voidp"] is not None:
+        return
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    def cast(to, lltype):
+        @intrinsic
+        def as_pointer(typingctx, addr):
+            return to(types.int64), lambda context, builder, sig, args: builder.inttoptr(
+                args[0], lltype)
+        return as_pointer
+
+    g["_i64p"] = cast(types.CPointer(types.int64), ir.IntType(64).as_pointer())
+    g["_voidp"] = cast(types.voidptr, ir.IntType(8).as_pointer())
+    g["carray"] = nb.carray

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..autodiff.function import Bilinear, primitive
-from ..backend import parallel_chunks, xp_of
+from ..backend import chunk_ranges, parallel_chunks, xp_of
+from ..devices import cpu_jit as _jit
 from ..tensor import Tensor
 from ._util import public, shape_of
 from .shape import expand_dims, squeeze
@@ -83,8 +84,11 @@ def _batched(xp, a, b, like=None):
         out = xp.empty_like(like, dtype=dtype, order="K")
     else:
         out = xp.empty(shape, dtype=dtype)  # (serial: one call into it)
-    parallel_chunks(a.shape[0], lambda lo, hi: xp.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]),
-                    min_size=_BMM_MIN, cost=macs, serial_blas=True, piece=_BMM_PIECE)
+    kw = dict(min_size=_BMM_MIN, cost=macs, piece=_BMM_PIECE)
+    ranges = chunk_ranges(a.shape[0], **kw)
+    if len(ranges) == 1 or not _jit.batched_matmul_job(a, b, out, ranges):
+        parallel_chunks(a.shape[0], lambda lo, hi: xp.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]),
+                        serial_blas=True, **kw)
     return out
 
 
