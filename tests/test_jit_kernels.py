@@ -27,6 +27,15 @@ JIT_OPS = {"gelu", "ops.gelu", "gelu_grad", "layer_norm", "ops.layer_norm", "sof
            "conv_transpose2d"}  # the convolutions' x̄: the compiled fold or per-offset adds
 
 
+@pytest.fixture(autouse=True)
+def _kernels_on():
+    """The kernels on whatever TENSORCALC_JIT says: these tests are about them (with
+    TENSORCALC_JIT=0 the library runs the NumPy path, which the op suite checks)."""
+    old = _jit.set_enabled(True)
+    yield
+    _jit.set_enabled(old)
+
+
 @pytest.fixture
 def numpy_path():
     old = _jit.set_enabled(False)

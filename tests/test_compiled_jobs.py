@@ -1,0 +1,305 @@
+"""Compiled jobs on the kernel pool (backend.parallel_compiled, devices/_spin.py): pieces that
+are numba C functions, which a pool thread runs without taking the GIL. Every piece runs once,
+call after call; a thread that saw an earlier job's ticket takes nothing of the next; a pool
+thread that never runs leaves the caller to do every piece; and each kernel's job gives the
+bits of the Python pieces it replaces (the same kernel on the same ranges)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import same_bits
+
+from tensorcalc import backend
+from tensorcalc.devices import cpu_jit as _jit
+
+numba = pytest.importorskip("numba")
+
+
+@pytest.fixture(autouse=True)
+def _kernels_on(monkeypatch):
+    """The compiled kernels on (whatever TENSORCALC_JIT says: these tests are about them), and
+    T following the kernel-thread override whichever library the process imported first."""
+    old = _jit.set_enabled(True)
+    monkeypatch.setattr(backend, "BLAS_SPIN_TAMED", True)
+    yield
+    _jit.set_enabled(old)
+
+
+def _counting_piece():
+    """A compiled piece that adds 1 to desc[1 + i] (desc[0]: how many pieces)."""
+    from numba import carray, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def as_i64p(typingctx, addr):
+        from llvmlite import ir
+
+        return types.CPointer(types.int64)(types.int64), \
+            lambda context, builder, sig, args: builder.inttoptr(args[0],
+                                                                 ir.IntType(64).as_pointer())
+
+    @numba.cfunc(types.void(types.int64, types.int64))
+    def piece(desc, i):
+        d = carray(as_i64p(desc), (1 + i + 1,))
+        s = 0
+        for j in range(2000):  # a little work, so that both threads take pieces
+            s += j
+        d[1 + i] += 1 + s - s
+
+    return piece
+
+
+@pytest.fixture(scope="module")
+def counting():
+    return _counting_piece()
+
+
+def test_every_piece_runs_once_call_after_call(threads, counting):
+    pieces, calls = 37, 300
+    desc = np.zeros(1 + pieces, dtype=np.int64)
+    desc[0] = pieces
+
+    def run():
+        for _ in range(calls):
+            backend.parallel_compiled(pieces, counting.address, desc)
+
+    before = backend.parallel_calls()
+    threads(2, run)
+    assert (desc[1:] == calls).all()
+    assert backend.parallel_calls() - before == calls  # each call went over the pool
+    threads(1, lambda: backend.parallel_compiled(pieces, counting.address, desc))
+    assert (desc[1:] == calls + 1).all()  # T = 1: here, every piece once
+
+
+def test_the_pool_thread_takes_pieces_of_compiled_jobs(threads, counting):
+    """With a piece that waits until another piece has started, a lone caller would hang:
+    the pool thread must take one (it never needs the GIL to)."""
+    from numba import carray, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def as_i64p(typingctx, addr):
+        from llvmlite import ir
+
+        return types.CPointer(types.int64)(types.int64), \
+            lambda context, builder, sig, args: builder.inttoptr(args[0],
+                                                                 ir.IntType(64).as_pointer())
+
+    from tensorcalc.devices._spin import _load_at, _store_at
+
+    @numba.cfunc(types.void(types.int64, types.int64))
+    def rendezvous(desc, i):
+        d = carray(as_i64p(desc), (3,))
+        _store_at(d, 1 + i, 1)
+        k = 0
+        while _load_at(d, 2 - i) == 0 and k < 500_000_000:  # the other piece's flag
+            k += 1
+        if k >= 500_000_000:
+            _store_at(d, 0, 1)  # (timed out: the other piece never started)
+
+    for _ in range(20):
+        desc = np.zeros(3, dtype=np.int64)
+        threads(2, lambda: backend.parallel_compiled(2, rendezvous.address, desc))  # noqa: B023
+        assert desc[1] == 1 and desc[2] == 1 and desc[0] == 0
+
+
+def test_a_stale_ticket_takes_no_piece_of_the_next_job(counting):
+    spin = _jit.spin_waiter()
+    slot = np.zeros(8, dtype=np.int64)
+    d1 = np.array([3, 0, 0, 0], dtype=np.int64)
+    d2 = np.array([3, 0, 0, 0], dtype=np.int64)
+    t1 = spin.publish(slot, counting.address, d1.ctypes.data, 3)
+    t2 = spin.publish(slot, counting.address, d2.ctypes.data, 3)
+    assert t2 != t1 and t1 % 2 == 0 and t2 % 2 == 0  # even tickets (odd: being written)
+    assert spin.run_pieces(slot, t1) == 0  # the thread that saw t1 runs nothing of t2's job
+    assert (d1[1:] == 0).all() and (d2[1:] == 0).all()
+    assert spin.run_pieces_then_wait(slot, t2, 0) == 3
+    assert (d2[1:] == 1).all() and (d1[1:] == 0).all()
+    assert spin.run_pieces(slot, t2) == 0  # nothing left
+    # the two guards, each alone (a thread may be delayed between any two of its reads):
+    # fields read while a new job is being written (odd ticket, the old job's counter) ...
+    slot[:6] = [t2 + 1, counting.address, d1.ctypes.data, 3, t2 << 32, 0]
+    assert spin.run_pieces(slot, t2) == 0 and (d1[1:] == 0).all()
+    # ... and a counter that already belongs to the next job
+    slot[:6] = [t2, counting.address, d1.ctypes.data, 3, (t2 + 2) << 32, 0]
+    assert spin.run_pieces(slot, t2) == 0 and (d1[1:] == 0).all()
+
+
+def test_a_pool_thread_that_never_runs_leaves_every_piece_to_the_caller(threads, monkeypatch,
+                                                                        counting):
+    gate = threading.Event()
+
+    class Stuck(backend._KernelPool):
+        def _loop(self):
+            gate.wait()
+            super()._loop()
+
+    pool = Stuck(1)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pool", pool)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "size", 8)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pid", __import__("os").getpid())
+    desc = np.zeros(9, dtype=np.int64)
+    desc[0] = 8
+    threads(2, lambda: backend.parallel_compiled(8, counting.address, desc))
+    assert (desc[1:] == 1).all()
+    gate.set()  # (the thread now wakes to a finished job and takes nothing)
+    threads(2, lambda: backend.parallel_compiled(8, counting.address, desc))
+    assert (desc[1:] == 2).all()
+    pool.close()
+
+
+def test_alongside_runs_here_and_its_error_waits_for_the_pieces(threads, counting):
+    desc = np.zeros(5, dtype=np.int64)
+    desc[0] = 4
+    me = threading.current_thread()
+    out = threads(2, lambda: backend.parallel_compiled(
+        4, counting.address, desc, alongside=lambda: threading.current_thread() is me))
+    assert out is True and (desc[1:] == 1).all()
+
+    def bad():
+        raise ValueError("alongside failed")
+
+    with pytest.raises(ValueError, match="alongside failed"):
+        threads(2, lambda: backend.parallel_compiled(4, counting.address, desc, alongside=bad))
+    assert (desc[1:] == 2).all()  # the pieces still ran, all of them, before the error
+
+
+# ------------------------------------------------------- each kernel's job = its Python pieces
+def _jobs_off(monkeypatch, *names):
+    for n in names:
+        _jit.job_piece(n)
+        monkeypatch.setitem(_jit._STATE["kernels"], "job_" + n, 0)
+
+
+def _with_and_without(threads, monkeypatch, names, fn, t=2):
+    """fn() at T = t as compiled jobs, then with those jobs off (the Python pieces)."""
+    used = backend.parallel_calls()
+    a = threads(t, fn)
+    assert backend.parallel_calls() > used
+    with monkeypatch.context() as m:
+        _jobs_off(m, *names)
+        b = threads(t, fn)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_layer_forward_job_gives_the_python_pieces_bits(threads, monkeypatch, dtype):
+    from tensorcalc.devices.cpu_gemm import gemm_bias
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1031, 128)).astype(dtype)
+    w = rng.standard_normal((96, 128)).astype(dtype)
+    b = rng.standard_normal(96).astype(dtype)
+    for t in (2, 3):
+        a, c = _with_and_without(threads, monkeypatch, ["gemm_bias"],
+                                 lambda: gemm_bias(np, x, w, b), t)
+        same_bits(a, c)
+        np.testing.assert_allclose(a, x @ w.T + b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_layer_gradient_job_gives_numpys_products(threads, monkeypatch, dtype, bias):
+    from tensorcalc.devices.cpu_gemm import dense_grads_side_by_side
+
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal((2048, 96)).astype(dtype)
+    x = rng.standard_normal((2048, 80)).astype(dtype)
+    w = rng.standard_normal((96, 80)).astype(dtype)
+    bsum = (lambda: g.sum(axis=0)) if bias else None
+    (gx, gw, gb), (px, pw, pb) = _with_and_without(
+        threads, monkeypatch, ["dense_xgrad"], lambda: dense_grads_side_by_side(g, x, w, bsum))
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(gx, px, **tol)
+    same_bits(gw, pw)  # W̄ is NumPy's product in both
+    np.testing.assert_allclose(gx, g @ w, **tol)
+    if bias:
+        np.testing.assert_allclose(gb, pb, **tol)
+    else:
+        assert gb is None and pb is None
+
+
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_op_job_gives_numpys_bits(threads, monkeypatch, op, dtype):
+    from tensorcalc.ops._util import parallel_binary
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 1 << 17) ).astype(dtype)
+    y = rng.standard_normal((3, 1 << 17)).astype(dtype)
+    x[0, :5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    a, b = _with_and_without(threads, monkeypatch, ["binary"], lambda: parallel_binary(op, x, y))
+    same_bits(a, b)
+    same_bits(a, getattr(np, op)(x, y))
+
+
+def test_row_kernel_jobs_give_the_python_pieces_bits(threads, monkeypatch):
+    """GELU (y and GELU′), softmax with and without a mask and its rule, layer norm forward
+    (keeping x̂ or not) and backward: compiled jobs against the same kernels as Python
+    pieces, at 2 and 3 threads, with ragged ends."""
+    from tensorcalc.ops import reduce as R
+
+    rng = np.random.default_rng(3)
+    rows, n = (_jit._ROW_PAR_MIN * 3) // 64 + 7, 64
+    x = rng.standard_normal((rows, n)).astype(np.float32)
+    g = rng.standard_normal((rows, n)).astype(np.float32)
+    mask = rng.random((7, n)) > 0.3
+    w64 = rng.standard_normal(n)
+    b64 = rng.standard_normal(n)
+
+    def run():
+        out = list(_jit.gelu32(x, 1)) + [_jit.gelu32(x, 0)]
+        out += [_jit.softmax32(x, None), _jit.softmax32(x, mask)]
+        out += [_jit.softmax_pull(g, out[-2]), _jit.softmax_pull(g.astype(np.float64),
+                                                                out[-2].astype(np.float64))]
+        for dt in (np.float32, np.float64):
+            xd, gd, w, b = x.astype(dt), g.astype(dt), w64.astype(dt), b64.astype(dt)
+            y = _jit.layer_norm_forward(xd, w, b, 1e-5, True)
+            out += [y, _jit.layer_norm_forward(xd, w, b, 1e-5, False)]
+            xh, inv = R._ln_saved(y, rows)
+            for needs in ((True, True, True), (True, False, False), (False, True, True)):
+                out += [v for v in _jit.layer_norm_backward(gd, w, xh, inv.reshape(-1), needs)
+                        if v is not None]
+        return out
+
+    names = ["gelu", "softmax", "softmax_pull", "ln_forward", "ln_backward"]
+    for t in (2, 3):
+        a, b = _with_and_without(threads, monkeypatch, names, run, t)
+        assert len(a) == len(b) == 23
+        for u, v in zip(a, b, strict=True):
+            same_bits(u, v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_matmul_job_handles_attentions_layouts(threads, monkeypatch, dtype):
+    """The attention products (heads as permuted views of a projection, keys transposed) and
+    their gradients, and plain 3-D batches: the compiled job against NumPy's matmul."""
+    from tensorcalc.ops.matmul import Matmul, _batched
+
+    rng = np.random.default_rng(4)
+    B, L, H, d = 40, 64, 4, 32
+    proj = rng.standard_normal((B, L, 3, H, d)).astype(dtype)
+    q, k, v = (proj[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    a = rng.standard_normal((B, H, L, L)).astype(dtype)
+    g = rng.standard_normal((B, H, L, d)).astype(dtype)
+    x3 = rng.standard_normal((B, 70, 60)).astype(dtype)
+    y3 = rng.standard_normal((B, 60, 50)).astype(dtype)
+
+    def run():
+        s = _batched(np, q, k.swapaxes(-1, -2))
+        c = _batched(np, a, v, like=v)
+        ga, gv = Matmul.vjp(g, c, a, v, needs=(True, True))
+        return [s, c, ga, gv, _batched(np, x3, y3), _batched(np, x3, y3.swapaxes(-1, -2)
+                                                              .copy().swapaxes(-1, -2))]
+
+    got, ref = _with_and_without(threads, monkeypatch, ["bmm"], run)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    for u, r in zip(got, ref, strict=True):
+        assert u.shape == r.shape and u.strides == r.strides  # the same memory order
+        np.testing.assert_allclose(u, r, **tol)
+    np.testing.assert_allclose(got[0], q @ k.swapaxes(-1, -2), **tol)
+    np.testing.assert_allclose(got[1], a @ v, **tol)
+    assert got[1].transpose(0, 2, 1, 3).flags.c_contiguous  # in the heads' order (Matmul)
