@@ -20,11 +20,18 @@ numba = pytest.importorskip("numba")
 
 @pytest.fixture(autouse=True)
 def _kernels_on(monkeypatch):
-    """The compiled kernels on (whatever TENSORCALC_JIT says: these tests are about them), and
-    T following the kernel-thread override whichever library the process imported first."""
+    """The compiled kernels on (whatever TENSORCALC_JIT says: these tests are about them), a
+    pool of its own, and T following the kernel-thread override whichever library the
+    process imported first."""
     old = _jit.set_enabled(True)
     monkeypatch.setattr(backend, "BLAS_SPIN_TAMED", True)
+    pool = backend._KernelPool(2)  # spinning (a pool made while the kernels were off blocks)
+    assert pool.spin is not None
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pool", pool)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "size", 2)
+    monkeypatch.setitem(backend._KERNEL_THREADS, "pid", __import__("os").getpid())
     yield
+    pool.close()
     _jit.set_enabled(old)
 
 
