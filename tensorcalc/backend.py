@@ -616,6 +616,28 @@ def parallel_chunks(n: int, fn, *, min_size: int = PARALLEL_MIN, align: int = 1,
 _PIECES_PER_THREAD = 4
 
 
+def add_into(a, b):
+    """a += b for arrays of one shape and dtype; returns a. Big NumPy float arrays of one
+    memory layout (C-contiguous) go over the kernel pool at T > 1 as a compiled job (the
+    bits of NumPy's add: one IEEE addition per value); everything else is the array module's
+    own in-place add."""
+    if getattr(a, "size", 0) >= _ADD_INTO_MIN and type(a) is np.ndarray \
+            and type(b) is np.ndarray and a.dtype.char in "fd" and a.flags.c_contiguous \
+            and b.flags.c_contiguous and kernel_threads() > 1:
+        ranges = chunk_ranges(a.size, min_size=_ADD_INTO_MIN, piece=EW_PIECE, align=64)
+        if len(ranges) > 1:
+            from .devices import cpu_jit
+
+            af = a.reshape(-1)
+            if cpu_jit.binary_job("add", af, b.reshape(-1), af, ranges):
+                return a
+    a += b
+    return a
+
+
+_ADD_INTO_MIN = 1 << 18
+
+
 def chunk_ranges(n: int, *, min_size: int = PARALLEL_MIN, align: int = 1,
                  cost: int | None = None, piece: int | None = None) -> list[tuple[int, int]]:
     """The pieces :func:`parallel_chunks` cuts [0, n) into with these arguments: [(0, n)]

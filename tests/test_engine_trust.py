@@ -334,3 +334,73 @@ def test_walk_is_iterative_on_a_deep_chain():
     assert len(G.walk([y])) == 20000
     y.backward()
     assert float(x.grad) == 1.0
+
+
+# ------------------------------------------------- cotangents summed in place, never in sight
+def test_cotangent_sums_never_write_into_an_array_someone_else_holds(monkeypatch):
+    """A tensor used twice gets the sum of both contributions. The engine adds the second into
+    the first's memory only where it alone holds that array (engine._plus): an array that a
+    custom VJP returns and also keeps, a view of a kept buffer, or the cotangent passed to
+    backward itself are left as they were."""
+    from tensorcalc.autodiff import engine
+
+    kept = np.arange(6.0).reshape(2, 3)
+    buf = np.arange(12.0).reshape(2, 6)
+    snapshot = kept.copy(), buf.copy()
+
+    @tc.custom_vjp
+    def f(x):
+        return x * 1.0
+
+    f.defvjp(lambda x: (x * 1.0, None), lambda res, g: (kept,))
+
+    @tc.custom_vjp
+    def h(x):
+        return x * 1.0
+
+    h.defvjp(lambda x: (x * 1.0, None), lambda res, g: (buf[:, :3],))  # a view of a kept buffer
+
+    into = []
+    real = engine.add_into
+    monkeypatch.setattr(engine, "add_into", lambda a, b: into.append(a) or real(a, b))
+    for fn in (f, h):
+        for order in (0, 1):
+            x = tc.tensor(np.zeros((2, 3)), requires_grad=True)
+            y = x * 1.0
+            # y's cotangent: the kept array (or view) and 2 — visited first (the op made
+            # last), the kept one is the slot the other is added to; then kept + kept + 2
+            z = (y * 2.0 + fn(y)) if order == 0 else (fn(y) + fn(y) + y * 2.0)
+            z.sum().backward()
+            expect = (1 + order) * (kept if fn is f else buf[:, :3]) + 2.0
+            np.testing.assert_array_equal(x.grad.data, expect)
+        np.testing.assert_array_equal(kept, snapshot[0])
+        np.testing.assert_array_equal(buf, snapshot[1])
+    assert all(a is not kept and (a.base is None or a.base is not buf) for a in into)
+
+    # the cotangent given to backward is the caller's: never written
+    x = tc.tensor(np.ones((2, 3)), requires_grad=True)
+    y = x * 3.0
+    z = y + y
+    g = np.full((2, 3), 5.0)
+    g0 = g.copy()
+    z.backward(g)
+    np.testing.assert_array_equal(g, g0)
+    np.testing.assert_array_equal(x.grad.data, 30.0)
+
+
+def test_cotangent_sums_go_in_place_where_the_engine_alone_holds_them(monkeypatch):
+    """The common case — a tensor feeding two ops, each VJP a fresh array — is summed into the
+    first array (no new memory), with the same values as the out-of-place sum."""
+    from tensorcalc.autodiff import engine
+
+    into = []
+    real = engine.add_into
+    monkeypatch.setattr(engine, "add_into", lambda a, b: into.append(a.shape) or real(a, b))
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((50, 40))
+    x = tc.tensor(xv, requires_grad=True)
+    y = tc.exp(x)
+    (tc.sin(y) + y * y).sum().backward()
+    assert into == [(50, 40)]
+    ev = np.exp(xv)
+    np.testing.assert_allclose(x.grad.data, (np.cos(ev) + 2 * ev) * ev, rtol=1e-12)

@@ -12,8 +12,9 @@ unless ``retain_graph``.
 from __future__ import annotations
 
 import heapq
+import sys
 
-from ..backend import xp_of
+from ..backend import add_into, xp_of
 from ..tensor import Tensor
 from . import function as F
 from . import mode
@@ -45,6 +46,30 @@ def _as_list(x):
 
 def _accumulate(a, b):
     return b if a is None else a + b
+
+
+_getrefcount = sys.getrefcount
+
+
+def _plus(a, b):
+    """a + b for a cotangent slot: written into a's own memory where nothing but the engine
+    can see a — an array (not a Tensor: no graph is being recorded) that the caller's slot and
+    local name alone reference (4 references with this call's), writeable, whose chain of
+    ``base`` arrays each only that view references, of b's shape and dtype — as PyTorch's
+    engine accumulates into a buffer it alone holds; a new array otherwise. The bits are the
+    same either way (one IEEE addition per value, a's operand first); in place the sum needs
+    no new memory, and big arrays go over the kernel pool (backend.add_into)."""
+    if type(a) is Tensor or _getrefcount(a) > 4 or getattr(a, "shape", None) != b.shape \
+            or a.dtype != b.dtype or not a.flags.writeable:
+        return a + b
+    base = a.base
+    while base is not None:
+        if _getrefcount(base) > 3:  # (the view's reference, this name, the call's argument)
+            return a + b
+        base = getattr(base, "base", None) if hasattr(base, "flags") else False
+    if base is False:  # memory owned by some other kind of object
+        return a + b
+    return add_into(a, b)
 
 
 def _fit(node, i, gx, x):
@@ -232,7 +257,8 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
                     if e is None:
                         leaf[id(x)] = [x, gx]
                     else:
-                        e[1] = e[1] + gx
+                        prev = e[1]
+                        e[1] = _plus(prev, gx)  # (prev: a slot and a name, as below)
                 elif type(xn.out) is tuple:
                     push(x, gx)
                 else:
@@ -241,7 +267,7 @@ def run_backward(outputs, grad_outputs, wrt=None, create_graph=False, retain_gra
                         heappush(heap, (-xn.seq, xn))
                         grads[xn] = gx
                     else:
-                        grads[xn] = prev + gx
+                        grads[xn] = _plus(prev, gx)
             if not retain_graph:
                 node.inputs = node.datas = node.out = node.kw = None
     finally:
