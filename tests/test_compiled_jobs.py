@@ -310,3 +310,16 @@ def test_batched_matmul_job_handles_attentions_layouts(threads, monkeypatch, dty
     np.testing.assert_allclose(got[0], q @ k.swapaxes(-1, -2), **tol)
     np.testing.assert_allclose(got[1], a @ v, **tol)
     assert got[1].transpose(0, 2, 1, 3).flags.c_contiguous  # in the heads' order (Matmul)
+
+
+def test_row_kernels_split_as_jobs_from_their_own_smaller_threshold(threads):
+    """Without the GIL hand-off a split pays from smaller calls: the row kernels' compiled jobs
+    start at _JOB_MIN values, below the Python pieces' threshold; smaller calls stay here."""
+    rng = np.random.default_rng(5)
+    assert _jit._JOB_MIN < _jit._ROW_PAR_MIN
+    w = np.ones(64, np.float32)
+    for rows, split in ((_jit._JOB_MIN // 64 // 2, False), (_jit._JOB_MIN // 64 * 2, True)):
+        x = rng.standard_normal((rows, 64)).astype(np.float32)
+        before = backend.parallel_calls()
+        threads(2, lambda: _jit.layer_norm_forward(x, w, w, 1e-5, False))  # noqa: B023
+        assert (backend.parallel_calls() > before) == split

@@ -53,6 +53,10 @@ class Matmul(Bilinear):
 # of 64×32×64 (6.3M) 340 µs serial vs 351-372 pooled; 32 × 4 heads (16.8M) 862 vs 650-678
 _BMM_MIN = 1 << 23
 _BMM_PIECE = 1 << 21  # multiply-adds per piece at least (each piece's small GEMMs take the GIL)
+# the same as a compiled job (devices/cpu_jit.batched_matmul_job: no GIL on the pool thread):
+# 4.2M multiply-adds 61 µs on 1 thread and on 2, 8.4M 120 → 90 µs (hot data)
+_BMM_JOB_MIN = 1 << 22
+_BMM_JOB_PIECE = 1 << 20
 
 
 def _rows_fastest(a):
@@ -84,11 +88,10 @@ def _batched(xp, a, b, like=None):
         out = xp.empty_like(like, dtype=dtype, order="K")
     else:
         out = xp.empty(shape, dtype=dtype)  # (serial: one call into it)
-    kw = dict(min_size=_BMM_MIN, cost=macs, piece=_BMM_PIECE)
-    ranges = chunk_ranges(a.shape[0], **kw)
+    ranges = chunk_ranges(a.shape[0], min_size=_BMM_JOB_MIN, cost=macs, piece=_BMM_JOB_PIECE)
     if len(ranges) == 1 or not _jit.batched_matmul_job(a, b, out, ranges):
         parallel_chunks(a.shape[0], lambda lo, hi: xp.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]),
-                        serial_blas=True, **kw)
+                        min_size=_BMM_MIN, cost=macs, serial_blas=True, piece=_BMM_PIECE)
     return out
 
 
