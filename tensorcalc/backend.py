@@ -626,10 +626,10 @@ def add_into(a, b):
             and b.flags.c_contiguous and kernel_threads() > 1:
         ranges = chunk_ranges(a.size, min_size=_ADD_INTO_MIN, piece=EW_PIECE, align=64)
         if len(ranges) > 1:
-            from .devices import cpu_jit
+            from .devices import cpu_jobs
 
             af = a.reshape(-1)
-            if cpu_jit.binary_job("add", af, b.reshape(-1), af, ranges):
+            if cpu_jobs.binary("add", af, b.reshape(-1), af, ranges):
                 return a
     a += b
     return a

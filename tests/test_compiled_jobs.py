@@ -14,6 +14,7 @@ from conftest import same_bits
 
 from tensorcalc import backend
 from tensorcalc.devices import cpu_jit as _jit
+from tensorcalc.devices import cpu_jobs as _jobs
 
 numba = pytest.importorskip("numba")
 
@@ -177,8 +178,8 @@ def test_alongside_runs_here_and_its_error_waits_for_the_pieces(threads, countin
 # ------------------------------------------------------- each kernel's job = its Python pieces
 def _jobs_off(monkeypatch, *names):
     for n in names:
-        _jit.job_piece(n)
-        monkeypatch.setitem(_jit._STATE["kernels"], "job_" + n, 0)
+        assert _jobs.job_piece(n)  # (compiled here: the job exists)
+        monkeypatch.setitem(_jobs._STATE["fns"], n, 0)
 
 
 def _with_and_without(threads, monkeypatch, names, fn, t=2):
@@ -316,10 +317,42 @@ def test_row_kernels_split_as_jobs_from_their_own_smaller_threshold(threads):
     """Without the GIL hand-off a split pays from smaller calls: the row kernels' compiled jobs
     start at _JOB_MIN values, below the Python pieces' threshold; smaller calls stay here."""
     rng = np.random.default_rng(5)
-    assert _jit._JOB_MIN < _jit._ROW_PAR_MIN
+    assert _jobs.JOB_MIN < _jit._ROW_PAR_MIN
     w = np.ones(64, np.float32)
-    for rows, split in ((_jit._JOB_MIN // 64 // 2, False), (_jit._JOB_MIN // 64 * 2, True)):
+    for rows, split in ((_jobs.JOB_MIN // 64 // 2, False), (_jobs.JOB_MIN // 64 * 2, True)):
         x = rng.standard_normal((rows, 64)).astype(np.float32)
         before = backend.parallel_calls()
         threads(2, lambda: _jit.layer_norm_forward(x, w, w, 1e-5, False))  # noqa: B023
         assert (backend.parallel_calls() > before) == split
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_jobs_give_the_python_pieces_bits(threads, monkeypatch, dtype):
+    """Training-mode batch norm on channels-last rows — the two sums, the affine map (with a
+    residual and ReLU, and without), the backward sums (masked by ReLU's output or not) and
+    the backward map (keeping the masked ȳ or not) — as compiled jobs and as Python pieces."""
+    rng = np.random.default_rng(6)
+    rows, c = 64 * 7 * 7 + 37, 32  # ragged: not a multiple of the 256-row blocks
+    x = rng.standard_normal((rows, c)).astype(dtype)
+    r = rng.standard_normal((rows, c)).astype(dtype)
+    g = rng.standard_normal((rows, c)).astype(dtype)
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+
+    def run():
+        out = []
+        for relu, res in ((False, None), (True, r)):
+            y, mu, var = _jit.batch_norm_forward(x, w, b, 1e-5, relu, res)
+            out += [y, mu, var]
+            yy = y if relu else None
+            gb, t = _jit.batch_norm_backward_sums(g, x, mu, yy)
+            out += [gb, t]
+            a, k1, k0 = w / np.sqrt(var + 1e-5), t / rows, gb / rows
+            gx, gm = _jit.batch_norm_backward_apply(g, x, mu, a, k1, k0, yy, keep=relu)
+            out += [gx] + ([gm] if relu else [])
+        return out
+
+    a, b_ = _with_and_without(threads, monkeypatch,
+                              ["bn_sums", "bn_affine", "bn_grad_sums", "bn_grad"], run)
+    assert len(a) == len(b_) == 13
+    for u, v in zip(a, b_, strict=True):
+        same_bits(u, v)

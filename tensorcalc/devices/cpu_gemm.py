@@ -16,7 +16,6 @@ import numpy as np
 from ..backend import (
     kernel_threads,
     parallel_chunks,
-    parallel_compiled,
     piece_count,
     register_scipy_blas,
     split_range,
@@ -79,13 +78,13 @@ def _gemm_bias_pool(x2, w, b):
     if k is None:
         return None
     y = np.empty((rows, w.shape[0]), dtype=x2.dtype)
-    fn = cpu_jit.job_piece("gemm_bias")
-    if fn and b.flags.c_contiguous:  # the same pieces as a compiled job (no GIL on the pool)
-        ranges = split_range(rows, piece_count(macs, t, macs // t))
-        desc = np.array([x2.ctypes.data, w.ctypes.data, b.ctypes.data, y.ctypes.data, rows,
-                         n_in, w.shape[0], x2.dtype.char == "d", len(ranges)]
-                        + [v for r in ranges for v in r], dtype=np.int64)
-        parallel_compiled(len(ranges), fn, desc, serial_blas=True)
+    from . import cpu_jobs
+
+    if b.flags.c_contiguous and cpu_jobs.submit(  # the same pieces, as a compiled job
+            "gemm_bias", x2.dtype.char == "d",
+            [x2.ctypes.data, w.ctypes.data, b.ctypes.data, y.ctypes.data, rows, n_in,
+             w.shape[0]], split_range(rows, piece_count(macs, t, macs // t)),
+            serial_blas=True)[0]:
         return y
     parallel_chunks(rows, lambda lo, hi: k(x2, w, b, y, lo, hi), cost=macs,
                     min_size=_POOL_MIN_MACS, serial_blas=True, piece=macs // t)
@@ -120,7 +119,7 @@ def dense_grads_side_by_side(g2, x2, w, bias_sum=None):
 
 
 def _dense_grads_compiled(g2, x2, w, has_bias):
-    """dense_grads_side_by_side with x̄ and b̄ as a compiled job (devices/cpu_jit
+    """dense_grads_side_by_side with x̄ and b̄ as a compiled job (devices/cpu_jobs
     ``dense_xgrad``), which the pool thread takes without the GIL, while this thread computes
     W̄ = ȳᵀ x with NumPy; or None: no compiled kernels, or arrays that are not C-contiguous and
     of one float dtype. (W̄ stays NumPy's: SciPy's OpenBLAS 0.3.30, which the compiled kernels
@@ -132,16 +131,18 @@ def _dense_grads_compiled(g2, x2, w, has_bias):
     if not (g2.dtype == x2.dtype == dt) or not cpu_jit.usable(np, dt) \
             or not (g2.flags.c_contiguous and w.flags.c_contiguous):
         return None
-    fn = cpu_jit.job_piece("dense_xgrad")
-    if not fn:
-        return None
     m, n = g2.shape
     k = w.shape[1]
     gx = np.empty((m, k), dtype=dt)
     gb = np.empty(n, dtype=dt)
-    desc = np.array([g2.ctypes.data, w.ctypes.data, gx.ctypes.data, gb.ctypes.data, m, k, n,
-                     dt.char == "d", has_bias], dtype=np.int64)
-    gw = parallel_compiled(1, fn, desc, serial_blas=True, alongside=lambda: g2.T @ x2)
+    from . import cpu_jobs
+
+    done, gw = cpu_jobs.submit("dense_xgrad", dt.char == "d",
+                               [g2.ctypes.data, w.ctypes.data, gx.ctypes.data, gb.ctypes.data,
+                                m, k, n, has_bias], [(0, 1)], serial_blas=True,
+                               alongside=lambda: g2.T @ x2)
+    if not done:
+        return None
     return gx, gw, (gb if has_bias else None)
 
 

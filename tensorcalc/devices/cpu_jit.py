@@ -42,10 +42,8 @@ import numpy as np
 
 from ..backend import (
     SMALL_GEMM,
-    chunk_ranges,
     kernel_threads,
     parallel_chunks,
-    parallel_compiled,
     scipy_blas_small_kernels,
 )
 
@@ -409,10 +407,11 @@ def gelu32(x, mode):
     out = np.empty((2 if mode == 1 else 1, n), dtype=np.float32)
     y, d = out[0], out[-1]
     k = _kernel("gelu")
-    _job_or_chunks("gelu", [xf.ctypes.data, y.ctypes.data, d.ctypes.data, c.ctypes.data, n,
-                            c.size, mode], n,
-                   lambda a, b: k(xf[a:b], y[a:b], d[a:b], c, mode), cost=n,
-                   min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=_VEC_ALIGN)
+    _jobs().job_or_chunks(
+        "gelu", (xf, y, d, c), [xf.ctypes.data, y.ctypes.data, d.ctypes.data, c.ctypes.data, n,
+                                c.size, mode], n,
+        lambda a, b: k(xf[a:b], y[a:b], d[a:b], c, mode), cost=n, min_size=_HEAVY_PAR_MIN,
+        piece=_HEAVY_PAR_MIN // 2, align=_VEC_ALIGN)
     return out.reshape((out.shape[0],) + x.shape)
 
 
@@ -508,9 +507,10 @@ def softmax32(x2, mask2):
 
     # rows of the piece start at a: the mask row is (a + r) % mrows, so pieces start at
     # multiples of mrows
-    _job_or_chunks("softmax", [x2.ctypes.data, m.ctypes.data, y.ctypes.data, c.ctypes.data,
-                               rows, n, mrows, masked, c.size], rows, run, cost=x2.size,
-                   min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=mrows)
+    _jobs().job_or_chunks(
+        "softmax", (x2, y, c), [x2.ctypes.data, m.ctypes.data, y.ctypes.data, c.ctypes.data,
+                                rows, n, mrows, masked, c.size], rows, run, cost=x2.size,
+        min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=mrows)
     return y
 
 
@@ -519,10 +519,10 @@ def softmax_pull(g2, y2):
     gx = np.empty_like(g2)
     k = _kernel("softmax_pull")
     rows, n = g2.shape
-    _job_or_chunks("softmax_pull", [g2.ctypes.data, y2.ctypes.data, gx.ctypes.data, rows, n,
-                                    g2.dtype.char == "d"], rows,
-                   lambda a, b: k(g2[a:b], y2[a:b], gx[a:b]), cost=g2.size,
-                   min_size=_ROW_PAR_MIN, piece=_PIECE)
+    _jobs().job_or_chunks(
+        "softmax_pull", (g2, y2, gx), [g2.ctypes.data, y2.ctypes.data, gx.ctypes.data, rows, n],
+        rows, lambda a, b: k(g2[a:b], y2[a:b], gx[a:b]), cost=g2.size, min_size=_ROW_PAR_MIN,
+        piece=_PIECE)
     return gx
 
 
@@ -1062,21 +1062,43 @@ def _bn_grad_k(g, x, mu, a, k1, k0, gx, y, k01, relu, gm, keep):
                 o[c] = a[c] * gr[c] + k1[c] * (xr[c] - mu[c]) + k0[c]
 
 
-def _bn_blocks(rows, C, dtype, fn, nparts):
-    """Per-block partial sums of fn(a, b, parts...) over the rows, in block order."""
+def _bn_blocks(rows, C, dtype, fn, nparts, job=None):
+    """Per-block partial sums of fn(a, b, parts...) over the rows, in block order; ``job``:
+    (name, arrays, fields(parts)) of its compiled job (devices/cpu_jobs)."""
     nblk = -(-rows // _BN_BLOCK)
     parts = [np.zeros((nblk, C), dtype=dtype) for _ in range(nparts)]
 
     def run(a, b):
         fn(a, b, *(p[a // _BN_BLOCK:] for p in parts))
 
-    parallel_chunks(rows, run, cost=rows * C, min_size=_ROW_PAR_MIN, align=_BN_BLOCK,
-                    piece=_PIECE)
+    if job is None:
+        parallel_chunks(rows, run, cost=rows * C, min_size=_ROW_PAR_MIN, align=_BN_BLOCK,
+                        piece=_PIECE)
+    else:
+        name, arrays, fields = job
+        _jobs().job_or_chunks(name, tuple(arrays) + tuple(parts), fields(parts), rows, run,
+                              cost=rows * C, min_size=_ROW_PAR_MIN, align=_BN_BLOCK,
+                              piece=_PIECE)
     return [p.sum(axis=0) for p in parts]
 
 
-def _rows_run(rows, C, fn):
-    parallel_chunks(rows, fn, cost=rows * C, min_size=_ROW_PAR_MIN, piece=_PIECE)
+def _rows_run(rows, C, fn, job=None):
+    """fn(a, b) over the rows' pieces; ``job``: (name, arrays, fields) of its compiled job."""
+    if job is None:
+        parallel_chunks(rows, fn, cost=rows * C, min_size=_ROW_PAR_MIN, piece=_PIECE)
+    else:
+        _jobs().job_or_chunks(*job, rows, fn, cost=rows * C, min_size=_ROW_PAR_MIN,
+                              piece=_PIECE)
+
+
+def _jobs():
+    from . import cpu_jobs
+
+    return cpu_jobs
+
+
+def _addrs(*arrays):
+    return [a.ctypes.data for a in arrays]
 
 
 def batch_norm_forward(x2, w, b, eps, relu=False, r2=None):
@@ -1086,9 +1108,16 @@ def batch_norm_forward(x2, w, b, eps, relu=False, r2=None):
     rows, C = x2.shape
     ks, ka = _kernel("bn_sums"), _kernel("bn_affine")
     zero = np.zeros(C, dtype=x2.dtype)
-    (s,) = _bn_blocks(rows, C, x2.dtype, lambda a, c, p: ks(x2[a:c], zero, p, a, False), 1)
+    nblk = -(-rows // _BN_BLOCK)
+
+    def sums(m, centred):
+        return ("bn_sums", (x2, m), lambda p: _addrs(x2, m, p[0]) + [rows, C, nblk, centred])
+
+    (s,) = _bn_blocks(rows, C, x2.dtype, lambda a, c, p: ks(x2[a:c], zero, p, a, False), 1,
+                      sums(zero, False))
     mu = s / rows
-    (v,) = _bn_blocks(rows, C, x2.dtype, lambda a, c, p: ks(x2[a:c], mu, p, a, True), 1)
+    (v,) = _bn_blocks(rows, C, x2.dtype, lambda a, c, p: ks(x2[a:c], mu, p, a, True), 1,
+                      sums(mu, True))
     var = v / rows
     aa = w * (1 / np.sqrt(var + eps))
     y = np.empty_like(x2)
@@ -1096,7 +1125,9 @@ def batch_norm_forward(x2, w, b, eps, relu=False, r2=None):
     res = r2 is not None
     rr = r2 if res else x2
     _rows_run(rows, C, lambda a, c: ka(x2[a:c], mu, aa, b, y[a:c], k01, bool(relu), rr[a:c],
-                                       res))
+                                       res),
+              ("bn_affine", (x2, mu, aa, b, y, k01, rr),
+               _addrs(x2, mu, aa, b, y, k01, rr) + [rows, C, relu, res]))
     return y, mu, var
 
 
@@ -1108,9 +1139,13 @@ def batch_norm_backward_sums(g2, x2, mu, y2=None):
     relu = y2 is not None
     yy = y2 if relu else x2
     k01 = np.array([0, 1], dtype=g2.dtype)
+    nblk = -(-rows // _BN_BLOCK)
     gb, t = _bn_blocks(rows, C, g2.dtype,
                        lambda a, c, pb, pt: k(g2[a:c], x2[a:c], mu, pb, pt, a, yy[a:c], k01,
-                                              relu), 2)
+                                              relu), 2,
+                       ("bn_grad_sums", (g2, x2, mu, yy, k01),
+                        lambda p: _addrs(g2, x2, mu, p[0], p[1], yy, k01) + [rows, C, nblk,
+                                                                             relu]))
     return gb, t
 
 
@@ -1126,7 +1161,9 @@ def batch_norm_backward_apply(g2, x2, mu, a, k1, k0, y2=None, keep=False):
     yy = y2 if relu else x2
     k01 = np.array([0, 1], dtype=g2.dtype)
     _rows_run(rows, C, lambda s, e: k(g2[s:e], x2[s:e], mu, a, k1, k0, gx[s:e], yy[s:e], k01,
-                                      relu, gm[s:e], keep))
+                                      relu, gm[s:e], keep),
+              ("bn_grad", (g2, x2, mu, a, k1, k0, gx, yy, k01, gm),
+               _addrs(g2, x2, mu, a, k1, k0, gx, yy, k01, gm) + [rows, C, relu, keep]))
     return gx, (gm if keep else None)
 
 
@@ -1552,11 +1589,11 @@ def layer_norm_forward(x2, w, b, eps, keep):
         k(x2[a:c], w, b, consts, y[a:c], xh[a:c] if keep else np.empty((1, n), dtype=dt),
           inv[a:c], keep)
 
-    _job_or_chunks("ln_forward", [x2.ctypes.data, w.ctypes.data, b.ctypes.data,
-                                  consts.ctypes.data, y.ctypes.data,
-                                  xh.ctypes.data if keep else 0, inv.ctypes.data, rows, n,
-                                  dt.char == "d", keep], rows, run, cost=x2.size,
-                   min_size=_ROW_PAR_MIN, piece=_PIECE)
+    _jobs().job_or_chunks(
+        "ln_forward", (x2, w, b, consts, y, inv), [
+            x2.ctypes.data, w.ctypes.data, b.ctypes.data, consts.ctypes.data, y.ctypes.data,
+            xh.ctypes.data if keep else 0, inv.ctypes.data, rows, n, keep], rows, run,
+        cost=x2.size, min_size=_ROW_PAR_MIN, piece=_PIECE)
     return y
 
 
@@ -1577,11 +1614,12 @@ def layer_norm_backward(g2, w, xh, inv, needs):
         k(g2[a:c], w, xh[a:c], inv[a:c], consts, gx[a:c] if need_x else gx, pw[b0:], pb[b0:],
           a, need_x, need_wb)
 
-    _job_or_chunks("ln_backward", [g2.ctypes.data, w.ctypes.data, xh.ctypes.data,
-                                   inv.ctypes.data, consts.ctypes.data, gx.ctypes.data,
-                                   pw.ctypes.data, pb.ctypes.data, rows, n, pw.shape[0],
-                                   g2.dtype.char == "d", need_x, need_wb], rows, run,
-                   cost=g2.size, min_size=_ROW_PAR_MIN, align=_BLOCK, piece=_PIECE)
+    _jobs().job_or_chunks(
+        "ln_backward", (g2, w, xh, inv, consts, gx, pw, pb), [
+            g2.ctypes.data, w.ctypes.data, xh.ctypes.data, inv.ctypes.data, consts.ctypes.data,
+            gx.ctypes.data, pw.ctypes.data, pb.ctypes.data, rows, n, pw.shape[0], need_x,
+            need_wb], rows, run, cost=g2.size, min_size=_ROW_PAR_MIN, align=_BLOCK,
+        piece=_PIECE)
     gw = pw.sum(axis=0) if needs[1] else None
     gb = pb.sum(axis=0) if needs[2] else None
     return (gx if need_x else None), gw, gb
@@ -1997,292 +2035,3 @@ def _bmm_k(dbl, a, b, c, g, lo, hi):
 
 
 _SOURCES["bmm"] = _bmm_k
-
-
-# ------------------------------------------------------------------------- compiled jobs
-# A kernel's pieces as one C function ``void piece(int64 desc, int64 i)`` for
-# backend.parallel_compiled, whose pool threads call it without the GIL (devices/_spin.py).
-# ``desc`` is an int64 array: the arrays' addresses, their sizes, whether they are float64,
-# and the pieces' ranges; piece i rebuilds the arrays (numba.carray) and calls the kernel as
-# a Python piece of parallel_chunks would. The caller keeps the arrays alive meanwhile.
-def _gemm_bias_job(desc, i):
-    """desc: [x, W, b, y, M, K, N, float64, pieces, then each piece's first and last row + 1]
-    → y[rows] ← x[rows] Wᵀ + b (_gemm_bias_rows_k)."""
-    d = carray(_i64p(desc), (9,))
-    m, k, n, p = d[4], d[5], d[6], d[8]
-    bounds = carray(_i64p(desc + 72), (2 * p,))
-    lo, hi = bounds[2 * i], bounds[2 * i + 1]
-    if d[7]:
-        _gemm_bias_rows_c(True, carray(_voidp(d[0]), (m, k), np.float64),
-                          carray(_voidp(d[1]), (n, k), np.float64),
-                          carray(_voidp(d[2]), (n,), np.float64),
-                          carray(_voidp(d[3]), (m, n), np.float64), lo, hi)
-    else:
-        _gemm_bias_rows_c(False, carray(_voidp(d[0]), (m, k), np.float32),
-                          carray(_voidp(d[1]), (n, k), np.float32),
-                          carray(_voidp(d[2]), (n,), np.float32),
-                          carray(_voidp(d[3]), (m, n), np.float32), lo, hi)
-
-
-def _dense_xgrad_job(desc, i):
-    """desc: [ȳ, W, x̄, b̄, M, K, N, float64, has bias] → _dense_xgrad_k (one piece)."""
-    d = carray(_i64p(desc), (9,))
-    m, k, n, hb = d[4], d[5], d[6], d[8] != 0
-    if d[7]:
-        _dense_xgrad_c(True, carray(_voidp(d[0]), (m, n), np.float64),
-                       carray(_voidp(d[1]), (n, k), np.float64),
-                       carray(_voidp(d[2]), (m, k), np.float64),
-                       carray(_voidp(d[3]), (n,), np.float64), hb)
-    else:
-        _dense_xgrad_c(False, carray(_voidp(d[0]), (m, n), np.float32),
-                       carray(_voidp(d[1]), (n, k), np.float32),
-                       carray(_voidp(d[2]), (m, k), np.float32),
-                       carray(_voidp(d[3]), (n,), np.float32), hb)
-
-
-def _binary_job(desc, i):
-    """desc: [x, y, out, n, float64, op, pieces, then each piece's first and last value + 1]
-    → _binary_k on the piece's values."""
-    d = carray(_i64p(desc), (7,))
-    n, p = d[3], d[6]
-    bounds = carray(_i64p(desc + 56), (2 * p,))
-    lo, hi = bounds[2 * i], bounds[2 * i + 1]
-    if d[4]:
-        _binary_c(d[5], carray(_voidp(d[0]), (n,), np.float64)[lo:hi],
-                  carray(_voidp(d[1]), (n,), np.float64)[lo:hi],
-                  carray(_voidp(d[2]), (n,), np.float64)[lo:hi])
-    else:
-        _binary_c(d[5], carray(_voidp(d[0]), (n,), np.float32)[lo:hi],
-                  carray(_voidp(d[1]), (n,), np.float32)[lo:hi],
-                  carray(_voidp(d[2]), (n,), np.float32)[lo:hi])
-
-
-def _gelu_job(desc, i):
-    """desc: [x, y, GELU′, c, n, nc, mode, pieces, bounds] (float32) → _gelu_rows."""
-    d = carray(_i64p(desc), (8,))
-    n = d[4]
-    b = carray(_i64p(desc + 8 * (8 + 2 * i)), (2,))
-    _gelu_c(carray(_voidp(d[0]), (n,), np.float32)[b[0]:b[1]],
-            carray(_voidp(d[1]), (n,), np.float32)[b[0]:b[1]],
-            carray(_voidp(d[2]), (n,), np.float32)[b[0]:b[1]],
-            carray(_voidp(d[3]), (d[5],), np.float32), d[6])
-
-
-def _softmax_job(desc, i):
-    """desc: [x, mask, y, c, rows, n, mask rows, masked, nc, pieces, bounds] (float32) →
-    _softmax_rows_k."""
-    d = carray(_i64p(desc), (10,))
-    rows, n = d[4], d[5]
-    b = carray(_i64p(desc + 8 * (10 + 2 * i)), (2,))
-    _softmax_c(carray(_voidp(d[0]), (rows, n), np.float32)[b[0]:b[1]],
-               carray(_voidp(d[1]), (d[6], n), np.bool_), d[6], d[7] != 0,
-               carray(_voidp(d[2]), (rows, n), np.float32)[b[0]:b[1]],
-               carray(_voidp(d[3]), (d[8],), np.float32))
-
-
-def _softmax_pull_job(desc, i):
-    """desc: [ȳ, y, x̄, rows, n, float64, pieces, bounds] → _softmax_pull_k."""
-    d = carray(_i64p(desc), (7,))
-    rows, n = d[3], d[4]
-    b = carray(_i64p(desc + 8 * (7 + 2 * i)), (2,))
-    if d[5]:
-        _softmax_pull_c(carray(_voidp(d[0]), (rows, n), np.float64)[b[0]:b[1]],
-                        carray(_voidp(d[1]), (rows, n), np.float64)[b[0]:b[1]],
-                        carray(_voidp(d[2]), (rows, n), np.float64)[b[0]:b[1]])
-    else:
-        _softmax_pull_c(carray(_voidp(d[0]), (rows, n), np.float32)[b[0]:b[1]],
-                        carray(_voidp(d[1]), (rows, n), np.float32)[b[0]:b[1]],
-                        carray(_voidp(d[2]), (rows, n), np.float32)[b[0]:b[1]])
-
-
-def _ln_forward_job(desc, i):
-    """desc: [x, γ, β, c, y, x̂, inv, rows, n, float64, keep, pieces, bounds] →
-    _ln_forward_rows (without ``keep``, x̂ is a (1, n) row of the piece's own)."""
-    d = carray(_i64p(desc), (12,))
-    rows, n, keep = d[7], d[8], d[10] != 0
-    b = carray(_i64p(desc + 8 * (12 + 2 * i)), (2,))
-    lo, hi = b[0], b[1]
-    if d[9]:
-        xh = carray(_voidp(d[5]), (rows, n), np.float64)[lo:hi] if keep \
-            else np.empty((1, n), np.float64)
-        _ln_forward_c(carray(_voidp(d[0]), (rows, n), np.float64)[lo:hi],
-                      carray(_voidp(d[1]), (n,), np.float64),
-                      carray(_voidp(d[2]), (n,), np.float64),
-                      carray(_voidp(d[3]), (3,), np.float64),
-                      carray(_voidp(d[4]), (rows, n), np.float64)[lo:hi], xh,
-                      carray(_voidp(d[6]), (rows,), np.float64)[lo:hi], keep)
-    else:
-        xh = carray(_voidp(d[5]), (rows, n), np.float32)[lo:hi] if keep \
-            else np.empty((1, n), np.float32)
-        _ln_forward_c(carray(_voidp(d[0]), (rows, n), np.float32)[lo:hi],
-                      carray(_voidp(d[1]), (n,), np.float32),
-                      carray(_voidp(d[2]), (n,), np.float32),
-                      carray(_voidp(d[3]), (3,), np.float32),
-                      carray(_voidp(d[4]), (rows, n), np.float32)[lo:hi], xh,
-                      carray(_voidp(d[6]), (rows,), np.float32)[lo:hi], keep)
-
-
-def _ln_backward_job(desc, i):
-    """desc: [ȳ, γ, x̂, inv, c, x̄, pw, pb, rows, n, blocks, float64, need x̄, need γ̄ β̄,
-    pieces, bounds] → _ln_backward_rows (x̄ unsliced without need x̄, pw and pb one row
-    without need γ̄ β̄: the NumPy call's placeholders)."""
-    d = carray(_i64p(desc), (15,))
-    rows, n, nblk = d[8], d[9], d[10]
-    nx, nwb = d[12] != 0, d[13] != 0
-    b = carray(_i64p(desc + 8 * (15 + 2 * i)), (2,))
-    lo, hi = b[0], b[1]
-    b0 = lo // _BLOCK if nwb else 0
-    if d[11]:
-        gx = carray(_voidp(d[5]), (rows, n), np.float64)
-        _ln_backward_c(carray(_voidp(d[0]), (rows, n), np.float64)[lo:hi],
-                       carray(_voidp(d[1]), (n,), np.float64),
-                       carray(_voidp(d[2]), (rows, n), np.float64)[lo:hi],
-                       carray(_voidp(d[3]), (rows,), np.float64)[lo:hi],
-                       carray(_voidp(d[4]), (1,), np.float64), gx[lo:hi] if nx else gx,
-                       carray(_voidp(d[6]), (nblk, n), np.float64)[b0:],
-                       carray(_voidp(d[7]), (nblk, n), np.float64)[b0:], lo, nx, nwb)
-    else:
-        gx = carray(_voidp(d[5]), (rows, n), np.float32)
-        _ln_backward_c(carray(_voidp(d[0]), (rows, n), np.float32)[lo:hi],
-                       carray(_voidp(d[1]), (n,), np.float32),
-                       carray(_voidp(d[2]), (rows, n), np.float32)[lo:hi],
-                       carray(_voidp(d[3]), (rows,), np.float32)[lo:hi],
-                       carray(_voidp(d[4]), (1,), np.float32), gx[lo:hi] if nx else gx,
-                       carray(_voidp(d[6]), (nblk, n), np.float32)[b0:],
-                       carray(_voidp(d[7]), (nblk, n), np.float32)[b0:], lo, nx, nwb)
-
-
-def _bmm_job(desc, i):
-    """desc: [A, B, C, float64, H, m, k, n, A's, B's and C's strides (_bmm_k's g[4:]), pieces,
-    bounds] → _bmm_k over the piece's range of the leading axis."""
-    d = carray(_i64p(desc), (20,))
-    b = carray(_i64p(desc + 8 * (20 + 2 * i)), (2,))
-    _bmm_c(d[3] != 0, d[0], d[1], d[2], d[4:19], b[0], b[1])
-
-
-_JOBS = {"gemm_bias": (_gemm_bias_job, [("_gemm_bias_rows_c", "gemm_bias_rows")]),
-         "dense_xgrad": (_dense_xgrad_job, [("_dense_xgrad_c", "dense_xgrad")]),
-         "binary": (_binary_job, [("_binary_c", "binary")]),
-         "gelu": (_gelu_job, [("_gelu_c", "gelu")]),
-         "softmax": (_softmax_job, [("_softmax_c", "softmax")]),
-         "softmax_pull": (_softmax_pull_job, [("_softmax_pull_c", "softmax_pull")]),
-         "ln_forward": (_ln_forward_job, [("_ln_forward_c", "ln_forward")]),
-         "ln_backward": (_ln_backward_job, [("_ln_backward_c", "ln_backward")]),
-         "bmm": (_bmm_job, [("_bmm_c", "bmm")])}
-# (bound by job_piece)
-_gemm_bias_rows_c = _dense_xgrad_c = _binary_c = _gelu_c = _softmax_c = _softmax_pull_c = None
-_ln_forward_c = _ln_backward_c = _bmm_c = carray = _i64p = _voidp = None
-
-
-_BLAS_JOBS = {"gemm_bias", "dense_xgrad", "bmm"}
-
-
-def job_piece(name):
-    """The address of the compiled job ``name``'s piece function (a numba cfunc, cached on
-    disk like the kernels), or 0: no numba, or the BLAS kernels it calls are not usable."""
-    key = "job_" + name
-    if key not in _STATE["kernels"]:
-        addr = 0
-        try:
-            if name not in _BLAS_JOBS or _blas_kernel("gemm_rows", np.float32) is not None:
-                nb = _numba()
-                _compile_pointer_casts(nb)
-                src, callees = _JOBS[name]
-                for glob, callee in callees:
-                    globals()[glob] = _kernel(callee)
-                from numba import types
-
-                addr = nb.cfunc(types.void(types.int64, types.int64), cache=True,
-                                nopython=True)(src).address
-        except Exception:  # noqa: BLE001 - no compiled job: the caller's Python pieces run
-            addr = 0
-        _STATE["kernels"][key] = addr
-    return _STATE["kernels"][key]
-
-
-def _job_or_chunks(name, fields, n, run, **kw):
-    """parallel_chunks(n, run, **kw), its pieces run as the compiled job ``name`` (desc =
-    ``fields`` + [pieces] + each piece's first and last + 1) where there is one and the call
-    is split at all — from _JOB_MIN values (``cost``), not ``min_size``: without the GIL's
-    hand-off a split pays from smaller calls — and the Python pieces ``run`` otherwise."""
-    ranges = chunk_ranges(n, min_size=min(kw.get("min_size", _JOB_MIN), _JOB_MIN),
-                          **{k: v for k, v in kw.items() if k not in ("serial_blas", "min_size")})
-    fn = job_piece(name) if len(ranges) > 1 else 0
-    if not fn:
-        parallel_chunks(n, run, **kw)
-        return
-    desc = np.array(fields + [len(ranges)] + [v for r in ranges for v in r], dtype=np.int64)
-    parallel_compiled(len(ranges), fn, desc, serial_blas=kw.get("serial_blas", False))
-
-
-def batched_matmul_job(a, b, out, ranges):
-    """out = a @ b for 3-D or 4-D NumPy float arrays of one dtype with the same leading axes
-    (no broadcasting), each matrix stored by rows or by columns (unit stride), out's by rows,
-    as a compiled job over ``ranges`` of the leading axis (a GEMM per matrix, SciPy's BLAS);
-    False where that does not apply (then nothing is written)."""
-    dt = out.dtype
-    if not (a.dtype == b.dtype == dt) or not usable(np, dt) or a.ndim not in (3, 4) \
-            or a.shape[:-2] != b.shape[:-2] or out.strides[-1] != out.itemsize:
-        return False
-    g = []
-    for x in (a, b, out):
-        sr, sc = x.strides[-2] // x.itemsize, x.strides[-1] // x.itemsize
-        if sc == 1 and sr >= x.shape[-1]:
-            ld, tr = sr, 0
-        elif sr == 1 and sc >= x.shape[-2] and x is not out:
-            ld, tr = sc, 1
-        else:
-            return False
-        lead = (x.strides[0], x.strides[1] if x.ndim == 4 else 0)
-        g += list(lead) + [max(ld, 1)] + ([] if x is out else [tr])
-    fn = job_piece("bmm")
-    if not fn:
-        return False
-    hh = a.shape[1] if a.ndim == 4 else 1
-    desc = np.array([a.ctypes.data, b.ctypes.data, out.ctypes.data, dt.char == "d", hh,
-                     a.shape[-2], a.shape[-1], b.shape[-1]] + g + [len(ranges)]
-                    + [v for r in ranges for v in r], dtype=np.int64)
-    parallel_compiled(len(ranges), fn, desc, serial_blas=True)
-    return True
-
-
-def binary_job(op, xf, yf, of, ranges):
-    """of = xf (op) yf ("add", "subtract", "multiply"; flat arrays of one float dtype) in the
-    pieces ``ranges`` as a compiled job over the kernel pool; False where there is none."""
-    fn = job_piece("binary") if _STATE["on"] else 0
-    if not fn:
-        return False
-    desc = np.array([xf.ctypes.data, yf.ctypes.data, of.ctypes.data, xf.size,
-                     xf.dtype.char == "d", _BINARY_OPS[op], len(ranges)]
-                    + [v for r in ranges for v in r], dtype=np.int64)
-    parallel_compiled(len(ranges), fn, desc)
-    return True
-
-
-_BINARY_OPS = {"add": 0, "subtract": 1, "multiply": 2}
-# values (cost) from which a row kernel's call (GELU, softmax and its rule, layer norm) is split
-# as a compiled job: 2 threads against 1 on hot data, µs: layer norm 65k values 46 → 38,
-# softmax 65k 62 → 47, GELU 65k 79 → 56; at 32k the same or slower. The char-transformer
-# iteration at 2 threads (its 768 × 128 layer norms, 12 × 4 × 64 × 64 softmax) −5 to −10 %.
-_JOB_MIN = 1 << 16
-
-
-def _compile_pointer_casts(nb):
-    """carray, and addresses (int64) as typed pointers for it, in the module's globals."""
-    g = globals()
-    if g["_voidp"] is not None:
-        return
-    from llvmlite import ir
-    from numba import types
-    from numba.extending import intrinsic
-
-    def cast(to, lltype):
-        @intrinsic
-        def as_pointer(typingctx, addr):
-            return to(types.int64), lambda context, builder, sig, args: builder.inttoptr(
-                args[0], lltype)
-        return as_pointer
-
-    g["_i64p"] = cast(types.CPointer(types.int64), ir.IntType(64).as_pointer())
-    g["_voidp"] = cast(types.voidptr, ir.IntType(8).as_pointer())
-    g["carray"] = nb.carray

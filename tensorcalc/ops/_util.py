@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend import EW_PIECE, kernel_threads, parallel_chunks, piece_count, split_range, xp_of
-from ..devices import cpu_jit as _jit
+from ..devices import cpu_jobs as _jobs
 from ..devices import cuda as _cuda
 from ..devices.gemv_sum import gemv_sum
 from ..tensor import Tensor
@@ -42,7 +42,7 @@ def parallel_binary(op, x, y):
     xt, yt = x.transpose(order), y.transpose(order)
     out_t = xp.empty(xt.shape, dtype=x.dtype)
     xf, yf, of = xt.reshape(-1), yt.reshape(-1), out_t.reshape(-1)
-    if not (x.dtype.char in "fd" and _jit.binary_job(
+    if not (x.dtype.char in "fd" and _jobs.binary(
             op, xf, yf, of, split_range(xf.size, piece_count(xf.size, kernel_threads(),
                                                              EW_PIECE), _VEC))):
         parallel_chunks(xf.size, lambda s, e: ufunc(xf[s:e], yf[s:e], out=of[s:e]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..autodiff.function import Bilinear, primitive
 from ..backend import chunk_ranges, parallel_chunks, xp_of
-from ..devices import cpu_jit as _jit
+from ..devices import cpu_jobs as _jobs
 from ..tensor import Tensor
 from ._util import public, shape_of
 from .shape import expand_dims, squeeze
@@ -53,7 +53,7 @@ class Matmul(Bilinear):
 # of 64×32×64 (6.3M) 340 µs serial vs 351-372 pooled; 32 × 4 heads (16.8M) 862 vs 650-678
 _BMM_MIN = 1 << 23
 _BMM_PIECE = 1 << 21  # multiply-adds per piece at least (each piece's small GEMMs take the GIL)
-# the same as a compiled job (devices/cpu_jit.batched_matmul_job: no GIL on the pool thread):
+# the same as a compiled job (devices/cpu_jobs.batched_matmul: no GIL on the pool thread):
 # 4.2M multiply-adds 61 µs on 1 thread and on 2, 8.4M 120 → 90 µs (hot data)
 _BMM_JOB_MIN = 1 << 22
 _BMM_JOB_PIECE = 1 << 20
@@ -89,7 +89,7 @@ def _batched(xp, a, b, like=None):
     else:
         out = xp.empty(shape, dtype=dtype)  # (serial: one call into it)
     ranges = chunk_ranges(a.shape[0], min_size=_BMM_JOB_MIN, cost=macs, piece=_BMM_JOB_PIECE)
-    if len(ranges) == 1 or not _jit.batched_matmul_job(a, b, out, ranges):
+    if len(ranges) == 1 or not _jobs.batched_matmul(a, b, out, ranges):
         parallel_chunks(a.shape[0], lambda lo, hi: xp.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]),
                         min_size=_BMM_MIN, cost=macs, serial_blas=True, piece=_BMM_PIECE)
     return out
