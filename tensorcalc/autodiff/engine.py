@@ -3,7 +3,8 @@
 Given outputs y with cotangents ȳ, the engine visits nodes in reverse topological order (by
 decreasing creation ``seq``, with a heap — iterative, so a chain of 10⁵ ops works), calls each
 node's ``vjp`` and accumulates x̄ for every input: a tensor used twice receives the sum of both
-contributions (the multivariable chain rule). For ops that broadcast, x̄ is summed back to x's
+contributions (the multivariable chain rule), added into the first's memory where the engine
+alone holds that array (:func:`_plus`). For ops that broadcast, x̄ is summed back to x's
 shape (``sum_to``, the transpose of ``broadcast_to``). Each x̄ is checked against x's shape and
 dtype, naming the op when they differ. After a node's VJP has run, its saved arrays are released
 unless ``retain_graph``.
