@@ -356,3 +356,35 @@ def test_batch_norm_jobs_give_the_python_pieces_bits(threads, monkeypatch, dtype
     assert len(a) == len(b_) == 13
     for u, v in zip(a, b_, strict=True):
         same_bits(u, v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_kernel_row_convolution_jobs_give_the_python_pieces_bits(threads, monkeypatch, dtype,
+                                                                 bias):
+    """A stride-1 3×3 convolution in kernel-row form (ops.windows._row_conv and its W̄) —
+    forward, W̄ and b̄ — as compiled jobs and as Python pieces, on channels-last input (a conv
+    output's memory) and on NCHW input (copied first), 37 samples (ragged chunks)."""
+    from tensorcalc.ops import windows as W
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((37, 16, 28, 28)).astype(dtype)
+    x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(dtype)
+    b = rng.standard_normal(16).astype(dtype) if bias else None
+    g = rng.standard_normal((37, 16, 28, 28)).astype(dtype)
+    geo = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
+    assert W._row_conv_applies(np, x_cl, 16, (3, 3), (1, 1), (1, 1), geo["padding"])
+
+    def run():
+        out = []
+        for xx in (x_cl, x):
+            y = W.Conv2d.forward(np, xx, w, b, **geo)
+            out += [y] + [v for v in W.Conv2d.vjp(g, y, xx, w, b, needs=(False, True, bias),
+                                                  **geo) if v is not None]
+        return out
+
+    a, c = _with_and_without(threads, monkeypatch, ["row_conv", "row_wgrad"], run)
+    assert len(a) == len(c) == (6 if bias else 4)
+    for u, v in zip(a, c, strict=True):
+        same_bits(u, v)

@@ -57,6 +57,12 @@ def _piece_py(desc, i):
     return d[2:at], d[at + 1 + 2 * i], d[at + 2 + 2 * i]
 
 
+def _npieces_py(desc):
+    """How many pieces the job has."""
+    at = carray(_i64p(desc), (2,))[1]
+    return carray(_i64p(desc), (at + 1,))[at]
+
+
 def _arr_py(addr, shape, proto):
     """The array of ``shape`` (a tuple) and proto's dtype at ``addr``, C-ordered."""
     return carray(_voidp(addr), shape, proto.dtype)
@@ -67,6 +73,7 @@ def _is64_py(desc):
 
 
 _piece = _piece_py
+_npieces = _npieces_py
 _arr = _arr_py
 _is64 = _is64_py
 carray = _i64p = _voidp = None  # (numba.carray and the address casts: _compile)
@@ -77,7 +84,8 @@ _k_gemm_bias_rows = _k_dense_xgrad = _k_binary = _k_gelu = _k_softmax = _k_softm
 _k_ln_forward = _k_ln_backward = _k_bmm = _k_bn_sums = _k_bn_affine = _k_bn_grad_sums = None
 _k_bn_grad = _gemm_bias_c = _dense_xgrad_c = _binary_c = _gelu_c = _softmax_c = None
 _softmax_pull_c = _ln_forward_c = _ln_backward_c = _bmm_c = _bn_sums_c = _bn_affine_c = None
-_bn_grad_sums_c = _bn_grad_c = None
+_bn_grad_sums_c = _bn_grad_c = _k_row_z = _k_row_conv = _k_row_wgrad = _row_conv_c = None
+_row_wgrad_c = None
 
 
 # ------------------------------------------------------------------------------------ bodies
@@ -201,6 +209,47 @@ def _bn_grad_body(desc, i, p):
                _arr(f[9], (rows, c), p)[lo:hi], f[13] != 0)
 
 
+def _row_conv_body(desc, i, p):
+    """[x (channels-last), W (kh, kw·C, O), y, b, N, H, W, C, kh, kw·C, O, H_out, W_out, H_p,
+    W_p, kw, p0, q0, samples a chunk, has bias, GEMM rows a block] → the kernel-row
+    convolution's forward on the piece's samples, chunk by chunk: Z (cpu_jit._row_z_k), then
+    the kh GEMMs and the bias (_row_conv_k) — ops.windows._row_conv's Python piece."""
+    f, lo, hi = _piece(desc, i)
+    n, h, w, c, kh, kwc, o = f[4], f[5], f[6], f[7], f[8], f[9], f[10]
+    ho, wo, hp, wp, kw, p0, q0, per = f[11], f[12], f[13], f[14], f[15], f[16], f[17], f[18]
+    xh = _arr(f[0], (n, h, w, c), p)
+    wk = _arr(f[1], (kh, kwc, o), p)
+    y4 = _arr(f[2], (n, ho, wo, o), p)
+    z = np.empty((min(per, hi - lo), hp * wp, kwc), p.dtype)
+    grid = np.empty((ho * wp, o), p.dtype)
+    for a in range(lo, hi, per):
+        k = min(hi, a + per) - a
+        _k_row_z(xh, a, z[:k], kw, p0, q0, wp)
+        _k_row_conv(p.itemsize == 8, wk, z, k, grid, y4, a, _arr(f[3], (o,), p), f[19] != 0,
+                    wp, f[20])
+
+
+def _row_wgrad_body(desc, i, p):
+    """[x (channels-last), ȳ rows, W̄ parts (pieces, kh, kw·C, O), b̄ parts (pieces, O), N, H, W,
+    C, kh, kw·C, O, H_out, W_out, H_p, W_p, kw, p0, q0, samples a chunk, has bias, GEMM rows a
+    block] → the piece's W̄ and b̄ sums into its part, chunk by chunk (_row_z_k, _row_wgrad_k)
+    — ops.windows._row_conv_weight_grad's Python piece."""
+    f, lo, hi = _piece(desc, i)
+    n, h, w, c, kh, kwc, o = f[4], f[5], f[6], f[7], f[8], f[9], f[10]
+    ho, wo, hp, wp, kw, p0, q0, per = f[11], f[12], f[13], f[14], f[15], f[16], f[17], f[18]
+    np_ = _npieces(desc)
+    xh = _arr(f[0], (n, h, w, c), p)
+    g4 = _arr(f[1], (n, ho, wo, o), p)
+    gw = _arr(f[2], (np_, kh, kwc, o), p)[i]
+    gb = _arr(f[3], (np_, o), p)[i]
+    z = np.empty((min(per, hi - lo), hp * wp, kwc), p.dtype)
+    grid = np.zeros((ho * wp, o), p.dtype)
+    for a in range(lo, hi, per):
+        k = min(hi, a + per) - a
+        _k_row_z(xh, a, z[:k], kw, p0, q0, wp)
+        _k_row_wgrad(p.itemsize == 8, z, k, g4, a, grid, gw, gb, f[19] != 0, wp, f[20])
+
+
 # ------------------------------------------------------- the C functions (one per job: cfunc)
 def _gemm_bias_job(desc, i):
     if _is64(desc):
@@ -287,21 +336,37 @@ def _bn_grad_job(desc, i):
         _bn_grad_c(desc, i, _F32)
 
 
-# name: (the cfunc's source, its body, the cpu_jit kernel the body calls)
-_JOBS = {"gemm_bias": (_gemm_bias_job, _gemm_bias_body, "gemm_bias_rows"),
-         "dense_xgrad": (_dense_xgrad_job, _dense_xgrad_body, "dense_xgrad"),
-         "binary": (_binary_job, _binary_body, "binary"),
-         "gelu": (_gelu_job, _gelu_body, "gelu"),
-         "softmax": (_softmax_job, _softmax_body, "softmax"),
-         "softmax_pull": (_softmax_pull_job, _softmax_pull_body, "softmax_pull"),
-         "ln_forward": (_ln_forward_job, _ln_forward_body, "ln_forward"),
-         "ln_backward": (_ln_backward_job, _ln_backward_body, "ln_backward"),
-         "bmm": (_bmm_job, _bmm_body, "bmm"),
-         "bn_sums": (_bn_sums_job, _bn_sums_body, "bn_sums"),
-         "bn_affine": (_bn_affine_job, _bn_affine_body, "bn_affine"),
-         "bn_grad_sums": (_bn_grad_sums_job, _bn_grad_sums_body, "bn_grad_sums"),
-         "bn_grad": (_bn_grad_job, _bn_grad_body, "bn_grad")}
-_BLAS_JOBS = {"gemm_bias", "dense_xgrad", "bmm"}
+def _row_conv_job(desc, i):
+    if _is64(desc):
+        _row_conv_c(desc, i, _F64)
+    else:
+        _row_conv_c(desc, i, _F32)
+
+
+def _row_wgrad_job(desc, i):
+    if _is64(desc):
+        _row_wgrad_c(desc, i, _F64)
+    else:
+        _row_wgrad_c(desc, i, _F32)
+
+
+# name: (the cfunc's source, its body, the cpu_jit kernels the body calls)
+_JOBS = {"gemm_bias": (_gemm_bias_job, _gemm_bias_body, ["gemm_bias_rows"]),
+         "dense_xgrad": (_dense_xgrad_job, _dense_xgrad_body, ["dense_xgrad"]),
+         "binary": (_binary_job, _binary_body, ["binary"]),
+         "gelu": (_gelu_job, _gelu_body, ["gelu"]),
+         "softmax": (_softmax_job, _softmax_body, ["softmax"]),
+         "softmax_pull": (_softmax_pull_job, _softmax_pull_body, ["softmax_pull"]),
+         "ln_forward": (_ln_forward_job, _ln_forward_body, ["ln_forward"]),
+         "ln_backward": (_ln_backward_job, _ln_backward_body, ["ln_backward"]),
+         "bmm": (_bmm_job, _bmm_body, ["bmm"]),
+         "bn_sums": (_bn_sums_job, _bn_sums_body, ["bn_sums"]),
+         "bn_affine": (_bn_affine_job, _bn_affine_body, ["bn_affine"]),
+         "bn_grad_sums": (_bn_grad_sums_job, _bn_grad_sums_body, ["bn_grad_sums"]),
+         "bn_grad": (_bn_grad_job, _bn_grad_body, ["bn_grad"]),
+         "row_conv": (_row_conv_job, _row_conv_body, ["row_z", "row_conv"]),
+         "row_wgrad": (_row_wgrad_job, _row_wgrad_body, ["row_z", "row_wgrad"])}
+_BLAS_JOBS = {"gemm_bias", "dense_xgrad", "bmm", "row_conv", "row_wgrad"}
 _STATE = {"compiled": False, "fns": {}}
 
 
@@ -324,7 +389,7 @@ def _compile(nb):
     g["_i64p"] = cast(types.CPointer(types.int64), ir.IntType(64).as_pointer())
     g["_voidp"] = cast(types.voidptr, ir.IntType(8).as_pointer())
     g["carray"] = nb.carray
-    for name in ("_piece", "_arr", "_is64"):
+    for name in ("_piece", "_npieces", "_arr", "_is64"):
         g[name] = nb.njit(inline="always")(g[name + "_py"])
     _STATE["compiled"] = True
 
@@ -340,11 +405,12 @@ def job_piece(name):
                                    or _jit._blas_kernel("gemm_rows", np.float32) is not None):
                 nb = _jit._numba()
                 _compile(nb)
-                src, body, kernel = _JOBS[name]
+                src, body, kernels = _JOBS[name]
                 from numba import types
 
                 g = globals()
-                g["_k_" + kernel] = _jit._kernel(kernel)
+                for kernel in kernels:
+                    g["_k_" + kernel] = _jit._kernel(kernel)
                 g["_" + name + "_c"] = nb.njit(cache=True, nogil=True)(body)
                 addr = nb.cfunc(types.void(types.int64, types.int64), cache=True)(src).address
         except Exception:  # noqa: BLE001 - no compiled job: the Python pieces run

@@ -29,12 +29,14 @@ from ..backend import (
     EW_PIECE,
     PARALLEL_MIN,
     SMALL_GEMM,
+    chunk_ranges,
     kernel_threads,
     parallel_chunks,
     scipy_blas_small_kernels,
     xp_of,
 )
 from ..devices import cpu_jit as _jit
+from ..devices import cpu_jobs as _jobs
 from ..devices import cuda as _cuda
 from ..devices.cpu_gemm import tn_over_rows
 from ..tensor import Tensor
@@ -798,8 +800,41 @@ def _row_conv(xp, x, wk, out, padding, bias=None):
         step(wk, z, k, grid, y4, a, bias, has_bias, wp, _small_rows(y4.shape[1] * wp, kwc * o))
 
     y4 = out.reshape((n,) + _row_grid(x.shape, kh, kwc // c, padding)[2:] + (o,))
-    _row_z_chunks(xp, x, kh, kwc // c, padding, make, chunk)
+    ranges = _row_chunking(x, kh, kwc // c, padding)[-1]
+    if not _row_job(xp, "row_conv", x, kh, kwc // c, padding, o, has_bias,
+                    [wk, y4, xp.ascontiguousarray(bias)], ranges):
+        _row_z_chunks(xp, x, kh, kwc // c, padding, make, chunk)
     return out
+
+
+def _row_job(xp, name, x, kh, kw, padding, o, has_bias, arrays, ranges):
+    """The kernel-row chunk loop (_row_z_chunks) with its pieces ``ranges`` as the compiled
+    job ``name`` of devices/cpu_jobs ("row_conv": ``arrays`` = [W (kh, kw·C, O), y (N, H_out,
+    W_out, O), b]; "row_wgrad": [ȳ rows, W̄ parts, b̄ parts], a part per piece): the same
+    chunks, Z and GEMMs, with no GIL taken on the pool thread; False where it does not apply
+    (nothing has run)."""
+    n, c = x.shape[:2]
+    hp, wp, ho, wo, per, _ = _row_chunking(x, kh, kw, padding)
+    dt = x.dtype
+    if len(ranges) == 1 or any(a.dtype != dt or not a.flags.c_contiguous for a in arrays):
+        return False
+    xh = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    (p0, _), (q0, _) = padding
+    fields = [xh.ctypes.data] + [a.ctypes.data for a in arrays] + [
+        n, x.shape[2], x.shape[3], c, kh, kw * c, o, ho, wo, hp, wp, kw, p0, q0, per,
+        has_bias, _small_rows(ho * wp, kw * c * o)]
+    return _jobs.submit(name, dt.char == "d", fields, ranges, serial_blas=True)[0]
+
+
+def _row_chunking(x, kh, kw, padding):
+    """(H_p, W_p, H_out, W_out, samples a chunk, the pool's pieces) of the kernel-row chunk
+    loop (_row_z_chunks and its compiled jobs: the same chunks)."""
+    n, c = x.shape[:2]
+    hp, wp, ho, wo = _row_grid(x.shape, kh, kw, padding)
+    kwc = kw * c
+    per = _balanced(n, max(1, min(n, _ROW_CHUNK_BYTES // (hp * wp * kwc * x.dtype.itemsize))),
+                    n * ho * wo * kh * kwc)
+    return hp, wp, ho, wo, per, chunk_ranges(n, align=per, cost=n * ho * wo * kh * kwc)
 
 
 def _row_grid(xshape, kh, kw, padding):
@@ -815,15 +850,13 @@ def _row_z_chunks(xp, x, kh, kw, padding, make, chunk):
     k samples from a, Z (see :func:`_row_conv`) filled and ``chunk(state, z, a, k, W_p)``
     called. Returns the pieces' states in order."""
     n, c = x.shape[:2]
-    hp, wp, ho, wo = _row_grid(x.shape, kh, kw, padding)
+    hp, wp, ho, wo, per, _ = _row_chunking(x, kh, kw, padding)
     dt = x.dtype
     # channels-last memory (a conv output's: free); Z is filled from it by one compiled pass
     # that reads the padding as zeros (16 → 16 at 28×28, 12 samples: 0.19 → 0.10 ms against
     # NumPy's padded copy and strided copy of it)
     xh = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
     kwc = kw * c
-    per = _balanced(n, max(1, min(n, _ROW_CHUNK_BYTES // (hp * wp * kwc * dt.itemsize))),
-                    n * ho * wo * kh * kwc)
 
     def run(lo, hi):
         z = xp.empty((min(per, hi - lo), hp * wp, kwc), dtype=dt)
@@ -856,6 +889,12 @@ def _row_conv_weight_grad(xp, rows, x, wshape, padding, bias):
         grid, gw, gb = state
         step(z, k, g4, a, grid, gw, gb, bias, wp, _small_rows(ho * wp, kw * c * o))
 
+    ranges = _row_chunking(x, kh, kw, padding)[-1]
+    if len(ranges) > 1:
+        gws = xp.zeros((len(ranges), kh, kw * c, o), dtype=x.dtype)  # a part per piece
+        gbs = xp.zeros((len(ranges), o), dtype=x.dtype)
+        if _row_job(xp, "row_wgrad", x, kh, kw, padding, o, bias, [rows, gws, gbs], ranges):
+            return _summed_weight_grad(xp, list(zip(gws, gbs, strict=True)), wshape, bias)
     parts = _row_z_chunks(xp, x, kh, kw, padding, make, chunk)
     return _summed_weight_grad(xp, [p[1:] for p in parts], wshape, bias)
 
