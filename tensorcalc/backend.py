@@ -653,7 +653,7 @@ def parallel_compiled(pieces: int, piece_fn: int, desc, *, serial_blas: bool = F
                       alongside=None):
     """Run pieces 0 … ``pieces`` − 1 of a compiled job on this thread and the kernel pool's:
     ``piece_fn`` is the address of a C function ``void piece(int64 desc, int64 i)`` (a numba
-    cfunc, devices/cpu_jit) and ``desc`` the int64 array (its address the first argument) from
+    cfunc, devices/cpu_jobs) and ``desc`` the int64 array (its address the first argument) from
     which it reads its arrays and its piece's range. As :func:`parallel_chunks` for Python
     pieces, but a pool thread runs these without taking the GIL (devices/_spin.py), so it
     starts within microseconds, not after the GIL's 25-40 µs hand-off. ``alongside``: a Python
@@ -685,13 +685,13 @@ def parallel_compiled(pieces: int, piece_fn: int, desc, *, serial_blas: bool = F
 
 
 def _run_compiled_here(pieces, piece_fn, desc):
-    """A compiled job's pieces on this thread, in order, through a slot of its own."""
-    from .devices.cpu_jit import spin_waiter
+    """A compiled job's pieces on this thread, in order, through a slot of its own (a compiled
+    job exists only where numba does)."""
+    from .devices import _spin as spin
 
     slot = getattr(_INSIDE, "slot", None)
     if slot is None:
         slot = _INSIDE.slot = np.zeros(8, dtype=np.int64)
-    spin = spin_waiter()
     tk = spin.publish(slot, piece_fn, desc.ctypes.data, pieces)
     spin.run_pieces_then_wait(slot, tk, 0)
 

@@ -40,12 +40,7 @@ import os
 
 import numpy as np
 
-from ..backend import (
-    SMALL_GEMM,
-    kernel_threads,
-    parallel_chunks,
-    scipy_blas_small_kernels,
-)
+from ..backend import SMALL_GEMM, kernel_threads, parallel_chunks, scipy_blas_small_kernels
 
 _STATE = {"on": os.environ.get("TENSORCALC_JIT", "1").lower() not in ("0", "off", "false", "no"),
           "numba": None, "why": None, "kernels": {}, "wide": False}
