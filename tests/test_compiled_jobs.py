@@ -36,18 +36,17 @@ def _kernels_on(monkeypatch):
     _jit.set_enabled(old)
 
 
+def _as_i64p():
+    """cpu_jobs' address cast (an int64 as an int64 pointer, for numba.carray), compiled."""
+    _jobs._compile(numba)
+    return _jobs._i64p
+
+
 def _counting_piece():
     """A compiled piece that adds 1 to desc[1 + i] (desc[0]: how many pieces)."""
     from numba import carray, types
-    from numba.extending import intrinsic
 
-    @intrinsic
-    def as_i64p(typingctx, addr):
-        from llvmlite import ir
-
-        return types.CPointer(types.int64)(types.int64), \
-            lambda context, builder, sig, args: builder.inttoptr(args[0],
-                                                                 ir.IntType(64).as_pointer())
+    as_i64p = _as_i64p()
 
     @numba.cfunc(types.void(types.int64, types.int64))
     def piece(desc, i):
@@ -86,17 +85,10 @@ def test_the_pool_thread_takes_pieces_of_compiled_jobs(threads, counting):
     """With a piece that waits until another piece has started, a lone caller would hang:
     the pool thread must take one (it never needs the GIL to)."""
     from numba import carray, types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def as_i64p(typingctx, addr):
-        from llvmlite import ir
-
-        return types.CPointer(types.int64)(types.int64), \
-            lambda context, builder, sig, args: builder.inttoptr(args[0],
-                                                                 ir.IntType(64).as_pointer())
 
     from tensorcalc.devices._spin import _load_at, _store_at
+
+    as_i64p = _as_i64p()
 
     @numba.cfunc(types.void(types.int64, types.int64))
     def rendezvous(desc, i):

@@ -251,6 +251,9 @@ def _row_wgrad_body(desc, i, p):
 
 
 # ------------------------------------------------------- the C functions (one per job: cfunc)
+# Written out, one per job: numba caches a cfunc on disk by its module, name and source; a
+# factory's closures were compiled again in every new process (tried: a new cache entry each
+# time, as what a closure captures is a new object), and generated source has no file.
 def _gemm_bias_job(desc, i):
     if _is64(desc):
         _gemm_bias_c(desc, i, _F64)
