@@ -380,3 +380,32 @@ def test_kernel_row_convolution_jobs_give_the_python_pieces_bits(threads, monkey
     assert len(a) == len(c) == (6 if bias else 4)
     for u, v in zip(a, c, strict=True):
         same_bits(u, v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_leaky_relu_and_fold_jobs_give_the_python_pieces_bits(threads, monkeypatch, dtype):
+    """ReLU, leaky ReLU and their rule on C-ordered and channels-last arrays (NaN, ±inf and
+    ±0 included), and the fold (col2im) of a transposed convolution's columns: compiled jobs
+    against Python pieces."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((64, 16, 24, 24)).astype(dtype)
+    x.reshape(-1)[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30]
+    x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    g_cl = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    t6 = rng.standard_normal((64, 7, 7, 4, 4, 16)).astype(dtype)
+
+    def run():
+        out = []
+        for xx, gg in ((x, g), (x_cl, g_cl)):
+            out += [_jit.relu(xx), _jit.leaky_relu(xx, 0.2), _jit.relu_grad(gg, xx),
+                    _jit.relu_grad(gg, xx, 0.2)]
+        buf = np.zeros((64, 16, 16, 16), dtype=dtype)
+        _jit.fold_samples(t6, buf, (2, 2), (1, 1))
+        return out + [buf]
+
+    a, b = _with_and_without(threads, monkeypatch, ["relu", "leaky", "relu_grad", "fold_add"],
+                             run)
+    for u, v in zip(a, b, strict=True):
+        assert u.strides == v.strides
+        same_bits(u, v)

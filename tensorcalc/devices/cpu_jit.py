@@ -406,7 +406,7 @@ def gelu32(x, mode):
         "gelu", (xf, y, d, c), [xf.ctypes.data, y.ctypes.data, d.ctypes.data, c.ctypes.data, n,
                                 c.size, mode], n,
         lambda a, b: k(xf[a:b], y[a:b], d[a:b], c, mode), cost=n, min_size=_HEAVY_PAR_MIN,
-        piece=_HEAVY_PAR_MIN // 2, align=_VEC_ALIGN)
+        piece=_HEAVY_PAR_MIN // 2, align=_VEC_ALIGN, job_min=_jobs().JOB_MIN)
     return out.reshape((out.shape[0],) + x.shape)
 
 
@@ -505,7 +505,7 @@ def softmax32(x2, mask2):
     _jobs().job_or_chunks(
         "softmax", (x2, y, c), [x2.ctypes.data, m.ctypes.data, y.ctypes.data, c.ctypes.data,
                                 rows, n, mrows, masked, c.size], rows, run, cost=x2.size,
-        min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=mrows)
+        min_size=_HEAVY_PAR_MIN, piece=_HEAVY_PAR_MIN // 2, align=mrows, job_min=_jobs().JOB_MIN)
     return y
 
 
@@ -517,7 +517,7 @@ def softmax_pull(g2, y2):
     _jobs().job_or_chunks(
         "softmax_pull", (g2, y2, gx), [g2.ctypes.data, y2.ctypes.data, gx.ctypes.data, rows, n],
         rows, lambda a, b: k(g2[a:b], y2[a:b], gx[a:b]), cost=g2.size, min_size=_ROW_PAR_MIN,
-        piece=_PIECE)
+        piece=_PIECE, job_min=_jobs().JOB_MIN)
     return gx
 
 
@@ -1213,7 +1213,8 @@ def leaky_relu(x, slope):
     xf, _, out, res = pair
     k = _kernel("leaky")
     c = np.array([0, slope], dtype=x.dtype)
-    _rows_run(xf.size, 1, lambda a, b: k(xf[a:b], c, out[a:b]))
+    _rows_run(xf.size, 1, lambda a, b: k(xf[a:b], c, out[a:b]),
+              ("leaky", (xf, c, out), _addrs(xf, c, out) + [xf.size, c.size]))
     return res
 
 
@@ -1227,7 +1228,8 @@ def relu(x):
     xf, _, out, res = pair
     k = _kernel("relu")
     c = np.zeros(1, dtype=x.dtype)
-    _rows_run(xf.size, 1, lambda a, b: k(xf[a:b], c, out[a:b]))
+    _rows_run(xf.size, 1, lambda a, b: k(xf[a:b], c, out[a:b]),
+              ("relu", (xf, c, out), _addrs(xf, c, out) + [xf.size, c.size]))
     return res
 
 
@@ -1257,7 +1259,8 @@ def relu_grad(g, x, slope=0.0):
     if pair is not None:
         gf, xf, out, res = pair
         k = _kernel("relu_grad")
-        _rows_run(gf.size, 1, lambda a, b: k(gf[a:b], xf[a:b], c, out[a:b]))
+        _rows_run(gf.size, 1, lambda a, b: k(gf[a:b], xf[a:b], c, out[a:b]),
+                  ("relu_grad", (gf, xf, c, out), _addrs(gf, xf, c, out) + [gf.size, c.size]))
         return res
     if g.ndim != 4 or g.shape != x.shape or g.dtype != x.dtype:
         return None
@@ -1561,7 +1564,9 @@ def fold_samples(t6, buf, stride, dilation):
     forward; samples split over the kernel pool from 1M values (each x̄ entry is summed within
     its own sample, so the bits do not depend on T)."""
     _rows_run(t6.shape[0], t6[0].size,
-              lambda a, b: fold_add(t6[a:b], buf, a, stride, dilation))
+              lambda a, b: fold_add(t6[a:b], buf, a, stride, dilation),
+              ("fold_add", (t6, buf), _addrs(t6, buf) + list(t6.shape[:6]) + list(buf.shape[1:3])
+               + [stride[0], stride[1], dilation[0], dilation[1]]))
 
 
 def layer_norm_forward(x2, w, b, eps, keep):
@@ -1588,7 +1593,7 @@ def layer_norm_forward(x2, w, b, eps, keep):
         "ln_forward", (x2, w, b, consts, y, inv), [
             x2.ctypes.data, w.ctypes.data, b.ctypes.data, consts.ctypes.data, y.ctypes.data,
             xh.ctypes.data if keep else 0, inv.ctypes.data, rows, n, keep], rows, run,
-        cost=x2.size, min_size=_ROW_PAR_MIN, piece=_PIECE)
+        cost=x2.size, min_size=_ROW_PAR_MIN, piece=_PIECE, job_min=_jobs().JOB_MIN)
     return y
 
 
@@ -1614,7 +1619,7 @@ def layer_norm_backward(g2, w, xh, inv, needs):
             g2.ctypes.data, w.ctypes.data, xh.ctypes.data, inv.ctypes.data, consts.ctypes.data,
             gx.ctypes.data, pw.ctypes.data, pb.ctypes.data, rows, n, pw.shape[0], need_x,
             need_wb], rows, run, cost=g2.size, min_size=_ROW_PAR_MIN, align=_BLOCK,
-        piece=_PIECE)
+        piece=_PIECE, job_min=_jobs().JOB_MIN)
     gw = pw.sum(axis=0) if needs[1] else None
     gb = pb.sum(axis=0) if needs[2] else None
     return (gx if need_x else None), gw, gb

@@ -35,8 +35,8 @@ from . import cpu_jit as _jit
 _F32 = np.zeros(0, dtype=np.float32)  # dtype witnesses for the bodies (carray's dtype)
 _F64 = np.zeros(0, dtype=np.float64)
 
-# values (cost) from which a row kernel's call (GELU, softmax and its rule, layer norm, batch
-# norm) is split as a compiled job: 2 threads against 1 on hot data, µs: layer norm 65k values
+# values (cost) from which a row kernel's call (GELU, softmax and its rule, layer norm) is
+# split as a compiled job: 2 threads against 1 on hot data, µs: layer norm 65k values
 # 46 → 38, softmax 65k 62 → 47, GELU 65k 79 → 56; at 32k the same or slower. The
 # char-transformer iteration at 2 threads (its 768 × 128 layer norms, 12 × 4 × 64 × 64
 # softmax) −5 to −10 %.
@@ -85,7 +85,8 @@ _k_ln_forward = _k_ln_backward = _k_bmm = _k_bn_sums = _k_bn_affine = _k_bn_grad
 _k_bn_grad = _gemm_bias_c = _dense_xgrad_c = _binary_c = _gelu_c = _softmax_c = None
 _softmax_pull_c = _ln_forward_c = _ln_backward_c = _bmm_c = _bn_sums_c = _bn_affine_c = None
 _bn_grad_sums_c = _bn_grad_c = _k_row_z = _k_row_conv = _k_row_wgrad = _row_conv_c = None
-_row_wgrad_c = None
+_row_wgrad_c = _k_relu = _k_leaky = _k_relu_grad = _k_fold_add = _relu_c = _leaky_c = None
+_relu_grad_c = _fold_add_c = None
 
 
 # ------------------------------------------------------------------------------------ bodies
@@ -250,6 +251,37 @@ def _row_wgrad_body(desc, i, p):
         _k_row_wgrad(p.itemsize == 8, z, k, g4, a, grid, gw, gb, f[19] != 0, wp, f[20])
 
 
+def _relu_body(desc, i, p):
+    """[x, c, out, n, nc] (flat) → cpu_jit._relu_k on the piece's values."""
+    f, lo, hi = _piece(desc, i)
+    n = f[3]
+    _k_relu(_arr(f[0], (n,), p)[lo:hi], _arr(f[1], (f[4],), p), _arr(f[2], (n,), p)[lo:hi])
+
+
+def _leaky_body(desc, i, p):
+    """[x, c, out, n, nc] (flat) → cpu_jit._leaky_k on the piece's values."""
+    f, lo, hi = _piece(desc, i)
+    n = f[3]
+    _k_leaky(_arr(f[0], (n,), p)[lo:hi], _arr(f[1], (f[4],), p), _arr(f[2], (n,), p)[lo:hi])
+
+
+def _relu_grad_body(desc, i, p):
+    """[ȳ, x, c, out, n, nc] (flat) → cpu_jit._relu_grad_k on the piece's values."""
+    f, lo, hi = _piece(desc, i)
+    n = f[4]
+    _k_relu_grad(_arr(f[0], (n,), p)[lo:hi], _arr(f[1], (n,), p)[lo:hi],
+                 _arr(f[2], (f[5],), p), _arr(f[3], (n,), p)[lo:hi])
+
+
+def _fold_add_body(desc, i, p):
+    """[t (N, H_out, W_out, kh, kw, C), x̄ (N, H_p, W_p, C), N, H_out, W_out, kh, kw, C, H_p,
+    W_p, sh, sw, dh, dw] → cpu_jit._fold_add_k on the piece's samples."""
+    f, lo, hi = _piece(desc, i)
+    n, c = f[2], f[7]
+    t = _arr(f[0], (n, f[3], f[4], f[5], f[6], c), p)
+    _k_fold_add(t[lo:hi], _arr(f[1], (n, f[8], f[9], c), p), lo, f[10], f[11], f[12], f[13])
+
+
 # ------------------------------------------------------- the C functions (one per job: cfunc)
 # Written out, one per job: numba caches a cfunc on disk by its module, name and source; a
 # factory's closures were compiled again in every new process (tried: a new cache entry each
@@ -353,6 +385,34 @@ def _row_wgrad_job(desc, i):
         _row_wgrad_c(desc, i, _F32)
 
 
+def _relu_job(desc, i):
+    if _is64(desc):
+        _relu_c(desc, i, _F64)
+    else:
+        _relu_c(desc, i, _F32)
+
+
+def _leaky_job(desc, i):
+    if _is64(desc):
+        _leaky_c(desc, i, _F64)
+    else:
+        _leaky_c(desc, i, _F32)
+
+
+def _relu_grad_job(desc, i):
+    if _is64(desc):
+        _relu_grad_c(desc, i, _F64)
+    else:
+        _relu_grad_c(desc, i, _F32)
+
+
+def _fold_add_job(desc, i):
+    if _is64(desc):
+        _fold_add_c(desc, i, _F64)
+    else:
+        _fold_add_c(desc, i, _F32)
+
+
 # name: (the cfunc's source, its body, the cpu_jit kernels the body calls)
 _JOBS = {"gemm_bias": (_gemm_bias_job, _gemm_bias_body, ["gemm_bias_rows"]),
          "dense_xgrad": (_dense_xgrad_job, _dense_xgrad_body, ["dense_xgrad"]),
@@ -368,7 +428,11 @@ _JOBS = {"gemm_bias": (_gemm_bias_job, _gemm_bias_body, ["gemm_bias_rows"]),
          "bn_grad_sums": (_bn_grad_sums_job, _bn_grad_sums_body, ["bn_grad_sums"]),
          "bn_grad": (_bn_grad_job, _bn_grad_body, ["bn_grad"]),
          "row_conv": (_row_conv_job, _row_conv_body, ["row_z", "row_conv"]),
-         "row_wgrad": (_row_wgrad_job, _row_wgrad_body, ["row_z", "row_wgrad"])}
+         "row_wgrad": (_row_wgrad_job, _row_wgrad_body, ["row_z", "row_wgrad"]),
+         "relu": (_relu_job, _relu_body, ["relu"]),
+         "leaky": (_leaky_job, _leaky_body, ["leaky"]),
+         "relu_grad": (_relu_grad_job, _relu_grad_body, ["relu_grad"]),
+         "fold_add": (_fold_add_job, _fold_add_body, ["fold_add"])}
 _BLAS_JOBS = {"gemm_bias", "dense_xgrad", "bmm", "row_conv", "row_wgrad"}
 _STATE = {"compiled": False, "fns": {}}
 
@@ -437,14 +501,16 @@ def _takes(dtype, arrays):
     return all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
 
 
-def job_or_chunks(name, arrays, fields, n, run, **kw):
+def job_or_chunks(name, arrays, fields, n, run, *, job_min=None, **kw):
     """parallel_chunks(n, run, **kw), its pieces run as job ``name`` where there is one, the
     ``arrays`` it reads are C-contiguous in the first one's float dtype, and the call is split
-    at all — from JOB_MIN (of ``cost``), not ``min_size``: without the GIL's hand-off a split
-    pays from smaller calls; the Python pieces ``run`` otherwise."""
+    at all — from ``job_min`` (of ``cost``) where given, instead of ``min_size``: without the
+    GIL's hand-off a split pays from smaller calls (JOB_MIN for the kernels with work per
+    value; a memory-bound pass keeps its threshold); the Python pieces ``run`` otherwise."""
     dt = arrays[0].dtype
     if dt.char in "fd" and _takes(dt, arrays):
-        ranges = chunk_ranges(n, min_size=min(kw.get("min_size", JOB_MIN), JOB_MIN),
+        lowest = kw.get("min_size", JOB_MIN)
+        ranges = chunk_ranges(n, min_size=lowest if job_min is None else min(lowest, job_min),
                               **{k: v for k, v in kw.items()
                                  if k not in ("serial_blas", "min_size")})
         if len(ranges) > 1 and submit(name, dt.char == "d", fields, ranges,
