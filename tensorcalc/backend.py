@@ -622,15 +622,12 @@ def add_into(a, b):
     bits of NumPy's add: one IEEE addition per value); everything else is the array module's
     own in-place add."""
     if getattr(a, "size", 0) >= _ADD_INTO_MIN and type(a) is np.ndarray \
-            and type(b) is np.ndarray and a.dtype.char in "fd" and a.flags.c_contiguous \
-            and b.flags.c_contiguous and kernel_threads() > 1:
-        ranges = chunk_ranges(a.size, min_size=_ADD_INTO_MIN, piece=EW_PIECE, align=64)
-        if len(ranges) > 1:
-            from .devices import cpu_jobs
+            and type(b) is np.ndarray and a.flags.c_contiguous and b.flags.c_contiguous:
+        from .devices import cpu_jobs
 
-            af = a.reshape(-1)
-            if cpu_jobs.binary("add", af, b.reshape(-1), af, ranges):
-                return a
+        af = a.reshape(-1)
+        if cpu_jobs.binary("add", af, b.reshape(-1), af, _ADD_INTO_MIN):
+            return a
     a += b
     return a
 

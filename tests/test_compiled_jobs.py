@@ -409,3 +409,14 @@ def test_relu_leaky_relu_and_fold_jobs_give_the_python_pieces_bits(threads, monk
     for u, v in zip(a, b, strict=True):
         assert u.strides == v.strides
         same_bits(u, v)
+
+
+def test_a_job_asked_for_while_the_kernels_are_off_is_there_once_they_are_on(monkeypatch):
+    """job_piece gives 0 while the kernels are off, and does not remember that 0."""
+    monkeypatch.setitem(_jobs._STATE, "fns", {})
+    old = _jit.set_enabled(False)
+    try:
+        assert _jobs.job_piece("binary") == 0
+    finally:
+        _jit.set_enabled(old)
+    assert _jobs.job_piece("binary") != 0

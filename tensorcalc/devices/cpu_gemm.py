@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import (
-    kernel_threads,
-    parallel_chunks,
-    piece_count,
-    register_scipy_blas,
-    split_range,
-)
+from ..backend import chunk_ranges, kernel_threads, parallel_chunks, register_scipy_blas
 
 # outputs (rows × out) from which the bias goes into the GEMM: below, NumPy's matmul and an add
 # (SciPy's wrapper costs a few µs a call; a 128 × 256 layer already gains ~10 %)
@@ -83,8 +77,8 @@ def _gemm_bias_pool(x2, w, b):
     if b.flags.c_contiguous and cpu_jobs.submit(  # the same pieces, as a compiled job
             "gemm_bias", x2.dtype.char == "d",
             [x2.ctypes.data, w.ctypes.data, b.ctypes.data, y.ctypes.data, rows, n_in,
-             w.shape[0]], split_range(rows, piece_count(macs, t, macs // t)),
-            serial_blas=True)[0]:
+             w.shape[0]], chunk_ranges(rows, cost=macs, min_size=_POOL_MIN_MACS,
+                                       piece=macs // t), serial_blas=True)[0]:
         return y
     parallel_chunks(rows, lambda lo, hi: k(x2, w, b, y, lo, hi), cost=macs,
                     min_size=_POOL_MIN_MACS, serial_blas=True, piece=macs // t)

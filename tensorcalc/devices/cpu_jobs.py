@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import chunk_ranges, parallel_chunks, parallel_compiled
+from ..backend import EW_PIECE, chunk_ranges, parallel_chunks, parallel_compiled
 from . import cpu_jit as _jit
 
 _F32 = np.zeros(0, dtype=np.float32)  # dtype witnesses for the bodies (carray's dtype)
@@ -463,13 +463,15 @@ def _compile(nb):
 
 def job_piece(name):
     """The address of job ``name``'s C function (cached on disk by numba, like the kernels),
-    or 0: no numba, the kernels off, or a BLAS kernel that cannot make its call here."""
+    or 0: no numba, the kernels off (then nothing is remembered: they may be turned on
+    again), or a BLAS kernel that cannot make its call here."""
+    if not _jit.enabled():
+        return 0
     fns = _STATE["fns"]
     if name not in fns:
         addr = 0
         try:
-            if _jit.enabled() and (name not in _BLAS_JOBS
-                                   or _jit._blas_kernel("gemm_rows", np.float32) is not None):
+            if name not in _BLAS_JOBS or _jit._blas_kernel("gemm_rows", np.float32) is not None:
                 nb = _jit._numba()
                 _compile(nb)
                 src, body, kernels = _JOBS[name]
@@ -483,7 +485,7 @@ def job_piece(name):
         except Exception:  # noqa: BLE001 - no compiled job: the Python pieces run
             addr = 0
         fns[name] = addr
-    return fns[name] if _jit._STATE["on"] else 0
+    return fns[name]
 
 
 def submit(name, dbl, fields, ranges, *, serial_blas=False, alongside=None):
@@ -523,14 +525,17 @@ def job_or_chunks(name, arrays, fields, n, run, *, job_min=None, **kw):
 _BINARY_OPS = {"add": 0, "subtract": 1, "multiply": 2}
 
 
-def binary(op, xf, yf, of, ranges):
+def binary(op, xf, yf, of, min_size):
     """of = xf (op) yf ("add", "subtract", "multiply"; flat C-contiguous arrays of one float
-    dtype) over ``ranges`` as a compiled job; False where there is none."""
+    dtype; ``of`` may be ``xf``) as a compiled job over the kernel pool, in pieces of whole
+    vector iterations, from ``min_size`` values; False where it is not split or there is no
+    job (nothing has run)."""
     if not _takes(of.dtype, (xf, yf, of)) or of.dtype.char not in "fd":
         return False
-    return submit("binary", of.dtype.char == "d",
-                  [xf.ctypes.data, yf.ctypes.data, of.ctypes.data, xf.size, _BINARY_OPS[op]],
-                  ranges)[0]
+    ranges = chunk_ranges(xf.size, min_size=min_size, piece=EW_PIECE, align=_jit._VEC_ALIGN)
+    return len(ranges) > 1 and submit(
+        "binary", of.dtype.char == "d",
+        [xf.ctypes.data, yf.ctypes.data, of.ctypes.data, xf.size, _BINARY_OPS[op]], ranges)[0]
 
 
 def batched_matmul(a, b, out, ranges):

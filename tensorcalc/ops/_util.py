@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import EW_PIECE, kernel_threads, parallel_chunks, piece_count, split_range, xp_of
+from ..backend import EW_PIECE, kernel_threads, parallel_chunks, xp_of
 from ..devices import cpu_jobs as _jobs
 from ..devices import cuda as _cuda
 from ..devices.gemv_sum import gemv_sum
@@ -12,7 +12,6 @@ _CPU_MIN_SUM = 1 << 13  # below this NumPy's own reduction is as fast (measured)
 # values from which a binary elementwise op goes over the kernel pool (T > 1): at 2 threads a
 # (2048, 128) float32 add 122 → 86 µs, (2048, 512) 517 → 325 µs; (768, 128) 13 → 59 (in cache)
 _BINARY_PAR_MIN = 1 << 18
-_VEC = 64  # compiled pieces start at multiples of this (whole vector iterations)
 
 
 def _dense_order(a):
@@ -42,9 +41,7 @@ def parallel_binary(op, x, y):
     xt, yt = x.transpose(order), y.transpose(order)
     out_t = xp.empty(xt.shape, dtype=x.dtype)
     xf, yf, of = xt.reshape(-1), yt.reshape(-1), out_t.reshape(-1)
-    if not (x.dtype.char in "fd" and _jobs.binary(
-            op, xf, yf, of, split_range(xf.size, piece_count(xf.size, kernel_threads(),
-                                                             EW_PIECE), _VEC))):
+    if not _jobs.binary(op, xf, yf, of, _BINARY_PAR_MIN):
         parallel_chunks(xf.size, lambda s, e: ufunc(xf[s:e], yf[s:e], out=of[s:e]),
                         min_size=_BINARY_PAR_MIN, piece=EW_PIECE)
     inverse = [0] * len(order)

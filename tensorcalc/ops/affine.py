@@ -45,11 +45,14 @@ class Affine(Function):
         g2 = g if len(g.shape) == 2 else g.reshape(-1, n_out)
         x2 = (x if len(x.shape) == 2 else x.reshape(-1, n_in)) if needs[1] else None
         arrays = not isinstance(g2, Tensor)
+
+        def bias_sum():  # arrays: 1ᵀ ȳ as a GEMV on NumPy and GPUs (~2-3x a column sum)
+            return sum_axes(xp_of((g2,)), g2, (0,)) if arrays else g2.sum(axis=0)
+
         gx = gw = gb = None
         both = None
         if arrays and needs[0] and needs[1]:
-            both = dense_grads_side_by_side(
-                g2, x2, w, (lambda: sum_axes(xp_of((g2,)), g2, (0,))) if needs[2] else None)
+            both = dense_grads_side_by_side(g2, x2, w, bias_sum if needs[2] else None)
         if both is not None:
             gx, gw, gb = both
         else:
@@ -62,8 +65,7 @@ class Affine(Function):
         if gx is not None and gx.shape != x.shape:
             gx = gx.reshape(x.shape)
         if needs[2] and gb is None:
-            # arrays: 1ᵀ ȳ as a GEMV on NumPy and GPUs (~2-3x a column sum; ops._util.sum_axes)
-            gb = sum_axes(xp_of((g2,)), g2, (0,)) if arrays else g2.sum(axis=0)
+            gb = bias_sum()
         return gx, gw, gb
 
     @staticmethod

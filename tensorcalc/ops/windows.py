@@ -800,21 +800,21 @@ def _row_conv(xp, x, wk, out, padding, bias=None):
         step(wk, z, k, grid, y4, a, bias, has_bias, wp, _small_rows(y4.shape[1] * wp, kwc * o))
 
     y4 = out.reshape((n,) + _row_grid(x.shape, kh, kwc // c, padding)[2:] + (o,))
-    ranges = _row_chunking(x, kh, kwc // c, padding)[-1]
+    geo = _row_chunking(x, kh, kwc // c, padding)
     if not _row_job(xp, "row_conv", x, kh, kwc // c, padding, o, has_bias,
-                    [wk, y4, xp.ascontiguousarray(bias)], ranges):
-        _row_z_chunks(xp, x, kh, kwc // c, padding, make, chunk)
+                    [wk, y4, xp.ascontiguousarray(bias)], geo):
+        _row_z_chunks(xp, x, kh, kwc // c, padding, make, chunk, geo)
     return out
 
 
-def _row_job(xp, name, x, kh, kw, padding, o, has_bias, arrays, ranges):
-    """The kernel-row chunk loop (_row_z_chunks) with its pieces ``ranges`` as the compiled
-    job ``name`` of devices/cpu_jobs ("row_conv": ``arrays`` = [W (kh, kw·C, O), y (N, H_out,
-    W_out, O), b]; "row_wgrad": [ȳ rows, W̄ parts, b̄ parts], a part per piece): the same
-    chunks, Z and GEMMs, with no GIL taken on the pool thread; False where it does not apply
-    (nothing has run)."""
+def _row_job(xp, name, x, kh, kw, padding, o, has_bias, arrays, geo):
+    """The kernel-row chunk loop (_row_z_chunks, its chunking ``geo``) with its pieces as the
+    compiled job ``name`` of devices/cpu_jobs ("row_conv": ``arrays`` = [W (kh, kw·C, O),
+    y (N, H_out, W_out, O), b]; "row_wgrad": [ȳ rows, W̄ parts, b̄ parts], a part per piece):
+    the same chunks, Z and GEMMs, with no GIL taken on the pool thread; False where it does
+    not apply (nothing has run)."""
     n, c = x.shape[:2]
-    hp, wp, ho, wo, per, _ = _row_chunking(x, kh, kw, padding)
+    hp, wp, ho, wo, per, ranges = geo
     dt = x.dtype
     if len(ranges) == 1 or any(a.dtype != dt or not a.flags.c_contiguous for a in arrays):
         return False
@@ -844,13 +844,14 @@ def _row_grid(xshape, kh, kw, padding):
     return hp, wp, hp - kh + 1, wp - kw + 1
 
 
-def _row_z_chunks(xp, x, kh, kw, padding, make, chunk):
-    """The kernel-row chunk loop: samples in chunks (whole chunks to the kernel pool's pieces,
+def _row_z_chunks(xp, x, kh, kw, padding, make, chunk, geo):
+    """The kernel-row chunk loop (its chunking ``geo``: :func:`_row_chunking`): samples in
+    chunks (whole chunks to the kernel pool's pieces,
     single-threaded BLAS); per piece ``make(m, H_out, W_p)`` (its own state), and per chunk of
     k samples from a, Z (see :func:`_row_conv`) filled and ``chunk(state, z, a, k, W_p)``
     called. Returns the pieces' states in order."""
     n, c = x.shape[:2]
-    hp, wp, ho, wo, per, _ = _row_chunking(x, kh, kw, padding)
+    hp, wp, ho, wo, per, _ = geo
     dt = x.dtype
     # channels-last memory (a conv output's: free); Z is filled from it by one compiled pass
     # that reads the padding as zeros (16 → 16 at 28×28, 12 samples: 0.19 → 0.10 ms against
@@ -889,13 +890,14 @@ def _row_conv_weight_grad(xp, rows, x, wshape, padding, bias):
         grid, gw, gb = state
         step(z, k, g4, a, grid, gw, gb, bias, wp, _small_rows(ho * wp, kw * c * o))
 
-    ranges = _row_chunking(x, kh, kw, padding)[-1]
-    if len(ranges) > 1:
-        gws = xp.zeros((len(ranges), kh, kw * c, o), dtype=x.dtype)  # a part per piece
-        gbs = xp.zeros((len(ranges), o), dtype=x.dtype)
-        if _row_job(xp, "row_wgrad", x, kh, kw, padding, o, bias, [rows, gws, gbs], ranges):
+    geo = _row_chunking(x, kh, kw, padding)
+    pieces = len(geo[-1])
+    if pieces > 1:
+        gws = xp.zeros((pieces, kh, kw * c, o), dtype=x.dtype)  # a part per piece
+        gbs = xp.zeros((pieces, o), dtype=x.dtype)
+        if _row_job(xp, "row_wgrad", x, kh, kw, padding, o, bias, [rows, gws, gbs], geo):
             return _summed_weight_grad(xp, list(zip(gws, gbs, strict=True)), wshape, bias)
-    parts = _row_z_chunks(xp, x, kh, kw, padding, make, chunk)
+    parts = _row_z_chunks(xp, x, kh, kw, padding, make, chunk, geo)
     return _summed_weight_grad(xp, [p[1:] for p in parts], wshape, bias)
 
 
